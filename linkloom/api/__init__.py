@@ -1,0 +1,3 @@
+"""linkloom.api."""
+
+from __future__ import annotations

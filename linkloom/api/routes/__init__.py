@@ -1,0 +1,3 @@
+"""linkloom.api.routes."""
+
+from __future__ import annotations

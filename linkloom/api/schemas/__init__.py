@@ -1,0 +1,3 @@
+"""linkloom.api.schemas."""
+
+from __future__ import annotations

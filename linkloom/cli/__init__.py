@@ -1,0 +1,3 @@
+"""linkloom.cli."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""linkloom.engine."""
+
+from __future__ import annotations

@@ -1,0 +1,127 @@
+"""Domain types of execution: runs, step runs, attempts, results, exchanges and events.
+
+Plain frozen dataclasses; ``store`` converts rows to and from them, executors return them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class RunStatus(StrEnum):
+    PENDING = "PENDING"  # created, no step started yet
+    RUNNING = "RUNNING"  # at least one step started, not all done
+    SUCCEEDED = "SUCCEEDED"  # every step ended well (succeeded or skipped)
+    FAILED = "FAILED"  # a step failed for good
+    CANCELLED = "CANCELLED"  # cancelled by a person or an overlap policy
+
+    @property
+    def terminal(self) -> bool:
+        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class StepStatus(StrEnum):
+    PENDING = "PENDING"  # waiting for its dependencies
+    QUEUED = "QUEUED"  # ready; claimable once ready_at has passed (backoff, durable delay)
+    RUNNING = "RUNNING"  # claimed under a lease, or waiting for an async callback
+    SUCCEEDED = "SUCCEEDED"  # done, output stored
+    FAILED = "FAILED"  # attempts exhausted or a non-retryable error; dead-lettered
+    SKIPPED = "SKIPPED"  # its condition was false, its branch not taken, or its join rule unmet
+    CANCELLED = "CANCELLED"  # its run was cancelled
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STEP_STATUSES
+
+
+TERMINAL_STEP_STATUSES = frozenset(
+    {StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED}
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepError:
+    """Why an attempt failed. ``retryable`` decides whether another attempt follows."""
+
+    kind: str  # connection, timeout, http_status, bad_response, template, config, cancelled, ...
+    message: str
+    retryable: bool = False
+    retry_after: float | None = None  # seconds a server asked us to wait (Retry-After)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "message": self.message, "retryable": self.retryable}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Exchange:
+    """One recorded external call (HTTP or LLM), secrets already redacted."""
+
+    method: str
+    url: str
+    request_headers: dict[str, str] = field(default_factory=dict)
+    request_body: Any = None
+    status: int | None = None
+    response_headers: dict[str, str] = field(default_factory=dict)
+    response_body: Any = None
+    duration_ms: float = 0.0
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "url": self.url,
+            "request_headers": self.request_headers,
+            "request_body": self.request_body,
+            "status": self.status,
+            "response_headers": self.response_headers,
+            "response_body": self.response_body,
+            "duration_ms": self.duration_ms,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogLine:
+    message: str
+    level: str = "info"
+    at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepResult:
+    """What one attempt of a step produced.
+
+    Exactly one outcome applies, checked in this order: ``error`` (failed; retried when
+    ``error.retryable`` and attempts remain), ``suspend_until`` (re-queue at that time without
+    using an attempt, keeping ``state``: durable delays), ``wait_for_callback`` (stay RUNNING until
+    an async callback or heartbeat deadline), otherwise success with ``output``.
+    """
+
+    output: Any = None
+    logs: tuple[LogLine, ...] = ()
+    error: StepError | None = None
+    suspend_until: datetime | None = None
+    wait_for_callback: bool = False
+    callback_deadline: datetime | None = None
+    state: dict[str, Any] | None = None
+    exchanges: tuple[Exchange, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.suspend_until is None and not self.wait_for_callback
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunInfo:
+    """What a step may know about the run it belongs to."""
+
+    id: str
+    flow_id: str
+    version: int
+    trigger: str
+    inputs: dict[str, Any]
+    scheduled_at: datetime | None = None
+    sandbox: bool = False

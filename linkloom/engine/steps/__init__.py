@@ -1,0 +1,3 @@
+"""linkloom.engine.steps."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""linkloom.flows."""
+
+from __future__ import annotations

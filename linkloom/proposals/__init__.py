@@ -1,0 +1,3 @@
+"""linkloom.proposals."""
+
+from __future__ import annotations

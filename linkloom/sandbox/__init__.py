@@ -1,0 +1,3 @@
+"""linkloom.sandbox."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""linkloom.scheduler."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""linkloom.sdk."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""linkloom.store."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""linkloom.web."""
+
+from __future__ import annotations
