@@ -2,90 +2,232 @@
 
 ``load_settings()`` is called only in composition roots (the CLI callback, ``create_app``,
 Alembic's ``env.py``). Nested groups use ``__``: ``LOOM_DATABASE__URL=postgresql://…``.
+
+Precedence, highest first: keyword overrides, environment variables, the config file named by
+``LOOM_CONFIG_FILE`` (``.toml``, ``.yaml``/``.yml`` or ``.json``; same nesting as the model:
+``[database] url = "…"``), then the defaults below. Every field carries a ``description``;
+``scripts/gen-config-docs`` turns them into ``docs/configuration.md``.
 """
 
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    JsonConfigSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
+)
 
-DEFAULT_HOME = Path(os.environ.get("LOOM_HOME", Path.home() / ".local" / "share" / "linkloom"))
+from linkloom.errors import InvalidInput
+
+DEFAULT_HOME = Path.home() / ".local" / "share" / "linkloom"
 DEFAULT_SIGNING_KEY = "dev-only-signing-key-change-me"
+CONFIG_FILE_ENV = "LOOM_CONFIG_FILE"
+
+# Set by ``load_settings(config_file=…)``; wins over LOOM_CONFIG_FILE.
+_config_file_override: ContextVar[Path | None] = ContextVar("loom_config_file", default=None)
+
+
+class SettingsInvalid(InvalidInput):
+    """Invalid settings: {problems}. Fix the LOOM_* variables or the config file."""
+
+    code = "settings_invalid"
+
+
+class ConfigFileNotFound(InvalidInput):
+    """Config file {path} not found; fix LOOM_CONFIG_FILE or create the file."""
+
+    code = "config_file_not_found"
+
+
+class ConfigFileUnsupported(InvalidInput):
+    """Config file {path} has an unsupported suffix; use .toml, .yaml, .yml or .json."""
+
+    code = "config_file_unsupported"
 
 
 class DatabaseSettings(BaseModel):
     url: str = Field(
         default="",
-        description="SQLAlchemy URL. Empty means a SQLite file under LOOM_HOME.",
+        description="SQLAlchemy URL, e.g. postgresql+psycopg://loom:…@db:5432/loom. "
+        "Empty means a SQLite file `loom.db` under the home directory.",
     )
-    pool_size: int = 10
-    echo: bool = False
+    pool_size: int = Field(default=10, ge=1, description="Connections per process (PostgreSQL).")
+    echo: bool = Field(default=False, description="Log every SQL statement (debugging only).")
 
 
 class ServerSettings(BaseModel):
-    host: str = "127.0.0.1"
-    port: int = 8080
+    host: str = Field(default="127.0.0.1", description="Address `loom server` binds to.")
+    port: int = Field(default=8080, description="Port `loom server` listens on.")
     public_url: str = Field(
         default="",
-        description="URL user backends use to reach this server (callbacks). Empty: http://host:port.",
+        description="URL user backends use to reach this server (callbacks). "
+        "Empty: http://host:port.",
     )
-    auth: bool = True
+    auth: bool = Field(
+        default=True,
+        description="Require an API token. Binding a non-loopback address without it refuses "
+        "to start.",
+    )
+    run_workers: bool = Field(
+        default=True,
+        description="Run step workers inside `loom server`. Set false when separate "
+        "`loom worker` processes do the work.",
+    )
+    run_scheduler: bool = Field(
+        default=True,
+        description="Run the scheduler inside `loom server`. Set false when a separate "
+        "`loom scheduler` process fires schedules.",
+    )
 
 
 class EngineSettings(BaseModel):
     concurrency: int = Field(default=64, ge=1, description="Steps one worker runs at once.")
-    per_host_limit: int = Field(default=32, ge=1)
-    per_flow_limit: int | None = None
-    per_run_limit: int | None = None
-    lease_seconds: float = 30.0
-    poll_interval: float = 1.0
-    shell_enabled: bool = False
-    max_response_bytes: int = 10_000_000
-    recent_fixture_runs: int = 10
+    per_host_limit: int = Field(
+        default=32, ge=1, description="Concurrent requests one worker sends to one backend host."
+    )
+    per_flow_limit: int | None = Field(
+        default=None, ge=1, description="Concurrent steps per flow across a worker; none: no limit."
+    )
+    per_run_limit: int | None = Field(
+        default=None, ge=1, description="Concurrent steps per run; none: no limit."
+    )
+    lease_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a worker holds a claimed step attempt before others may reclaim it "
+        "(renewed while the step runs).",
+    )
+    poll_interval: float = Field(
+        default=1.0,
+        gt=0,
+        description="Seconds between polls for ready steps when no notification wakes the worker.",
+    )
+    shell_enabled: bool = Field(
+        default=False, description="Allow `shell` steps. Off by default: they run local commands."
+    )
+    max_response_bytes: int = Field(
+        default=10_000_000, ge=1, description="Largest backend response body accepted, in bytes."
+    )
+    recent_fixture_runs: int = Field(
+        default=10,
+        ge=0,
+        description="How many recent successful production runs a proposal is replayed against.",
+    )
 
 
 class FlowsSettings(BaseModel):
-    repo: str = Field(default="", description="Path of the git flows repo. Empty: LOOM_HOME/flows.")
+    repo: str = Field(
+        default="", description="Path of the git flows repo. Empty: `flows` under the home."
+    )
     seed_from: str = Field(default="", description="Directory to initialise a new repo from.")
 
 
 class SchedulerSettings(BaseModel):
-    enabled: bool = True
-    tick_seconds: float = 1.0
+    enabled: bool = Field(
+        default=True, description="Fire schedules at all (false pauses every schedule)."
+    )
+    tick_seconds: float = Field(
+        default=1.0, gt=0, description="Seconds between scheduler ticks (due-schedule checks)."
+    )
 
 
 class SandboxSettings(BaseModel):
-    backend: Literal["auto", "docker", "process"] = "auto"
-    image: str = "linkloom/sandbox:latest"
-    base_image: str = "linkloom/sandbox-base:bookworm"
-    memory: str = "256m"
-    cpus: float = 1.0
-    pids_limit: int = 64
-    wall_clock_seconds: float = 60.0
+    backend: Literal["auto", "docker", "process"] = Field(
+        default="auto",
+        description="Where proposals run: `docker` (isolated, no network), `process` (local "
+        "subprocess, for development), `auto` (docker when an engine answers).",
+    )
+    image: str = Field(
+        default="linkloom/sandbox:latest", description="Sandbox runner image for `docker`."
+    )
+    base_image: str = Field(
+        default="linkloom/sandbox-base:bookworm",
+        description="Base image `loom sandbox build-image` builds the runner image from.",
+    )
+    memory: str = Field(default="256m", description="Memory limit per sandbox container.")
+    cpus: float = Field(default=1.0, gt=0, description="CPU limit per sandbox container.")
+    pids_limit: int = Field(default=64, ge=1, description="Process limit per sandbox container.")
+    wall_clock_seconds: float = Field(
+        default=60.0, gt=0, description="Wall-clock limit per sandbox run; then it is killed."
+    )
 
 
 class LogSettings(BaseModel):
-    format: Literal["auto", "json", "console"] = "auto"
-    level: str = "INFO"
+    format: Literal["auto", "json", "console"] = Field(
+        default="auto",
+        description="`json`: one JSON object per line; `console`: human-readable; `auto`: "
+        "console on a terminal, JSON otherwise.",
+    )
+    level: str = Field(default="INFO", description="Lowest level logged: DEBUG, INFO, WARNING…")
+
+    @field_validator("level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError("use DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return value.upper()
+
+
+class MetricsSettings(BaseModel):
+    enabled: bool = Field(default=True, description="Serve Prometheus metrics at `/metrics`.")
+    port: int | None = Field(
+        default=None,
+        description="Port of a standalone `/metrics` listener for `loom worker` and "
+        "`loom scheduler` processes (the API server serves `/metrics` on its own port).",
+    )
 
 
 class SecuritySettings(BaseModel):
-    signing_key: SecretStr = SecretStr(DEFAULT_SIGNING_KEY)
-    required_approvals: int = 1
-    allowed_hosts: list[str] = Field(default_factory=list)
-    require_timeouts: bool = False
-    require_retries: bool = False
+    signing_key: SecretStr = Field(
+        default=SecretStr(DEFAULT_SIGNING_KEY),
+        description="HMAC key signing calls to user backends, callbacks and webhooks. "
+        "Production refuses the default.",
+    )
+    previous_signing_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Older keys still accepted on inbound signatures while backends move to the "
+        "new key (rotation); outbound calls always use `signing_key`.",
+    )
+    required_approvals: int = Field(
+        default=1, ge=1, description="Approvals a proposal needs before it can be promoted."
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts `http` steps may call (JSON list); empty allows any host.",
+    )
+    require_timeouts: bool = Field(
+        default=False, description="Reject flows whose `http` steps declare no timeout."
+    )
+    require_retries: bool = Field(
+        default=False, description="Reject flows whose `http` steps declare no retry policy."
+    )
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOOM_", env_nested_delimiter="__", extra="ignore")
 
-    mode: Literal["development", "production"] = "development"
-    home: Path = DEFAULT_HOME
+    mode: Literal["development", "production"] = Field(
+        default="development",
+        description="`production` refuses unsafe values (the default signing key, SQLite).",
+    )
+    home: Path = Field(
+        default=DEFAULT_HOME,
+        description="Directory for the embedded SQLite database, the flows repo and local state.",
+    )
+    config_file: str = Field(
+        default="",
+        description="TOML, YAML or JSON file read for settings below the environment "
+        "(only as LOOM_CONFIG_FILE).",
+    )
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
@@ -93,10 +235,26 @@ class Settings(BaseSettings):
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     secrets: dict[str, SecretStr] = Field(
-        default_factory=dict, description="Secrets flows read as {{ secrets.NAME }}."
+        default_factory=dict,
+        description="Secrets flows read as {{ secrets.NAME }}: LOOM_SECRETS__NAME=value.",
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = config_file_path()
+        if path is None:
+            return (init_settings, env_settings)
+        return (init_settings, env_settings, _file_source(settings_cls, path))
 
     @model_validator(mode="after")
     def _safe_in_production(self) -> Settings:
@@ -116,10 +274,58 @@ class Settings(BaseSettings):
         return Path(self.flows.repo) if self.flows.repo else self.home / "flows"
 
     @property
+    def verification_keys(self) -> list[str]:
+        """Keys an inbound signature may use: the current key, then the previous ones."""
+        current = self.security.signing_key.get_secret_value()
+        return [current, *(key.get_secret_value() for key in self.security.previous_signing_keys)]
+
+    @property
     def public_url(self) -> str:
         return self.server.public_url or f"http://{self.server.host}:{self.server.port}"
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Read settings from the environment (and keyword overrides, for tests and embedding)."""
-    return Settings(**overrides)  # type: ignore[arg-type]
+def config_file_path() -> Path | None:
+    """The config file in effect: ``load_settings(config_file=…)``, else ``LOOM_CONFIG_FILE``."""
+    override = _config_file_override.get()
+    if override is not None:
+        return override
+    raw = os.environ.get(CONFIG_FILE_ENV, "").strip()
+    return Path(raw).expanduser() if raw else None
+
+
+def _file_source(settings_cls: type[BaseSettings], path: Path) -> PydanticBaseSettingsSource:
+    if not path.is_file():
+        raise ConfigFileNotFound(path=str(path))
+    suffix = path.suffix.lower()
+    if suffix == ".toml":
+        return TomlConfigSettingsSource(settings_cls, toml_file=path)
+    if suffix in (".yaml", ".yml"):
+        return YamlConfigSettingsSource(settings_cls, yaml_file=path)
+    if suffix == ".json":
+        return JsonConfigSettingsSource(settings_cls, json_file=path)
+    raise ConfigFileUnsupported(path=str(path))
+
+
+def load_settings(*, config_file: str | Path | None = None, **overrides: object) -> Settings:
+    """Read settings from overrides, the environment and the config file.
+
+    Raises:
+        SettingsInvalid: a value does not validate (the message lists each bad setting).
+        ConfigFileNotFound: the named config file does not exist.
+    """
+    token = _config_file_override.set(Path(config_file) if config_file is not None else None)
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsInvalid(problems=_describe(exc)) from exc
+    finally:
+        _config_file_override.reset(token)
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        location = "__".join(str(part) for part in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        parts.append(f"LOOM_{location.upper()}: {message}" if location else message)
+    return "; ".join(parts)

@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import httpx
+from fastapi import FastAPI
+
+from linkloom import metrics
+from linkloom.api.observability import RequestObservability
+from linkloom.api.routes import health
+from linkloom.config import load_settings
+
+
+def _app(**state: object) -> FastAPI:
+    app = FastAPI()
+    app.include_router(health.router)
+    for name, value in state.items():
+        setattr(app.state, name, value)
+    return app
+
+
+def _client(app: FastAPI) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+
+
+class _Ready:
+    def __init__(self, checks: dict[str, bool | str]) -> None:
+        self.checks = checks
+
+    async def readiness(self) -> dict[str, bool | str]:
+        return self.checks
+
+
+async def test_health_healthz_answers_without_collaborators() -> None:
+    async with _client(_app()) as client:
+        response = await client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+
+
+async def test_health_readyz_200_when_every_check_passes() -> None:
+    ready = _Ready({"database": True, "migrations": "ok", "workers": True})
+    async with _client(_app(readiness=ready)) as client:
+        response = await client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {"ready": True, "checks": ready.checks}
+
+
+async def test_health_readyz_503_names_the_failing_check() -> None:
+    ready = _Ready({"database": True, "migrations": "at 0003, head is 0004: run loom db upgrade"})
+    async with _client(_app(services=SimpleNamespace(readiness=ready))) as client:
+        response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["migrations"].endswith("run loom db upgrade")
+
+
+async def test_health_readyz_503_without_a_provider() -> None:
+    async with _client(_app()) as client:
+        response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert "wiring" in response.json()["checks"]
+
+
+async def test_health_composite_readiness_turns_errors_and_hangs_into_reasons() -> None:
+    async def ok() -> bool:
+        return True
+
+    async def broken() -> bool:
+        raise ConnectionRefusedError("connection refused")
+
+    async def hangs() -> bool:
+        await asyncio.sleep(10)
+        return True
+
+    ready = health.CompositeReadiness(within=0.05, database=ok, broker=broken, workers=hangs)
+    async with _client(_app(readiness=ready)) as client:
+        response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"] == {
+        "database": True,
+        "broker": "ConnectionRefusedError: connection refused",
+        "workers": "no answer within 0.05s",
+    }
+
+
+async def test_health_metrics_exposition_refreshes_queue_gauges() -> None:
+    class Source:
+        async def queue_stats(self) -> metrics.QueueStats:
+            return metrics.QueueStats(ready=41, running=2, oldest_ready_age_seconds=3.0)
+
+    async with _client(_app(queue_stats=Source())) as client:
+        response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert "loom_queue_ready_steps 41.0" in response.text
+
+
+async def test_health_metrics_404_when_disabled() -> None:
+    settings = load_settings(metrics={"enabled": False})
+    async with _client(_app(settings=settings)) as client:
+        response = await client.get("/metrics")
+    assert response.status_code == 404
+
+
+async def test_observability_records_route_template_and_echoes_request_id() -> None:
+    app = _app()
+
+    @app.get("/things/{thing_id}")
+    async def thing(thing_id: str) -> dict[str, str]:
+        return {"id": thing_id}
+
+    app.add_middleware(RequestObservability)
+    labels = {"method": "GET", "route": "/things/{thing_id}", "status": "200"}
+    name = "loom_api_request_duration_seconds_count"
+    before = metrics.REGISTRY.get_sample_value(name, labels) or 0
+    async with _client(app) as client:
+        given = await client.get("/things/1", headers={"X-Request-ID": "abc-123"})
+        made = await client.get("/things/2")
+        hostile = await client.get("/things/3", headers={"X-Request-ID": "x" * 500})
+        missing = await client.get("/nope/9")
+    assert given.headers["x-request-id"] == "abc-123"
+    assert len(made.headers["x-request-id"]) == 32
+    assert len(hostile.headers["x-request-id"]) == 32
+    assert missing.status_code == 404
+    assert metrics.REGISTRY.get_sample_value(name, labels) == before + 3
+    unmatched = {"method": "GET", "route": "<unmatched>", "status": "404"}
+    assert (metrics.REGISTRY.get_sample_value(name, unmatched) or 0) >= 1
