@@ -1,0 +1,90 @@
+"""The replaying transport: matching, ordering, unrecorded requests."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from linkloom.sandbox.fixtures import RecordedExchange
+from linkloom.sandbox.replay import (
+    Replayer,
+    UnrecordedRequest,
+    canonical_body,
+    normalise_url,
+)
+
+
+def _ex(url: str, body: object, status: int, response: object) -> RecordedExchange:
+    return RecordedExchange(
+        step_id="s",
+        method="POST",
+        url=url,
+        request_body=body,
+        status=status,
+        response_body=response,
+    )
+
+
+def test_replay_normalises_url_and_body() -> None:
+    assert normalise_url("HTTPS://API.x.com:443/a?b=2&a=1") == "https://api.x.com/a?a=1&b=2"
+    assert normalise_url("http://h:8081/p") == "http://h:8081/p"
+    assert canonical_body('{"b": 1, "a": {"run_id": "x", "k": 2}}') == '{"a":{"k":2},"b":1}'
+    assert canonical_body({"items": [{"ts": 1, "v": 2}]}, ignore=["items.*.ts"]) == (
+        '{"items":[{"v":2}]}'
+    )
+
+
+async def test_replay_answers_matching_request_ignoring_volatile_fields() -> None:
+    replayer = Replayer([_ex("http://b/api?x=1", {"run_id": "old", "n": 1}, 200, {"ok": 1})])
+    async with httpx.AsyncClient(transport=replayer.transport()) as client:
+        resp = await client.post("http://B/api?x=1", json={"n": 1, "run_id": "new"})
+    assert resp.status_code == 200
+    assert resp.json() == {"ok": 1}
+    assert replayer.served == 1
+    assert replayer.unrecorded == []
+
+
+async def test_replay_repeats_identical_requests_in_recorded_order() -> None:
+    replayer = Replayer(
+        [_ex("http://b/r", {"n": 1}, 500, {"e": 1}), _ex("http://b/r", {"n": 1}, 200, {"ok": 2})]
+    )
+    async with httpx.AsyncClient(transport=replayer.transport()) as client:
+        statuses = [(await client.post("http://b/r", json={"n": 1})).status_code for _ in range(3)]
+    assert statuses == [500, 200, 200]
+
+
+async def test_replay_unrecorded_request_fails_and_is_collected() -> None:
+    replayer = Replayer([_ex("http://b/r", {"n": 1}, 200, {})])
+    async with httpx.AsyncClient(transport=replayer.transport()) as client:
+        with pytest.raises(
+            UnrecordedRequest, match=r"unrecorded request: POST https://new\.example/x"
+        ):
+            await client.post(
+                "https://new.example/x", json={"n": 1}, headers={"X-Loom-Step-Id": "n"}
+            )
+        with pytest.raises(UnrecordedRequest):
+            await client.post("http://b/r", json={"n": 2})
+    assert [c.describe() for c in replayer.unrecorded] == [
+        "POST https://new.example/x",
+        "POST http://b/r",
+    ]
+    assert replayer.unrecorded[0].step_id == "n"
+    assert replayer.unrecorded[1].body == {"n": 2}
+
+
+async def test_replay_recorded_connection_error_is_raised_again() -> None:
+    ex = RecordedExchange(method="GET", url="http://b/down", error="connection refused")
+    replayer = Replayer([ex])
+    async with httpx.AsyncClient(transport=replayer.transport()) as client:
+        with pytest.raises(httpx.ConnectError, match="connection refused"):
+            await client.get("http://b/down")
+
+
+async def test_replay_text_response_and_scrubbed_secret_matches() -> None:
+    from linkloom.sandbox.scrub import Scrubber
+
+    ex = _ex("http://b/t?token=***", {"api_key": "***"}, 200, "plain text")
+    replayer = Replayer([ex], scrub=Scrubber())
+    async with httpx.AsyncClient(transport=replayer.transport()) as client:
+        resp = await client.post("http://b/t?token=live", json={"api_key": "live-value"})
+    assert resp.text == "plain text"
