@@ -121,12 +121,21 @@ class SecretMasker:
 
     def _mask_item(self, key: object, value: Any, depth: int) -> Any:
         if value and isinstance(key, str) and is_secret_key(key):
-            return MASK
+            return _mask_all(value)
         return self.mask(value, depth + 1)
 
     def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
         masked: EventDict = self.mask(event_dict)
         return masked
+
+
+def _mask_all(value: Any) -> Any:
+    """Every leaf of ``value`` masked, the shape kept (``secrets: {name: ***}``)."""
+    if isinstance(value, Mapping):
+        return {k: _mask_all(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mask_all(v) for v in value]
+    return MASK
 
 
 masker = SecretMasker()
