@@ -1,0 +1,615 @@
+"""The scheduler: turns due fire times, webhooks and finished runs into runs.
+
+Each ``tick`` reads every flow's *current* version (so a newly promoted version takes effect at
+its next fire time without a restart), and for each enabled schedule of each non-paused flow
+creates runs for the due fire times through the run service, with ``(schedule_id, fire_time)``
+set. That key is unique in the database: when several schedulers race, one run exists and the
+others get a ``Conflict``, read as "someone else fired it". Only then is ``next_fire_time``
+advanced (compare-and-set), so a scheduler that dies half-way leaves work that the next tick,
+on any replica, redoes without duplicates.
+
+One replica leads (``LeaderLock``: a PostgreSQL advisory lock) so that the others stay idle;
+followers try to take over every second. Leadership only saves work: a tick by a non-leader is
+still correct.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+
+from linkloom.engine.errors import FlowNotFound
+from linkloom.engine.ports import Clock
+from linkloom.errors import Conflict, InvalidInput, LinkloomError, NotFound
+from linkloom.flows.spec import EventTrigger, FlowSpec, Schedule, WebhookTrigger
+from linkloom.scheduler import cron, policies, webhooks
+from linkloom.scheduler.errors import (
+    BackfillTooLarge,
+    ScheduleNotFound,
+    TriggerNotFound,
+    WebhookReplayed,
+)
+from linkloom.scheduler.models import (
+    BackfillReport,
+    FinishedRun,
+    FlowHead,
+    QueuedFire,
+    ScheduleState,
+    TickReport,
+)
+from linkloom.scheduler.policies import ActiveRun, OverlapAction
+from linkloom.scheduler.ports import CreatedRun, LeaderLock, RunLauncher, SchedulerStore
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_BACKFILL_LIMIT = 1000
+_EVENT_OVERLAP = timedelta(seconds=30)
+EVENT_KEY_PREFIX = "@"  # schedule_id of event-triggered runs: "@<trigger id>" (see on_run_finished)
+
+
+class AlwaysLeader:
+    """The leader lock of a single process (SQLite, tests)."""
+
+    async def acquire(self) -> bool:
+        return True
+
+    async def release(self) -> None:
+        return None
+
+
+@dataclass(slots=True)
+class _Tally:
+    created: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    queued: int = 0
+    cancelled: int = 0
+    failed: int = 0
+    lateness: list[float] = field(default_factory=list)
+
+
+class Scheduler:
+    """Creates scheduled, backfilled, webhook and event runs. Safe to run on many replicas."""
+
+    def __init__(
+        self,
+        *,
+        store: SchedulerStore,
+        runs: RunLauncher,
+        clock: Clock,
+        leader: LeaderLock | None = None,
+        tick_seconds: float = 1.0,
+        grace: timedelta = policies.DEFAULT_GRACE,
+        signing_key: str = "",
+        secret: Callable[[str], str | None] | None = None,
+        webhook_tolerance: float = 300.0,
+    ) -> None:
+        self._store = store
+        self._runs = runs
+        self._clock = clock
+        self._leader = leader or AlwaysLeader()
+        self._tick_seconds = tick_seconds
+        self._grace = grace
+        self._signing_key = signing_key
+        self._secret = secret or (lambda _name: None)
+        self._webhook_tolerance = webhook_tolerance
+        self._specs: dict[tuple[str, int], FlowSpec | None] = {}
+        self._checked: set[tuple[str, int, str, datetime]] = set()
+        self._events_since: datetime | None = None
+        self._events_seen: dict[str, None] = {}  # finished runs already handled (insertion order)
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self.is_leader = False
+
+    # ---- the loop ----------------------------------------------------------------------
+    async def start(self) -> None:
+        self._stopping.clear()
+        self._task = asyncio.create_task(self.run_forever(), name="scheduler")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    async def run_forever(self) -> None:
+        """Lead when possible and tick; otherwise retry leadership every second."""
+        try:
+            while not self._stopping.is_set():
+                delay = 1.0
+                try:
+                    leader = await self._leader.acquire()
+                    if leader != self.is_leader:
+                        log.info("scheduler_leadership", leader=leader)
+                    self.is_leader = leader
+                    if leader:
+                        report = await self.tick()
+                        delay = self._sleep_for(report)
+                except Exception:  # keep the loop alive; the next tick retries everything
+                    log.exception("scheduler_tick_failed")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+        finally:
+            self.is_leader = False
+            with contextlib.suppress(Exception):
+                await self._leader.release()
+
+    def _sleep_for(self, report: TickReport) -> float:
+        delay = self._tick_seconds
+        if report.next_wakeup is not None:
+            until = (report.next_wakeup - self._clock.now()).total_seconds()
+            delay = min(delay, max(until, 0.0))
+        return max(delay, 0.005)
+
+    # ---- one pass ----------------------------------------------------------------------
+    async def tick(self) -> TickReport:
+        """Create the runs that are due now; return what was done."""
+        now = self._clock.now()
+        tally = _Tally()
+        heads = await self._store.flow_heads()
+        states = {(s.flow_id, s.schedule_id): s for s in await self._store.schedule_states()}
+        specs: dict[str, tuple[FlowHead, FlowSpec]] = {}
+        for head in heads:
+            spec = await self._spec(head)
+            if spec is not None:
+                specs[head.flow_id] = (head, spec)
+        wakeup: datetime | None = None
+        await self._release_queued(specs, tally)
+        for flow_id, (head, spec) in specs.items():
+            if head.paused or not spec.schedules:
+                continue
+            active: list[ActiveRun] | None = None
+            for schedule_id, schedule in zip(spec.schedule_ids(), spec.schedules, strict=True):
+                if not schedule.enabled:
+                    continue
+                nxt, active = await self._schedule_tick(
+                    head=head,
+                    spec=spec,
+                    schedule_id=schedule_id,
+                    schedule=schedule,
+                    state=states.get((flow_id, schedule_id)),
+                    now=now,
+                    active=active,
+                    tally=tally,
+                )
+                if nxt is not None and (wakeup is None or nxt < wakeup):
+                    wakeup = nxt
+        await self._poll_events(specs, now)
+        return TickReport(
+            created=tally.created,
+            duplicates=tally.duplicates,
+            skipped=tally.skipped,
+            queued=tally.queued,
+            cancelled=tally.cancelled,
+            failed=tally.failed,
+            lateness=tuple(tally.lateness),
+            next_wakeup=wakeup,
+        )
+
+    async def _schedule_tick(
+        self,
+        *,
+        head: FlowHead,
+        spec: FlowSpec,
+        schedule_id: str,
+        schedule: Schedule,
+        state: ScheduleState | None,
+        now: datetime,
+        active: list[ActiveRun] | None,
+        tally: _Tally,
+    ) -> tuple[datetime | None, list[ActiveRun] | None]:
+        flow_id = head.flow_id
+        try:
+            if state is None or state.next_fire_time is None:
+                first = cron.next_fire(schedule, after=now)
+                await self._store.init_state(
+                    ScheduleState(flow_id=flow_id, schedule_id=schedule_id, next_fire_time=first)
+                )
+                return first, active
+            if state.paused:
+                return None, active
+            current = state.next_fire_time
+            check = (flow_id, head.version, schedule_id, current)
+            if check not in self._checked:
+                consistent = (
+                    cron.is_fire_time(schedule, current)
+                    if current <= now
+                    else cron.next_fire(schedule, after=now) == current
+                )
+                if not consistent:
+                    # A new version changed this schedule: its next fire counts from now.
+                    moved = cron.next_fire(schedule, after=now)
+                    await self._store.advance_state(
+                        flow_id=flow_id,
+                        schedule_id=schedule_id,
+                        expected_next=current,
+                        next_fire_time=moved,
+                        last_fire_time=state.last_fire_time,
+                    )
+                    log.info("schedule_changed", flow_id=flow_id, schedule_id=schedule_id)
+                    return moved, active
+                self._checked.add(check)
+            if current > now:
+                return current, active
+            plan = policies.plan_fires(
+                schedule,
+                next_fire_time=current,
+                now=now,
+                catchup=spec.concurrency.catchup,
+                catchup_limit=spec.concurrency.catchup_limit,
+                grace=self._grace,
+            )
+        except LinkloomError as exc:
+            log.warning(
+                "schedule_unusable", flow_id=flow_id, schedule_id=schedule_id, error=str(exc)
+            )
+            return None, active
+        if plan.skipped:
+            tally.skipped += plan.skipped
+            log.info(
+                "schedule_missed_fires_skipped",
+                flow_id=flow_id,
+                schedule_id=schedule_id,
+                count=plan.skipped,
+                policy=spec.concurrency.catchup,
+            )
+        limited = policies.active_limit(spec.concurrency) is not None
+        if limited and active is None and plan.fires:
+            active = await self._store.active_runs(flow_id)
+        for fire in plan.fires:
+            await self._fire(
+                head=head,
+                spec=spec,
+                schedule_id=schedule_id,
+                schedule=schedule,
+                fire=fire,
+                now=now,
+                active=active if limited else None,
+                tally=tally,
+            )
+        await self._store.advance_state(
+            flow_id=flow_id,
+            schedule_id=schedule_id,
+            expected_next=current,
+            next_fire_time=plan.next_fire_time,
+            last_fire_time=plan.fires[-1] if plan.fires else state.last_fire_time,
+        )
+        return plan.next_fire_time, active
+
+    async def _fire(
+        self,
+        *,
+        head: FlowHead,
+        spec: FlowSpec,
+        schedule_id: str,
+        schedule: Schedule,
+        fire: datetime,
+        now: datetime,
+        active: list[ActiveRun] | None,
+        tally: _Tally,
+    ) -> None:
+        if active is not None:
+            decision = policies.decide_overlap(spec.concurrency, active=active)
+            if decision.action is OverlapAction.SKIP:
+                tally.skipped += 1
+                log.info("fire_skipped_overlap", flow_id=head.flow_id, fire_time=fire.isoformat())
+                return
+            if decision.action is OverlapAction.QUEUE:
+                await self._store.queue_fire(
+                    QueuedFire(
+                        flow_id=head.flow_id, schedule_id=schedule_id, fire_time=fire, queued_at=now
+                    )
+                )
+                tally.queued += 1
+                return
+            for run_id in decision.cancel:
+                with contextlib.suppress(NotFound, Conflict):
+                    await self._runs.cancel(run_id)
+                    tally.cancelled += 1
+                active[:] = [run for run in active if run.id not in decision.cancel]
+        run = await self._create(
+            head=head, schedule_id=schedule_id, inputs=schedule.inputs, fire=fire, tally=tally
+        )
+        if run is not None and active is not None:
+            active.append(ActiveRun(id=run.id, created_at=now))
+
+    async def _create(
+        self,
+        *,
+        head: FlowHead,
+        schedule_id: str,
+        inputs: Mapping[str, Any],
+        fire: datetime,
+        tally: _Tally,
+        trigger: str = "schedule",
+    ) -> CreatedRun | None:
+        try:
+            run = await self._runs.trigger(
+                head.flow_id,
+                inputs=dict(inputs),
+                trigger=trigger,
+                trigger_info={"schedule_id": schedule_id, "fire_time": fire.isoformat()},
+                version=head.version,
+                schedule_id=schedule_id,
+                fire_time=fire,
+            )
+        except Conflict:
+            tally.duplicates += 1  # another scheduler created it first (or the flow was paused)
+            return None
+        except (InvalidInput, NotFound) as exc:
+            tally.failed += 1
+            log.warning(
+                "fire_failed", flow_id=head.flow_id, schedule_id=schedule_id, error=str(exc)
+            )
+            return None
+        tally.created += 1
+        tally.lateness.append((self._clock.now() - fire).total_seconds())
+        log.info(
+            "fire_created",
+            flow_id=head.flow_id,
+            schedule_id=schedule_id,
+            fire_time=fire.isoformat(),
+            run_id=run.id,
+        )
+        return run
+
+    async def _release_queued(
+        self, specs: Mapping[str, tuple[FlowHead, FlowSpec]], tally: _Tally
+    ) -> None:
+        queued = await self._store.queued_fires()
+        by_flow: dict[str, list[QueuedFire]] = {}
+        for fire in queued:
+            by_flow.setdefault(fire.flow_id, []).append(fire)
+        for flow_id, fires in by_flow.items():
+            entry = specs.get(flow_id)
+            if entry is None or entry[0].paused:
+                continue
+            head, spec = entry
+            active = await self._store.active_runs(flow_id)
+            slots = policies.free_slots(spec.concurrency, active=len(active))
+            inputs = dict(zip(spec.schedule_ids(), spec.schedules, strict=True))
+            for fire in fires[: len(fires) if slots is None else slots]:
+                schedule = inputs.get(fire.schedule_id)
+                await self._create(
+                    head=head,
+                    schedule_id=fire.schedule_id,
+                    inputs=schedule.inputs if schedule else {},
+                    fire=fire.fire_time,
+                    tally=tally,
+                )
+                await self._store.dequeue_fire(
+                    flow_id=flow_id, schedule_id=fire.schedule_id, fire_time=fire.fire_time
+                )
+
+    async def _spec(self, head: FlowHead) -> FlowSpec | None:
+        key = (head.flow_id, head.version)
+        if key not in self._specs:
+            raw = await self._store.flow_spec(head.flow_id, head.version)
+            try:
+                self._specs[key] = FlowSpec.model_validate(raw) if raw is not None else None
+            except ValueError as exc:
+                log.warning("flow_spec_unreadable", flow_id=head.flow_id, error=str(exc))
+                self._specs[key] = None
+        return self._specs[key]
+
+    async def _current(self, flow_id: str) -> tuple[FlowHead, FlowSpec]:
+        for head in await self._store.flow_heads():
+            if head.flow_id == flow_id:
+                spec = await self._spec(head)
+                if spec is not None:
+                    return head, spec
+        raise FlowNotFound(flow_id=flow_id)
+
+    # ---- commands ----------------------------------------------------------------------
+    async def next_fire_times(self, flow_id: str, *, n: int = 5) -> list[tuple[str, datetime]]:
+        """The next ``n`` fire times of the flow's current version, all schedules merged."""
+        _head, spec = await self._current(flow_id)
+        now = self._clock.now()
+        merged: list[tuple[datetime, str]] = []
+        for schedule_id, schedule in zip(spec.schedule_ids(), spec.schedules, strict=True):
+            if schedule.enabled:
+                merged += [(t, schedule_id) for t in cron.next_fires(schedule, after=now, n=n)]
+        return [(sid, t) for t, sid in sorted(merged)[:n]]
+
+    async def backfill(
+        self,
+        flow_id: str,
+        *,
+        start: datetime,
+        end: datetime,
+        schedule_id: str | None = None,
+        limit: int = DEFAULT_BACKFILL_LIMIT,
+        dry_run: bool = False,
+    ) -> BackfillReport:
+        """Create the runs the flow's schedules would have created in ``[start, end]``.
+
+        Raises:
+            BackfillTooLarge: the window holds more than ``limit`` fire times.
+        """
+        head, spec = await self._current(flow_id)
+        pairs = list(zip(spec.schedule_ids(), spec.schedules, strict=True))
+        if schedule_id is not None:
+            pairs = [(sid, s) for sid, s in pairs if sid == schedule_id]
+            if not pairs:
+                raise ScheduleNotFound(flow_id=flow_id, schedule_id=schedule_id)
+        fires: list[tuple[datetime, str, Schedule]] = []
+        for sid, schedule in pairs:
+            for t in cron.fires_between(schedule, start=start, end=end, limit=limit + 1):
+                fires.append((t, sid, schedule))
+            if len(fires) > limit:
+                raise BackfillTooLarge(limit=limit)
+        fires.sort(key=lambda item: (item[0], item[1]))
+        listed = tuple((sid, t) for t, sid, _s in fires)
+        if dry_run:
+            return BackfillReport(fire_times=listed, dry_run=True)
+        tally = _Tally()
+        created: list[str] = []
+        for t, sid, schedule in fires:
+            run = await self._create(
+                head=head,
+                schedule_id=sid,
+                inputs=schedule.inputs,
+                fire=t,
+                tally=tally,
+                trigger="backfill",
+            )
+            if run is not None:
+                created.append(run.id)
+        return BackfillReport(fire_times=listed, created=tuple(created), existing=tally.duplicates)
+
+    async def pause(self, flow_id: str) -> None:
+        await self._set_paused(flow_id, paused=True)
+
+    async def resume(self, flow_id: str) -> None:
+        """Resume; fires missed while paused follow the flow's catch-up policy."""
+        await self._set_paused(flow_id, paused=False)
+
+    async def _set_paused(self, flow_id: str, *, paused: bool) -> None:
+        if not await self._store.set_paused(flow_id, paused=paused):
+            raise FlowNotFound(flow_id=flow_id)
+        log.info("flow_paused" if paused else "flow_resumed", flow_id=flow_id)
+
+    # ---- webhooks ----------------------------------------------------------------------
+    async def receive_webhook(
+        self, flow_id: str, trigger_id: str, *, body: bytes, headers: Mapping[str, str]
+    ) -> CreatedRun:
+        """Verify a signed webhook and start a run with the inputs its templates map.
+
+        Raises:
+            WebhookRejected: bad, missing or stale signature (HTTP 401); nothing is created.
+            WebhookReplayed: the same delivery came before (HTTP 409).
+            TriggerNotFound / FlowNotFound: no such flow or webhook trigger (HTTP 404).
+        """
+        head, spec = await self._current(flow_id)
+        trigger = next(
+            (t for t in spec.triggers if isinstance(t, WebhookTrigger) and t.id == trigger_id),
+            None,
+        )
+        if trigger is None:
+            raise TriggerNotFound(flow_id=flow_id, trigger_id=trigger_id)
+        secret = (self._secret(trigger.secret) if trigger.secret else None) or self._signing_key
+        now = self._clock.now()
+        verified = webhooks.verify(
+            secret, body, headers, now=now.timestamp(), tolerance=self._webhook_tolerance
+        )
+        payload = webhooks.parse_payload(body)
+        inputs = webhooks.map_inputs(trigger.inputs, payload=payload, headers=headers)
+        key = hashlib.sha256(f"{flow_id}/{trigger_id}/{verified.delivery_key}".encode()).hexdigest()
+        if not await self._store.record_delivery(
+            flow_id=flow_id, trigger_id=trigger_id, delivery_key=key, received_at=now
+        ):
+            raise WebhookReplayed()
+        run = await self._runs.trigger(
+            flow_id,
+            inputs=inputs,
+            trigger="webhook",
+            trigger_info={"trigger_id": trigger_id, "scheme": verified.scheme},
+            version=head.version,
+        )
+        log.info("webhook_run_created", flow_id=flow_id, trigger_id=trigger_id, run_id=run.id)
+        return run
+
+    # ---- events ------------------------------------------------------------------------
+    async def on_run_finished(self, run: FinishedRun) -> list[str]:
+        """Start the flows whose event triggers match this finished run; return their run ids.
+
+        Safe to call more than once per run (and from several processes): the created run's
+        ``(schedule_id="@<trigger id>", fire_time=<finished_at>)`` is unique.
+        """
+        specs = {}
+        for head in await self._store.flow_heads():
+            spec = await self._spec(head)
+            if spec is not None:
+                specs[head.flow_id] = (head, spec)
+        return await self._fire_events(specs, run)
+
+    async def _fire_events(
+        self, specs: Mapping[str, tuple[FlowHead, FlowSpec]], run: FinishedRun
+    ) -> list[str]:
+        created: list[str] = []
+        for head, spec in specs.values():
+            if head.paused:
+                continue
+            for trigger in spec.triggers:
+                if not isinstance(trigger, EventTrigger) or trigger.flow != run.flow_id:
+                    continue
+                if run.status not in trigger.statuses:
+                    continue
+                context = {
+                    "event": {
+                        "flow": run.flow_id,
+                        "run_id": run.id,
+                        "status": run.status,
+                        "outputs": run.outputs,
+                        "inputs": run.inputs,
+                    }
+                }
+                try:
+                    inputs = (
+                        {k: webhooks.render(v, context) for k, v in trigger.inputs.items()}
+                        if trigger.inputs
+                        else dict(run.outputs)
+                    )
+                    new = await self._runs.trigger(
+                        head.flow_id,
+                        inputs=inputs,
+                        trigger="event",
+                        trigger_info={
+                            "trigger_id": trigger.id,
+                            "upstream_flow": run.flow_id,
+                            "upstream_run_id": run.id,
+                            "upstream_status": run.status,
+                        },
+                        version=head.version,
+                        schedule_id=(EVENT_KEY_PREFIX + trigger.id)[:64],
+                        fire_time=run.finished_at,
+                    )
+                except Conflict:
+                    continue  # already started for this run
+                except Exception as exc:  # a bad mapping must not stop other triggers
+                    log.warning(
+                        "event_trigger_failed",
+                        flow_id=head.flow_id,
+                        trigger_id=trigger.id,
+                        upstream_run_id=run.id,
+                        error=str(exc),
+                    )
+                    continue
+                created.append(new.id)
+        return created
+
+    async def _poll_events(
+        self, specs: Mapping[str, tuple[FlowHead, FlowSpec]], now: datetime
+    ) -> None:
+        """Safety net for ``on_run_finished``: look at runs that finished since the last tick."""
+        upstream = sorted(
+            {
+                t.flow
+                for _head, spec in specs.values()
+                for t in spec.triggers
+                if isinstance(t, EventTrigger)
+            }
+        )
+        since = self._events_since or now - self._grace
+        if not upstream:
+            self._events_since = now
+            return
+        # Look a little further back than the last pass: a run may commit after a later one.
+        finished = await self._store.finished_runs(flow_ids=upstream, since=since - _EVENT_OVERLAP)
+        for run in finished:
+            if run.id in self._events_seen:
+                continue
+            await self._fire_events(specs, run)
+            self._events_seen[run.id] = None
+        while len(self._events_seen) > 10_000:
+            del self._events_seen[next(iter(self._events_seen))]
+        self._events_since = max(
+            [since, *(r.finished_at for r in finished if r.finished_at is not None)]
+        )
