@@ -46,10 +46,6 @@ class TaskRoute:
     async_task: bool = False
     name: str = ""
 
-    @property
-    def takes_request(self) -> bool:
-        return bool(inspect.signature(self.handler).parameters)
-
 
 class TaskDispatcher:
     """Verifies, parses, de-duplicates and runs task deliveries (see the module docstring).
