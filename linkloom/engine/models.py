@@ -50,9 +50,17 @@ class StepError:
     message: str
     retryable: bool = False
     retry_after: float | None = None  # seconds a server asked us to wait (Retry-After)
+    status: int | None = None  # the HTTP status, for ``retry_on_status``
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "message": self.message, "retryable": self.retryable}
+        out: dict[str, Any] = {
+            "kind": self.kind,
+            "message": self.message,
+            "retryable": self.retryable,
+        }
+        if self.status is not None:
+            out["status"] = self.status
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,0 +1,85 @@
+"""Single-use callback tokens for async steps, and reading a backend's result payload.
+
+A token names one attempt of one step run and is signed with the server's signing key:
+``<step_run_id>.<attempt>.<mac>``. It is derived, not stored, so a backend may call back before
+the worker has even recorded that the step is waiting.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from linkloom import signing
+from linkloom.engine.errors import CallbackTokenInvalid
+from linkloom.engine.models import LogLine
+
+
+def make_token(key: str, *, step_run_id: str, attempt: int) -> str:
+    return f"{step_run_id}.{attempt}.{signing.token(key, step_run_id, str(attempt))}"
+
+
+def parse_token(key: str, token: str) -> tuple[str, int]:
+    """Return ``(step_run_id, attempt)``.
+
+    Raises:
+        CallbackTokenInvalid: malformed, or not signed with ``key``.
+    """
+    parts = token.split(".")
+    if len(parts) != 3 or not parts[1].isdigit():
+        raise CallbackTokenInvalid()
+    step_run_id, attempt, mac = parts
+    expected = signing.token(key, step_run_id, attempt)
+    if not hmac.compare_digest(expected, mac):
+        raise CallbackTokenInvalid()
+    return step_run_id, int(attempt)
+
+
+def callback_urls(public_url: str, token: str) -> dict[str, str]:
+    base = public_url.rstrip("/") + f"/api/v1/callbacks/{token}"
+    return {"url": base, "heartbeat_url": base + "/heartbeat"}
+
+
+def read_logs(value: Any) -> tuple[LogLine, ...]:
+    """``logs`` as backends send it: a text (one line per line) or a list of lines/objects."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(LogLine(message=line) for line in value.splitlines() if line.strip())
+    if isinstance(value, list):
+        out = []
+        for item in value:
+            if isinstance(item, dict):
+                out.append(
+                    LogLine(
+                        message=str(item.get("message", item.get("msg", item))),
+                        level=str(item.get("level", "info")).lower(),
+                    )
+                )
+            else:
+                out.append(LogLine(message=str(item)))
+        return tuple(out)
+    return (LogLine(message=str(value)),)
+
+
+def read_result(payload: Any) -> tuple[bool, Any, str | None, tuple[LogLine, ...]]:
+    """Interpret a backend's answer: ``(ok, output, error message, logs)``.
+
+    ``{"status": "SUCCESS"|"FAILED", "output", "logs", "error"}``; any other JSON is the output.
+    """
+    if isinstance(payload, dict) and str(payload.get("status", "")).upper() in (
+        "SUCCESS",
+        "SUCCEEDED",
+        "FAILED",
+        "FAILURE",
+        "ERROR",
+    ):
+        logs = read_logs(payload.get("logs"))
+        status = str(payload["status"]).upper()
+        if status in ("SUCCESS", "SUCCEEDED"):
+            return True, payload.get("output"), None, logs
+        error = payload.get("error") or "the backend reported FAILED"
+        if isinstance(error, dict):
+            error = error.get("message") or str(error)
+        return False, payload.get("output"), str(error), logs
+    return True, payload, None, ()

@@ -1,0 +1,304 @@
+"""The ``http`` step: call a user backend (or any HTTP API) following the wire contract.
+
+Request: the rendered url/query/headers; the rendered ``body`` if the step declares one, else the
+task envelope (run, flow, step, attempt, idempotency key, inputs, upstream outputs, item, index,
+callback). Headers carry ``Idempotency-Key`` (stable across retries), ``X-Loom-*`` metadata and an
+HMAC signature. Response: ``{"status": "SUCCESS"|"FAILED", "output", "logs", "error"}`` or any
+other JSON as the output; ``mode: async`` backends answer 202 and call back later.
+Failures are returned as ``StepError`` data: connection errors, timeouts, 5xx and 429 are
+retryable (429/503 honour ``Retry-After``); other statuses, oversized and non-JSON bodies are not.
+Every exchange is recorded in ``ctx.exchanges`` (the worker redacts it before persisting).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import httpx
+
+from linkloom import signing
+from linkloom.engine import callbacks, rendering
+from linkloom.engine.models import Exchange, StepError, StepResult
+from linkloom.engine.ports import StepContext
+
+MAX_RECORDED_TEXT = 1_000_000
+
+
+class HttpExecutor:
+    type_name: ClassVar[str] = "http"
+
+    def __init__(self, *, per_host_limit: int = 32) -> None:
+        self.per_host_limit = per_host_limit
+        self._hosts: dict[str, asyncio.Semaphore] = {}
+
+    def _semaphore(self, url: str) -> asyncio.Semaphore:
+        parts = urlsplit(url)
+        key = f"{parts.scheme}://{parts.netloc}"
+        sem = self._hosts.get(key)
+        if sem is None:
+            sem = self._hosts[key] = asyncio.Semaphore(self.per_host_limit)
+        return sem
+
+    async def execute(self, ctx: StepContext) -> StepResult:
+        step: Any = ctx.step
+        try:
+            request = self._render(ctx, step)
+        except rendering.TemplateError as exc:
+            return StepResult(error=StepError(kind="template", message=str(exc)))
+        except (TypeError, ValueError) as exc:
+            return StepResult(error=StepError(kind="config", message=str(exc)))
+        method, url, query, headers, payload, content = request
+        if not url.startswith(("http://", "https://")):
+            return StepResult(
+                error=StepError(kind="config", message=f"url must be http(s), got {url!r}")
+            )
+        exchange = Exchange(method=method, url=url, request_headers=headers, request_body=payload)
+        started = time.perf_counter()
+        try:
+            async with self._semaphore(url):
+                status, resp_headers, body, error = await self._send(
+                    ctx, method, url, query, headers, content
+                )
+        finally:
+            duration = (time.perf_counter() - started) * 1000
+        if error is not None:
+            ctx.exchanges.append(
+                _with(exchange, duration_ms=duration, error=error.message, status=status,
+                      response_headers=resp_headers)
+            )  # fmt: skip
+            return StepResult(error=error, exchanges=tuple(ctx.exchanges))
+        assert status is not None
+        parsed, parse_error = _parse(body, resp_headers)
+        ctx.exchanges.append(
+            _with(exchange, status=status, response_headers=resp_headers, duration_ms=duration,
+                  response_body=parsed if parse_error is None else _text(body))
+        )  # fmt: skip
+        done = tuple(ctx.exchanges)
+        status_error = _status_error(step, status, resp_headers, parsed)
+        if status_error is not None:
+            return StepResult(error=status_error, exchanges=done)
+        if parse_error is not None:
+            return StepResult(error=parse_error, exchanges=done)
+        if step.mode == "async" and status == 202:
+            hb = step.heartbeat_timeout
+            wait = hb if hb is not None else ctx.timeout
+            return StepResult(
+                wait_for_callback=True,
+                callback_deadline=ctx.services.clock.now() + timedelta(seconds=wait),
+                state={**ctx.state, "callback": True, "heartbeat_timeout": wait},
+                exchanges=done,
+            )
+        ok, output, message, logs = callbacks.read_result(parsed)
+        if not ok:
+            return StepResult(
+                output=output,
+                logs=logs,
+                error=StepError(kind="backend", message=message or "FAILED", status=status),
+                exchanges=done,
+            )
+        return StepResult(output=output, logs=logs, exchanges=done)
+
+    def _render(
+        self, ctx: StepContext, step: Any
+    ) -> tuple[str, str, dict[str, str], dict[str, str], Any, bytes]:
+        tctx = ctx.template_context()
+        url = str(rendering.render(step.url, tctx))
+        query = {k: _str(v) for k, v in (rendering.render(step.query, tctx) or {}).items()}
+        user_headers = {k: _str(v) for k, v in (rendering.render(step.headers, tctx) or {}).items()}
+        callback = None
+        if step.mode == "async":
+            step_run_id, _, attempt = ctx.attempt_id.rpartition(".")
+            token = callbacks.make_token(
+                ctx.services.signing_key, step_run_id=step_run_id, attempt=int(attempt or 0)
+            )
+            callback = callbacks.callback_urls(ctx.services.public_url, token)
+        if step.body is not None:
+            payload = rendering.render(step.body, tctx)
+        else:
+            deps = step.depends_on or list(ctx.upstream)
+            payload = {
+                "run_id": ctx.run.id,
+                "flow_id": ctx.run.flow_id,
+                "flow_version": ctx.run.version,
+                "step_id": step.id,
+                "attempt": ctx.attempt,
+                "idempotency_key": ctx.idempotency_key,
+                "inputs": ctx.run.inputs,
+                "upstream": {
+                    sid: {"output": v.get("output"), "outputs": v.get("outputs") or {}}
+                    for sid, v in ctx.upstream.items()
+                    if sid in deps
+                },
+                "item": ctx.item,
+                "index": ctx.index,
+                "callback": callback,
+            }
+        content = json.dumps(payload, separators=(",", ":"), default=str).encode()
+        headers = {"Content-Type": "application/json", **user_headers}
+        headers.update(
+            {
+                "Idempotency-Key": ctx.idempotency_key,
+                "X-Loom-Run-Id": ctx.run.id,
+                "X-Loom-Flow-Id": ctx.run.flow_id,
+                "X-Loom-Flow-Version": str(ctx.run.version),
+                "X-Loom-Step-Id": step.id,
+                "X-Loom-Attempt": str(ctx.attempt),
+            }
+        )
+        if callback is not None:
+            headers["X-Loom-Callback-Url"] = callback["url"]
+            headers["X-Loom-Heartbeat-Url"] = callback["heartbeat_url"]
+        if ctx.services.signing_key:
+            headers.update(signing.sign(ctx.services.signing_key, content))
+        return step.method, url, query, headers, payload, content
+
+    async def _send(
+        self,
+        ctx: StepContext,
+        method: str,
+        url: str,
+        query: dict[str, str],
+        headers: dict[str, str],
+        content: bytes,
+    ) -> tuple[int | None, dict[str, str], bytes, StepError | None]:
+        limit = ctx.services.max_response_bytes
+        status: int | None = None
+        resp_headers: dict[str, str] = {}
+        try:
+            request = ctx.services.http.build_request(
+                method,
+                url,
+                params=query or None,
+                headers=headers,
+                content=content if method not in ("GET", "HEAD") else None,
+            )
+            response = await ctx.services.http.send(request, stream=True)
+            try:
+                status = response.status_code
+                resp_headers = dict(response.headers)
+                declared = response.headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > limit:
+                    return status, resp_headers, b"", _too_large(limit, int(declared))
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > limit:
+                        return status, resp_headers, b"", _too_large(limit, None)
+                    chunks.append(chunk)
+            finally:
+                await response.aclose()
+        except httpx.TimeoutException as exc:
+            cause = exc.__cause__
+            if cause is not None and not isinstance(cause, TimeoutError):
+                # httpx-aiohttp maps a dropped connection to ConnectTimeout; say what happened.
+                return status, resp_headers, b"", StepError(
+                    kind="connection", retryable=True,
+                    message=f"connection to {url} failed: {type(cause).__name__}: {cause}",
+                )  # fmt: skip
+            return status, resp_headers, b"", StepError(
+                kind="timeout", message=f"HTTP timeout calling {url}: {type(exc).__name__}",
+                retryable=True,
+            )  # fmt: skip
+        except httpx.InvalidURL as exc:
+            return None, {}, b"", StepError(kind="config", message=f"invalid url: {exc}")
+        except (httpx.TransportError, OSError) as exc:
+            detail = str(exc) or type(exc).__name__
+            return status, resp_headers, b"", StepError(
+                kind="connection", message=f"connection to {url} failed: {detail}",
+                retryable=True,
+            )  # fmt: skip
+        return status, resp_headers, b"".join(chunks), None
+
+
+def _with(exchange: Exchange, **changes: Any) -> Exchange:
+    from dataclasses import replace
+
+    return replace(exchange, **changes)
+
+
+def _str(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def _too_large(limit: int, declared: int | None) -> StepError:
+    size = f"{declared} bytes" if declared else "more"
+    return StepError(
+        kind="response_too_large",
+        message=f"the response body is {size}; the limit is {limit} bytes "
+        "(LOOM_ENGINE__MAX_RESPONSE_BYTES)",
+    )
+
+
+def _text(body: bytes) -> str:
+    return body[:MAX_RECORDED_TEXT].decode("utf-8", errors="replace")
+
+
+def _parse(body: bytes, headers: dict[str, str]) -> tuple[Any, StepError | None]:
+    if not body.strip():
+        return None, None
+    try:
+        return json.loads(body), None
+    except ValueError:
+        pass
+    ctype = headers.get("content-type", "")
+    if ctype.startswith("text/plain"):
+        return body.decode("utf-8", errors="replace"), None
+    preview = body[:200].decode("utf-8", errors="replace")
+    return None, StepError(
+        kind="bad_response",
+        message=f"the backend answered non-JSON ({ctype or 'no content type'}): {preview!r}",
+    )
+
+
+def _status_error(step: Any, status: int, headers: dict[str, str], parsed: Any) -> StepError | None:
+    expected = step.expected_status
+    if expected is not None:
+        if status in expected:
+            return None
+    elif 200 <= status < 300:
+        return None
+    retry_after = _retry_after(headers.get("retry-after"))
+    retryable = status == 429 or status >= 500
+    detail = ""
+    if isinstance(parsed, dict):
+        detail = str(parsed.get("error") or parsed.get("detail") or parsed.get("message") or "")
+    message = f"HTTP {status} from {step.url if '{{' not in step.url else 'the backend'}"
+    if detail:
+        message += f": {detail[:500]}"
+    return StepError(
+        kind="http_status",
+        message=message,
+        retryable=retryable,
+        retry_after=retry_after,
+        status=status,
+    )
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())

@@ -1,0 +1,241 @@
+"""``Worker``: claims ready step runs under a lease and executes them concurrently.
+
+One loop claims up to the free slots (``concurrency``), runs each claim as a named task, and
+sleeps until woken (``wake()``: a trigger or completion in this process, or a NOTIFY from
+another), until the next ``ready_at``, or for ``poll_interval`` at most. A housekeeping task
+renews the leases of in-flight attempts (an attempt whose lease was lost, because its run was
+cancelled or another worker reclaimed it, is abandoned) and reclaims expired leases of dead
+workers and missed callback deadlines. ``stop()`` stops claiming and lets in-flight attempts
+finish for ``grace`` seconds; what remains is abandoned and reclaimed after its lease expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import Any
+
+import structlog
+
+from linkloom.engine.execution import StepRunner
+from linkloom.engine.ports import StepExecutor, StepServices
+from linkloom.engine.records import Claim, Run
+from linkloom.engine.specs import SpecCache
+from linkloom.engine.store_port import CALLBACK_OWNER, FANOUT_OWNER, RunStore
+
+log = structlog.get_logger(__name__)
+
+
+def default_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Worker:
+    def __init__(
+        self,
+        *,
+        store: RunStore,
+        executors: Mapping[str, StepExecutor],
+        services: StepServices,
+        owner: str | None = None,
+        concurrency: int = 64,
+        lease_seconds: float = 30.0,
+        poll_interval: float = 1.0,
+        per_flow_limit: int | None = None,
+        specs: SpecCache | None = None,
+        on_run_finished: Callable[[Run], Any] | None = None,
+    ) -> None:
+        self.store = store
+        self.owner = owner or default_owner()
+        self.concurrency = concurrency
+        self.lease_seconds = lease_seconds
+        self.poll_interval = poll_interval
+        self.per_flow_limit = per_flow_limit
+        self.runner = StepRunner(
+            store=store,
+            executors=executors,
+            services=services,
+            specs=specs,
+            on_run_finished=on_run_finished,
+        )
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._lost: set[str] = set()
+        self._event = asyncio.Event()
+        self._stopping = False
+        self._loop_task: asyncio.Task[None] | None = None
+        self._house_task: asyncio.Task[None] | None = None
+        self.steps_done = 0
+
+    @property
+    def clock(self) -> Any:
+        return self.runner.clock
+
+    @property
+    def running(self) -> bool:
+        return self._loop_task is not None and not self._loop_task.done()
+
+    def wake(self) -> None:
+        """Claim now (call after creating or completing work)."""
+        self._event.set()
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        if self.running:
+            return
+        self._stopping = False
+        self._loop_task = asyncio.create_task(self._loop(), name=f"worker:{self.owner}")
+        self._house_task = asyncio.create_task(
+            self._housekeeping(), name=f"worker-leases:{self.owner}"
+        )
+        log.info("worker_started", owner=self.owner, concurrency=self.concurrency)
+
+    async def stop(self, *, grace: float = 10.0) -> None:
+        """Stop claiming; wait up to ``grace`` seconds for in-flight attempts, abandon the rest."""
+        self._stopping = True
+        self._event.set()
+        if self._loop_task is not None:
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        pending = list(self._inflight.values())
+        if pending:
+            _done, still = await asyncio.wait(pending, timeout=grace)
+            for task in still:
+                task.cancel()
+            await asyncio.gather(*still, return_exceptions=True)
+        if self._house_task is not None:
+            self._house_task.cancel()
+            await asyncio.gather(self._house_task, return_exceptions=True)
+        self._loop_task = self._house_task = None
+        log.info("worker_stopped", owner=self.owner, steps=self.steps_done)
+
+    async def run_until_idle(self, *, reclaim: bool = True) -> int:
+        """Execute until nothing is claimable now and nothing is in flight (for tests and the
+        sandbox). Returns the number of attempts executed."""
+        before = self.steps_done
+        while True:
+            if reclaim:
+                await self.reclaim_expired()
+            await self._claim_and_spawn()
+            if not self._inflight:
+                if not await self._claim_and_spawn():
+                    return self.steps_done - before
+                continue
+            await asyncio.wait(list(self._inflight.values()), return_when=asyncio.FIRST_COMPLETED)
+
+    # ---- claiming ----------------------------------------------------------------------
+    async def _loop(self) -> None:
+        while not self._stopping:
+            self._event.clear()
+            try:
+                claimed = await self._claim_and_spawn()
+            except Exception:
+                log.exception("claim_failed", owner=self.owner)
+                claimed = 0
+            if self._stopping:
+                break
+            if claimed and len(self._inflight) < self.concurrency:
+                continue  # there may be more ready work
+            await self._sleep()
+
+    async def _sleep(self) -> None:
+        timeout = self.poll_interval
+        with contextlib.suppress(Exception):
+            nxt = await self.store.next_ready_at()
+            if nxt is not None:
+                until = (nxt - self.clock.now()).total_seconds()
+                timeout = max(0.0, min(timeout, until))
+        if timeout <= 0 and len(self._inflight) >= self.concurrency:
+            timeout = self.poll_interval
+        if timeout <= 0:
+            await asyncio.sleep(0)
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._event.wait()
+
+    async def _claim_and_spawn(self) -> int:
+        free = self.concurrency - len(self._inflight)
+        if free <= 0:
+            return 0
+        claims = await self.store.claim(
+            owner=self.owner,
+            now=self.clock.now(),
+            lease_seconds=self.lease_seconds,
+            limit=free,
+            per_flow_limit=self.per_flow_limit,
+        )
+        if not claims:
+            return 0
+        pending = [c.run.id for c in claims if c.run.status.value == "PENDING"]
+        if pending:
+            await self.store.mark_runs_started(sorted(set(pending)), now=self.clock.now())
+        for claim in claims:
+            self._spawn(claim)
+        return len(claims)
+
+    def _spawn(self, claim: Claim) -> None:
+        step = claim.step
+        label = step.step_id if step.item_index is None else f"{step.step_id}[{step.item_index}]"
+        task = asyncio.create_task(self._execute(claim), name=f"step:{label}:{step.id}")
+        self._inflight[step.id] = task
+
+    async def _execute(self, claim: Claim) -> None:
+        step_run_id = claim.step.id
+        try:
+            await self.runner.run(claim, owner=self.owner)
+        except asyncio.CancelledError:
+            if step_run_id in self._lost:
+                log.info("attempt_abandoned", step_run_id=step_run_id, reason="lease lost")
+                return
+            raise
+        except Exception:
+            # Store unavailable or a bug: the lease expires and another worker takes over.
+            log.exception("step_execution_failed", step_run_id=step_run_id)
+        finally:
+            self._inflight.pop(step_run_id, None)
+            self._lost.discard(step_run_id)
+            self.steps_done += 1
+            self._event.set()
+
+    # ---- leases ------------------------------------------------------------------------
+    async def _housekeeping(self) -> None:
+        interval = max(0.05, min(self.lease_seconds / 3, 10.0))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.renew_leases()
+                await self.reclaim_expired()
+            except Exception:
+                log.exception("lease_housekeeping_failed", owner=self.owner)
+
+    async def renew_leases(self) -> None:
+        ids = list(self._inflight)
+        if not ids:
+            return
+        until = self.clock.now() + timedelta(seconds=self.lease_seconds)
+        held = await self.store.renew_leases(owner=self.owner, step_run_ids=ids, until=until)
+        for sid in ids:
+            task = self._inflight.get(sid)
+            if sid not in held and task is not None and not task.done():
+                # Cancelled, reclaimed, or already completed by a callback: stop working on it.
+                self._lost.add(sid)
+                task.cancel()
+
+    async def reclaim_expired(self) -> int:
+        expired = await self.store.expired_leases(now=self.clock.now(), limit=100)
+        count = 0
+        for step in expired:
+            if step.id in self._inflight or step.lease_owner in (None, FANOUT_OWNER):
+                continue
+            owner = step.lease_owner
+            if owner != CALLBACK_OWNER:
+                log.warning("lease_expired", step_run_id=step.id, owner=owner)
+            await self.runner.expire(step, owner=owner)
+            count += 1
+        if count:
+            self._event.set()
+        return count

@@ -1,0 +1,439 @@
+"""``SqlRunStore``: the engine's ``RunStore`` on SQLite or PostgreSQL.
+
+Every write is one transaction. ``update_run`` starts with
+``UPDATE runs SET lock_version = lock_version + 1 WHERE id = :id``, which takes the run's row lock
+on PostgreSQL (and the database write lock on SQLite, where writers begin IMMEDIATE), then reads
+the snapshot, calls the pure mutation and writes its changes. ``claim`` uses
+``FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite the single writer makes it exclusive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from linkloom.engine import errors
+from linkloom.engine.models import RunStatus, StepStatus
+from linkloom.engine.records import (
+    Attempt,
+    Claim,
+    DeadLetter,
+    ExchangeRecord,
+    Flow,
+    FlowVersion,
+    Page,
+    Run,
+    RunChanges,
+    RunEvent,
+    RunFilter,
+    RunSnapshot,
+    StepRun,
+)
+from linkloom.engine.store_port import CALLBACK_OWNER, FANOUT_OWNER, Mutation
+from linkloom.store import flows as flow_queries
+from linkloom.store import rows
+from linkloom.store.session import Database
+from linkloom.store.tables import (
+    dead_letters,
+    exchanges,
+    run_events,
+    runs,
+    step_attempts,
+    step_runs,
+)
+from linkloom.testing import decode_cursor, encode_cursor
+
+_STEP_UPDATE_COLUMNS = [c.name for c in step_runs.columns if c.name not in ("id", "run_id")]
+_RUN_UPDATE_COLUMNS = [
+    "status", "outputs", "error", "started_at", "finished_at", "trigger_info",
+]  # fmt: skip
+_NOT_HOLDING_A_SLOT = (FANOUT_OWNER, CALLBACK_OWNER)
+
+
+class SqlRunStore:
+    """A ``RunStore`` over a ``Database`` (SQLite or PostgreSQL)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._pg = db.dialect == "postgresql"
+        self._step_update = (
+            step_runs.update()
+            .where(step_runs.c.id == sa.bindparam("b_id"))
+            .values({name: sa.bindparam(f"b_{name}") for name in _STEP_UPDATE_COLUMNS})
+        )
+
+    # ---- flows -------------------------------------------------------------------------
+    async def save_flow_version(self, **kwargs: Any) -> tuple[FlowVersion, bool]:
+        try:
+            async with self.db.begin() as conn:
+                return await flow_queries.save_version(conn, pg=self._pg, **kwargs)
+        except IntegrityError as exc:
+            raise errors.Conflict(
+                f"flow {kwargs.get('flow_id')!r} was changed concurrently; apply it again"
+            ) from exc
+
+    async def get_flow(self, flow_id: str) -> Flow | None:
+        async with self.db.read() as conn:
+            return await flow_queries.get_flow(conn, flow_id)
+
+    async def list_flows(self, *, include_deleted: bool = False) -> list[Flow]:
+        async with self.db.read() as conn:
+            return await flow_queries.list_flows(conn, include_deleted=include_deleted)
+
+    async def get_flow_version(self, flow_id: str, version: int) -> FlowVersion | None:
+        async with self.db.read() as conn:
+            return await flow_queries.get_version(conn, flow_id, version)
+
+    async def list_flow_versions(self, flow_id: str) -> list[FlowVersion]:
+        async with self.db.read() as conn:
+            return await flow_queries.list_versions(conn, flow_id)
+
+    async def update_flow(self, flow: Flow) -> None:
+        async with self.db.begin() as conn:
+            await flow_queries.update_flow(conn, flow)
+
+    # ---- runs --------------------------------------------------------------------------
+    async def create_run(
+        self, run: Run, steps: Sequence[StepRun], events: Sequence[RunEvent] = ()
+    ) -> None:
+        try:
+            async with self.db.begin() as conn:
+                await conn.execute(runs.insert().values(rows.run_values(run)))
+                if steps:
+                    await conn.execute(step_runs.insert(), [rows.step_values(s) for s in steps])
+                if events:
+                    await conn.execute(run_events.insert(), [rows.event_values(e) for e in events])
+        except IntegrityError as exc:
+            if run.schedule_id is not None and run.fire_time is not None:
+                raise errors.DuplicateRun(
+                    flow_id=run.flow_id, schedule_id=run.schedule_id, fire_time=run.fire_time
+                ) from exc
+            raise errors.Conflict(f"run {run.id!r} already exists") from exc
+
+    async def get_run(self, run_id: str) -> Run | None:
+        async with self.db.read() as conn:
+            row = (await conn.execute(runs.select().where(runs.c.id == run_id))).first()
+        return rows.run(row) if row else None
+
+    async def find_scheduled_run(
+        self, *, flow_id: str, schedule_id: str, fire_time: datetime
+    ) -> Run | None:
+        query = runs.select().where(
+            runs.c.flow_id == flow_id,
+            runs.c.schedule_id == schedule_id,
+            runs.c.fire_time == fire_time,
+        )
+        async with self.db.read() as conn:
+            row = (await conn.execute(query)).first()
+        return rows.run(row) if row else None
+
+    async def list_runs(
+        self, filters: RunFilter, *, limit: int = 50, cursor: str | None = None
+    ) -> Page:
+        query = runs.select()
+        for column, value in (
+            (runs.c.flow_id, filters.flow_id),
+            (runs.c.status, filters.status.value if filters.status else None),
+            (runs.c.trigger, filters.trigger),
+            (runs.c.parent_run_id, filters.parent_run_id),
+            (runs.c.schedule_id, filters.schedule_id),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        if cursor:
+            created, run_id = decode_cursor(cursor)
+            query = query.where(
+                sa.or_(
+                    runs.c.created_at < created,
+                    sa.and_(runs.c.created_at == created, runs.c.id < run_id),
+                )
+            )
+        query = query.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit + 1)
+        async with self.db.read() as conn:
+            found = [rows.run(r) for r in (await conn.execute(query)).all()]
+        page = found[:limit]
+        more = len(found) > limit
+        return Page(items=tuple(page), next_cursor=encode_cursor(page[-1]) if more else None)
+
+    async def count_active_runs(self, flow_id: str) -> int:
+        query = (
+            sa.select(sa.func.count())
+            .select_from(runs)
+            .where(
+                runs.c.flow_id == flow_id,
+                runs.c.status.in_([RunStatus.PENDING.value, RunStatus.RUNNING.value]),
+            )
+        )
+        async with self.db.read() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    async def snapshot(self, run_id: str) -> RunSnapshot | None:
+        async with self.db.read() as conn:
+            return await self._snapshot(conn, run_id)
+
+    async def _snapshot(self, conn: Any, run_id: str) -> RunSnapshot | None:
+        row = (await conn.execute(runs.select().where(runs.c.id == run_id))).first()
+        if row is None:
+            return None
+        step_rows = (
+            await conn.execute(
+                step_runs.select().where(step_runs.c.run_id == run_id).order_by(step_runs.c.id)
+            )
+        ).all()
+        return RunSnapshot(run=rows.run(row), steps=tuple(rows.step_run(r) for r in step_rows))
+
+    async def update_run(self, run_id: str, mutate: Mutation) -> RunChanges | None:
+        async with self.db.begin() as conn:
+            locked = await conn.execute(
+                runs.update()
+                .where(runs.c.id == run_id)
+                .values(lock_version=runs.c.lock_version + 1)
+            )
+            if locked.rowcount == 0:
+                return None
+            snapshot = await self._snapshot(conn, run_id)
+            assert snapshot is not None
+            changes = mutate(snapshot)
+            if not changes.empty:
+                await self._write(conn, changes)
+            return changes
+
+    async def _write(self, conn: Any, changes: RunChanges) -> None:
+        if changes.run is not None:
+            values = rows.run_values(changes.run)
+            await conn.execute(
+                runs.update()
+                .where(runs.c.id == changes.run.id)
+                .values({k: values[k] for k in _RUN_UPDATE_COLUMNS})
+            )
+        if changes.steps:
+            params = []
+            for step in changes.steps:
+                values = rows.step_values(step)
+                params.append(
+                    {"b_id": step.id, **{f"b_{k}": values[k] for k in _STEP_UPDATE_COLUMNS}}
+                )
+            await conn.execute(self._step_update, params)
+        if changes.new_steps:
+            await conn.execute(step_runs.insert(), [rows.step_values(s) for s in changes.new_steps])
+        if changes.attempts:
+            await conn.execute(
+                step_attempts.insert(), [rows.attempt_values(a) for a in changes.attempts]
+            )
+        if changes.exchanges:
+            await conn.execute(
+                exchanges.insert(), [rows.exchange_values(x) for x in changes.exchanges]
+            )
+        if changes.events:
+            await conn.execute(run_events.insert(), [rows.event_values(e) for e in changes.events])
+        if changes.dead_letters:
+            await conn.execute(
+                dead_letters.insert(), [rows.dead_letter_values(d) for d in changes.dead_letters]
+            )
+
+    async def find_step_run(self, step_run_id: str) -> StepRun | None:
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(step_runs.select().where(step_runs.c.id == step_run_id))
+            ).first()
+        return rows.step_run(row) if row else None
+
+    async def list_attempts(self, run_id: str) -> list[Attempt]:
+        query = (
+            step_attempts.select()
+            .where(step_attempts.c.run_id == run_id)
+            .order_by(step_attempts.c.started_at, step_attempts.c.number)
+        )
+        async with self.db.read() as conn:
+            return [rows.attempt(r) for r in (await conn.execute(query)).all()]
+
+    async def list_exchanges(
+        self, run_id: str, *, step_id: str | None = None
+    ) -> list[ExchangeRecord]:
+        query = exchanges.select().where(exchanges.c.run_id == run_id)
+        if step_id is not None:
+            query = query.where(exchanges.c.step_id == step_id)
+        query = query.order_by(exchanges.c.created_at, exchanges.c.attempt, exchanges.c.seq)
+        async with self.db.read() as conn:
+            return [rows.exchange(r) for r in (await conn.execute(query)).all()]
+
+    async def list_events(
+        self, run_id: str, *, after_id: int = 0, limit: int = 1000
+    ) -> list[RunEvent]:
+        query = (
+            run_events.select()
+            .where(run_events.c.run_id == run_id, run_events.c.id > after_id)
+            .order_by(run_events.c.id)
+            .limit(limit)
+        )
+        async with self.db.read() as conn:
+            return [rows.event(r) for r in (await conn.execute(query)).all()]
+
+    # ---- workers -----------------------------------------------------------------------
+    async def claim(
+        self,
+        *,
+        owner: str,
+        now: datetime,
+        lease_seconds: float,
+        limit: int,
+        per_flow_limit: int | None = None,
+    ) -> list[Claim]:
+        if limit <= 0:
+            return []
+        until = now + timedelta(seconds=lease_seconds)
+        async with self.db.begin() as conn:
+            candidates = (
+                sa.select(step_runs.c.id, step_runs.c.run_id, runs.c.flow_id, runs.c.max_parallel)
+                .join(runs, runs.c.id == step_runs.c.run_id)
+                .where(step_runs.c.status == StepStatus.QUEUED.value, step_runs.c.ready_at <= now)
+                .order_by(step_runs.c.ready_at)
+                .limit(limit * 4)
+            )
+            if self._pg:
+                candidates = candidates.with_for_update(skip_locked=True, of=step_runs)
+            found = (await conn.execute(candidates)).all()
+            if not found:
+                return []
+            chosen = await self._within_limits(conn, found, limit, per_flow_limit)
+            if not chosen:
+                return []
+            claimed = (
+                await conn.execute(
+                    step_runs.update()
+                    .where(step_runs.c.id.in_(chosen), step_runs.c.status == "QUEUED")
+                    .values(
+                        status=StepStatus.RUNNING.value,
+                        attempt=step_runs.c.attempt + 1,
+                        lease_owner=owner,
+                        lease_expires_at=until,
+                        started_at=now,
+                    )
+                    .returning(*step_runs.c)
+                )
+            ).all()
+            steps = [rows.step_run(r) for r in claimed]
+            run_ids = sorted({s.run_id for s in steps})
+            run_rows = (await conn.execute(runs.select().where(runs.c.id.in_(run_ids)))).all()
+        by_id = {r.id: rows.run(r) for r in run_rows}
+        return [Claim(step=s, run=by_id[s.run_id]) for s in steps]
+
+    async def _within_limits(
+        self, conn: Any, found: Sequence[Any], limit: int, per_flow_limit: int | None
+    ) -> list[str]:
+        need_counts = per_flow_limit is not None or any(r.max_parallel for r in found)
+        by_run: dict[str, int] = {}
+        by_flow: dict[str, int] = {}
+        if need_counts:
+            busy = (
+                sa.select(runs.c.id, runs.c.flow_id, sa.func.count())
+                .select_from(step_runs.join(runs, runs.c.id == step_runs.c.run_id))
+                .where(
+                    step_runs.c.status == StepStatus.RUNNING.value,
+                    step_runs.c.lease_owner.not_in(_NOT_HOLDING_A_SLOT),
+                )
+                .group_by(runs.c.id, runs.c.flow_id)
+            )
+            if per_flow_limit is None:
+                busy = busy.where(runs.c.id.in_({r.run_id for r in found}))
+            for run_id, flow_id, count in (await conn.execute(busy)).all():
+                by_run[run_id] = count
+                by_flow[flow_id] = by_flow.get(flow_id, 0) + count
+        chosen: list[str] = []
+        for r in found:
+            if len(chosen) >= limit:
+                break
+            if r.max_parallel is not None and by_run.get(r.run_id, 0) >= r.max_parallel:
+                continue
+            if per_flow_limit is not None and by_flow.get(r.flow_id, 0) >= per_flow_limit:
+                continue
+            by_run[r.run_id] = by_run.get(r.run_id, 0) + 1
+            by_flow[r.flow_id] = by_flow.get(r.flow_id, 0) + 1
+            chosen.append(r.id)
+        return chosen
+
+    async def mark_runs_started(self, run_ids: Sequence[str], *, now: datetime) -> None:
+        """PENDING → RUNNING for runs whose first step was claimed (a separate, short write so
+        claims never wait on a run's row lock)."""
+        if not run_ids:
+            return
+        async with self.db.begin() as conn:
+            await conn.execute(
+                runs.update()
+                .where(runs.c.id.in_(list(run_ids)), runs.c.status == RunStatus.PENDING.value)
+                .values(status=RunStatus.RUNNING.value, started_at=now)
+            )
+
+    async def renew_leases(
+        self, *, owner: str, step_run_ids: Sequence[str], until: datetime
+    ) -> set[str]:
+        if not step_run_ids:
+            return set()
+        async with self.db.begin() as conn:
+            result = await conn.execute(
+                step_runs.update()
+                .where(
+                    step_runs.c.id.in_(list(step_run_ids)),
+                    step_runs.c.status == StepStatus.RUNNING.value,
+                    step_runs.c.lease_owner == owner,
+                )
+                .values(lease_expires_at=until)
+                .returning(step_runs.c.id)
+            )
+            return {r[0] for r in result.all()}
+
+    async def expired_leases(self, *, now: datetime, limit: int = 100) -> list[StepRun]:
+        query = (
+            step_runs.select()
+            .where(
+                step_runs.c.status == StepStatus.RUNNING.value,
+                step_runs.c.lease_expires_at < now,
+            )
+            .limit(limit)
+        )
+        async with self.db.read() as conn:
+            return [rows.step_run(r) for r in (await conn.execute(query)).all()]
+
+    async def next_ready_at(self) -> datetime | None:
+        query = sa.select(sa.func.min(step_runs.c.ready_at)).where(
+            step_runs.c.status == StepStatus.QUEUED.value
+        )
+        async with self.db.read() as conn:
+            value = (await conn.execute(query)).scalar()
+        if isinstance(value, str):  # SQLite aggregate loses the column type
+            value = datetime.fromisoformat(value)
+        return rows.utc(value)
+
+    # ---- dead letters ------------------------------------------------------------------
+    async def list_dead_letters(
+        self, *, flow_id: str | None = None, include_redriven: bool = False, limit: int = 100
+    ) -> list[DeadLetter]:
+        query = dead_letters.select()
+        if flow_id is not None:
+            query = query.where(dead_letters.c.flow_id == flow_id)
+        if not include_redriven:
+            query = query.where(dead_letters.c.redriven_at.is_(None))
+        query = query.order_by(dead_letters.c.created_at.desc()).limit(limit)
+        async with self.db.read() as conn:
+            return [rows.dead_letter(r) for r in (await conn.execute(query)).all()]
+
+    async def get_dead_letter(self, dead_letter_id: str) -> DeadLetter | None:
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(dead_letters.select().where(dead_letters.c.id == dead_letter_id))
+            ).first()
+        return rows.dead_letter(row) if row else None
+
+    async def mark_redriven(self, dead_letter_id: str, *, run_id: str, at: datetime) -> None:
+        async with self.db.begin() as conn:
+            result = await conn.execute(
+                dead_letters.update()
+                .where(dead_letters.c.id == dead_letter_id)
+                .values(redriven_at=at, redrive_run_id=run_id)
+            )
+            if result.rowcount == 0:
+                raise errors.DeadLetterNotFound(dead_letter_id=dead_letter_id)

@@ -1,0 +1,290 @@
+"""The database schema: one SQLAlchemy Core ``Table`` per table, on one ``MetaData``.
+
+The naming convention gives constraints the same names on SQLite and PostgreSQL, so Alembic
+migrations (``linkloom/migrations``) apply to both. JSON columns are JSONB on PostgreSQL.
+Timestamps are stored timezone-aware; SQLite returns them naive UTC (repositories re-attach UTC).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = sa.MetaData(naming_convention=NAMING)
+
+JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+TS = sa.DateTime(timezone=True)
+
+
+def _id() -> sa.Column[str]:
+    return sa.Column("id", sa.String(64), primary_key=True)
+
+
+flows = sa.Table(
+    "flows",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200)),
+    sa.Column("current_version", sa.Integer, nullable=False),
+    sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+    sa.Column("deleted_at", TS),
+)
+
+flow_versions = sa.Table(
+    "flow_versions",
+    metadata,
+    sa.Column("flow_id", sa.String(64), sa.ForeignKey("flows.id"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("spec", JSON, nullable=False),
+    sa.Column("content_hash", sa.String(80), nullable=False),
+    sa.Column("git_commit", sa.String(64)),
+    sa.Column("source", sa.String(20), nullable=False),
+    sa.Column("created_by", sa.String(200)),
+    sa.Column("created_at", TS, nullable=False),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    _id(),
+    sa.Column("flow_id", sa.String(64), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("trigger", sa.String(16), nullable=False),
+    sa.Column("trigger_info", JSON),
+    sa.Column("inputs", JSON),
+    sa.Column("outputs", JSON),
+    sa.Column("error", JSON),
+    sa.Column("schedule_id", sa.String(64)),
+    sa.Column("fire_time", TS),
+    sa.Column("parent_run_id", sa.String(64)),
+    sa.Column("parent_step_id", sa.String(64)),
+    sa.Column("created_by", sa.String(200)),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("started_at", TS),
+    sa.Column("finished_at", TS),
+    sa.Column("sandbox", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("max_parallel", sa.Integer),
+    sa.Column("lock_version", sa.Integer, nullable=False, server_default="0"),
+    sa.UniqueConstraint("flow_id", "schedule_id", "fire_time"),
+    sa.Index("ix_runs_flow_created", "flow_id", "created_at"),
+    sa.Index("ix_runs_status", "status"),
+    sa.Index("ix_runs_created", "created_at"),
+    sa.Index("ix_runs_parent", "parent_run_id"),
+)
+
+step_runs = sa.Table(
+    "step_runs",
+    metadata,
+    _id(),
+    sa.Column(
+        "run_id", sa.String(64), sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("step_id", sa.String(64), nullable=False),
+    sa.Column("item_index", sa.Integer),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("output", JSON),
+    sa.Column("outputs", JSON),
+    sa.Column("error", JSON),
+    sa.Column("state", JSON),
+    sa.Column("ready_at", TS),
+    sa.Column("lease_owner", sa.String(120)),
+    sa.Column("lease_expires_at", TS),
+    sa.Column("idempotency_key", sa.String(200), nullable=False),
+    sa.Column("started_at", TS),
+    sa.Column("finished_at", TS),
+    sa.UniqueConstraint("run_id", "step_id", "item_index"),
+    sa.Index("ix_step_runs_status_ready", "status", "ready_at"),
+    sa.Index("ix_step_runs_run", "run_id"),
+    sa.Index("ix_step_runs_lease", "status", "lease_expires_at"),
+)
+
+step_attempts = sa.Table(
+    "step_attempts",
+    metadata,
+    _id(),
+    sa.Column("step_run_id", sa.String(64), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("step_id", sa.String(64), nullable=False),
+    sa.Column("item_index", sa.Integer),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("error", JSON),
+    sa.Column("started_at", TS),
+    sa.Column("finished_at", TS),
+    sa.Column("duration_ms", sa.Float),
+    sa.Index("ix_step_attempts_run", "run_id"),
+)
+
+exchanges = sa.Table(
+    "exchanges",
+    metadata,
+    _id(),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("step_id", sa.String(64), nullable=False),
+    sa.Column("item_index", sa.Integer),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("method", sa.String(16), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("request", JSON),
+    sa.Column("response", JSON),
+    sa.Column("status", sa.Integer),
+    sa.Column("duration_ms", sa.Float),
+    sa.Column("error", sa.Text),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Index("ix_exchanges_run", "run_id"),
+)
+
+run_events = sa.Table(
+    "run_events",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("step_id", sa.String(64)),
+    sa.Column("attempt", sa.Integer),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("level", sa.String(10), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("data", JSON),
+    sa.Column("at", TS, nullable=False),
+    sa.Index("ix_run_events_run", "run_id", "id"),
+)
+
+dead_letters = sa.Table(
+    "dead_letters",
+    metadata,
+    _id(),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("flow_id", sa.String(64), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("step_id", sa.String(64), nullable=False),
+    sa.Column("item_index", sa.Integer),
+    sa.Column("error", JSON),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("redriven_at", TS),
+    sa.Column("redrive_run_id", sa.String(64)),
+    sa.Index("ix_dead_letters_flow", "flow_id", "created_at"),
+)
+
+# ---- scheduler (logic in linkloom.scheduler / store.schedules) ------------------------------
+schedule_state = sa.Table(
+    "schedule_state",
+    metadata,
+    sa.Column("flow_id", sa.String(64), primary_key=True),
+    sa.Column("schedule_id", sa.String(64), primary_key=True),
+    sa.Column("next_fire_time", TS),
+    sa.Column("last_fire_time", TS),
+    sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    _id(),
+    sa.Column("flow_id", sa.String(64), nullable=False),
+    sa.Column("trigger_id", sa.String(64), nullable=False),
+    sa.Column("delivery_key", sa.String(200), nullable=False, unique=True),
+    sa.Column("received_at", TS, nullable=False),
+)
+
+# ---- API ------------------------------------------------------------------------------------
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    _id(),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("token_hash", sa.String(128), nullable=False, unique=True),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("last_used_at", TS),
+    sa.Column("revoked_at", TS),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("actor", sa.String(200)),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("object_type", sa.String(32), nullable=False),
+    sa.Column("object_id", sa.String(200)),
+    sa.Column("details", JSON),
+    sa.Column("at", TS, nullable=False),
+    sa.Index("ix_audit_log_object", "object_type", "object_id"),
+)
+
+# ---- GitOps proposals -----------------------------------------------------------------------
+proposals = sa.Table(
+    "proposals",
+    metadata,
+    _id(),
+    sa.Column("title", sa.String(300), nullable=False),
+    sa.Column("author", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("base_commit", sa.String(64)),
+    sa.Column("head_commit", sa.String(64)),
+    sa.Column("branch", sa.String(200)),
+    sa.Column("flows", JSON),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+)
+
+proposal_checks = sa.Table(
+    "proposal_checks",
+    metadata,
+    _id(),
+    sa.Column("proposal_id", sa.String(64), sa.ForeignKey("proposals.id"), nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("summary", sa.Text),
+    sa.Column("details", JSON),
+    sa.Column("started_at", TS),
+    sa.Column("finished_at", TS),
+    sa.Index("ix_proposal_checks_proposal", "proposal_id"),
+)
+
+proposal_reviews = sa.Table(
+    "proposal_reviews",
+    metadata,
+    _id(),
+    sa.Column("proposal_id", sa.String(64), sa.ForeignKey("proposals.id"), nullable=False),
+    sa.Column("reviewer", sa.String(200), nullable=False),
+    sa.Column("decision", sa.String(32), nullable=False),
+    sa.Column("comment", sa.Text),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("at", TS, nullable=False),
+    sa.Index("ix_proposal_reviews_proposal", "proposal_id"),
+)
+
+proposal_comments = sa.Table(
+    "proposal_comments",
+    metadata,
+    _id(),
+    sa.Column("proposal_id", sa.String(64), sa.ForeignKey("proposals.id"), nullable=False),
+    sa.Column("author", sa.String(200), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("at", TS, nullable=False),
+    sa.Index("ix_proposal_comments_proposal", "proposal_id"),
+)

@@ -1,0 +1,196 @@
+"""Assembling the real pieces from settings: database, run store, run service, HTTP client,
+executors and workers. ``loom server``, ``loom worker``, ``create_app`` and tests use it.
+
+    services = build_services(settings)
+    await services.start()          # migrate (SQLite by default), start a worker
+    run = await services.runs.trigger("daily-report", inputs={})
+    await services.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import httpx_aiohttp
+
+from linkloom.config import Settings
+from linkloom.engine.ports import StepServices
+from linkloom.engine.records import Run
+from linkloom.engine.service import RunService
+from linkloom.engine.steps import builtin_executors
+from linkloom.engine.worker import Worker
+from linkloom.store import session
+from linkloom.store.notify import Notifier
+from linkloom.store.runs import SqlRunStore
+from linkloom.testing import StaticSecrets, SystemClock
+
+
+def make_http_client(*, concurrency: int = 64, transport: Any = None) -> httpx.AsyncClient:
+    """The engine's HTTP client: httpx's API over aiohttp (httpx's own pool is slow under load)."""
+    if transport is None:
+        limits = httpx.Limits(
+            max_connections=max(100, concurrency * 2),
+            max_keepalive_connections=max(20, concurrency),
+        )
+        transport = httpx_aiohttp.AiohttpTransport(limits=limits)
+    return httpx.AsyncClient(
+        transport=transport, timeout=httpx.Timeout(None), follow_redirects=False
+    )
+
+
+@dataclass(slots=True, kw_only=True)
+class Services:
+    settings: Settings
+    db: session.Database
+    store: SqlRunStore
+    runs: RunService
+    http: httpx.AsyncClient
+    step_services: StepServices
+    executors: dict[str, Any]
+    notifier: Notifier
+    workers: list[Worker] = field(default_factory=list)
+    run_listeners: list[Any] = field(default_factory=list)
+    started: bool = False
+
+    def make_worker(self, **overrides: Any) -> Worker:
+        eng = self.settings.engine
+        options: dict[str, Any] = {
+            "store": self.store,
+            "executors": self.executors,
+            "services": self.step_services,
+            "concurrency": eng.concurrency,
+            "lease_seconds": eng.lease_seconds,
+            "poll_interval": eng.poll_interval,
+            "per_flow_limit": eng.per_flow_limit,
+            "specs": self.runs.specs,
+            "on_run_finished": self._run_finished,
+        }
+        options.update(overrides)
+        worker = Worker(**options)
+        self.workers.append(worker)
+        return worker
+
+    async def _run_finished(self, run: Run) -> None:
+        for listener in list(self.run_listeners):
+            result = listener(run)
+            if asyncio.iscoroutine(result):
+                await result
+
+    def _wake(self) -> None:
+        for worker in self.workers:
+            worker.wake()
+        self.notifier.notify_soon()
+
+    async def start(self, *, worker: bool = True, migrate: bool = True) -> None:
+        """Migrate (when asked), listen for wake-ups, and start one worker (when asked)."""
+        if migrate:
+            await session.upgrade(self.db.url)
+        await self.notifier.start(on_wake=lambda: [w.wake() for w in self.workers])
+        if worker and not self.workers:
+            self.make_worker()
+        for w in self.workers:
+            await w.start()
+        self.started = True
+
+    async def stop(self, *, grace: float = 10.0) -> None:
+        for w in self.workers:
+            await w.stop(grace=grace)
+        await self.notifier.stop()
+        await self.http.aclose()
+        await self.db.dispose()
+        self.started = False
+
+    async def readiness(self) -> dict[str, bool | str]:
+        db_ok = await self.db.ping()
+        current = None
+        if db_ok:
+            try:
+                current = await session.current_revision(self.db.url)
+            except Exception:
+                current = None
+        head = session.head_revision()
+        return {
+            "database": db_ok,
+            "migrations": current == head,
+            "revision": current or "none",
+            "workers": all(w.running for w in self.workers) if self.workers else "none",
+        }
+
+
+def build_services(settings: Settings, *, http_transport: Any = None) -> Services:
+    """Create (not start) every service from ``settings``."""
+    db = session.Database(
+        settings.database_url, echo=settings.database.echo, pool_size=settings.database.pool_size
+    )
+    store = SqlRunStore(db)
+    clock = SystemClock()
+    secrets = StaticSecrets({k: v.get_secret_value() for k, v in settings.secrets.items()})
+    signing_key = settings.security.signing_key.get_secret_value()
+    http = make_http_client(concurrency=settings.engine.concurrency, transport=http_transport)
+    notifier = Notifier(db)
+    holder: dict[str, Services] = {}
+    runs = RunService(
+        store=store,
+        clock=clock,
+        secrets=secrets,
+        signing_key=signing_key,
+        wake=lambda: holder["s"]._wake(),
+        per_run_limit=settings.engine.per_run_limit,
+    )
+    step_services = StepServices(
+        http=http,
+        clock=clock,
+        secrets=secrets,
+        signing_key=signing_key,
+        public_url=settings.public_url,
+        shell_enabled=settings.engine.shell_enabled,
+        max_response_bytes=settings.engine.max_response_bytes,
+        start_subflow=_subflow_starter(runs),
+        read_run=_run_reader(runs),
+    )
+    executors = builtin_executors(per_host_limit=settings.engine.per_host_limit)
+    services = Services(
+        settings=settings,
+        db=db,
+        store=store,
+        runs=runs,
+        http=http,
+        step_services=step_services,
+        executors=executors,
+        notifier=notifier,
+    )
+    holder["s"] = services
+    runs.on_run_finished = services._run_finished
+    return services
+
+
+def _subflow_starter(runs: RunService) -> Any:
+    async def start_subflow(
+        *,
+        flow_id: str,
+        inputs: dict[str, Any],
+        parent_run_id: str | None = None,
+        parent_step_id: str | None = None,
+        **_: Any,
+    ) -> str:
+        run = await runs.trigger(
+            flow_id,
+            inputs=inputs,
+            trigger="subflow",
+            parent_run_id=parent_run_id,
+            parent_step_id=parent_step_id,
+        )
+        return run.id
+
+    return start_subflow
+
+
+def _run_reader(runs: RunService) -> Any:
+    async def read_run(run_id: str) -> tuple[str, dict[str, Any]]:
+        run = await runs.get_run(run_id)
+        return run.status.value, run.outputs or {}
+
+    return read_run

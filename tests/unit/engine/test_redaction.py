@@ -1,0 +1,46 @@
+"""Redaction of headers and secret values before anything persists."""
+
+from __future__ import annotations
+
+from linkloom.engine.redaction import MASK, redact_headers, scrub
+
+
+def test_sensitive_headers_are_masked_and_others_kept() -> None:
+    headers = {
+        "Authorization": "Bearer abc",
+        "Cookie": "s=1",
+        "X-Loom-Signature": "v1=dead",
+        "X-Api-Key": "k",
+        "X-Auth-Token": "t",
+        "Idempotency-Key": "run:step",
+        "Content-Type": "application/json",
+    }
+    out = redact_headers(headers)
+    assert out["Authorization"] == MASK
+    assert out["Cookie"] == MASK
+    assert out["X-Loom-Signature"] == MASK
+    assert out["X-Api-Key"] == MASK
+    assert out["X-Auth-Token"] == MASK
+    assert out["Idempotency-Key"] == "run:step"
+    assert out["Content-Type"] == "application/json"
+
+
+def test_secret_values_are_scrubbed_everywhere() -> None:
+    value = {
+        "url": "https://api/x?key=s3cr3t-value",
+        "nested": [{"note": "token s3cr3t-value here"}, 5, None],
+        "s3cr3t-value": "as a key too",
+    }
+    out = scrub(value, ["s3cr3t-value"])
+    assert "s3cr3t-value" not in repr(out)
+    assert out["url"] == f"https://api/x?key={MASK}"
+    assert out["nested"][1] == 5
+
+
+def test_secret_in_an_innocent_header_value_is_scrubbed() -> None:
+    out = redact_headers({"X-Custom": "value-s3cr3t"}, ["s3cr3t"])
+    assert out["X-Custom"] == f"value-{MASK}"
+
+
+def test_short_secrets_are_not_used_for_scrubbing() -> None:
+    assert scrub("a b c", ["a"]) == "a b c"
