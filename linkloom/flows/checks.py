@@ -121,10 +121,17 @@ def _cycles(view: SpecView, cycles: list[list[str]], reporter: Reporter) -> None
         path: tuple[str | int, ...] = ("steps", n, "depends_on")
         reporter.add(
             (*path, k) if k is not None else path,
-            "dependency cycle: " + " → ".join(cycle),
+            "dependency cycle: " + _cycle_text(cycle),
             code="cycle",
             hint="each step runs after the one before it in the cycle; remove one dependency",
         )
+
+
+def _cycle_text(cycle: list[str]) -> str:
+    if len(cycle) <= 12:
+        return " → ".join(cycle)
+    hidden = len(cycle) - 10
+    return " → ".join([*cycle[:5], f"… {hidden} more …", *cycle[-5:]])
 
 
 def _branches(view: SpecView, reporter: Reporter) -> None:

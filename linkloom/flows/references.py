@@ -18,6 +18,10 @@ _ENV = SandboxedEnvironment()
 _BLOCK = re.compile(r"(\{\{-?|\{%-?)(.*?)(-?\}\}|-?%\})", re.S)
 _GO_DOT = re.compile(r"(?<![\w)\]}'\"])\.(?=[A-Za-z_])")
 MAX_TEMPLATE_CHARS = 100_000
+# Most templates are text around plain ``{{ a.b.c }}`` lookups: read those without Jinja.
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+_SIMPLE_BLOCK = re.compile(r"\{\{-?\s*(" + _NAME + r"(?:\." + _NAME + r")*)\s*-?\}\}")
+_OTHER_SYNTAX = re.compile(r"\{[{%#]")
 
 Reference = tuple[str | int, ...]
 
@@ -42,9 +46,8 @@ def normalize(text: str) -> str:
     return _BLOCK.sub(lambda m: m.group(1) + _GO_DOT.sub("", m.group(2)) + m.group(3), text)
 
 
-def globals_() -> frozenset[str]:
-    """Names Jinja itself provides (``range``, ``namespace``, ``loop`` …): never references."""
-    return frozenset(_ENV.globals) | {"loop", "self", "varargs", "kwargs", "caller"}
+# Names Jinja itself provides (``range``, ``namespace``, ``loop`` …): never references.
+JINJA_NAMES = frozenset(_ENV.globals) | {"loop", "self", "varargs", "kwargs", "caller"}
 
 
 @functools.lru_cache(maxsize=4096)
@@ -56,6 +59,9 @@ def references(text: str) -> tuple[Reference, ...]:
     """
     if len(text) > MAX_TEMPLATE_CHARS:
         raise TemplateSyntax(f"the template is longer than {MAX_TEMPLATE_CHARS:,} characters")
+    simple = _simple(text)
+    if simple is not None:
+        return simple
     try:
         tree = _ENV.parse(text)
     except TemplateSyntaxError as exc:
@@ -74,8 +80,15 @@ def references(text: str) -> tuple[Reference, ...]:
             stack.extend(rest)
             continue
         stack.extend(node.iter_child_nodes())
-    skip = globals_()
-    return tuple(p for p in found if p[0] not in skip)
+    return tuple(p for p in found if p[0] not in JINJA_NAMES)
+
+
+def _simple(text: str) -> tuple[Reference, ...] | None:
+    """The references of a template made only of ``{{ dotted.name }}`` blocks, else ``None``."""
+    paths = [tuple(m.group(1).split(".")) for m in _SIMPLE_BLOCK.finditer(text)]
+    if not paths or _OTHER_SYNTAX.search(_SIMPLE_BLOCK.sub("", text)):
+        return None
+    return tuple(dict.fromkeys(p for p in paths if p[0] not in JINJA_NAMES))
 
 
 def _chain(node: nodes.Node) -> tuple[Reference | None, list[nodes.Node]]:
