@@ -19,6 +19,7 @@ with the same key, and the handler must run again.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import threading
@@ -62,6 +63,7 @@ class TaskDispatcher:
         tolerance: float = signing.DEFAULT_TOLERANCE,
         idempotency: IdempotencyStore | None = None,
         claim_ttl: float = 300.0,
+        async_claim_ttl: float = 3600.0,
         heartbeat_interval: float = 10.0,
         callbacks: CallbackSender | None = None,
     ) -> None:
@@ -77,6 +79,7 @@ class TaskDispatcher:
         self.tolerance = tolerance
         self.idempotency = idempotency
         self.claim_ttl = claim_ttl
+        self.async_claim_ttl = async_claim_ttl
         self.heartbeat_interval = heartbeat_interval
         self.callbacks = callbacks or CallbackSender(signing_key=signing_key)
         self._background: set[asyncio.Task[None]] = set()
@@ -85,7 +88,7 @@ class TaskDispatcher:
     # -- asyncio entry point (FastAPI) -------------------------------------------------------
 
     async def dispatch(self, route: TaskRoute, *, body: bytes, headers: Mapping[str, str]) -> Reply:
-        early = self._admit(body, headers)
+        early = self._admit(route, body, headers)
         if isinstance(early, Reply):
             return early
         request = early
@@ -117,7 +120,7 @@ class TaskDispatcher:
     def dispatch_blocking(
         self, route: TaskRoute, *, body: bytes, headers: Mapping[str, str]
     ) -> Reply:
-        early = self._admit(body, headers)
+        early = self._admit(route, body, headers)
         if isinstance(early, Reply):
             return early
         request = early
@@ -140,7 +143,9 @@ class TaskDispatcher:
 
     # -- shared steps ------------------------------------------------------------------------
 
-    def _admit(self, body: bytes, headers: Mapping[str, str]) -> TaskRequest | Reply:
+    def _admit(
+        self, route: TaskRoute, body: bytes, headers: Mapping[str, str]
+    ) -> TaskRequest | Reply:
         if self.verify_signatures:
             assert self.signing_key is not None  # checked in __init__
             try:
@@ -161,7 +166,9 @@ class TaskDispatcher:
                     body=stored.body,
                     headers={**stored.headers, "X-Loom-Idempotent-Replay": "true"},
                 )
-            if not self.idempotency.claim(key, ttl=self.claim_ttl):
+            # Background work holds its claim longer: a re-delivery must not start it twice.
+            ttl = self.async_claim_ttl if route.async_task else self.claim_ttl
+            if not self.idempotency.claim(key, ttl=ttl):
                 stored = self.idempotency.get(key)  # it may have finished in between
                 if stored is not None:
                     return Reply(
@@ -283,8 +290,13 @@ class TaskDispatcher:
                 return
 
 
+@functools.lru_cache(maxsize=1024)
+def _wants_request(handler: Handler) -> bool:
+    return bool(inspect.signature(handler).parameters)
+
+
 async def _call(handler: Handler, request: TaskRequest) -> Any:
-    args = (request,) if inspect.signature(handler).parameters else ()
+    args = (request,) if _wants_request(handler) else ()
     if inspect.iscoroutinefunction(handler):
         return await handler(*args)
     # A blocking handler must not stall the event loop that serves other deliveries.
@@ -295,7 +307,7 @@ async def _call(handler: Handler, request: TaskRequest) -> Any:
 
 
 def _call_blocking(handler: Handler, request: TaskRequest) -> Any:
-    args = (request,) if inspect.signature(handler).parameters else ()
+    args = (request,) if _wants_request(handler) else ()
     value = handler(*args)
     if inspect.isawaitable(value):
         value = asyncio.run(_await(value))

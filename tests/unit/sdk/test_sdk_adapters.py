@@ -75,3 +75,35 @@ def test_flask_blueprint_has_the_same_semantics() -> None:
     assert failed.get_json()["status"] == "FAILED"
     assert failed.get_json()["error"] == "KeyError: 'records'"
     assert unsigned.status_code == 401
+
+
+def test_flask_blueprint_runs_async_tasks_on_a_background_thread() -> None:
+    import json
+
+    from linkloom.sdk import CallbackSender
+
+    posted: list[tuple[str, dict]] = []
+
+    def receiver(request: httpx.Request) -> httpx.Response:
+        posted.append((request.url.path, json.loads(request.content)))
+        return httpx.Response(200, json={})
+
+    sender = CallbackSender(signing_key=KEY, transport=httpx.MockTransport(receiver))
+    bp = loom_blueprint(signing_key=KEY, callbacks=sender, heartbeat_interval=0.02)
+
+    @bp.task("/api/tasks/slow", async_task=True)
+    async def slow(task: TaskRequest) -> dict[str, bool]:
+        import asyncio
+
+        await asyncio.sleep(0.1)
+        return {"done": True}
+
+    app = Flask(__name__)
+    app.register_blueprint(bp)
+    callback = {"url": "http://loom.test/cb/t", "heartbeat_url": "http://loom.test/cb/t/heartbeat"}
+    body, headers = signed_delivery(task_envelope(callback=callback), key=KEY)
+    reply = app.test_client().post("/api/tasks/slow", data=body, headers=headers)
+    assert reply.status_code == 202
+    bp.dispatcher.join(timeout=5)
+    assert posted[-1] == ("/cb/t", {"status": "SUCCESS", "output": {"done": True}, "logs": []})
+    assert ("/cb/t/heartbeat", {}) in posted

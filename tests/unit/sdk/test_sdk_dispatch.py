@@ -332,3 +332,27 @@ async def test_callback_sender_retries_connection_errors_then_gives_up() -> None
     outcome = await sender.complete("http://loom.test/api/v1/callbacks/x", {"n": 1})
     assert outcome == "gave_up"
     assert len(attempts) == 4
+
+
+async def test_deferred_without_work_answers_202_and_leaves_the_callback_to_the_app() -> None:
+    receiver = Receiver()
+    store = InMemoryIdempotencyStore()
+    d = async_dispatcher(receiver, idempotency=store)
+    runs: list[int] = []
+
+    def handler() -> Deferred:
+        runs.append(1)
+        return Deferred()
+
+    first = await deliver(d, handler, callback=ASYNC_CALLBACK, idempotency_key="k")
+    again = await deliver(d, handler, callback=ASYNC_CALLBACK, idempotency_key="k")
+    await d.drain()
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert runs == [1]  # the hand-off happened once
+    assert receiver.posts == []
+
+
+async def test_deferring_on_a_step_that_is_not_async_is_a_clear_error() -> None:
+    reply = await deliver(dispatcher(), lambda: Deferred())
+    assert reply.status_code == 500
+    assert "mode: async" in reply.body["error"]
