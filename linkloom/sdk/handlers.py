@@ -22,6 +22,7 @@ import asyncio
 import functools
 import inspect
 import logging
+import math
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -193,9 +194,10 @@ class TaskDispatcher:
     def _fail(self, request: TaskRequest, exc: BaseException) -> Reply:
         if isinstance(exc, Retryable):
             self._forget(request)
-            headers = {} if exc.retry_after is None else {"Retry-After": f"{exc.retry_after:g}"}
-            body = TaskResult.failed(exc.message).to_wire(extra_logs=request.logs)
-            body["retryable"] = True
+            headers = {}
+            if exc.retry_after is not None:  # HTTP wants whole seconds
+                headers["Retry-After"] = str(max(0, math.ceil(exc.retry_after)))
+            body = TaskResult.failed(exc.message, retryable=True).to_wire(extra_logs=request.logs)
             return Reply(status_code=503, body=body, headers=headers)
         if not isinstance(exc, Exception):
             self._forget(request)
@@ -257,7 +259,7 @@ class TaskDispatcher:
             try:
                 result = as_result(await _call(work, request))
             except Retryable as exc:
-                result = TaskResult.failed(exc.message)
+                result = TaskResult.failed(exc.message, retryable=True)
             except Exception as exc:
                 result = _failure(request, exc)
         finally:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic_core import to_jsonable_python
 
 _MISSING: Any = object()
-RESULT_KEYS = frozenset({"status", "output", "logs", "error"})
+RESULT_KEYS = frozenset({"status", "output", "logs", "error", "retryable"})
 
 
 class BadTaskRequest(ValueError):
@@ -110,6 +110,7 @@ class TaskResult:
     output: Any = None
     logs: tuple[str, ...] = ()
     error: str | None = None
+    retryable: bool = False  # a FAILED result the server may retry (sent as "retryable": true)
 
     @classmethod
     def success(
@@ -119,9 +120,16 @@ class TaskResult:
 
     @classmethod
     def failed(
-        cls, error: str, *, output: Any = None, logs: str | list[str] | tuple[str, ...] = ()
+        cls,
+        error: str,
+        *,
+        output: Any = None,
+        logs: str | list[str] | tuple[str, ...] = (),
+        retryable: bool = False,
     ) -> TaskResult:
-        return cls(status="FAILED", output=output, error=error, logs=_lines(logs))
+        return cls(
+            status="FAILED", output=output, error=error, logs=_lines(logs), retryable=retryable
+        )
 
     def to_wire(self, *, extra_logs: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
         """The JSON reply: request logs first, then the result's own."""
@@ -132,6 +140,8 @@ class TaskResult:
         }
         if self.error is not None:
             wire["error"] = self.error
+        if self.retryable and self.status == "FAILED":
+            wire["retryable"] = True
         return wire
 
 
@@ -167,6 +177,7 @@ def as_result(value: Any) -> TaskResult:
             output=value.get("output"),
             logs=_lines(value.get("logs") or ()),
             error=None if error is None else str(error),
+            retryable=bool(value.get("retryable", False)),
         )
     return TaskResult(status="SUCCESS", output=value)
 

@@ -356,3 +356,25 @@ async def test_deferring_on_a_step_that_is_not_async_is_a_clear_error() -> None:
     reply = await deliver(dispatcher(), lambda: Deferred())
     assert reply.status_code == 500
     assert "mode: async" in reply.body["error"]
+
+
+async def test_retryable_in_async_work_posts_a_failed_result_marked_retryable() -> None:
+    receiver = Receiver()
+    d = async_dispatcher(receiver)
+
+    def busy() -> None:
+        raise Retryable("warehouse locked", retry_after=0.3)
+
+    await deliver(d, busy, async_task=True, callback=ASYNC_CALLBACK)
+    await d.drain()
+    _, body, _ = receiver.posts[-1]
+    assert body == {"status": "FAILED", "output": None, "logs": [], "error": "warehouse locked",
+                    "retryable": True}  # fmt: skip
+
+
+async def test_retry_after_is_sent_in_whole_seconds() -> None:
+    def busy() -> None:
+        raise Retryable("busy", retry_after=0.3)
+
+    reply = await deliver(dispatcher(), busy)
+    assert reply.headers["Retry-After"] == "1"
