@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "linkloom.cli.proposals",
     "linkloom.cli.tokens",
     "linkloom.cli.settings",
+    "linkloom.cli.sandbox",
 )
 
 _err = Console(stderr=True)

@@ -6,8 +6,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import linkloom
 from linkloom.sandbox.bundle import BundleSettings, SandboxBundle
 from linkloom.sandbox.fixtures import FixtureCase, RecordedExchange
@@ -44,6 +42,4 @@ def make_bundle(
     )
 
 
-@pytest.fixture
-def fake_engine_env() -> dict[str, str]:
-    return {"PYTHONPATH": f"{PACKAGE_ROOT}:{HERE}"}
+FAKE_ENGINE_ENV = {"PYTHONPATH": f"{PACKAGE_ROOT}:{HERE}"}

@@ -5,14 +5,14 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import make_bundle
+from sandbox_helpers import FAKE_ENGINE_ENV, make_bundle
 
 from linkloom.sandbox.process import ProcessRunner, network_namespace_available
 
 HTTP_STEP = {"id": "fetch", "type": "http", "url": "http://backend.local/api/tasks/fetch-data"}
 
 
-async def test_process_runs_cases_with_replayed_http(fake_engine_env: dict[str, str]) -> None:
+async def test_process_runs_cases_with_replayed_http() -> None:
     bundle = make_bundle(
         [
             HTTP_STEP,
@@ -21,7 +21,7 @@ async def test_process_runs_cases_with_replayed_http(fake_engine_env: dict[str, 
         ],
         cases=2,
     )
-    result = await ProcessRunner(extra_env=fake_engine_env).run(bundle)
+    result = await ProcessRunner(extra_env=FAKE_ENGINE_ENV).run(bundle)
     assert result.backend == "process"
     assert result.error is None, result.error
     assert [c.case for c in result.cases] == ["case-0", "case-1"]
@@ -35,7 +35,7 @@ async def test_process_runs_cases_with_replayed_http(fake_engine_env: dict[str, 
     assert any(note.startswith("network:") for note in result.isolation)
 
 
-async def test_process_blocks_network_access(fake_engine_env: dict[str, str]) -> None:
+async def test_process_blocks_network_access() -> None:
     if not network_namespace_available():
         pytest.skip("this OS does not permit unshare -rn")
     code = (
@@ -44,19 +44,19 @@ async def test_process_blocks_network_access(fake_engine_env: dict[str, str]) ->
         "result = 'connected'\n"
     )
     bundle = make_bundle([{"id": "net", "type": "python", "code": code}])
-    result = await ProcessRunner(extra_env=fake_engine_env).run(bundle)
+    result = await ProcessRunner(extra_env=FAKE_ENGINE_ENV).run(bundle)
     step = result.cases[0].steps["net"]
     assert step.status == "FAILED"
     assert "refused" in step.error.lower() or "unreachable" in step.error.lower()
     assert "network: none (own network namespace)" in result.isolation
 
 
-async def test_process_file_size_limit_stops_a_10gb_write(fake_engine_env: dict[str, str]) -> None:
+async def test_process_file_size_limit_stops_a_10gb_write() -> None:
     bundle = make_bundle(
         [{"id": "fill", "type": "shell", "command": "head -c 10G /dev/zero > big.bin"}], shell=True
     )
     started = time.monotonic()
-    result = await ProcessRunner(extra_env=fake_engine_env, max_file_size="20m").run(bundle)
+    result = await ProcessRunner(extra_env=FAKE_ENGINE_ENV, max_file_size="20m").run(bundle)
     assert time.monotonic() - started < 10
     step = result.cases[0].steps["fill"]
     assert step.status == "FAILED"
@@ -64,12 +64,12 @@ async def test_process_file_size_limit_stops_a_10gb_write(fake_engine_env: dict[
 
 
 @pytest.mark.slow
-async def test_process_wall_clock_kills_a_looping_case(fake_engine_env: dict[str, str]) -> None:
+async def test_process_wall_clock_kills_a_looping_case() -> None:
     bundle = make_bundle(
         [{"id": "loop", "type": "python", "code": "while True:\n    pass\n"}], cases=2
     )
     started = time.monotonic()
-    result = await ProcessRunner(extra_env=fake_engine_env, wall_clock=2).run(bundle)
+    result = await ProcessRunner(extra_env=FAKE_ENGINE_ENV, wall_clock=2).run(bundle)
     assert time.monotonic() - started < 6
     assert not result.ok
     assert "wall-clock limit of 2s exceeded" in result.error
@@ -80,11 +80,11 @@ async def test_process_wall_clock_kills_a_looping_case(fake_engine_env: dict[str
 
 
 @pytest.mark.slow
-async def test_process_fork_bomb_ends_as_failed_result(fake_engine_env: dict[str, str]) -> None:
+async def test_process_fork_bomb_ends_as_failed_result() -> None:
     bomb = "bomb() { bomb | bomb & }; bomb; sleep 1; exit 1"
     bundle = make_bundle([{"id": "bomb", "type": "shell", "command": bomb}], shell=True)
     started = time.monotonic()
-    result = await ProcessRunner(extra_env=fake_engine_env, wall_clock=4).run(bundle)
+    result = await ProcessRunner(extra_env=FAKE_ENGINE_ENV, wall_clock=4).run(bundle)
     assert time.monotonic() - started < 10
     case = result.cases[0]
     assert case.run_status in ("FAILED", "ERROR")
