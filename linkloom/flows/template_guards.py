@@ -12,7 +12,8 @@
 The loop and output hooks are installed by rewriting the parsed tree before compilation:
 ``For.iter`` becomes ``iter | _loom_iter``, each printed expression ``expr | _loom_out`` and each
 ``a ~ b`` ``[a, b] | _loom_concat``. The hooks take the context, so Jinja never folds them at
-compile time.
+compile time. ``a if b`` without ``else`` gets ``else none`` (printed as nothing) instead of an
+undefined value that ``StrictUndefined`` would turn into an error.
 """
 
 from __future__ import annotations
@@ -534,6 +535,9 @@ def _install_hooks(tree: nodes.Node) -> None:
             n if isinstance(n, nodes.TemplateData) else _filter_node(n, "_loom_out")
             for n in out.nodes
         ]
+    for cond in tree.find_all(nodes.CondExpr):
+        if cond.expr2 is None:  # `a if b` without else: none, not an undefined that raises
+            cond.expr2 = nodes.Const(None, lineno=cond.lineno)
     _replace_concat(tree)
 
 

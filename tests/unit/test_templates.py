@@ -252,3 +252,41 @@ def test_template_error_is_invalid_input():
 
     with pytest.raises(InvalidInput):
         templates.render("{{ 1/0 }}", {})
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        (
+            "{% for x in items %}{{ loop.index }}/{{ loop.length }}{{ '!' if loop.last }} "
+            "{% endfor %}",
+            "1/3 2/3 3/3! ",
+        ),
+        ("{% for x in items if x > 1 %}{{ x }}{% endfor %}", "23"),
+        ("{% for k, v in d.items() %}{{ k }}={{ v }};{% endfor %}", "a=1;b=2;"),
+        ("{% for x in [] %}x{% else %}empty{% endfor %}", "empty"),
+        ("{% for x in tree recursive %}{{ x.n }}({{ loop(x.c) }}){% endfor %}", "a(b())"),
+        (
+            "{% set t = namespace(v=0) %}{% for x in items %}{% set t.v = t.v + x %}{% endfor %}"
+            "{{ t.v }}",
+            "6",
+        ),
+        ("{% macro greet(n) %}hi {{ n }}{% endmacro %}{{ greet('x') }}", "hi x"),
+        ("{{ '%05.1f' % 3.14159 }} {{ '%s-%s' | format(1, 2) }}", "003.1 1-2"),
+        ("{{ items | map('string') | join('-') }}", "1-2-3"),
+        ("{% raw %}{{ kept }}{% endraw %}", "{{ kept }}"),
+        ("{{ 7 // 2 }} {{ 7 % 3 }} {{ 2 ** 10 }} {{ 7 / 2 }}", "3 1 1024 3.5"),
+    ],
+)
+def test_render_common_jinja_features_still_work(template, expected):
+    ctx = {
+        "items": [1, 2, 3],
+        "d": {"a": 1, "b": 2},
+        "tree": [{"n": "a", "c": [{"n": "b", "c": []}]}],
+    }
+    assert templates.render(template, ctx) == expected
+
+
+def test_render_inline_if_without_else_is_none():
+    assert templates.render("{{ 1 if false }}", {}) is None
+    assert templates.render("[{{ 1 if false }}]", {}) == "[]"
