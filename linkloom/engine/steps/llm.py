@@ -156,7 +156,7 @@ async def _post(
     recorded = {k: (_REDACTED if _secret_header(k) else v) for k, v in headers.items()}
     try:
         response = await ctx.services.http.post(
-            url, json=body, headers=headers, timeout=ctx.timeout
+            url, json=body, headers=headers, timeout=ctx.timeout if ctx.timeout > 0 else None
         )
     except httpx.TimeoutException as exc:
         _record(ctx, url, recorded, body, started, error=f"timeout: {exc}")

@@ -53,10 +53,8 @@ async def guarded(
         result = failed("template", exc.message)
     except StepConfigError as exc:
         result = failed("config", str(exc))
-    # The result carries what the attempt appended to ``ctx.logs``/``ctx.exchanges`` as well,
-    # so the engine can read either (they are the same items, not additional ones).
-    if ctx.logs and not result.logs:
-        result = replace(result, logs=tuple(ctx.logs))
+    # Logs stay in ``ctx.logs`` only (the engine adds ``result.logs`` to them); exchanges are
+    # also put on the result, which the engine prefers over ``ctx.exchanges``.
     if ctx.exchanges and not result.exchanges:
         result = replace(result, exchanges=tuple(ctx.exchanges))
     return result

@@ -64,15 +64,17 @@ class ShellExecutor:
         limit = int(step.max_output_bytes)
         out, err = _Capture(limit), _Capture(limit)
         readers = asyncio.gather(out.read(proc.stdout), err.read(proc.stderr))
+        # Stop a little before the engine's own per-attempt timeout, to keep the output.
+        budget = ctx.timeout - min(0.5, ctx.timeout * 0.1) if ctx.timeout > 0 else None
         try:
-            async with asyncio.timeout(ctx.timeout):
+            async with asyncio.timeout(budget):
                 await _finish(proc, readers)
         except TimeoutError:
             await _kill(proc)
             await _drain(readers)
             return outcomes.failed(
                 "timeout",
-                f"the command ran longer than {ctx.timeout:g}s and was killed",
+                f"the command ran longer than {budget or 0:g}s and was killed",
                 retryable=True,
                 output=_output(None, out, err),
             )
