@@ -2,9 +2,10 @@
 
 The first execution renders ``inputs``, starts the child run through
 ``ctx.services.start_subflow`` and suspends, keeping the child run id in the durable state. Later
-executions read the child with ``ctx.services.read_run`` and suspend again (polling every
-``POLL_SECONDS``) until it ends: SUCCEEDED gives the child's outputs as the step output; FAILED or
-CANCELLED fails the step (not retryable: a retry would start a second child).
+executions read the child with ``ctx.services.read_run`` and suspend again until it ends (the
+poll interval starts at ``POLL_SECONDS`` and doubles up to ``MAX_POLL_SECONDS``). SUCCEEDED
+gives the child's outputs as the step output; FAILED or CANCELLED fails the step (not
+retryable: a retry would start a second child).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from linkloom.engine.ports import StepContext
 from linkloom.engine.steps import outcomes
 
 POLL_SECONDS = 1.0
+MAX_POLL_SECONDS = 15.0
 
 
 class SubflowExecutor:
@@ -24,8 +26,11 @@ class SubflowExecutor:
 
     type_name: ClassVar[str] = "flow"
 
-    def __init__(self, *, poll_seconds: float = POLL_SECONDS) -> None:
+    def __init__(
+        self, *, poll_seconds: float = POLL_SECONDS, max_poll_seconds: float = MAX_POLL_SECONDS
+    ) -> None:
         self.poll_seconds = poll_seconds
+        self.max_poll_seconds = max_poll_seconds
 
     async def execute(self, ctx: StepContext) -> StepResult:
         return await outcomes.guarded(ctx, self._run)
@@ -61,5 +66,8 @@ class SubflowExecutor:
         return self._poll_later(ctx, child_id)
 
     def _poll_later(self, ctx: StepContext, child_id: str) -> StepResult:
-        wake = ctx.services.clock.now() + timedelta(seconds=self.poll_seconds)
-        return StepResult(suspend_until=wake, state={**ctx.state, "child_run_id": child_id})
+        polls = int(ctx.state.get("polls", 0)) if ctx.state.get("child_run_id") else 0
+        delay = min(self.poll_seconds * 2 ** min(polls, 16), self.max_poll_seconds)
+        wake = ctx.services.clock.now() + timedelta(seconds=delay)
+        state = {**ctx.state, "child_run_id": child_id, "polls": polls + 1}
+        return StepResult(suspend_until=wake, state=state)

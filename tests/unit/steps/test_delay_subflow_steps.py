@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from linkloom.engine.steps.delay import DelayExecutor
 from linkloom.engine.steps.subflow import SubflowExecutor
@@ -78,12 +78,14 @@ async def test_subflow_starts_child_polls_and_returns_outputs():
     )
     assert runs.started == [("child", {"n": 8}, "run-1", "s")]
     assert first.suspend_until is not None
-    assert first.state == {"child_run_id": "child-1"}
+    assert first.state == {"child_run_id": "child-1", "polls": 1}
+    assert first.suspend_until == services.clock.now() + timedelta(seconds=1)
 
     waiting = await SubflowExecutor().execute(
         make_context(step=step, services=services, state=first.state)
     )
-    assert waiting.suspend_until is not None
+    assert waiting.suspend_until == services.clock.now() + timedelta(seconds=2)
+    assert waiting.state["polls"] == 2
     assert len(runs.started) == 1
 
     runs.status, runs.outputs = "SUCCEEDED", {"total": 42}
