@@ -30,8 +30,24 @@ def _on_case(name: str, result: CaseResult | None) -> None:
         _emit(event_line("case", result=result.to_dict()))
 
 
+def _logs_to_stderr() -> None:
+    """Stdout carries results only: engine logs (structlog, logging) go to stderr, warnings up."""
+    import logging
+
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, force=True)
+    try:
+        import structlog
+    except ImportError:
+        return
+    structlog.configure(
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+    )
+
+
 async def _main(directory: Path) -> int:
     started = time.perf_counter()
+    _logs_to_stderr()
     try:
         bundle = SandboxBundle.read(directory)
     except InvalidBundle as exc:

@@ -144,6 +144,7 @@ class Replayer:
             key = self._key(exchange.method, exchange.url, exchange.request_body)
             self._queues[key].append(exchange)
         self.unrecorded: list[UnrecordedCall] = []
+        self._unrecorded_keys: set[tuple[str, str, str]] = set()
         self.served = 0
 
     def _key(self, method: str, url: str, body: Any) -> tuple[str, str, str]:
@@ -169,7 +170,8 @@ class Replayer:
                 body=_json_or_text(request.content, self.scrub),
                 step_id=request.headers.get("x-loom-step-id"),
             )
-            if call not in self.unrecorded:
+            if key not in self._unrecorded_keys:  # retries of one request are listed once
+                self._unrecorded_keys.add(key)
                 self.unrecorded.append(call)
             raise UnrecordedRequest(request.method, url, request=request)
         self.served += 1

@@ -7,9 +7,9 @@ names the backend that produced it and the isolation it had.
 Inside the sandbox, ``python -m linkloom.sandbox.entry BUNDLE_DIR`` runs the cases and writes one
 JSON line per event on stdout (the only channel out of the container)::
 
-    {"event": "case_started", "case": "c1"}
-    {"event": "case", "result": {…CaseResult…}}
-    {"event": "done", "duration_ms": 12.5}
+    {"loom_sandbox": 1, "event": "case_started", "case": "c1"}
+    {"loom_sandbox": 1, "event": "case", "result": {…CaseResult…}}
+    {"loom_sandbox": 1, "event": "done", "duration_ms": 12.5}
 
 ``collect()`` turns those lines back into a ``SandboxResult``; a sandbox killed half-way keeps
 the cases it finished and marks the others failed with the reason.
@@ -173,8 +173,12 @@ class CaseEngine(Protocol):
 # ------------------------------------------------------------------- the stdout line protocol
 
 
+PROTOCOL_KEY = "loom_sandbox"  # marks our lines apart from anything else a flow may print
+
+
 def event_line(event: str, **fields: Any) -> str:
-    return json.dumps({"event": event, **fields}, ensure_ascii=False, default=_json_default)
+    line = {PROTOCOL_KEY: 1, "event": event, **fields}
+    return json.dumps(line, ensure_ascii=False, default=_json_default)
 
 
 def _json_default(value: Any) -> Any:
@@ -205,6 +209,8 @@ def collect(
         try:
             event = json.loads(line)
         except ValueError:
+            continue
+        if not isinstance(event, dict) or event.get(PROTOCOL_KEY) != 1:
             continue
         kind = event.get("event")
         if kind == "case_started":
