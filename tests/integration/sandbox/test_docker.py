@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import require
+from tests.support.real import require
 from sandbox_helpers import HERE, make_bundle
 
 from linkloom.sandbox.docker import DockerRunner, docker_available, image_exists
