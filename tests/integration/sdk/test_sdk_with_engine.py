@@ -64,6 +64,7 @@ async def _callback_bridge(holder: dict[str, Services]) -> tuple[web.AppRunner, 
 @pytest.fixture
 async def engine(tmp_path: Path, backend: RunningBackend) -> AsyncIterator[Services]:
     backend.state.effects.clear()
+    backend.state.calls.clear()
     holder: dict[str, Services] = {}
     runner, bridge_url = await _callback_bridge(holder)
     settings = load_settings(
@@ -71,7 +72,7 @@ async def engine(tmp_path: Path, backend: RunningBackend) -> AsyncIterator[Servi
         database={"url": f"sqlite+aiosqlite:///{tmp_path / 'loom.db'}"},
         security={"signing_key": KEY},
         server={"public_url": bridge_url},
-        engine={"poll_interval": 0.05},
+        engine={"poll_interval": 0.05, "lease_seconds": 0.9},  # deadlines checked every 0.3 s
     )
     services = holder["services"] = build_services(settings)
     await services.start()
@@ -145,3 +146,6 @@ async def test_engine_completes_an_async_step_by_sdk_callback_with_heartbeats(
     assert run.status == "SUCCEEDED", run.error
     step = (await engine.runs.list_steps(run.id))[0]
     assert step.output == {"report": f"report-{run.id}", "pages": 3}
+    # One attempt: heartbeats kept the 1 s deadline alive for the 1.5 s of work.
+    assert len(await engine.runs.list_attempts(run.id)) == 1
+    assert backend.state.calls["slow-report"] == 1
