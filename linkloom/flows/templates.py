@@ -129,12 +129,20 @@ _ENV = guards.LoomEnvironment()
 
 
 def parse(text: str) -> nodes.Template:
-    """Parse a template (after ``normalize``) and return its syntax tree.
+    """Parse a template (after ``normalize``), check it compiles, and return its syntax tree.
+
+    Compiling catches unknown filters and tests (``{{ x | center }}``) before a run does.
 
     Raises:
-        TemplateError: the template is too long or not valid Jinja2; ``line`` says where.
+        TemplateError: the template is too long, not valid Jinja2, or uses a filter or test
+            that does not exist; ``line`` says where.
     """
-    source = _checked_source(text)
+    tree = _parse(_checked_source(text))
+    _compiled(text)
+    return tree
+
+
+def _parse(source: str) -> nodes.Template:
     try:
         return _ENV.parse(source)
     except TemplateSyntaxError as exc:
@@ -157,7 +165,7 @@ def references(text: str) -> list[tuple[str, ...]]:
     """
     if not is_template(text):
         return []
-    tree = parse(text)
+    tree = _parse(_checked_source(text))
     declared = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
     declared.update(n.name for n in tree.find_all(nodes.Macro))
     skip = declared | set(_ENV.globals) | {"loop", "caller", "varargs", "kwargs", "self"}
@@ -300,7 +308,12 @@ def _compiled(text: str) -> _Compiled:
     whole = _WHOLE.match(source)
     if whole and not any(t in whole.group(1) for t in ("{{", "}}", "{%", "{#")):
         return _compile_expression(whole.group(1))
-    return _Compiled(template=_ENV.from_string(parse(source)), whole=False, pure_path=False)
+    tree = _parse(source)
+    try:
+        template = _ENV.from_string(tree)
+    except TemplateSyntaxError as exc:  # unknown filters and tests are found when compiling
+        raise TemplateError(exc.message or str(exc), line=exc.lineno) from None
+    return _Compiled(template=template, whole=False, pure_path=False)
 
 
 def _compile_expression(expression: str) -> _Compiled:
@@ -319,7 +332,10 @@ def _compile_expression(expression: str) -> _Compiled:
     body = [nodes.Assign(nodes.Name("result", "store"), expr, lineno=1)]
     tree = nodes.Template(body, lineno=1)
     tree.set_environment(_ENV)
-    template = _ENV.from_string(tree)
+    try:
+        template = _ENV.from_string(tree)
+    except TemplateSyntaxError as exc:
+        raise TemplateError(exc.message or str(exc), line=exc.lineno) from None
     return _Compiled(template=template, whole=True, pure_path=path is not None and not rest)
 
 

@@ -290,3 +290,11 @@ def test_render_common_jinja_features_still_work(template, expected):
 def test_render_inline_if_without_else_is_none():
     assert templates.render("{{ 1 if false }}", {}) is None
     assert templates.render("[{{ 1 if false }}]", {}) == "[]"
+
+
+@pytest.mark.parametrize(
+    "template", ["{{ x | center(5) }}", "a {{ x | random }}", "{{ x is nosuchtest }}"]
+)
+def test_parse_rejects_unknown_filters_and_tests(template):
+    with pytest.raises(TemplateError, match=r"No (filter|test) named"):
+        templates.parse(template)
