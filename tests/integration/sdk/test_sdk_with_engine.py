@@ -149,3 +149,27 @@ async def test_engine_completes_an_async_step_by_sdk_callback_with_heartbeats(
     # One attempt: heartbeats kept the 1 s deadline alive for the 1.5 s of work.
     assert len(await engine.runs.list_attempts(run.id)) == 1
     assert backend.state.calls["slow-report"] == 1
+
+
+async def test_engine_runs_parallel_merge_against_the_sdk_backend(
+    engine: Services, backend: RunningBackend
+) -> None:
+    run = await run_flow(engine, example_flow("parallel-merge", backend), {"delay": 0.3})
+    assert run.status == "SUCCEEDED", run.error
+    assert run.outputs["count"] == 3
+    assert set(run.outputs["merged"]) == {"a", "b"}
+    steps = {s.step_id: s for s in await engine.runs.list_steps(run.id)}
+    a, b = steps["process_a"], steps["process_b"]
+    # Both branches waited 0.3 s; they overlapped, so each started before the other ended.
+    assert a.started_at < b.finished_at
+    assert b.started_at < a.finished_at
+
+
+async def test_engine_runs_order_triage_against_the_sdk_backend(
+    engine: Services, backend: RunningBackend
+) -> None:
+    run = await run_flow(engine, example_flow("order-triage", backend), {"threshold": 100})
+    assert run.status == "SUCCEEDED", run.error
+    assert run.outputs == {"imported": ["o-1001", "o-1003"]}
+    imports = [e for e in backend.state.effects if e["kind"] == "erp_import"]
+    assert [(e["count"], e["key"]) for e in imports] == [(2, f"{run.id}:import_orders")]
