@@ -482,7 +482,9 @@ def spec_payload(
         spec = dict(path_or_spec)
         parsed = spec
     elif isinstance(path_or_spec, Path) or (
-        isinstance(path_or_spec, str) and "\n" not in path_or_spec and Path(path_or_spec).is_file()
+        isinstance(path_or_spec, str)
+        and "\n" not in path_or_spec
+        and _looks_like_path(path_or_spec)
     ):
         path = Path(path_or_spec)
         try:
@@ -502,6 +504,10 @@ def spec_payload(
     if not flow_id:
         raise errors.InvalidInput("the flow spec has no 'id'; add 'id: <slug>' at the top level")
     return str(flow_id), spec
+
+
+def _looks_like_path(text: str) -> bool:
+    return Path(text).is_file() or text.lower().endswith((".yaml", ".yml", ".json"))
 
 
 def _parse_text(text: str, *, source: str) -> Any:

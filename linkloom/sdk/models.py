@@ -48,6 +48,7 @@ class Flow:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Flow:
+        data = _unwrap(data, "flow")
         spec = data.get("spec") if isinstance(data.get("spec"), dict) else {}
         return cls(
             id=str(data.get("id") or data.get("flow_id") or spec.get("id")),
@@ -69,6 +70,7 @@ class FlowVersion:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FlowVersion:
+        data = _unwrap(data, "version") if isinstance(data.get("version"), dict) else data
         return cls(
             flow_id=str(data.get("flow_id") or data.get("id")),
             version=_int(data.get("version")),
@@ -142,6 +144,7 @@ class Run:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Run:
+        data = _unwrap(data, "run")
         steps = data.get("steps") or []
         if isinstance(steps, dict):  # {step_id: {...}} is accepted too
             steps = [{"step_id": key, **value} for key, value in steps.items()]
@@ -206,6 +209,7 @@ class Proposal:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Proposal:
+        data = _unwrap(data, "proposal")
         flows = data.get("flow_ids") or data.get("flows") or ()
         return cls(
             id=str(data.get("id") or data.get("proposal_id")),
@@ -216,6 +220,14 @@ class Proposal:
             created_at=_time(data.get("created_at")),
             raw=data,
         )
+
+
+def _unwrap(data: dict[str, Any], key: str) -> dict[str, Any]:
+    """Accept ``{"run": {...}, ...}`` as well as the object itself."""
+    inner = data.get(key)
+    if "id" not in data and isinstance(inner, dict):
+        return {**{k: v for k, v in data.items() if k != key}, **inner}
+    return data
 
 
 def _int(value: Any) -> int | None:

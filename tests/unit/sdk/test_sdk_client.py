@@ -248,3 +248,17 @@ async def test_async_client_reads_events_after_a_cursor() -> None:
     assert [(e.id, e.type, e.step_id, e.data) for e in got] == [
         (5, "step_finished", "a", {"status": "SUCCEEDED"})
     ]
+
+
+def test_spec_payload_reports_a_missing_file_as_such(tmp_path: Path) -> None:
+    with pytest.raises(errors.InvalidInput, match="cannot read flow spec"):
+        spec_payload(str(tmp_path / "nope.yaml"))
+
+
+def test_models_accept_a_wrapped_object() -> None:
+    from linkloom.sdk.models import FlowVersion, Run
+
+    run = Run.from_json({"run": run_json("SUCCEEDED")})
+    assert (run.id, run.status) == ("r-1", "SUCCEEDED")
+    version = FlowVersion.from_json({"flow_id": "f", "version": {"version": 3}, "created": False})
+    assert (version.flow_id, version.version, version.created) == ("f", 3, False)
