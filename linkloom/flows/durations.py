@@ -26,7 +26,10 @@ def parse_duration(value: object) -> float:
     elif isinstance(value, bool):
         raise ValueError(_HELP)
     elif isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int too large for a float
+            raise ValueError("a duration may be at most 366 days") from None
     elif isinstance(value, str):
         seconds = _parse_text(value.strip())
     else:

@@ -39,8 +39,8 @@ class _Reads:
 def check(view: SpecView, reporter: Reporter) -> None:
     """Check every template of the spec and warn about inputs and outputs nobody reads."""
     reads = _Reads()
-    inputs = view.data.get("inputs")
-    declared_inputs = set(inputs) if isinstance(inputs, dict) else None
+    inputs = view.data.get("inputs", {})
+    declared_inputs = set(inputs) if isinstance(inputs, dict) else None  # None: unknown
     for n, step in view.steps:
         owner = step.get("id") if isinstance(step.get("id"), str) else None
         each = step.get("for_each") is not None

@@ -292,7 +292,11 @@ def _edges(edges: Any, steps: list[Any], out: Normalised) -> None:
     if not isinstance(edges, list):
         out.problems.append(ShapeProblem(path=where, message="'edges' must be a list", code="type"))
         return
-    index = {s["id"]: n for n, s in enumerate(steps) if isinstance(s, dict) and "id" in s}
+    index = {
+        s["id"]: n
+        for n, s in enumerate(steps)
+        if isinstance(s, dict) and isinstance(s.get("id"), str)
+    }
     for e, edge in enumerate(edges):
         path = (*where, e)
         if not isinstance(edge, dict) or not all(

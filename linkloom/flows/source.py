@@ -48,19 +48,27 @@ class Document:
 
     value: Any = None
     format: str = "yaml"
-    positions: dict[Path, Position] = field(default_factory=dict)
-    key_positions: dict[Path, Position] = field(default_factory=dict)
+    # JSON stores character offsets (converted on demand, which keeps reading fast).
+    positions: dict[Path, Position | int] = field(default_factory=dict)
+    key_positions: dict[Path, Position | int] = field(default_factory=dict)
     problems: list[SourceProblem] = field(default_factory=list)
+    line_starts: list[int] = field(default_factory=list)
 
     def position(self, path: Path, *, key: bool = False) -> Position:
         """Where ``path`` starts; for a missing node, where its nearest ancestor starts."""
         if key and path in self.key_positions:
-            return self.key_positions[path]
+            return self._line_column(self.key_positions[path])
         for cut in range(len(path), -1, -1):
             found = self.positions.get(path[:cut])
             if found is not None:
-                return found
+                return self._line_column(found)
         return (1, 1)
+
+    def _line_column(self, found: Position | int) -> Position:
+        if isinstance(found, tuple):
+            return found
+        line = bisect.bisect_right(self.line_starts, found)
+        return (line, found - self.line_starts[line - 1] + 1)
 
 
 class _Stop(Exception):
@@ -148,20 +156,23 @@ class _Builder:
     def __init__(self, doc: Document) -> None:
         self.doc = doc
         self.nodes = 0
-        self.key_at: Position = (1, 1)  # where the latest mapping key starts
+        self.key_at: Position | int = (1, 1)  # where the latest mapping key starts
 
-    def fail(self, position: Position, message: str, code: str, hint: str | None = None) -> None:
+    def fail(
+        self, position: Position | int, message: str, code: str, hint: str | None = None
+    ) -> None:
+        position = self.doc._line_column(position)
         self.doc.problems.append(
             SourceProblem(
                 line=position[0], column=position[1], message=message, code=code, hint=hint
             )
         )
 
-    def stop(self, position: Position, message: str, code: str, hint: str | None = None) -> None:
+    def stop(self, position: Position | int, message: str, code: str, hint: str | None = None) -> None:
         self.fail(position, message, code, hint)
         raise _Stop
 
-    def count(self, position: Position, amount: int = 1) -> None:
+    def count(self, position: Position | int, amount: int = 1) -> None:
         self.nodes += amount
         if self.nodes > MAX_NODES:
             self.stop(
@@ -171,7 +182,7 @@ class _Builder:
                 "YAML aliases that expand to huge documents are refused",
             )
 
-    def check_depth(self, depth: int, position: Position) -> None:
+    def check_depth(self, depth: int, position: Position | int) -> None:
         if depth > MAX_DEPTH:
             self.stop(
                 position,
@@ -179,12 +190,14 @@ class _Builder:
                 "too-deep",
             )
 
-    def put(self, container: Any, path: Path, key: Any, value: Any, position: Position) -> None:
+    def put(
+        self, container: Any, path: Path, key: Any, value: Any, position: Position | int
+    ) -> None:
         if isinstance(container, list):
             container.append(value)
             return
         if key in container:
-            first = self.doc.key_positions.get((*path, key), (0, 0))
+            first = self.doc.position((*path, key), key=True)
             self.fail(
                 self.key_at,
                 f"duplicate key {key!r} (first defined at line {first[0]})",
@@ -409,11 +422,10 @@ class _JsonReader(_Builder):
     def __init__(self, text: str, doc: Document) -> None:
         super().__init__(doc)
         self.text = text
-        self.line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
+        doc.line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
 
     def where(self, offset: int) -> Position:
-        line = bisect.bisect_right(self.line_starts, offset)
-        return (line, offset - self.line_starts[line - 1] + 1)
+        return self.doc._line_column(offset)
 
     def read(self) -> None:
         text = self.text
@@ -445,9 +457,9 @@ class _JsonReader(_Builder):
                     self.stop(self.where(pos), "expected a quoted key", "json-syntax")
                 key = self._unquote(match.group(), pos)
                 key_path = (*frame[1], key)
-                self.key_at = self.where(pos)
+                self.key_at = pos
                 if key not in frame[0]:
-                    self.doc.key_positions[key_path] = self.key_at
+                    self.doc.key_positions[key_path] = pos
                 frame[2] = key
                 pos = _WS.match(text, match.end()).end()  # type: ignore[union-attr]
                 if pos >= end or text[pos] != ":":
@@ -460,10 +472,10 @@ class _JsonReader(_Builder):
                 done = not stack
                 continue
             # a value
-            position = self.where(pos)
+            position = pos  # an offset: converted only when a problem needs it
             path = self._path(frame)
             self.count(position)
-            self.doc.positions[path] = position
+            self.doc.positions[path] = pos
             if char in "{[":
                 self.check_depth(len(stack) + 1, position)
                 container: Any = {} if char == "{" else []
@@ -490,12 +502,12 @@ class _JsonReader(_Builder):
             return (*frame[1], len(frame[0]))
         return (*frame[1], frame[2])
 
-    def _attach(self, frame: list[Any] | None, value: Any, position: Position) -> None:
+    def _attach(self, frame: list[Any] | None, value: Any, position: int) -> None:
         if frame is None:
             return
         self.put(frame[0], frame[1], frame[2], value, position)
 
-    def _scalar(self, pos: int, position: Position) -> tuple[Any, int]:
+    def _scalar(self, pos: int, position: int) -> tuple[Any, int]:
         text = self.text
         if text[pos] == '"':
             match = _STRING.match(text, pos)
@@ -537,6 +549,8 @@ class _JsonReader(_Builder):
         return pos
 
     def _unquote(self, token: str, offset: int) -> str:
+        if "\\" not in token:
+            return token[1:-1]  # no escapes (and so no surrogates): the text itself
         value: str = json.loads(token)
         try:
             value.encode("utf-8")
