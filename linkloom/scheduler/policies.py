@@ -76,6 +76,13 @@ def plan_fires(
     if next_fire_time > now:
         return FirePlan(fires=(), skipped=0, next_fire_time=next_fire_time)
     cutoff = now - grace
+    if next_fire_time >= cutoff:
+        # The common case, in one pass: the due fires, then the first one after now.
+        due: list[datetime] = []
+        for fire in cron.iter_fires(schedule, after=next_fire_time - _US):
+            if fire > now or len(due) >= MAX_ON_TIME:
+                return FirePlan(fires=tuple(due), skipped=0, next_fire_time=fire)
+            due.append(fire)
     on_time = cron.fires_between(
         schedule, start=max(next_fire_time, cutoff), end=now, limit=MAX_ON_TIME
     )

@@ -209,9 +209,10 @@ class Scheduler:
         try:
             if state is None or state.next_fire_time is None:
                 first = cron.next_fire(schedule, after=now)
-                await self._store.init_state(
+                if await self._store.init_state(
                     ScheduleState(flow_id=flow_id, schedule_id=schedule_id, next_fire_time=first)
-                )
+                ):
+                    self._checked.add((flow_id, head.version, schedule_id, first))
                 return first, active
             if state.paused:
                 return None, active
@@ -281,6 +282,9 @@ class Scheduler:
             next_fire_time=plan.next_fire_time,
             last_fire_time=plan.fires[-1] if plan.fires else state.last_fire_time,
         )
+        # Computed from this very schedule, so the next tick need not re-check it.
+        self._checked.discard(check)
+        self._checked.add((flow_id, head.version, schedule_id, plan.next_fire_time))
         return plan.next_fire_time, active
 
     async def _fire(

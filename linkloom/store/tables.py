@@ -193,6 +193,16 @@ schedule_state = sa.Table(
     sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
+# Fires held back by ``overlap: queue`` until a run of the flow finishes (migration 0002).
+schedule_queue = sa.Table(
+    "schedule_queue",
+    metadata,
+    sa.Column("flow_id", sa.String(64), primary_key=True),
+    sa.Column("schedule_id", sa.String(64), primary_key=True),
+    sa.Column("fire_time", TS, primary_key=True),
+    sa.Column("queued_at", TS, nullable=False),
+)
+
 webhook_deliveries = sa.Table(
     "webhook_deliveries",
     metadata,

@@ -1,4 +1,4 @@
-"""Helpers and fixtures: the scheduler on a real database (a SQLite file, and PostgreSQL when configured)."""
+"""Helpers and fixtures: the scheduler on real databases (SQLite, and PostgreSQL if set)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.real import POSTGRES_URL, require
 
 from linkloom.engine.service import RunService
 from linkloom.flows.spec import FlowSpec
@@ -21,6 +20,7 @@ from linkloom.store import session
 from linkloom.store.runs import SqlRunStore
 from linkloom.store.schedules import SqlSchedulerStore, leader_lock
 from linkloom.testing import FrozenClock
+from tests.support.real import POSTGRES_URL, require
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 SIGNING_KEY = "test-signing-key"

@@ -1,0 +1,304 @@
+"""The scheduler's store and leader lock on SQLite and PostgreSQL.
+
+``SqlSchedulerStore`` implements ``linkloom.scheduler.ports.SchedulerStore`` over the
+``schedule_state``, ``schedule_queue``, ``webhook_deliveries``, ``flows``, ``flow_versions`` and
+``runs`` tables. ``advance_state`` is a compare-and-set on ``next_fire_time``; deliveries are
+inserted once (``ON CONFLICT DO NOTHING`` on the unique ``delivery_key``).
+
+``AdvisoryLeaderLock`` holds ``pg_try_advisory_lock`` on a dedicated autocommit connection. The
+lock belongs to that database session, so when the leader process dies (even by SIGKILL) the
+server ends the session and the lock is free for the next follower's attempt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from linkloom.scheduler.models import FinishedRun, FlowHead, QueuedFire, ScheduleState
+from linkloom.scheduler.policies import ActiveRun
+from linkloom.store import tables
+from linkloom.store.session import Database
+
+# "LOOMSCHD" as a signed 64-bit integer: the advisory lock key of the scheduler leader.
+LEADER_LOCK_KEY = int.from_bytes(b"LOOMSCHD", "big", signed=True)
+_ACTIVE = ("PENDING", "RUNNING")
+_FINISHED = ("SUCCEEDED", "FAILED", "CANCELLED")
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _db(value: datetime | None) -> datetime | None:
+    """Store UTC (SQLite keeps the wall-clock fields only, so they must be UTC's)."""
+    return None if value is None else value.astimezone(UTC)
+
+
+class SqlSchedulerStore:
+    """The scheduler's persistence over a ``Database``."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._insert = postgresql.insert if db.dialect == "postgresql" else sqlite.insert
+
+    async def flow_heads(self) -> list[FlowHead]:
+        f = tables.flows
+        query = sa.select(f.c.id, f.c.current_version, f.c.paused).where(f.c.deleted_at.is_(None))
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            FlowHead(flow_id=r.id, version=r.current_version, paused=bool(r.paused)) for r in rows
+        ]
+
+    async def flow_spec(self, flow_id: str, version: int) -> dict[str, Any] | None:
+        v = tables.flow_versions
+        query = sa.select(v.c.spec).where(v.c.flow_id == flow_id, v.c.version == version)
+        async with self.db.read() as conn:
+            spec = (await conn.execute(query)).scalar_one_or_none()
+        return spec if isinstance(spec, dict) else None
+
+    async def schedule_states(self) -> list[ScheduleState]:
+        s = tables.schedule_state
+        async with self.db.read() as conn:
+            rows = (await conn.execute(sa.select(s))).all()
+        return [
+            ScheduleState(
+                flow_id=r.flow_id,
+                schedule_id=r.schedule_id,
+                next_fire_time=_utc(r.next_fire_time),
+                last_fire_time=_utc(r.last_fire_time),
+                paused=bool(r.paused),
+            )
+            for r in rows
+        ]
+
+    async def init_state(self, state: ScheduleState) -> bool:
+        s = tables.schedule_state
+        insert = (
+            self._insert(s)
+            .values(
+                flow_id=state.flow_id,
+                schedule_id=state.schedule_id,
+                next_fire_time=_db(state.next_fire_time),
+                last_fire_time=_db(state.last_fire_time),
+                paused=state.paused,
+            )
+            .on_conflict_do_nothing(index_elements=["flow_id", "schedule_id"])
+            .returning(s.c.flow_id)
+        )
+        async with self.db.begin() as conn:
+            if (await conn.execute(insert)).first() is not None:
+                return True
+            update = (
+                s.update()
+                .where(
+                    s.c.flow_id == state.flow_id,
+                    s.c.schedule_id == state.schedule_id,
+                    s.c.next_fire_time.is_(None),
+                )
+                .values(next_fire_time=_db(state.next_fire_time))
+            )
+            return bool((await conn.execute(update)).rowcount)
+
+    async def advance_state(
+        self,
+        *,
+        flow_id: str,
+        schedule_id: str,
+        expected_next: datetime | None,
+        next_fire_time: datetime,
+        last_fire_time: datetime | None,
+    ) -> bool:
+        s = tables.schedule_state
+        current = (
+            s.c.next_fire_time.is_(None)
+            if expected_next is None
+            else s.c.next_fire_time == _db(expected_next)
+        )
+        update = (
+            s.update()
+            .where(s.c.flow_id == flow_id, s.c.schedule_id == schedule_id, current)
+            .values(next_fire_time=_db(next_fire_time), last_fire_time=_db(last_fire_time))
+        )
+        async with self.db.begin() as conn:
+            return bool((await conn.execute(update)).rowcount)
+
+    async def set_paused(self, flow_id: str, *, paused: bool) -> bool:
+        f = tables.flows
+        update = (
+            f.update()
+            .where(f.c.id == flow_id, f.c.deleted_at.is_(None))
+            .values(paused=paused, updated_at=datetime.now(UTC))
+        )
+        async with self.db.begin() as conn:
+            return bool((await conn.execute(update)).rowcount)
+
+    async def active_runs(self, flow_id: str) -> list[ActiveRun]:
+        r = tables.runs
+        query = (
+            sa.select(r.c.id, r.c.created_at)
+            .where(r.c.flow_id == flow_id, r.c.status.in_(_ACTIVE), r.c.sandbox.is_(False))
+            .order_by(r.c.created_at, r.c.id)
+        )
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [ActiveRun(id=row.id, created_at=_utc(row.created_at) or _epoch()) for row in rows]
+
+    async def queue_fire(self, fire: QueuedFire) -> None:
+        q = tables.schedule_queue
+        insert = (
+            self._insert(q)
+            .values(
+                flow_id=fire.flow_id,
+                schedule_id=fire.schedule_id,
+                fire_time=_db(fire.fire_time),
+                queued_at=_db(fire.queued_at),
+            )
+            .on_conflict_do_nothing(index_elements=["flow_id", "schedule_id", "fire_time"])
+        )
+        async with self.db.begin() as conn:
+            await conn.execute(insert)
+
+    async def queued_fires(self) -> list[QueuedFire]:
+        q = tables.schedule_queue
+        query = sa.select(q).order_by(q.c.fire_time, q.c.schedule_id)
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            QueuedFire(
+                flow_id=row.flow_id,
+                schedule_id=row.schedule_id,
+                fire_time=_utc(row.fire_time) or _epoch(),
+                queued_at=_utc(row.queued_at) or _epoch(),
+            )
+            for row in rows
+        ]
+
+    async def dequeue_fire(self, *, flow_id: str, schedule_id: str, fire_time: datetime) -> None:
+        q = tables.schedule_queue
+        delete = q.delete().where(
+            q.c.flow_id == flow_id, q.c.schedule_id == schedule_id, q.c.fire_time == _db(fire_time)
+        )
+        async with self.db.begin() as conn:
+            await conn.execute(delete)
+
+    async def finished_runs(
+        self, *, flow_ids: Sequence[str], since: datetime, limit: int = 1000
+    ) -> list[FinishedRun]:
+        r = tables.runs
+        query = (
+            sa.select(r.c.id, r.c.flow_id, r.c.status, r.c.outputs, r.c.inputs, r.c.finished_at)
+            .where(
+                r.c.flow_id.in_(list(flow_ids)),
+                r.c.status.in_(_FINISHED),
+                r.c.finished_at > _db(since),
+                r.c.sandbox.is_(False),
+            )
+            .order_by(r.c.finished_at)
+            .limit(limit)
+        )
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            FinishedRun(
+                id=row.id,
+                flow_id=row.flow_id,
+                status=row.status,
+                outputs=row.outputs or {},
+                inputs=row.inputs or {},
+                finished_at=_utc(row.finished_at),
+            )
+            for row in rows
+        ]
+
+    async def record_delivery(
+        self, *, flow_id: str, trigger_id: str, delivery_key: str, received_at: datetime
+    ) -> bool:
+        d = tables.webhook_deliveries
+        insert = (
+            self._insert(d)
+            .values(
+                id=delivery_key[:64],
+                flow_id=flow_id,
+                trigger_id=trigger_id,
+                delivery_key=delivery_key,
+                received_at=_db(received_at),
+            )
+            .on_conflict_do_nothing()
+            .returning(d.c.id)
+        )
+        async with self.db.begin() as conn:
+            return (await conn.execute(insert)).first() is not None
+
+    async def forget_deliveries(self, *, before: datetime) -> int:
+        """Delete delivery keys older than ``before`` (their signatures are stale by then)."""
+        d = tables.webhook_deliveries
+        async with self.db.begin() as conn:
+            result = await conn.execute(d.delete().where(d.c.received_at < _db(before)))
+        return int(result.rowcount or 0)
+
+
+class AdvisoryLeaderLock:
+    """Leadership through a PostgreSQL session advisory lock on its own connection."""
+
+    def __init__(self, db: Database, *, key: int = LEADER_LOCK_KEY) -> None:
+        self._db = db
+        self._key = key
+        self._conn: AsyncConnection | None = None
+        self._held = False
+
+    async def acquire(self) -> bool:
+        try:
+            if self._conn is None:
+                conn = await self._db.writer.connect()
+                self._conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            if self._held:
+                await self._conn.execute(sa.text("SELECT 1"))  # still our session?
+                return True
+            result = await self._conn.execute(
+                sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": self._key}
+            )
+            self._held = bool(result.scalar())
+        except Exception:  # the connection died: the lock died with it
+            await self._drop()
+            return False
+        return self._held
+
+    async def release(self) -> None:
+        if self._conn is not None and self._held:
+            with contextlib.suppress(Exception):
+                await self._conn.execute(
+                    sa.text("SELECT pg_advisory_unlock(:key)"), {"key": self._key}
+                )
+        await self._drop()
+
+    async def _drop(self) -> None:
+        self._held = False
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+
+def leader_lock(db: Database) -> Any:
+    """The right lock for the database: an advisory lock on PostgreSQL, none on SQLite."""
+    if db.dialect == "postgresql":
+        return AdvisoryLeaderLock(db)
+    from linkloom.scheduler.service import AlwaysLeader
+
+    return AlwaysLeader()
+
+
+def _epoch() -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC)
