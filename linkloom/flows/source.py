@@ -168,7 +168,9 @@ class _Builder:
             )
         )
 
-    def stop(self, position: Position | int, message: str, code: str, hint: str | None = None) -> None:
+    def stop(
+        self, position: Position | int, message: str, code: str, hint: str | None = None
+    ) -> None:
         self.fail(position, message, code, hint)
         raise _Stop
 
