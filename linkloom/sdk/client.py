@@ -14,189 +14,18 @@ subclass carrying the status, ``code`` and message of the server's RFC 9457 prob
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Generic, TypeVar
-from urllib.parse import quote
+from typing import Any, TypeVar
 
 import httpx
-import yaml
 
-from linkloom import errors
 from linkloom.sdk import models
-from linkloom.sdk.errors import LinkloomAPIError, RunWaitTimeout, ServerUnreachable
+from linkloom.sdk.errors import RunWaitTimeout
+from linkloom.sdk.operations import API, Call, Connection, Operations, decode, spec_payload
 
 T = TypeVar("T")
-DEFAULT_URL = "http://127.0.0.1:8080"
-API = "/api/v1"
-_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
-_RETRY_STATUSES = frozenset({502, 503, 504})
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Call(Generic[T]):
-    """One API request and how to read its answer."""
-
-    method: str
-    path: str
-    parse: Callable[[Any], T]
-    params: dict[str, Any] = field(default_factory=dict)
-    json: Any = None
-
-
-class _Calls:
-    """The request for each API operation, shared by both clients."""
-
-    @staticmethod
-    def list_flows() -> _Call[list[models.FlowSummary]]:
-        return _Call(method="GET", path="/flows", parse=_list_of(models.FlowSummary.from_json))
-
-    @staticmethod
-    def get_flow(flow_id: str) -> _Call[models.Flow]:
-        return _Call(method="GET", path=f"/flows/{_q(flow_id)}", parse=models.Flow.from_json)
-
-    @staticmethod
-    def put_flow(flow_id: str, spec: dict[str, Any] | str) -> _Call[models.FlowVersion]:
-        return _Call(
-            method="PUT",
-            path=f"/flows/{_q(flow_id)}",
-            json={"spec": spec},
-            parse=models.FlowVersion.from_json,
-        )
-
-    @staticmethod
-    def delete_flow(flow_id: str) -> _Call[None]:
-        return _Call(method="DELETE", path=f"/flows/{_q(flow_id)}", parse=lambda _: None)
-
-    @staticmethod
-    def trigger(flow_id: str, inputs: Mapping[str, Any] | None) -> _Call[models.Run]:
-        return _Call(
-            method="POST",
-            path=f"/flows/{_q(flow_id)}/runs",
-            json={"inputs": dict(inputs or {})},
-            parse=models.Run.from_json,
-        )
-
-    @staticmethod
-    def list_runs(
-        flow: str | None, status: str | None, limit: int | None, cursor: str | None
-    ) -> _Call[models.RunPage]:
-        params = {"flow": flow, "status": status, "limit": limit, "cursor": cursor}
-        return _Call(
-            method="GET",
-            path="/runs",
-            params={k: v for k, v in params.items() if v is not None},
-            parse=_run_page,
-        )
-
-    @staticmethod
-    def get_run(run_id: str) -> _Call[models.Run]:
-        return _Call(method="GET", path=f"/runs/{_q(run_id)}", parse=models.Run.from_json)
-
-    @staticmethod
-    def run_events(run_id: str, after: int | str | None) -> _Call[list[models.Event]]:
-        return _Call(
-            method="GET",
-            path=f"/runs/{_q(run_id)}/events",
-            params={} if after is None else {"after": after},
-            parse=_list_of(models.Event.from_json),
-        )
-
-    @staticmethod
-    def cancel_run(run_id: str) -> _Call[models.Run]:
-        return _Call(method="POST", path=f"/runs/{_q(run_id)}/cancel", parse=models.Run.from_json)
-
-    @staticmethod
-    def retry_run(run_id: str) -> _Call[models.Run]:
-        return _Call(method="POST", path=f"/runs/{_q(run_id)}/retry", parse=models.Run.from_json)
-
-    @staticmethod
-    def create_proposal(
-        title: str, files: Mapping[str, str], description: str | None
-    ) -> _Call[models.Proposal]:
-        body: dict[str, Any] = {"title": title, "files": dict(files)}
-        if description is not None:
-            body["description"] = description
-        return _Call(method="POST", path="/proposals", json=body, parse=models.Proposal.from_json)
-
-    @staticmethod
-    def get_proposal(proposal_id: str) -> _Call[models.Proposal]:
-        return _Call(
-            method="GET", path=f"/proposals/{_q(proposal_id)}", parse=models.Proposal.from_json
-        )
-
-
-class _Settings:
-    """Connection settings and the retry decision, shared by both clients."""
-
-    def __init__(
-        self,
-        base_url: str | None,
-        *,
-        token: str | None,
-        timeout: float,
-        retries: int,
-        backoff: float,
-        max_backoff: float,
-    ) -> None:
-        self.base_url = (base_url or os.environ.get("LOOM_SERVER_URL") or DEFAULT_URL).rstrip("/")
-        self.token = token if token is not None else os.environ.get("LOOM_TOKEN")
-        self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
-
-    def headers(self) -> dict[str, str]:
-        headers = {"Accept": "application/json", "User-Agent": "linkloom-sdk"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        return headers
-
-    def retry_delay(
-        self,
-        call: _Call[Any],
-        attempt: int,
-        *,
-        error: Exception | None,
-        response: httpx.Response | None,
-    ) -> float | None:
-        """Seconds to wait before trying ``call`` again, or None to stop."""
-        if attempt > self.retries:
-            return None
-        delay = min(self.backoff * 2 ** (attempt - 1), self.max_backoff)
-        if error is not None:
-            # A POST is retried only when it cannot have reached the server.
-            sent_maybe = not isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
-            if call.method not in _IDEMPOTENT and sent_maybe:
-                return None
-            return delay
-        assert response is not None
-        if call.method in _IDEMPOTENT and response.status_code in _RETRY_STATUSES:
-            after = response.headers.get("Retry-After", "")
-            return min(float(after), self.max_backoff) if after.isdigit() else delay
-        return None
-
-    def unreachable(self, error: Exception) -> ServerUnreachable:
-        reason = str(error) or type(error).__name__
-        return ServerUnreachable(base_url=self.base_url, reason=reason)
-
-
-def _decode(call: _Call[T], response: httpx.Response) -> T:
-    if not response.is_success:
-        raise LinkloomAPIError.from_response(response)
-    if response.status_code == 204 or not response.content:
-        return call.parse(None)
-    try:
-        data = response.json()
-    except ValueError as exc:
-        raise errors.Unavailable(
-            f"the server answered {call.method} {call.path} with non-JSON; is "
-            f"{response.url} a Link Loom server?"
-        ) from exc
-    return call.parse(data)
 
 
 class Client:
@@ -213,7 +42,7 @@ class Client:
         max_backoff: float = 5.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self._settings = _Settings(
+        self._settings = Connection(
             base_url,
             token=token,
             timeout=timeout,
@@ -238,7 +67,7 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
-    def _do(self, call: _Call[T]) -> T:
+    def _do(self, call: Call[T]) -> T:
         attempt = 0
         while True:
             attempt += 1
@@ -253,18 +82,18 @@ class Client:
             else:
                 delay = self._settings.retry_delay(call, attempt, error=None, response=response)
                 if delay is None:
-                    return _decode(call, response)
+                    return decode(call, response)
             time.sleep(delay)
 
     def list_flows(self) -> list[models.FlowSummary]:
-        return self._do(_Calls.list_flows())
+        return self._do(Operations.list_flows())
 
     def get_flow(self, flow_id: str) -> models.Flow:
-        return self._do(_Calls.get_flow(flow_id))
+        return self._do(Operations.get_flow(flow_id))
 
     def put_flow(self, flow_id: str, spec: dict[str, Any] | str) -> models.FlowVersion:
         """Create or update a flow from a spec dict or YAML/JSON text; returns the version."""
-        return self._do(_Calls.put_flow(flow_id, spec))
+        return self._do(Operations.put_flow(flow_id, spec))
 
     def register_flow(
         self, path_or_spec: str | Path | Mapping[str, Any] | Any
@@ -275,7 +104,7 @@ class Client:
         return self.put_flow(flow_id, spec)
 
     def delete_flow(self, flow_id: str) -> None:
-        self._do(_Calls.delete_flow(flow_id))
+        self._do(Operations.delete_flow(flow_id))
 
     def trigger(
         self,
@@ -287,7 +116,7 @@ class Client:
         poll: float = 0.5,
     ) -> models.Run:
         """Start a run; with ``wait=True`` return it once it has ended."""
-        run = self._do(_Calls.trigger(flow_id, inputs))
+        run = self._do(Operations.trigger(flow_id, inputs))
         return self.wait_for_run(run.id, timeout=timeout, poll=poll) if wait else run
 
     def list_runs(
@@ -298,27 +127,59 @@ class Client:
         limit: int | None = None,
         cursor: str | None = None,
     ) -> models.RunPage:
-        return self._do(_Calls.list_runs(flow, status, limit, cursor))
+        return self._do(Operations.list_runs(flow, status, limit, cursor))
 
     def get_run(self, run_id: str) -> models.Run:
-        return self._do(_Calls.get_run(run_id))
+        return self._do(Operations.get_run(run_id))
 
     def run_events(self, run_id: str, *, after: int | str | None = None) -> list[models.Event]:
-        return self._do(_Calls.run_events(run_id, after))
+        return self._do(Operations.run_events(run_id, after))
 
     def cancel_run(self, run_id: str) -> models.Run:
-        return self._do(_Calls.cancel_run(run_id))
+        return self._do(Operations.cancel_run(run_id))
 
     def retry_run(self, run_id: str) -> models.Run:
-        return self._do(_Calls.retry_run(run_id))
+        return self._do(Operations.retry_run(run_id))
 
     def create_proposal(
         self, title: str, files: Mapping[str, str], *, description: str | None = None
     ) -> models.Proposal:
-        return self._do(_Calls.create_proposal(title, files, description))
+        return self._do(Operations.create_proposal(title, files, description))
 
     def get_proposal(self, proposal_id: str) -> models.Proposal:
-        return self._do(_Calls.get_proposal(proposal_id))
+        return self._do(Operations.get_proposal(proposal_id))
+
+    def iter_runs(
+        self, *, flow: str | None = None, status: str | None = None, page_size: int = 100
+    ) -> Iterator[models.Run]:
+        """Every matching run, newest first, following ``next_cursor`` page by page."""
+        cursor: str | None = None
+        while True:
+            page = self.list_runs(flow=flow, status=status, limit=page_size, cursor=cursor)
+            yield from page.items
+            if not page.next_cursor or not page.items:
+                return
+            cursor = page.next_cursor
+
+    def follow(
+        self, run_id: str, *, poll: float = 0.5, timeout: float | None = None
+    ) -> Iterator[models.Event]:
+        """Yield the run's events as they are recorded, until the run has ended."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        after: int | str | None = None
+        while True:
+            events = self.run_events(run_id, after=after)
+            yield from events
+            if events:
+                after = events[-1].id
+                continue
+            run = self.get_run(run_id)
+            if run.done:
+                yield from self.run_events(run_id, after=after)
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                raise RunWaitTimeout(run_id=run_id, status=run.status, timeout=timeout)
+            time.sleep(poll)
 
     def wait_for_run(self, run_id: str, *, timeout: float = 300.0, poll: float = 0.5) -> models.Run:
         """Poll until the run has ended; raises ``RunWaitTimeout`` after ``timeout`` seconds."""
@@ -346,7 +207,7 @@ class AsyncClient:
         max_backoff: float = 5.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._settings = _Settings(
+        self._settings = Connection(
             base_url,
             token=token,
             timeout=timeout,
@@ -371,7 +232,7 @@ class AsyncClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _do(self, call: _Call[T]) -> T:
+    async def _do(self, call: Call[T]) -> T:
         attempt = 0
         while True:
             attempt += 1
@@ -386,17 +247,17 @@ class AsyncClient:
             else:
                 delay = self._settings.retry_delay(call, attempt, error=None, response=response)
                 if delay is None:
-                    return _decode(call, response)
+                    return decode(call, response)
             await asyncio.sleep(delay)
 
     async def list_flows(self) -> list[models.FlowSummary]:
-        return await self._do(_Calls.list_flows())
+        return await self._do(Operations.list_flows())
 
     async def get_flow(self, flow_id: str) -> models.Flow:
-        return await self._do(_Calls.get_flow(flow_id))
+        return await self._do(Operations.get_flow(flow_id))
 
     async def put_flow(self, flow_id: str, spec: dict[str, Any] | str) -> models.FlowVersion:
-        return await self._do(_Calls.put_flow(flow_id, spec))
+        return await self._do(Operations.put_flow(flow_id, spec))
 
     async def register_flow(
         self, path_or_spec: str | Path | Mapping[str, Any] | Any
@@ -405,7 +266,7 @@ class AsyncClient:
         return await self.put_flow(flow_id, spec)
 
     async def delete_flow(self, flow_id: str) -> None:
-        await self._do(_Calls.delete_flow(flow_id))
+        await self._do(Operations.delete_flow(flow_id))
 
     async def trigger(
         self,
@@ -416,7 +277,7 @@ class AsyncClient:
         timeout: float = 300.0,  # noqa: ASYNC109 -- a polling deadline, same API as Client
         poll: float = 0.5,
     ) -> models.Run:
-        run = await self._do(_Calls.trigger(flow_id, inputs))
+        run = await self._do(Operations.trigger(flow_id, inputs))
         return await self.wait_for_run(run.id, timeout=timeout, poll=poll) if wait else run
 
     async def list_runs(
@@ -427,29 +288,66 @@ class AsyncClient:
         limit: int | None = None,
         cursor: str | None = None,
     ) -> models.RunPage:
-        return await self._do(_Calls.list_runs(flow, status, limit, cursor))
+        return await self._do(Operations.list_runs(flow, status, limit, cursor))
 
     async def get_run(self, run_id: str) -> models.Run:
-        return await self._do(_Calls.get_run(run_id))
+        return await self._do(Operations.get_run(run_id))
 
     async def run_events(
         self, run_id: str, *, after: int | str | None = None
     ) -> list[models.Event]:
-        return await self._do(_Calls.run_events(run_id, after))
+        return await self._do(Operations.run_events(run_id, after))
 
     async def cancel_run(self, run_id: str) -> models.Run:
-        return await self._do(_Calls.cancel_run(run_id))
+        return await self._do(Operations.cancel_run(run_id))
 
     async def retry_run(self, run_id: str) -> models.Run:
-        return await self._do(_Calls.retry_run(run_id))
+        return await self._do(Operations.retry_run(run_id))
 
     async def create_proposal(
         self, title: str, files: Mapping[str, str], *, description: str | None = None
     ) -> models.Proposal:
-        return await self._do(_Calls.create_proposal(title, files, description))
+        return await self._do(Operations.create_proposal(title, files, description))
 
     async def get_proposal(self, proposal_id: str) -> models.Proposal:
-        return await self._do(_Calls.get_proposal(proposal_id))
+        return await self._do(Operations.get_proposal(proposal_id))
+
+    async def iter_runs(
+        self, *, flow: str | None = None, status: str | None = None, page_size: int = 100
+    ) -> AsyncIterator[models.Run]:
+        cursor: str | None = None
+        while True:
+            page = await self.list_runs(flow=flow, status=status, limit=page_size, cursor=cursor)
+            for run in page.items:
+                yield run
+            if not page.next_cursor or not page.items:
+                return
+            cursor = page.next_cursor
+
+    async def follow(
+        self,
+        run_id: str,
+        *,
+        poll: float = 0.5,
+        timeout: float | None = None,  # noqa: ASYNC109 -- a polling deadline, same API as Client
+    ) -> AsyncIterator[models.Event]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        after: int | str | None = None
+        while True:
+            events = await self.run_events(run_id, after=after)
+            for event in events:
+                yield event
+            if events:
+                after = events[-1].id
+                continue
+            run = await self.get_run(run_id)
+            if run.done:
+                for event in await self.run_events(run_id, after=after):
+                    yield event
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                raise RunWaitTimeout(run_id=run_id, status=run.status, timeout=timeout)
+            await asyncio.sleep(poll)
 
     async def wait_for_run(
         self,
@@ -466,79 +364,6 @@ class AsyncClient:
             if time.monotonic() >= deadline:
                 raise RunWaitTimeout(run_id=run_id, status=run.status, timeout=timeout)
             await asyncio.sleep(min(poll, max(deadline - time.monotonic(), 0.0)))
-
-
-def spec_payload(
-    path_or_spec: str | Path | Mapping[str, Any] | Any,
-) -> tuple[str, dict[str, Any] | str]:
-    """Return ``(flow_id, spec)`` for ``PUT /flows/{id}`` from a file path, YAML/JSON text, a
-    dict or a pydantic ``FlowSpec``. YAML text is sent as text so the server can report errors
-    with line numbers."""
-    spec: dict[str, Any] | str
-    if hasattr(path_or_spec, "model_dump"):
-        spec = path_or_spec.model_dump(mode="json", exclude_none=True, by_alias=True)
-        parsed: Any = spec
-    elif isinstance(path_or_spec, Mapping):
-        spec = dict(path_or_spec)
-        parsed = spec
-    elif isinstance(path_or_spec, Path) or (
-        isinstance(path_or_spec, str)
-        and "\n" not in path_or_spec
-        and _looks_like_path(path_or_spec)
-    ):
-        path = Path(path_or_spec)
-        try:
-            spec = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise errors.InvalidInput(f"cannot read flow spec {path}: {exc.strerror}") from exc
-        parsed = _parse_text(spec, source=str(path))
-    elif isinstance(path_or_spec, str):
-        spec = path_or_spec
-        parsed = _parse_text(spec, source="the spec text")
-    else:
-        raise errors.InvalidInput(
-            f"register_flow takes a path, YAML/JSON text, a dict or a FlowSpec, "
-            f"not {type(path_or_spec).__name__}"
-        )
-    flow_id = parsed.get("id") if isinstance(parsed, dict) else None
-    if not flow_id:
-        raise errors.InvalidInput("the flow spec has no 'id'; add 'id: <slug>' at the top level")
-    return str(flow_id), spec
-
-
-def _looks_like_path(text: str) -> bool:
-    return Path(text).is_file() or text.lower().endswith((".yaml", ".yml", ".json"))
-
-
-def _parse_text(text: str, *, source: str) -> Any:
-    try:
-        return yaml.safe_load(text)  # JSON is YAML too
-    except yaml.YAMLError as exc:
-        raise errors.InvalidInput(f"{source} is not valid YAML/JSON: {exc}") from exc
-
-
-def _q(segment: str) -> str:
-    return quote(str(segment), safe="")
-
-
-def _items(data: Any) -> list[Any]:
-    if isinstance(data, list):
-        return data
-    if isinstance(data, dict):
-        for key in ("items", "data", "results"):
-            if isinstance(data.get(key), list):
-                return list(data[key])
-    return []
-
-
-def _list_of(parse: Callable[[dict[str, Any]], T]) -> Callable[[Any], list[T]]:
-    return lambda data: [parse(item) for item in _items(data) if isinstance(item, dict)]
-
-
-def _run_page(data: Any) -> models.RunPage:
-    cursor = data.get("next_cursor") if isinstance(data, dict) else None
-    runs = tuple(models.Run.from_json(item) for item in _items(data) if isinstance(item, dict))
-    return models.RunPage(items=runs, next_cursor=None if cursor is None else str(cursor))
 
 
 __all__ = ["AsyncClient", "Client", "spec_payload"]

@@ -262,3 +262,46 @@ def test_models_accept_a_wrapped_object() -> None:
     assert (run.id, run.status) == ("r-1", "SUCCEEDED")
     version = FlowVersion.from_json({"flow_id": "f", "version": {"version": 3}, "created": False})
     assert (version.flow_id, version.version, version.created) == ("f", 3, False)
+
+
+def test_client_follow_yields_events_until_the_run_ends() -> None:
+    def event(n: int) -> dict[str, Any]:
+        return {"id": n, "type": "log", "data": {"message": f"line {n}"}}
+
+    server = Server(
+        httpx.Response(200, json=[event(1), event(2)]),
+        httpx.Response(200, json=[]),
+        httpx.Response(200, json=run_json("RUNNING")),
+        httpx.Response(200, json=[event(3)]),
+        httpx.Response(200, json=[]),
+        httpx.Response(200, json=run_json("SUCCEEDED")),
+        httpx.Response(200, json=[]),
+    )
+    got = [e.id for e in client(server).follow("r-1", poll=0.001)]
+    assert got == [1, 2, 3]
+    afters = [r.url.params.get("after") for r in server.requests if r.url.path.endswith("/events")]
+    assert afters == [None, "2", "2", "3", "3"]
+
+
+def test_client_iter_runs_follows_cursors() -> None:
+    server = Server(
+        httpx.Response(200, json={"items": [run_json(id="a")], "next_cursor": "c1"}),
+        httpx.Response(200, json={"items": [run_json(id="b")], "next_cursor": None}),
+    )
+    assert [r.id for r in client(server).iter_runs(flow="daily-report")] == ["a", "b"]
+    assert server.requests[1].url.params["cursor"] == "c1"
+
+
+async def test_async_client_follow_and_iter_runs() -> None:
+    server = Server(
+        httpx.Response(200, json=[{"id": 1, "type": "run_finished"}]),
+        httpx.Response(200, json=[]),
+        httpx.Response(200, json=run_json("FAILED")),
+        httpx.Response(200, json=[]),
+        httpx.Response(200, json={"items": [run_json()], "next_cursor": None}),
+    )
+    async with AsyncClient("http://loom.test", transport=httpx.MockTransport(server)) as loom:
+        events = [e.type async for e in loom.follow("r-1", poll=0.001)]
+        runs = [r.id async for r in loom.iter_runs()]
+    assert events == ["run_finished"]
+    assert runs == ["r-1"]
