@@ -10,6 +10,7 @@ plus the few server packages the engine imports) copied from this environment's 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.metadata as metadata
 import re
 import shutil
@@ -25,6 +26,7 @@ DEFAULT_TAG = "linkloom/sandbox:latest"
 DEFAULT_BASE = "python:3.12-slim"
 # Imported by the engine at run time although they are not base requirements.
 EXTRA_RUNTIME = ("pydantic-settings", "structlog", "prometheus-client", "httpx-aiohttp")
+FINGERPRINT_LABEL = "linkloom.sandbox.fingerprint"
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
@@ -76,6 +78,29 @@ def prepare_context(directory: Path) -> Path:
     return directory
 
 
+def fingerprint(base_image: str) -> str:
+    """Identifies what an image was built from: base, Dockerfile, runtime package versions."""
+    parts = [base_image, DOCKERFILE.read_text(), f"{sys.version_info[0]}.{sys.version_info[1]}"]
+    parts += sorted(f"{d.metadata['Name']}=={d.version}" for d in runtime_distributions())
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def image_is_current(*, tag: str = DEFAULT_TAG, base_image: str = DEFAULT_BASE) -> bool:
+    """Whether ``tag`` exists and was built from this environment's packages."""
+    import docker
+    import docker.errors
+
+    try:
+        client = docker.from_env()
+        try:
+            labels = client.images.get(tag).labels or {}
+        finally:
+            client.close()
+    except docker.errors.DockerException:
+        return False
+    return labels.get(FINGERPRINT_LABEL) == fingerprint(base_image)
+
+
 def build_image(*, tag: str = DEFAULT_TAG, base_image: str = DEFAULT_BASE) -> str:
     """Build the sandbox image; returns its id. Docker errors become ``SandboxUnavailable``."""
     import docker
@@ -93,6 +118,7 @@ def build_image(*, tag: str = DEFAULT_TAG, base_image: str = DEFAULT_BASE) -> st
                 rm=True,
                 forcerm=True,
                 network_mode="none",
+                labels={FINGERPRINT_LABEL: fingerprint(base_image)},
             )
         except docker.errors.BuildError as exc:
             lines = [
@@ -115,7 +141,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build the Link Loom sandbox image.")
     parser.add_argument("--tag", default=DEFAULT_TAG)
     parser.add_argument("--base-image", default=DEFAULT_BASE)
+    parser.add_argument(
+        "--if-stale",
+        action="store_true",
+        help="Build only when missing or built from other packages.",
+    )
     args = parser.parse_args(argv)
+    if args.if_stale and image_is_current(tag=args.tag, base_image=args.base_image):
+        print(f"{args.tag} is up to date")
+        return 0
     image_id = build_image(tag=args.tag, base_image=args.base_image)
     print(f"built {args.tag} ({image_id[:19]})")
     return 0

@@ -43,3 +43,43 @@ def make_bundle(
 
 
 FAKE_ENGINE_ENV = {"PYTHONPATH": f"{PACKAGE_ROOT}:{HERE}"}
+
+
+def real_engine_bundle(*extra_steps: dict[str, Any], shell: bool = False) -> SandboxBundle:
+    """The daily-report shape on the production engine: fetch (recorded), shape, extras."""
+    url = "http://backend.local/api/tasks/fetch-data"
+    flow = {
+        "id": "daily-report",
+        "inputs": {"day": {"type": "string"}},
+        "steps": [
+            {"id": "fetch", "type": "http", "url": url, "body": {"day": "{{ inputs.day }}"}},
+            {
+                "id": "shape",
+                "type": "transform",
+                "depends_on": ["fetch"],
+                "template": {"count": "{{ steps.fetch.output.rows | length }}"},
+            },
+            *extra_steps,
+        ],
+    }
+    exchange = RecordedExchange(
+        step_id="fetch",
+        method="POST",
+        url=url,
+        request_body={"day": "2026-11-21"},
+        status=200,
+        response_body={"status": "SUCCESS", "output": {"rows": [1, 2, 3]}},
+    )
+    case = FixtureCase(
+        name="c1", recorded_at=T0, inputs={"day": "2026-11-21"}, exchanges=(exchange,)
+    )
+    return SandboxBundle(flow=flow, cases=(case,), settings=BundleSettings(shell_enabled=shell))
+
+
+NOTIFY_STEP = {
+    "id": "notify",
+    "type": "http",
+    "depends_on": ["shape"],
+    "url": "https://hooks.example/new",
+    "retry": {"max_attempts": 1},
+}

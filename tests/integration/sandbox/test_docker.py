@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 
 import pytest
-from tests.support.real import require
-from sandbox_helpers import HERE, make_bundle
+from sandbox_helpers import HERE, NOTIFY_STEP, make_bundle, real_engine_bundle
 
 from linkloom.sandbox.docker import DockerRunner, docker_available, image_exists
+from tests.support.real import require
 
-pytestmark = pytest.mark.docker
+# Each test starts one container (1-4 s): marked slow as well as docker.
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 IMAGE = "linkloom/sandbox:latest"
 HTTP_STEP = {"id": "fetch", "type": "http", "url": "http://backend.local/api/tasks/fetch-data"}
@@ -82,7 +83,6 @@ async def test_docker_disk_and_fork_bombs_end_as_failed_steps() -> None:
     assert result.cases[0].run_status in ("FAILED", "ERROR")
 
 
-@pytest.mark.slow
 async def test_docker_wall_clock_kills_looping_case() -> None:
     bundle = make_bundle([{"id": "loop", "type": "python", "code": "while True:\n    pass\n"}])
     started = time.monotonic()
@@ -98,3 +98,16 @@ async def test_docker_missing_image_is_unavailable_not_a_crash() -> None:
     result = await DockerRunner(image="linkloom/does-not-exist:never").run(make_bundle([]))
     assert result.backend == "docker"
     assert "build it with 'loom sandbox build-image'" in result.error
+
+
+async def test_docker_runs_the_production_engine() -> None:
+    require(docker_available(), "no Docker engine answers (run scripts/provision-docker)")
+    require(image_exists(IMAGE), f"image {IMAGE} missing (run scripts/provision-docker)")
+    result = await DockerRunner(image=IMAGE).run(real_engine_bundle(NOTIFY_STEP))
+    assert result.backend == "docker"
+    assert result.error is None, result.error
+    case = result.case("c1")
+    assert case.steps["fetch"].output == {"rows": [1, 2, 3]}
+    assert case.steps["shape"].status == "SUCCEEDED"
+    assert "unrecorded request: POST https://hooks.example/new" in case.steps["notify"].error
+    assert [u["url"] for u in case.unrecorded] == ["https://hooks.example/new"]

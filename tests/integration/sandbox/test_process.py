@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from sandbox_helpers import FAKE_ENGINE_ENV, make_bundle
+from sandbox_helpers import FAKE_ENGINE_ENV, NOTIFY_STEP, make_bundle, real_engine_bundle
 
 from linkloom.sandbox.process import ProcessRunner, network_namespace_available
 
@@ -89,3 +89,31 @@ async def test_process_fork_bomb_ends_as_failed_result() -> None:
     case = result.cases[0]
     assert case.run_status in ("FAILED", "ERROR")
     assert case.error or case.steps["bomb"].status == "FAILED"
+
+
+@pytest.mark.slow
+async def test_process_runs_the_production_engine() -> None:
+    result = await ProcessRunner().run(real_engine_bundle(NOTIFY_STEP))
+    assert result.error is None, result.error
+    case = result.case("c1")
+    assert case.steps["fetch"].output == {"rows": [1, 2, 3]}
+    assert case.steps["shape"].status == "SUCCEEDED"
+    assert "unrecorded request: POST https://hooks.example/new" in case.steps["notify"].error
+    assert [u["url"] for u in case.unrecorded] == ["https://hooks.example/new"]
+
+
+@pytest.mark.slow
+async def test_process_hostile_template_ends_as_failed_result() -> None:
+    loop = {
+        "id": "loop",
+        "type": "transform",
+        "depends_on": ["shape"],
+        "template": "{% for i in range(100000000) %}{% for j in range(100000000) %}x"
+        "{% endfor %}{% endfor %}",
+    }
+    started = time.monotonic()
+    result = await ProcessRunner(wall_clock=8).run(real_engine_bundle(loop))
+    assert time.monotonic() - started < 15
+    case = result.case("c1")
+    assert case.run_status in ("FAILED", "ERROR")
+    assert case.error or case.steps["loop"].status == "FAILED"
