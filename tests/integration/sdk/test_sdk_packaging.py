@@ -33,6 +33,29 @@ def test_importing_the_sdk_loads_no_server_dependencies() -> None:
     assert internal == []
 
 
+def test_the_sdk_works_where_server_packages_cannot_be_imported() -> None:
+    """Block every server package (as if only ``linkloom[sdk]`` were installed) and use the SDK."""
+    code = f"""
+import sys
+for name in {HEAVY!r} + ("aiohttp", "httpx_aiohttp", "structlog", "jsonschema", "docker"):
+    sys.modules[name] = None  # any import of it now raises ImportError
+import asyncio, httpx
+from linkloom.sdk import Client, TaskDispatcher
+from linkloom.sdk.handlers import TaskRoute
+from linkloom.sdk.testing import signed_delivery, task_envelope
+d = TaskDispatcher(signing_key="k")
+body, headers = signed_delivery(task_envelope(), key="k")
+reply = asyncio.run(d.dispatch(TaskRoute(handler=lambda: 1), body=body, headers=headers))
+assert reply.body["output"] == 1, reply
+api = Client("http://x", transport=httpx.MockTransport(lambda r: httpx.Response(200, json=[])))
+assert api.list_flows() == []
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
 @pytest.mark.slow
 def test_example_backend_runs_as_a_module_on_the_given_port() -> None:
     with socket.socket() as sock:
