@@ -47,6 +47,9 @@ class Limits:
     max_range: int = 10_000  # items in range(...)
     max_template: int = 256_000  # characters of template source
     max_int_bits: int = 4096  # size of integers built by * and **
+    # Size of one built list/dict counting shared parts each time they occur (nodes plus string
+    # characters): what printing or comparing it costs, e.g. for `[x, x]` doubled in a loop.
+    max_expanded: int = 20_000_000
 
 
 DEFAULT_LIMITS = Limits()
@@ -59,7 +62,7 @@ class BudgetExceeded(Exception):
 class Budget:
     """The running totals of one render; shared by nested renders in the same context."""
 
-    __slots__ = ("deadline", "exhausted", "limits", "operations", "produced")
+    __slots__ = ("deadline", "exhausted", "keep", "limits", "operations", "produced", "sizes")
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
@@ -67,6 +70,10 @@ class Budget:
         self.produced = 0
         self.deadline = time.monotonic() + limits.time_limit
         self.exhausted: str | None = None
+        # Expanded sizes of containers measured during this render, by id; ``keep`` holds the
+        # containers so that no id is reused while the render runs.
+        self.sizes: dict[int, int] = {}
+        self.keep: list[Any] = []
 
 
 _CURRENT: ContextVar[Budget | None] = ContextVar("loom_template_budget", default=None)
@@ -118,6 +125,7 @@ def charge(value: Any) -> Any:
         size = len(value)
         if size > limits.max_items:
             _fail(current, f"the template built a list longer than {limits.max_items} items")
+        expanded_size(value)
     else:
         size = 1
     if current is not None:
@@ -125,6 +133,57 @@ def charge(value: Any) -> Any:
         if current.produced > limits.max_output:
             _exhaust(current, f"the template produced more than {limits.max_output} characters")
     return value
+
+
+_CONTAINERS = (list, tuple, dict)
+
+
+def expanded_size(value: Any) -> int:
+    """Nodes plus string characters of ``value``, counting a shared part each time it occurs.
+
+    Memoised per render by container identity, so measuring ``[x, x]`` after ``x`` costs two
+    lookups, and a structure doubled in a loop is refused long before it could be printed.
+
+    Raises:
+        BudgetExceeded: the size passes ``Limits.max_expanded``.
+    """
+    if not isinstance(value, _CONTAINERS):
+        return len(value) + 1 if isinstance(value, str) else 1
+    current = _CURRENT.get()
+    sizes: dict[int, int] = current.sizes if current is not None else {}
+    keep: list[Any] = current.keep if current is not None else []
+    limit = (current.limits if current is not None else DEFAULT_LIMITS).max_expanded
+    if id(value) in sizes:
+        return sizes[id(value)]
+    stack: list[tuple[Any, bool]] = [(value, False)]
+    work = 0
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        parts = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+        work += len(parts) + 1
+        if work > 65_536 and current is not None:
+            work = 0
+            if time.monotonic() > current.deadline:
+                _exhaust(current, f"the template ran longer than {current.limits.time_limit:g}s")
+        if not children_done:
+            stack.append((node, True))
+            stack.extend((c, False) for c in parts if isinstance(c, _CONTAINERS))
+            continue
+        total = 1
+        for part in parts:
+            if isinstance(part, str):
+                total += len(part) + 1
+            elif isinstance(part, _CONTAINERS):
+                total += sizes.get(id(part), 1)
+            else:
+                total += 1
+        sizes[id(node)] = total
+        keep.append(node)
+        if total > limit:
+            _fail(current, f"the template built a value larger than {limit} (nodes + characters)")
+    return sizes[id(value)]
 
 
 def _exhaust(current: Budget, message: str) -> None:
@@ -337,6 +396,13 @@ def _loom_out(context: Context, value: Any) -> str:
 
 
 @pass_context
+def _loom_build(context: Context, value: Any) -> Any:
+    """A list, tuple or dict literal with computed parts: measure what it shares."""
+    tick()
+    return charge(value)
+
+
+@pass_context
 def _loom_concat(context: Context, parts: list[Any]) -> str:
     tick()
     texts = [to_text(p) for p in parts]
@@ -391,6 +457,11 @@ def _pre_replace(s: Any, old: Any, new: Any, count: Any = None) -> None:
     _check_replace(s, old, new, -1 if count is None else count)
 
 
+def _pre_batch(value: Any, linecount: Any, fill_with: Any = None) -> None:
+    if isinstance(linecount, int) and linecount > _limits().max_range:
+        raise BudgetExceeded(f"batch size above {_limits().max_range} is not allowed")
+
+
 def _pre_slice(value: Any, slices: Any, fill_with: Any = None) -> None:
     if isinstance(slices, int) and slices > _limits().max_items:
         raise BudgetExceeded("too many slices")
@@ -403,7 +474,6 @@ def _pre_format(value: Any, *args: Any, **kwargs: Any) -> None:
 _PLAIN_FILTERS = [
     "abs",
     "attr",
-    "batch",
     "capitalize",
     "count",
     "d",
@@ -440,6 +510,7 @@ _PLAIN_FILTERS = [
 ]
 
 _PRE_CHECKS: dict[str, Callable[..., None]] = {
+    "batch": _pre_batch,
     "join": _pre_join,
     "replace": _pre_replace,
     "slice": _pre_slice,
@@ -457,10 +528,22 @@ def _filters() -> dict[str, Any]:
     table["_loom_iter"] = _loom_iter
     table["_loom_out"] = _loom_out
     table["_loom_concat"] = _loom_concat
+    table["_loom_build"] = _loom_build
     return table
 
 
 # ---------------------------------------------------------------------------- environment
+
+
+class _Namespace(Namespace):
+    """``namespace()`` whose text form does not expand its attributes.
+
+    Namespaces can nest each other without going through a measured literal, so printing their
+    attributes could be exponentially large.
+    """
+
+    def __repr__(self) -> str:
+        return "<namespace>"
 
 
 class LoomEnvironment(ImmutableSandboxedEnvironment):
@@ -477,7 +560,7 @@ class LoomEnvironment(ImmutableSandboxedEnvironment):
             cache_size=0,  # compiled templates are cached by ``templates`` (an LRU keyed by text)
         )
         self.filters = _filters()
-        self.globals = {"range": _range, "dict": dict, "namespace": Namespace}
+        self.globals = {"range": _range, "dict": dict, "namespace": _Namespace}
 
     # -- the hooks the sandbox calls from compiled code
 
@@ -535,6 +618,7 @@ def _install_hooks(tree: nodes.Node) -> None:
             n if isinstance(n, nodes.TemplateData) else _filter_node(n, "_loom_out")
             for n in out.nodes
         ]
+    _wrap_literals(tree)
     for cond in tree.find_all(nodes.CondExpr):
         if cond.expr2 is None:  # `a if b` without else: none, not an undefined that raises
             cond.expr2 = nodes.Const(None, lineno=cond.lineno)
@@ -554,6 +638,41 @@ def _replace_concat(node: nodes.Node) -> None:
             )
     for child in node.iter_child_nodes():
         _replace_concat(child)
+
+
+def _wrap_literals(node: nodes.Node) -> None:
+    """Route list/tuple/dict literals with computed parts through ``_loom_build`` (post-order).
+
+    Assignment targets (``{% set a, b = … %}``, ``{% for k, v in … %}``) are tuples too, in the
+    ``store`` context; they are left alone.
+    """
+    for field in node.fields:
+        value = getattr(node, field, None)
+        if isinstance(value, nodes.Node):
+            _wrap_literals(value)
+            if _is_built_literal(value):
+                setattr(node, field, _filter_node(value, "_loom_build"))
+        elif isinstance(value, list):
+            wrapped = []
+            for item in value:
+                if isinstance(item, nodes.Node):
+                    _wrap_literals(item)
+                    if _is_built_literal(item):
+                        item = _filter_node(item, "_loom_build")
+                wrapped.append(item)
+            setattr(node, field, wrapped)
+
+
+def _is_built_literal(node: Any) -> bool:
+    if isinstance(node, nodes.Tuple) and node.ctx != "load":
+        return False
+    if not isinstance(node, nodes.List | nodes.Tuple | nodes.Dict):
+        return False
+    try:
+        node.as_const()
+    except Exception:  # not constant: built at run time
+        return True
+    return False
 
 
 def _concat_node(node: nodes.Concat) -> nodes.Filter:

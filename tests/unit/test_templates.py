@@ -208,6 +208,20 @@ HOSTILE = [
     "{{ " + "(" * 500 + "1" + ")" * 500 + " }}",
     "{{ inputs.__class__ }}",
     "{{ [].append(1) }}",
+    # Structures that share their parts grow exponentially when printed or compared.
+    "{% set ns = namespace(l=[]) %}{% for i in range(60) %}{% set ns.l = [ns.l, ns.l] %}"
+    "{% endfor %}{{ ns.l }}",
+    "{% set ns = namespace(a=[], b=[]) %}{% for i in range(60) %}{% set ns.a = [ns.a, ns.a] %}"
+    "{% set ns.b = [ns.b, ns.b] %}{% endfor %}{{ ns.a == ns.b }}",
+    "{% set ns = namespace(l=[]) %}{% for i in range(60) %}{% set ns.l = ns.l + [ns.l] %}"
+    "{% endfor %}{{ ns.l | string }}",
+    "{% set ns = namespace(d={}) %}{% for i in range(60) %}{% set ns.d = {'a': ns.d, 'b': ns.d} %}"
+    "{% endfor %}{{ ns.d | tojson }}",
+    "{% set ns = namespace(l=[1]) %}{% for i in range(60) %}{% set ns.l = [ns.l] * 10000 %}"
+    "{% endfor %}{{ ns.l == ns.l }}",
+    "{% set ns = namespace(l=[1]) %}{% for i in range(60) %}"
+    "{% set ns.l = [ns.l] | batch(10000, fill_with=ns.l) | list %}{% endfor %}{{ ns.l }}",
+    "{{ [1] | batch(10**9, fill_with=1) | list }}",
 ]
 
 
@@ -298,3 +312,20 @@ def test_render_inline_if_without_else_is_none():
 def test_parse_rejects_unknown_filters_and_tests(template):
     with pytest.raises(TemplateError, match=r"No (filter|test) named"):
         templates.parse(template)
+
+
+def test_render_nested_namespaces_print_without_expanding():
+    template = (
+        "{% set ns = namespace(n=1) %}{% for i in range(60) %}"
+        "{% set ns.n = namespace(a=ns.n, b=ns.n) %}{% endfor %}{{ ns.n }}"
+    )
+    assert templates.render(template, {}) == "<namespace>"
+
+
+def test_render_assignment_tuples_and_literals_with_context_values():
+    template = (
+        "{% set a, b = 1, 2 %}{{ a + b }}"
+        "{% for k, v in {'x': inputs.x}.items() %}{{ k }}{{ v }}{% endfor %}"
+    )
+    assert templates.render(template, make_context()) == "3x3"
+    assert templates.render("{{ [inputs.x, [inputs.name]] }}", make_context()) == [3, ["Bob"]]
