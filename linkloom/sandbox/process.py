@@ -9,6 +9,8 @@ Used where no Docker engine is reachable. The child (``python -m linkloom.sandbo
   ``RLIMIT_NPROC``; every process left in it is killed at the end), else ``RLIMIT_NPROC``;
 * a new, empty network namespace (``unshare -rn``) where the OS permits it; otherwise the result
   says so in ``isolation`` (or fails, with ``require_network_isolation``);
+* with a mount namespace too (``unshare -rnm``), a read-only view of every filesystem and a
+  size-capped tmpfs as its only writable scratch directory;
 * a scratch directory as cwd/HOME/TMPDIR, a minimal environment, and a cap on its output.
 """
 
@@ -49,17 +51,32 @@ def parse_size(value: str | int) -> int:
 
 
 @functools.cache
-def network_namespace_available() -> bool:
-    """Whether ``unshare -rn`` (a new user + network namespace) works here."""
+def namespaces_available(flags: str = "-rn") -> bool:
+    """Whether ``unshare <flags>`` works here (``-rn``: user + network, ``-rnm``: + mounts)."""
     if shutil.which("unshare") is None:
         return False
     try:
         done = subprocess.run(
-            ["unshare", "-rn", "true"], capture_output=True, timeout=5, check=False
+            ["unshare", flags, "true"], capture_output=True, timeout=5, check=False
         )
     except (OSError, subprocess.SubprocessError):
         return False
     return done.returncode == 0
+
+
+def network_namespace_available() -> bool:
+    return namespaces_available("-rn")
+
+
+# Run inside ``unshare -rnm``: every mount read-only, then a size-capped tmpfs as the only
+# writable place (a step writing 10 GB fills it and fails), then the runner.
+_READ_ONLY_PRELUDE = """
+for m in $(cut -d' ' -f5 /proc/self/mountinfo | sort -u); do
+  mount -o remount,bind,ro "$m" 2>/dev/null || true
+done
+mount -t tmpfs -o "size=$LOOM_SCRATCH_SIZE,mode=1777" loom-scratch "$LOOM_SCRATCH" || exit 97
+cd "$LOOM_SCRATCH" && exec "$@"
+"""
 
 
 class PidsCgroup:
@@ -138,6 +155,7 @@ class ProcessRunner:
         max_file_size: str | int = "100m",
         max_processes: int = 64,
         max_output: str | int = "50m",
+        scratch_size: str = "64m",
         require_network_isolation: bool = False,
         python: str | None = None,
         extra_env: dict[str, str] | None = None,
@@ -147,6 +165,7 @@ class ProcessRunner:
         self.max_file_size = parse_size(max_file_size)
         self.max_processes = max_processes
         self.max_output = parse_size(max_output)
+        self.scratch_size = scratch_size
         self.require_network_isolation = require_network_isolation
         self.python = python or sys.executable
         self.extra_env = dict(extra_env or {})
@@ -167,6 +186,11 @@ class ProcessRunner:
         else:
             isolation.append(f"processes: {self.max_processes} (RLIMIT_NPROC)")
         netns = network_namespace_available()
+        mountns = netns and namespaces_available("-rnm")
+        if mountns:
+            isolation.append(f"filesystem: read-only, tmpfs scratch {self.scratch_size}")
+        else:
+            isolation.append("filesystem: NOT protected (no mount namespace here)")
         if netns:
             isolation.append("network: none (own network namespace)")
         else:
@@ -187,7 +211,11 @@ class ProcessRunner:
                 (bundle_dir / "bundle.json").chmod(0o444)
                 scratch.mkdir()
                 lines, error = await self._execute(
-                    bundle_dir=bundle_dir, scratch=scratch, cgroup=cgroup, netns=netns
+                    bundle_dir=bundle_dir,
+                    scratch=scratch,
+                    cgroup=cgroup,
+                    netns=netns,
+                    mountns=mountns,
                 )
         finally:
             if cgroup is not None:
@@ -202,10 +230,18 @@ class ProcessRunner:
         )
 
     async def _execute(
-        self, *, bundle_dir: Path, scratch: Path, cgroup: PidsCgroup | None, netns: bool
+        self,
+        *,
+        bundle_dir: Path,
+        scratch: Path,
+        cgroup: PidsCgroup | None,
+        netns: bool,
+        mountns: bool,
     ) -> tuple[list[str], str | None]:
         argv = [self.python, "-m", "linkloom.sandbox.entry", str(bundle_dir)]
-        if netns:
+        if mountns:
+            argv = ["unshare", "-rnm", "--", "sh", "-c", _READ_ONLY_PRELUDE, "loom-sandbox", *argv]
+        elif netns:
             argv = ["unshare", "-rn", "--", *argv]
         env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -215,6 +251,8 @@ class ProcessRunner:
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": PACKAGE_ROOT,
+            "LOOM_SCRATCH": str(scratch),
+            "LOOM_SCRATCH_SIZE": self.scratch_size,
             **self.extra_env,
         }
         nproc = None
@@ -341,6 +379,8 @@ def _describe_exit(code: int, stderr: str) -> str:
             "SIGSEGV": "crashed",
         }
         return f"the sandbox process ended by {sig} ({reasons.get(sig, 'signal')})"
+    if code == 97:
+        return "the sandbox could not mount its scratch tmpfs"
     tail = stderr.strip().splitlines()[-3:]
     detail = ": " + " | ".join(tail) if tail else ""
     return f"the sandbox process exited with status {code}{detail}"

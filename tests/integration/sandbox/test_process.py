@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from sandbox_helpers import FAKE_ENGINE_ENV, NOTIFY_STEP, make_bundle, real_engine_bundle
 
-from linkloom.sandbox.process import ProcessRunner, network_namespace_available
+from linkloom.sandbox.process import (
+    ProcessRunner,
+    namespaces_available,
+    network_namespace_available,
+)
 
 HTTP_STEP = {"id": "fetch", "type": "http", "url": "http://backend.local/api/tasks/fetch-data"}
 
@@ -117,3 +122,24 @@ async def test_process_hostile_template_ends_as_failed_result() -> None:
     case = result.case("c1")
     assert case.run_status in ("FAILED", "ERROR")
     assert case.error or case.steps["loop"].status == "FAILED"
+
+
+async def test_process_cannot_write_outside_its_scratch(tmp_path: Path) -> None:
+    if not namespaces_available("-rnm"):
+        pytest.skip("this OS does not permit unshare -rnm")
+    target = tmp_path / "owned"
+    bundle = make_bundle(
+        [
+            {"id": "escape", "type": "shell", "command": f"echo x > {target}"},
+            {"id": "scratch", "type": "shell", "command": "echo ok > here && cat here"},
+            {"id": "fill", "type": "shell", "command": "head -c 10G /dev/zero > big"},
+        ],
+        shell=True,
+    )
+    result = await ProcessRunner(extra_env=FAKE_ENGINE_ENV, scratch_size="8m").run(bundle)
+    steps = result.cases[0].steps
+    assert "Read-only file system" in steps["escape"].error
+    assert not target.exists()
+    assert steps["scratch"].output.strip() == "ok"
+    assert "No space left" in steps["fill"].error or "File size" in steps["fill"].error
+    assert "filesystem: read-only, tmpfs scratch 8m" in result.isolation
