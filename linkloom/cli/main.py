@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "linkloom.cli.tokens",
     "linkloom.cli.settings",
     "linkloom.cli.sandbox",
+    "linkloom.cli.schedules",
 )
 
 _err = Console(stderr=True)

@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
+from linkloom.flows.durations import format_duration
 from linkloom.flows.spec import Schedule
 from linkloom.scheduler.errors import InvalidSchedule
 
@@ -66,7 +67,7 @@ def describe(schedule: Schedule) -> str:
     """A short human description: ``cron '0 3 * * *' in Europe/Kyiv`` or ``every 30s``."""
     if schedule.cron is not None:
         return f"cron {schedule.cron!r} in {schedule.timezone}"
-    return f"every {schedule.interval:g}s"
+    return f"every {format_duration(schedule.interval or 0.0)}"
 
 
 def next_fires(schedule: Schedule, *, after: datetime, n: int = 1) -> list[datetime]:

@@ -48,6 +48,19 @@ class FinishedRun:
     inputs: dict[str, Any] = field(default_factory=dict)
     finished_at: datetime | None = None
 
+    @classmethod
+    def of(cls, run: Any) -> FinishedRun:
+        """From any run-like object (the engine's ``Run`` record included)."""
+        status = getattr(run, "status", "")
+        return cls(
+            id=run.id,
+            flow_id=run.flow_id,
+            status=str(getattr(status, "value", status)),
+            outputs=dict(getattr(run, "outputs", None) or {}),
+            inputs=dict(getattr(run, "inputs", None) or {}),
+            finished_at=getattr(run, "finished_at", None),
+        )
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TickReport:

@@ -19,13 +19,13 @@ import asyncio
 import contextlib
 import hashlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 
-from linkloom.engine.errors import FlowNotFound
+from linkloom.engine.errors import FlowNotFound, FlowPaused
 from linkloom.engine.ports import Clock
 from linkloom.errors import Conflict, InvalidInput, LinkloomError, NotFound
 from linkloom.flows.spec import EventTrigger, FlowSpec, Schedule, WebhookTrigger
@@ -403,7 +403,8 @@ class Scheduler:
                 self._specs[key] = None
         return self._specs[key]
 
-    async def _current(self, flow_id: str) -> tuple[FlowHead, FlowSpec]:
+    async def current(self, flow_id: str) -> tuple[FlowHead, FlowSpec]:
+        """The flow's current version and spec."""
         for head in await self._store.flow_heads():
             if head.flow_id == flow_id:
                 spec = await self._spec(head)
@@ -414,7 +415,7 @@ class Scheduler:
     # ---- commands ----------------------------------------------------------------------
     async def next_fire_times(self, flow_id: str, *, n: int = 5) -> list[tuple[str, datetime]]:
         """The next ``n`` fire times of the flow's current version, all schedules merged."""
-        _head, spec = await self._current(flow_id)
+        _head, spec = await self.current(flow_id)
         now = self._clock.now()
         merged: list[tuple[datetime, str]] = []
         for schedule_id, schedule in zip(spec.schedule_ids(), spec.schedules, strict=True):
@@ -437,7 +438,7 @@ class Scheduler:
         Raises:
             BackfillTooLarge: the window holds more than ``limit`` fire times.
         """
-        head, spec = await self._current(flow_id)
+        head, spec = await self.current(flow_id)
         pairs = list(zip(spec.schedule_ids(), spec.schedules, strict=True))
         if schedule_id is not None:
             pairs = [(sid, s) for sid, s in pairs if sid == schedule_id]
@@ -489,15 +490,18 @@ class Scheduler:
         Raises:
             WebhookRejected: bad, missing or stale signature (HTTP 401); nothing is created.
             WebhookReplayed: the same delivery came before (HTTP 409).
+            FlowPaused: the flow is paused (HTTP 409).
             TriggerNotFound / FlowNotFound: no such flow or webhook trigger (HTTP 404).
         """
-        head, spec = await self._current(flow_id)
+        head, spec = await self.current(flow_id)
         trigger = next(
             (t for t in spec.triggers if isinstance(t, WebhookTrigger) and t.id == trigger_id),
             None,
         )
         if trigger is None:
             raise TriggerNotFound(flow_id=flow_id, trigger_id=trigger_id)
+        if head.paused:
+            raise FlowPaused(flow_id=flow_id)
         secret = (self._secret(trigger.secret) if trigger.secret else None) or self._signing_key
         now = self._clock.now()
         verified = webhooks.verify(
@@ -521,17 +525,23 @@ class Scheduler:
         return run
 
     # ---- events ------------------------------------------------------------------------
-    async def on_run_finished(self, run: FinishedRun) -> list[str]:
+    async def on_run_finished(self, run: Any) -> list[str]:
         """Start the flows whose event triggers match this finished run; return their run ids.
 
+        Accepts a ``FinishedRun`` or the engine's ``Run`` record (register it as a run listener).
         Safe to call more than once per run (and from several processes): the created run's
         ``(schedule_id="@<trigger id>", fire_time=<finished_at>)`` is unique.
         """
+        if not isinstance(run, FinishedRun):
+            run = FinishedRun.of(run)
+        if run.finished_at is None:
+            run = replace(run, finished_at=self._clock.now())
         specs = {}
         for head in await self._store.flow_heads():
             spec = await self._spec(head)
             if spec is not None:
                 specs[head.flow_id] = (head, spec)
+        self._events_seen[run.id] = None
         return await self._fire_events(specs, run)
 
     async def _fire_events(

@@ -291,6 +291,27 @@ class AdvisoryLeaderLock:
                 await conn.close()
 
 
+def build_scheduler(*, db: Database, runs: Any, settings: Any, clock: Any = None) -> Any:
+    """The scheduler wired to this database and run service (``loom scheduler``, ``loom server``).
+
+    Call ``services.run_listeners.append(scheduler.on_run_finished)`` in a process that runs
+    workers, so event triggers fire at once; the scheduler also polls finished runs.
+    """
+    from linkloom.scheduler.service import Scheduler
+    from linkloom.testing import SystemClock
+
+    secrets = {name: value.get_secret_value() for name, value in settings.secrets.items()}
+    return Scheduler(
+        store=SqlSchedulerStore(db),
+        runs=runs,
+        clock=clock or SystemClock(),
+        leader=leader_lock(db),
+        tick_seconds=settings.scheduler.tick_seconds,
+        signing_key=settings.security.signing_key.get_secret_value(),
+        secret=secrets.get,
+    )
+
+
 def leader_lock(db: Database) -> Any:
     """The right lock for the database: an advisory lock on PostgreSQL, none on SQLite."""
     if db.dialect == "postgresql":

@@ -138,4 +138,4 @@ def test_describe() -> None:
     assert cron.describe(Schedule(cron="0 3 * * *", timezone="Europe/Kyiv")) == (
         "cron '0 3 * * *' in Europe/Kyiv"
     )
-    assert cron.describe(Schedule(interval=30)) == "every 30s"
+    assert cron.describe(Schedule(interval=90)) == "every 1m30s"

@@ -1,0 +1,188 @@
+"""Scheduling commands: ``loom flow next|backfill|pause|resume`` and ``loom scheduler``.
+
+They work against the database named by the settings (``LOOM_DATABASE__URL``), so run them on
+a host that can reach it (the server host, or any host of a PostgreSQL deployment).
+``loom flow next`` also accepts a spec file, which needs no database at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+import typer
+
+from linkloom.cli.apps import app, flow_app
+from linkloom.config import Settings, load_settings
+from linkloom.errors import InvalidInput
+
+T = TypeVar("T")
+
+
+def _moment(value: str, option: str) -> datetime:
+    if value.strip().lower() == "now":
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidInput(
+            f"{option} {value!r} is not a date; use ISO 8601 such as 2026-01-31 or "
+            "2026-01-31T03:00+02:00 (without an offset, UTC is meant)"
+        ) from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+async def _with_services(work: Callable[[Any], Awaitable[T]], settings: Settings) -> T:
+    from linkloom.store import session
+    from linkloom.store.schedules import build_scheduler
+    from linkloom.wiring import build_services
+
+    services = build_services(settings)
+    try:
+        if session.is_sqlite(settings.database_url):
+            await session.upgrade(settings.database_url)
+        scheduler = build_scheduler(db=services.db, runs=services.runs, settings=settings)
+        return await work(scheduler)
+    finally:
+        await services.stop()
+
+
+def _local(moment: datetime, zone: str) -> str:
+    try:
+        return moment.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M:%S %Z")
+    except (ValueError, KeyError):
+        return ""
+
+
+@flow_app.command("next")
+def next_fires(
+    flow: str = typer.Argument(..., help="A flow id, or the path of a spec file."),
+    count: int = typer.Option(5, "-n", "--count", min=1, max=1000, help="How many fire times."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Print the next fire times of a flow's schedules (its current version)."""
+    from linkloom.flows.spec import FlowSpec
+    from linkloom.scheduler import cron
+
+    path = Path(flow)
+    spec: FlowSpec
+    if path.is_file():
+        from linkloom.flows.loading import load_flow
+
+        spec = load_flow(path.read_bytes(), filename=str(path))
+    else:
+
+        async def read(scheduler: Any) -> FlowSpec:
+            _head, current = await scheduler.current(flow)
+            return current
+
+        spec = asyncio.run(_with_services(read, load_settings()))
+    now = datetime.now(UTC)
+    schedules = dict(zip(spec.schedule_ids(), spec.schedules, strict=True))
+    merged = sorted(
+        (t, sid)
+        for sid, s in schedules.items()
+        if s.enabled
+        for t in cron.next_fires(s, after=now, n=count)
+    )[:count]
+    if as_json:
+        rows = [{"schedule_id": sid, "fire_time": t.isoformat()} for t, sid in merged]
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not merged:
+        typer.echo(f"flow {spec.id!r} has no enabled schedule")
+        return
+    for t, sid in merged:
+        schedule = schedules[sid]
+        local = f"  {_local(t, schedule.timezone)}" if schedule.cron else ""
+        typer.echo(f"{t.isoformat()}{local}  {sid}  ({cron.describe(schedule)})")
+
+
+@flow_app.command("backfill")
+def backfill(
+    flow: str = typer.Argument(..., help="The flow id."),
+    start: str = typer.Option(..., "--from", help="Window start (ISO 8601; UTC if no offset)."),
+    end: str = typer.Option(..., "--to", help="Window end, inclusive (ISO 8601 or 'now')."),
+    schedule: str | None = typer.Option(None, "--schedule", help="Only this schedule id."),
+    limit: int = typer.Option(1000, "--limit", min=1, help="Refuse windows with more fires."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the fire times; create nothing."),
+) -> None:
+    """Create the runs the flow's schedules would have created between --from and --to.
+
+    Fire times that already have a run (scheduled or backfilled) are not run again.
+    """
+    window = (_moment(start, "--from"), _moment(end, "--to"))
+
+    async def work(scheduler: Any) -> Any:
+        return await scheduler.backfill(
+            flow,
+            start=window[0],
+            end=window[1],
+            schedule_id=schedule,
+            limit=limit,
+            dry_run=dry_run,
+        )
+
+    report = asyncio.run(_with_services(work, load_settings()))
+    for sid, t in report.fire_times:
+        typer.echo(f"{t.isoformat()}  {sid}")
+    if dry_run:
+        typer.echo(f"{len(report.fire_times)} fire times (dry run: nothing created)")
+    else:
+        typer.echo(
+            f"created {len(report.created)} runs; {report.existing} fire times already had one"
+        )
+
+
+@flow_app.command("pause")
+def pause(flow: str = typer.Argument(..., help="The flow id.")) -> None:
+    """Pause a flow: no schedule, webhook or event runs until it is resumed."""
+    asyncio.run(_with_services(lambda s: s.pause(flow), load_settings()))
+    typer.echo(f"flow {flow!r} paused; resume it with 'loom flow resume {flow}'")
+
+
+@flow_app.command("resume")
+def resume(flow: str = typer.Argument(..., help="The flow id.")) -> None:
+    """Resume a paused flow; fires missed meanwhile follow its catch-up policy."""
+    asyncio.run(_with_services(lambda s: s.resume(flow), load_settings()))
+    typer.echo(f"flow {flow!r} resumed")
+
+
+@app.command("scheduler")
+def scheduler_command() -> None:
+    """Run only the scheduler (any number of them: one leads, the others stand by)."""
+    settings = load_settings()
+    try:
+        from linkloom import logs
+
+        logs.configure(settings)
+    except (ImportError, AttributeError):
+        pass
+    asyncio.run(_serve(settings))
+
+
+async def _serve(settings: Settings) -> None:
+    from linkloom.store import session
+    from linkloom.store.schedules import build_scheduler
+    from linkloom.wiring import build_services
+
+    services = build_services(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        if session.is_sqlite(settings.database_url):
+            await session.upgrade(settings.database_url)
+        scheduler = build_scheduler(db=services.db, runs=services.runs, settings=settings)
+        await scheduler.start()
+        await stop.wait()
+        await scheduler.stop()
+    finally:
+        await services.stop()
