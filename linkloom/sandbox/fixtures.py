@@ -209,6 +209,11 @@ def load_dir(directory: Path) -> list[FixtureCase]:
     return [load(p) for p in paths]
 
 
+def cases_from_texts(texts: Mapping[str, str]) -> list[FixtureCase]:
+    """Parse ``{name: yaml text}`` (what ``FlowsRepo.fixture_files`` returns), sorted by name."""
+    return [loads(texts[name], name=name) for name in sorted(texts)]
+
+
 def case_from_run(
     *,
     run: Any,

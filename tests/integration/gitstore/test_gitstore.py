@@ -169,3 +169,12 @@ async def test_gitstore_async_wrapper_runs_in_thread(repo: FlowsRepo) -> None:
     flows = await arepo.read_main()
     assert "hello" in flows
     assert await arepo.head("main") == repo.head("main")
+
+
+def test_gitstore_seeds_from_the_example_flows(tmp_path: Path) -> None:
+    examples = Path(__file__).resolve().parents[3] / "examples" / "flows"
+    repo = FlowsRepo(tmp_path / "flows")
+    repo.init(seed_from=examples)
+    flows = repo.read_main()
+    assert "daily-report" in flows
+    assert flows["daily-report"].text == (examples / "daily-report" / "flow.yaml").read_text()

@@ -131,3 +131,14 @@ def test_scrub_key_rules_keep_ordinary_words() -> None:
     assert not sensitive_key("monkey")
     assert not sensitive_key("keyboard_layout")
     assert Scrubber.with_secrets(["abc"]).text("abc") == "abc"  # too short to be a secret
+
+
+def test_fixtures_cases_from_repo_texts() -> None:
+    case = fixtures.case_from_run(run=_run(), steps=_steps(), exchanges=_exchanges())
+    texts = {
+        "b-case": fixtures.dumps(case).replace("name: run-r1", "name: b-case"),
+        "a-case": "name: a-case\nrecorded_at: '2026-01-01T00:00:00Z'\n",
+    }
+    parsed = fixtures.cases_from_texts(texts)
+    assert [c.name for c in parsed] == ["a-case", "b-case"]
+    assert parsed[1].exchanges == case.exchanges
