@@ -130,7 +130,9 @@ class _Dumper(yaml.SafeDumper):
 
 
 def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    style = "|" if "\n" in value else None
+    # Quote what our YAML 1.2 reader would not read back as a string (PyYAML's 1.1 rules
+    # leave ``1e3`` plain, which reads back as a number).
+    style = "|" if "\n" in value else None if source.plain_is_string(value) else "'"
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 

@@ -17,8 +17,11 @@ from linkloom.flows import templates
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _SIMPLE_BLOCK = re.compile(r"\{\{-?\s*(" + _NAME + r"(?:\." + _NAME + r")*)\s*-?\}\}")
 _OTHER_SYNTAX = re.compile(r"\{[{%#]")
-# Names Jinja itself provides are never references (``templates`` drops them too).
-_JINJA_NAMES = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop"})
+# Names Jinja itself provides, and its literals, are never references.
+_JINJA_NAMES = frozenset(
+    {"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop"}
+    | {"true", "false", "none", "True", "False", "None"}
+)
 
 Reference = tuple[str, ...]
 

@@ -229,6 +229,14 @@ _TAGS = {
 }
 
 
+def plain_is_string(text: str) -> bool:
+    """Whether ``text`` written as a plain (unquoted) YAML scalar reads back as that string."""
+    if text in _NULLS or text in _TRUE or text in _FALSE:
+        return False
+    patterns = (_INT, _OCT, _HEX, _FLOAT, _INF, _NAN)
+    return not any(p.fullmatch(text) for p in patterns)
+
+
 def _number_too_long(text: str) -> str:
     return f"the number {text[:20]}… has {len(text):,} digits; numbers may have at most 4,300"
 
