@@ -164,6 +164,7 @@ def build_services(settings: Settings, *, http_transport: Any = None) -> Service
     )
     holder["s"] = services
     runs.on_run_finished = services._run_finished
+    runs.on_cancel = lambda run_id: [w.abandon_run(run_id) for w in services.workers]
     return services
 
 

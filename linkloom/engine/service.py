@@ -57,6 +57,7 @@ class RunService:
         wake: Callable[[], None] | None = None,
         per_run_limit: int | None = None,
         on_run_finished: Callable[[Run], Any] | None = None,
+        on_cancel: Callable[[str], Any] | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -66,6 +67,7 @@ class RunService:
         self._wake = wake or (lambda: None)
         self.per_run_limit = per_run_limit
         self.on_run_finished = on_run_finished
+        self.on_cancel = on_cancel  # in-process workers abandon the run's in-flight attempts
 
     def wake(self) -> None:
         self._wake()
@@ -277,7 +279,17 @@ class RunService:
         why = reason or (f"cancelled by {actor}" if actor else "cancelled")
         ctx = transitions.Context(plan=compiled.plan, now=self.clock.now())
         await self.store.update_run(run_id, transitions.cancel_run(ctx=ctx, reason=why))
-        return await self.get_run(run_id)
+        if self.on_cancel is not None:
+            self.on_cancel(run_id)
+        run = await self.get_run(run_id)
+        await self._finished(run)
+        return run
+
+    async def _finished(self, run: Run) -> None:
+        if self.on_run_finished is not None and run.status.terminal:
+            result = self.on_run_finished(run)
+            if asyncio.iscoroutine(result):
+                await result
 
     async def retry(self, run_id: str, *, actor: str | None = None) -> Run:
         """Run a FAILED/CANCELLED run again from its failed steps (same run id)."""
@@ -391,7 +403,7 @@ class RunService:
                 error={"kind": "backend", "message": message, "retryable": False},
                 logs=logs,
             )
-        await self.store.update_run(
+        changes = await self.store.update_run(
             step.run_id,
             transitions.apply_outcome(
                 step_run_id,
@@ -403,6 +415,8 @@ class RunService:
             ),
         )
         self.wake()
+        if changes is not None and changes.run is not None:
+            await self._finished(changes.run)
 
     async def heartbeat(self, token: str) -> datetime:
         """Extend an async step's deadline by its ``heartbeat_timeout``; return the new one."""

@@ -65,6 +65,7 @@ class Worker:
         )
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._lost: set[str] = set()
+        self._runs: dict[str, str] = {}  # in-flight step run id → run id
         self._event = asyncio.Event()
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
@@ -182,6 +183,7 @@ class Worker:
         label = step.step_id if step.item_index is None else f"{step.step_id}[{step.item_index}]"
         task = asyncio.create_task(self._execute(claim), name=f"step:{label}:{step.id}")
         self._inflight[step.id] = task
+        self._runs[step.id] = claim.run.id
 
     async def _execute(self, claim: Claim) -> None:
         step_run_id = claim.step.id
@@ -197,20 +199,31 @@ class Worker:
             log.exception("step_execution_failed", step_run_id=step_run_id)
         finally:
             self._inflight.pop(step_run_id, None)
+            self._runs.pop(step_run_id, None)
             self._lost.discard(step_run_id)
             self.steps_done += 1
             self._event.set()
+
+    def abandon_run(self, run_id: str) -> int:
+        """Stop in-flight attempts of a run (it was cancelled); returns how many."""
+        count = 0
+        for sid, task in list(self._inflight.items()):
+            if self._runs.get(sid) == run_id and not task.done():
+                self._lost.add(sid)
+                task.cancel()
+                count += 1
+        return count
 
     # ---- leases ------------------------------------------------------------------------
     async def _housekeeping(self) -> None:
         interval = max(0.05, min(self.lease_seconds / 3, 10.0))
         while True:
-            await asyncio.sleep(interval)
             try:
                 await self.renew_leases()
                 await self.reclaim_expired()
             except Exception:
                 log.exception("lease_housekeeping_failed", owner=self.owner)
+            await asyncio.sleep(interval)
 
     async def renew_leases(self) -> None:
         ids = list(self._inflight)
