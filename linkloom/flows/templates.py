@@ -225,8 +225,18 @@ def render(value: Any, context: Mapping[str, Any], *, limits: Limits = DEFAULT_L
         TemplateError: a syntax error, an undefined name, a blocked (unsafe) operation, or a
             template that exceeded ``limits`` (time, operations, size).
     """
-    if isinstance(value, str) and not is_template(value):
-        return value
+    if isinstance(value, str):
+        if not is_template(value):
+            return value
+        compiled = _compiled(value)
+        if compiled.lookup is not None:  # the hot path: "{{ steps.a.output }}"
+            found = _fast_lookup(compiled.lookup, context)
+            if found is not _MISS:
+                return found
+        elif compiled.pieces is not None:  # "Bearer {{ secrets.TOKEN }}"
+            text = _fast_text(compiled.pieces, context)
+            if text is not None:
+                return text
     scope = {**_ENV.globals, **context}
     with guards.budget(limits):
         try:
@@ -260,6 +270,10 @@ def _render_value(value: Any, scope: dict[str, Any]) -> Any:
 
 def _render_string(text: str, scope: dict[str, Any]) -> Any:
     compiled = _compiled(text)
+    if compiled.lookup is not None:
+        found = _fast_lookup(compiled.lookup, scope)
+        if found is not _MISS:
+            return found
     # ``shared=True`` uses ``scope`` (globals already merged in) without copying it.
     ctx = compiled.template.new_context(scope, shared=True)
     if not compiled.whole:
@@ -273,6 +287,42 @@ def _render_string(text: str, scope: dict[str, Any]) -> Any:
 
 
 _JSON_SCALARS_AND_CONTAINERS = frozenset({dict, list, str, int, float, bool, type(None)})
+_MISS = object()
+
+
+def _fast_text(pieces: tuple[str | _Lookup, ...], scope: Mapping[str, Any]) -> str | None:
+    out: list[str] = []
+    for piece in pieces:
+        if isinstance(piece, str):
+            out.append(piece)
+            continue
+        value = _fast_lookup(piece, scope)
+        if value is _MISS:
+            return None
+        out.append(guards.to_text(value))
+    return "".join(out)
+
+
+def _fast_lookup(lookup: _Lookup, scope: Mapping[str, Any]) -> Any:
+    """``steps.a.output.items[0]`` over plain JSON data, without Jinja (the hot path).
+
+    Gives up (``_MISS``) on anything unusual — a missing key, a non-dict mapping, a non-JSON
+    value — and the caller then evaluates through the sandbox, which raises the proper errors.
+    """
+    root, keys = lookup
+    value = scope.get(root, _MISS)
+    for key in keys:
+        kind = type(value)
+        if kind is dict:
+            value = value.get(key, _MISS)  # type: ignore[union-attr]
+        elif kind is list and type(key) is int and -len(value) <= key < len(value):  # type: ignore[arg-type]
+            value = value[key]  # type: ignore[index]
+        else:
+            return _MISS
+        if value is _MISS:
+            return _MISS
+    guards.tick(len(keys) + 1)
+    return value if type(value) in _JSON_SCALARS_AND_CONTAINERS else _MISS
 
 
 def _to_json(value: Any) -> Any:
@@ -292,11 +342,18 @@ def _to_json(value: Any) -> Any:
     )
 
 
+_Lookup = tuple[str, tuple[str | int, ...]]
+
+
 @dataclass(frozen=True, slots=True)
 class _Compiled:
     template: Any  # jinja2.Template
     whole: bool  # the text is one ``{{ expr }}``: the result keeps its JSON type
     pure_path: bool  # a plain name/attribute/item chain: its value comes straight from the context
+    # For a pure path: the root name and the keys after it, for a lookup without Jinja.
+    lookup: _Lookup | None = None
+    # For text made of literal pieces and pure paths only: the pieces, rendered without Jinja.
+    pieces: tuple[str | _Lookup, ...] | None = None
 
 
 _WHOLE = re.compile(r"\A\s*\{\{[-+]?(.*?)[-+]?\}\}\s*\Z", re.DOTALL)
@@ -309,11 +366,28 @@ def _compiled(text: str) -> _Compiled:
     if whole and not any(t in whole.group(1) for t in ("{{", "}}", "{%", "{#")):
         return _compile_expression(whole.group(1))
     tree = _parse(source)
+    pieces = _text_pieces(tree)  # before compiling: compiling rewrites the tree
     try:
         template = _ENV.from_string(tree)
     except TemplateSyntaxError as exc:  # unknown filters and tests are found when compiling
         raise TemplateError(exc.message or str(exc), line=exc.lineno) from None
-    return _Compiled(template=template, whole=False, pure_path=False)
+    return _Compiled(template=template, whole=False, pure_path=False, pieces=pieces)
+
+
+def _text_pieces(tree: nodes.Template) -> tuple[str | _Lookup, ...] | None:
+    """Text with only plain ``{{ a.b.c }}`` lookups in it, as literal pieces and lookups."""
+    if len(tree.body) != 1 or not isinstance(tree.body[0], nodes.Output):
+        return None
+    pieces: list[str | _Lookup] = []
+    for node in tree.body[0].nodes:
+        if isinstance(node, nodes.TemplateData):
+            pieces.append(node.data)
+            continue
+        lookup = _lookup_keys(node)
+        if lookup is None:
+            return None
+        pieces.append(lookup)
+    return tuple(pieces)
 
 
 def _compile_expression(expression: str) -> _Compiled:
@@ -336,7 +410,27 @@ def _compile_expression(expression: str) -> _Compiled:
         template = _ENV.from_string(tree)
     except TemplateSyntaxError as exc:
         raise TemplateError(exc.message or str(exc), line=exc.lineno) from None
-    return _Compiled(template=template, whole=True, pure_path=path is not None and not rest)
+    pure = path is not None and not rest
+    return _Compiled(
+        template=template, whole=True, pure_path=pure, lookup=_lookup_keys(expr) if pure else None
+    )
+
+
+def _lookup_keys(node: nodes.Node) -> _Lookup | None:
+    keys: list[str | int] = []
+    while not isinstance(node, nodes.Name):
+        if isinstance(node, nodes.Getattr):
+            keys.append(node.attr)
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            if type(node.arg.value) not in (str, int):
+                return None
+            keys.append(node.arg.value)
+        else:
+            return None
+        node = node.node
+    if node.name in _ENV.globals:
+        return None
+    return node.name, tuple(reversed(keys))
 
 
 def _checked_source(text: str) -> str:

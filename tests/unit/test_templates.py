@@ -329,3 +329,18 @@ def test_render_assignment_tuples_and_literals_with_context_values():
     )
     assert templates.render(template, make_context()) == "3x3"
     assert templates.render("{{ [inputs.x, [inputs.name]] }}", make_context()) == [3, ["Bob"]]
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("{{ steps.fetch.output.items[0] }}", 1),
+        ("{{ steps.fetch.output['data'] }}", {"a": 1}),
+        ("id={{ run.id }} v={{ run.version }}\n", "id=r1 v=1\n"),
+        ("x {{- inputs.name -}} y", "xBoby"),
+        ("{{ inputs.flag }}/{{ none }}/{{ steps.fetch.output.data }}", 'true//{"a":1}'),
+    ],
+)
+def test_render_plain_lookups_match_jinja_semantics(template, expected):
+    """Plain lookups take a shortcut around Jinja; the results must be the same."""
+    assert templates.render(template, make_context()) == expected
