@@ -24,8 +24,8 @@ import logging
 import re
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any, TextIO
 
 import structlog
@@ -42,6 +42,7 @@ __all__ = [
     "configure",
     "masker",
     "register_secret",
+    "reset",
     "unbind",
 ]
 
@@ -63,6 +64,7 @@ _URL_PASSWORD = re.compile(
 _MAX_DEPTH = 8
 
 
+@lru_cache(maxsize=4096)
 def is_secret_key(key: str) -> bool:
     """Whether a field named ``key`` holds a credential (``access_token`` yes, ``tokens`` no)."""
     return bool(_SECRET_KEY.search(key))
@@ -109,6 +111,9 @@ class SecretMasker:
 
     def mask(self, value: Any, depth: int = 0) -> Any:
         """A copy of ``value`` with every secret masked (dicts, lists and tuples are walked)."""
+        kind = type(value)
+        if kind is int or kind is float or kind is bool or value is None:
+            return value
         if isinstance(value, str):
             return self.mask_text(value)
         if depth >= _MAX_DEPTH:
@@ -125,8 +130,23 @@ class SecretMasker:
         return self.mask(value, depth + 1)
 
     def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
-        masked: EventDict = self.mask(event_dict)
-        return masked
+        # The hot path: most values are ids, numbers and short strings; only walk what needs it.
+        pattern = self._pattern
+        out: EventDict = {}
+        for key, value in event_dict.items():
+            kind = type(value)
+            if kind is int or kind is float or kind is bool or value is None:
+                out[key] = value
+            elif kind is str:
+                if value and is_secret_key(key):
+                    out[key] = MASK
+                elif pattern is not None or "://" in value:
+                    out[key] = self.mask_text(value)
+                else:
+                    out[key] = value
+            else:
+                out[key] = self._mask_item(key, value, 0)
+        return out
 
 
 def _mask_all(value: Any) -> Any:
@@ -156,11 +176,80 @@ def unbind(*keys: str) -> None:
     unbind_contextvars(*keys)
 
 
-@contextmanager
-def bound(**ids: Any) -> Iterator[None]:
-    """Bind ids for the duration of a ``with`` block (restores the previous values after)."""
-    with bound_contextvars(**ids):
-        yield
+# ``with logs.bound(run_id=…, step_id=…):`` binds ids for the block and restores them after.
+bound = bound_contextvars
+
+
+class _Output:
+    """What the current ``configure`` chose. Loggers cached by structlog read it at each call,
+    so configuring again (tests, a reload) applies to every logger already handed out."""
+
+    def __init__(self) -> None:
+        self.stream: TextIO = sys.stderr
+        self.level = logging.INFO
+        self.chain: list[Processor] = []
+        self.lock = threading.Lock()
+
+
+_output = _Output()
+
+
+class _Sink:
+    """The logger structlog wraps: writes each rendered line to the configured stream."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str = "") -> None:
+        self.name = name
+
+    def msg(self, message: str) -> None:
+        stream = _output.stream
+        try:
+            with _output.lock:
+                stream.write(message + "\n")
+                stream.flush()
+        except (OSError, ValueError):  # a closed or broken stream must not break the caller
+            pass
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+
+def _sink_factory(*args: Any) -> _Sink:
+    return _Sink(str(args[0]) if args else "")
+
+
+def _shared_processors() -> list[Processor]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+
+
+def _level_gate(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    if _LEVELS.get(method_name, logging.INFO) < _output.level:
+        raise structlog.DropEvent
+    return event_dict
+
+
+def _run_chain(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> Any:
+    result: Any = event_dict
+    for processor in _output.chain:
+        result = processor(logger, method_name, result)
+    return result
+
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+}
 
 
 def configure(
@@ -171,6 +260,10 @@ def configure(
     stream: TextIO | None = None,
 ) -> None:
     """Set up structlog and the standard library's logging. Safe to call again (tests, reload).
+
+    structlog events take a direct path (no ``logging.LogRecord``): a line costs a few
+    microseconds, and a filtered-out debug call almost nothing. Standard-library records
+    (uvicorn, SQLAlchemy…) go through a root handler with the same processors and renderer.
 
     Args:
         settings: read ``log.format`` and ``log.level``, and register its secrets for masking.
@@ -189,22 +282,26 @@ def configure(
     if fmt == "auto":
         fmt = "console" if _isatty(out) else "json"
 
-    shared: list[Processor] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-    ]
-    renderer: Processor
-    final: list[Processor] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
+    shared = _shared_processors()
+    tail: list[Processor]
     if fmt == "json":
-        final += [structlog.processors.format_exc_info, masker]
-        renderer = structlog.processors.JSONRenderer(ensure_ascii=False)
+        # Tracebacks become text before masking, so secrets in exception messages are masked.
+        tail = [
+            structlog.processors.format_exc_info,
+            masker,
+            structlog.processors.JSONRenderer(ensure_ascii=False),
+        ]
     else:
-        final += [masker]
-        renderer = structlog.dev.ConsoleRenderer(colors=_isatty(out))
+        tail = [masker, structlog.dev.ConsoleRenderer(colors=_isatty(out))]
+
+    with _output.lock:
+        _output.stream = out
+        _output.level = numeric_level
+        _output.chain = [_level_gate, *shared, *tail]
+
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared, processors=[*final, renderer]
+        foreign_pre_chain=shared,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail],
     )
     handler = logging.StreamHandler(out)
     handler.setFormatter(formatter)
@@ -220,15 +317,26 @@ def configure(
     # httpx logs every request at INFO; that is the engine's hot path.
     logging.getLogger("httpx").setLevel(max(numeric_level, logging.WARNING))
     structlog.configure(
-        processors=[
-            structlog.stdlib.filter_by_level,
-            *shared,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        processors=[_run_chain],
+        logger_factory=_sink_factory,
+        wrapper_class=structlog.make_filtering_bound_logger(logging.NOTSET),
         cache_logger_on_first_use=True,
     )
+
+
+def reset() -> None:
+    """Undo ``configure`` (tests): structlog defaults, standard error, INFO, no secrets."""
+    structlog.reset_defaults()
+    with _output.lock:
+        _output.stream = sys.stderr
+        _output.level = logging.INFO
+        _output.chain = [
+            _level_gate,
+            *_shared_processors(),
+            masker,
+            structlog.processors.KeyValueRenderer(),
+        ]
+    masker.clear()
 
 
 def settings_secrets(settings: Settings) -> Iterable[str]:

@@ -21,6 +21,5 @@ def restore_logging() -> Iterator[None]:
     for handler in handlers:
         root.addHandler(handler)
     root.setLevel(level)
-    structlog.reset_defaults()
+    logs.reset()
     structlog.contextvars.clear_contextvars()
-    logs.masker.clear()

@@ -141,3 +141,22 @@ def test_logs_auto_format_is_console_on_a_tty_and_json_otherwise() -> None:
 def test_logs_unknown_level_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown log level"):
         logs.configure(fmt="json", level="LOUD", stream=io.StringIO())
+
+
+def test_logs_loggers_created_before_configure_follow_the_new_configuration() -> None:
+    early = structlog.get_logger("linkloom.early")
+    first, second = io.StringIO(), io.StringIO()
+    logs.configure(fmt="json", stream=first)
+    early.info("one")  # structlog caches this logger now
+    logs.configure(fmt="json", level="ERROR", stream=second)
+    early.info("dropped")
+    early.error("two")
+    assert [line["event"] for line in _lines(first)] == ["one"]
+    assert [line["event"] for line in _lines(second)] == ["two"]
+
+
+def test_logs_positional_arguments_are_interpolated() -> None:
+    out = io.StringIO()
+    logs.configure(fmt="json", stream=out)
+    structlog.get_logger("x").info("worker %s of %d", "w1", 3)
+    assert _lines(out)[0]["event"] == "worker w1 of 3"
