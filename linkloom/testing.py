@@ -385,4 +385,6 @@ def _matches(run: Run, f: RunFilter) -> bool:
         and (f.trigger is None or run.trigger == f.trigger)
         and (f.parent_run_id is None or run.parent_run_id == f.parent_run_id)
         and (f.schedule_id is None or run.schedule_id == f.schedule_id)
+        and (f.created_after is None or run.created_at >= f.created_after)
+        and (f.created_before is None or run.created_at < f.created_before)
     )

@@ -223,6 +223,8 @@ class RunFilter:
     trigger: str | None = None
     parent_run_id: str | None = None
     schedule_id: str | None = None
+    created_after: datetime | None = None  # inclusive
+    created_before: datetime | None = None  # exclusive
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
