@@ -38,11 +38,13 @@ __all__ = [
     "DEFAULT_LIMITS",
     "Limits",
     "TemplateError",
+    "evaluate",
     "is_template",
     "normalize",
     "parse",
     "references",
     "render",
+    "truthy",
 ]
 
 
@@ -211,6 +213,34 @@ def _path(node: nodes.Node) -> tuple[tuple[str, ...] | None, list[nodes.Node]]:
 
 
 # ---------------------------------------------------------------------------- rendering
+
+_FALSE_WORDS = frozenset({"", "false", "0", "no", "off", "none", "null"})
+_TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
+
+
+def truthy(value: Any) -> bool:
+    """How a condition's value reads: the strings "false", "0", "no", "off", "none", "null"
+    and "" are false (any case, surrounding spaces ignored); other values as in Python."""
+    if isinstance(value, str):
+        return value.strip().lower() not in _FALSE_WORDS
+    return bool(value)
+
+
+def evaluate(text: str, context: Mapping[str, Any], *, limits: Limits = DEFAULT_LIMITS) -> bool:
+    """Read a ``when:``/``condition:``/``where:`` value as a boolean.
+
+    ``text`` is a template (``{{ inputs.n > 3 }}``), a bare expression (``inputs.n > 3``) or a
+    boolean word (``true``, ``no``, …).
+
+    Raises:
+        TemplateError: as ``render``.
+    """
+    if not is_template(text):
+        word = text.strip().lower()
+        if word in _FALSE_WORDS or word in _TRUE_WORDS:
+            return word in _TRUE_WORDS
+        text = "{{ " + text + " }}"
+    return truthy(render(text, context, limits=limits))
 
 
 def render(value: Any, context: Mapping[str, Any], *, limits: Limits = DEFAULT_LIMITS) -> Any:

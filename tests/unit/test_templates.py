@@ -344,3 +344,27 @@ def test_render_assignment_tuples_and_literals_with_context_values():
 def test_render_plain_lookups_match_jinja_semantics(template, expected):
     """Plain lookups take a shortcut around Jinja; the results must be the same."""
     assert templates.render(template, make_context()) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("{{ inputs.x > 2 }}", True),
+        ("inputs.x > 5", False),
+        ("inputs.flag and inputs.name == 'Bob'", True),
+        ("yes", True),
+        (" False ", False),
+        ("off", False),
+        ("{{ 'no' }}", False),
+        ("{{ steps.fetch.outputs.orders }}", True),
+        ("{{ [] }}", False),
+        ("not .inputs.flag", False),
+    ],
+)
+def test_evaluate_reads_templates_bare_expressions_and_words(text, expected):
+    assert templates.evaluate(text, make_context()) is expected
+
+
+def test_evaluate_undefined_name_is_an_error():
+    with pytest.raises(TemplateError):
+        templates.evaluate("inputs.nope > 1", make_context())

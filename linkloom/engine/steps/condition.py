@@ -1,9 +1,10 @@
 """The ``condition`` step: evaluate a condition and name the branch taken.
 
 The output is ``{"result": bool, "branch": "then" | "else"}``; the planner skips the steps listed
-under the branch not taken (and whatever depends only on them). ``condition`` is a template or a
-bare expression (``inputs.amount > 100``); strings read as booleans the way ``when:`` reads them
-("false", "0", "no", "off", "none", "null" and "" are false).
+under the branch not taken (and whatever depends only on them). ``condition`` is a template, a
+bare expression (``inputs.amount > 100``) or a boolean word, read by
+``linkloom.flows.templates.evaluate`` ("false", "0", "no", "off", "none", "null" and "" are
+false).
 """
 
 from __future__ import annotations
@@ -25,6 +26,5 @@ class ConditionExecutor:
 
     async def _run(self, ctx: StepContext) -> StepResult:
         step: Any = ctx.step
-        value = outcomes.render(ctx, outcomes.expression(step.condition))
-        result = outcomes.truthy(value)
+        result = outcomes.condition(ctx, step.condition)
         return StepResult(output={"result": result, "branch": "then" if result else "else"})

@@ -31,16 +31,11 @@ def render(ctx: StepContext, value: Any, **names: Any) -> Any:
     return templates.render(value, scope)
 
 
-def expression(text: str) -> str:
-    """A bare expression (``inputs.n > 3``) becomes ``{{ inputs.n > 3 }}``; templates stay."""
-    return text if templates.is_template(text) else "{{ " + text + " }}"
-
-
-def truthy(value: Any) -> bool:
-    """How conditions read: "false", "0", "no", "off", "none", "null" and "" are false."""
-    if isinstance(value, str):
-        return value.strip().lower() not in ("", "false", "0", "no", "off", "none", "null")
-    return bool(value)
+def condition(ctx: StepContext, text: str, **names: Any) -> bool:
+    """Read a condition (template, bare expression or boolean word) with the step's context."""
+    scope = ctx.template_context()
+    scope.update(names)
+    return templates.evaluate(text, scope)
 
 
 async def guarded(

@@ -118,19 +118,16 @@ def _source(ctx: StepContext, record: dict[str, Any], source: str, index: int | 
 
 
 def _filter(ctx: StepContext, where: str, data: Any) -> Any:
-    condition = outcomes.expression(where)
     if isinstance(data, list):
         return [
             record
             for i, record in enumerate(data)
-            if outcomes.truthy(outcomes.render(ctx, condition, item=record, index=i))
+            if outcomes.condition(ctx, where, item=record, index=i)
         ]
     if isinstance(data, dict):
         return {
             key: value
             for i, (key, value) in enumerate(data.items())
-            if outcomes.truthy(
-                outcomes.render(ctx, condition, item={"key": key, "value": value}, index=i)
-            )
+            if outcomes.condition(ctx, where, item={"key": key, "value": value}, index=i)
         }
     raise StepConfigError(f"a 'filter' transform works on a list or an object; got {data!r:.80}")
