@@ -10,8 +10,12 @@ backoff; a 409 means the attempt was already completed (by an earlier callback) 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
 import logging
+import ssl
+from collections.abc import AsyncIterator
 from enum import StrEnum
 from typing import Any
 
@@ -33,8 +37,9 @@ class CallbackOutcome(StrEnum):
 class CallbackSender:
     """Signs and POSTs callbacks and heartbeats, retrying what can be retried.
 
-    Each call opens its own short-lived ``httpx.AsyncClient`` so that the sender can be used from
-    any event loop (the Flask adapter runs background work on threads with their own loops).
+    Pass ``client=`` from ``session()`` to reuse connections; without it a call opens its own
+    short-lived client, so the sender works from any event loop (the Flask adapter runs
+    background work on threads with their own loops).
     """
 
     def __init__(
@@ -54,23 +59,43 @@ class CallbackSender:
         self.timeout = timeout
         self._transport = transport
 
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[httpx.AsyncClient]:
+        """One HTTP client for the heartbeats and the result of a job (connections reused)."""
+        async with httpx.AsyncClient(
+            transport=self._transport, timeout=self.timeout, verify=_ssl_context()
+        ) as client:
+            yield client
+
     async def complete(
-        self, url: str, result: TaskResult | dict[str, Any] | Any, *, logs: list[str] | None = None
+        self,
+        url: str,
+        result: TaskResult | dict[str, Any] | Any,
+        *,
+        logs: list[str] | None = None,
+        client: httpx.AsyncClient | None = None,
     ) -> CallbackOutcome:
         """POST the final result of an attempt to its callback URL.
 
         ``result`` is a ``TaskResult``, a body already in the response format, or a plain output.
         """
         body = as_result(result).to_wire(extra_logs=logs or [])
-        outcome = await self._post(url, body, attempts=self.retries + 1)
+        outcome = await self._post(url, body, attempts=self.retries + 1, client=client)
         log.info("loom_callback_%s", outcome.value, extra={"url": _redact(url)})
         return outcome
 
-    async def heartbeat(self, url: str) -> CallbackOutcome:
+    async def heartbeat(
+        self, url: str, *, client: httpx.AsyncClient | None = None
+    ) -> CallbackOutcome:
         """POST one heartbeat. Retried briefly: the next heartbeat will come anyway."""
-        return await self._post(url, {}, attempts=2)
+        return await self._post(url, {}, attempts=2, client=client)
 
-    async def _post(self, url: str, body: dict[str, Any], *, attempts: int) -> CallbackOutcome:
+    async def _post(
+        self, url: str, body: dict[str, Any], *, attempts: int, client: httpx.AsyncClient | None
+    ) -> CallbackOutcome:
+        if client is None:
+            async with self.session() as own:
+                return await self._post(url, body, attempts=attempts, client=own)
         raw = json.dumps(body).encode()
         delay = self.backoff
         for attempt in range(1, attempts + 1):
@@ -78,10 +103,7 @@ class CallbackSender:
             if self.signing_key is not None:
                 headers.update(signing.sign(self.signing_key, raw))  # fresh timestamp per try
             try:
-                async with httpx.AsyncClient(
-                    transport=self._transport, timeout=self.timeout
-                ) as client:
-                    response = await client.post(url, content=raw, headers=headers)
+                response = await client.post(url, content=raw, headers=headers)
             except httpx.TransportError as exc:
                 log.warning(
                     "loom_callback_connection_error: %s (try %d/%d)", exc, attempt, attempts
@@ -108,6 +130,12 @@ class CallbackSender:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_backoff)
         return CallbackOutcome.GAVE_UP
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """Loading CA certificates takes milliseconds: do it once per process."""
+    return ssl.create_default_context()
 
 
 def _redact(url: str) -> str:

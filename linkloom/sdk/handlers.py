@@ -28,6 +28,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+
 from linkloom import signing
 from linkloom.sdk.callbacks import CallbackOutcome, CallbackSender
 from linkloom.sdk.errors import Retryable
@@ -250,30 +252,30 @@ class TaskDispatcher:
         return accepted
 
     async def _complete_later(self, request: TaskRequest, work: Handler) -> None:
-        heartbeats = None
-        if request.heartbeat_url:
-            heartbeats = asyncio.create_task(
-                self._heartbeats(request.heartbeat_url), name="loom-heartbeats"
-            )
-        try:
+        async with self.callbacks.session() as client:
+            heartbeats = None
+            if request.heartbeat_url:
+                heartbeats = asyncio.create_task(
+                    self._heartbeats(request.heartbeat_url, client), name="loom-heartbeats"
+                )
             try:
-                result = as_result(await _call(work, request))
-            except Retryable as exc:
-                result = TaskResult.failed(exc.message, retryable=True)
-            except Exception as exc:
-                result = _failure(request, exc)
-        finally:
-            if heartbeats is not None:
-                heartbeats.cancel()
-                await asyncio.gather(heartbeats, return_exceptions=True)
-        assert request.callback_url is not None
-        outcome = await self.callbacks.complete(request.callback_url, result, logs=request.logs)
-        if outcome in (CallbackOutcome.DELIVERED, CallbackOutcome.ALREADY_COMPLETED):
-            self._remember(
-                request,
-                result,
-                Reply(status_code=200, body=result.to_wire(extra_logs=request.logs)),
+                try:
+                    result = as_result(await _call(work, request))
+                except Retryable as exc:
+                    result = TaskResult.failed(exc.message, retryable=True)
+                except Exception as exc:
+                    result = _failure(request, exc)
+            finally:
+                if heartbeats is not None:
+                    heartbeats.cancel()
+                    await asyncio.gather(heartbeats, return_exceptions=True)
+            assert request.callback_url is not None
+            outcome = await self.callbacks.complete(
+                request.callback_url, result, logs=request.logs, client=client
             )
+        if outcome in (CallbackOutcome.DELIVERED, CallbackOutcome.ALREADY_COMPLETED):
+            reply = Reply(status_code=200, body=result.to_wire(extra_logs=request.logs))
+            self._remember(request, result, reply)
         else:
             self._forget(request)
 
@@ -283,10 +285,10 @@ class TaskDispatcher:
         finally:
             self._threads.discard(threading.current_thread())
 
-    async def _heartbeats(self, url: str) -> None:
+    async def _heartbeats(self, url: str, client: httpx.AsyncClient) -> None:
         while True:
             await asyncio.sleep(self.heartbeat_interval)
-            outcome = await self.callbacks.heartbeat(url)
+            outcome = await self.callbacks.heartbeat(url, client=client)
             if outcome in (CallbackOutcome.ALREADY_COMPLETED, CallbackOutcome.REJECTED):
                 log.warning("loom_heartbeat_refused: the attempt is over (%s)", outcome.value)
                 return
