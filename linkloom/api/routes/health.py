@@ -5,9 +5,10 @@ carry no token). The routes find their collaborators on ``app.state`` (or on
 ``app.state.services``), never in module globals:
 
 * ``readiness`` — an object with ``async readiness() -> Mapping[str, bool | str]``, one entry per
-  check (``database``, ``migrations``, ``workers``…). ``True`` or ``"ok"`` passes; ``False`` or
-  any other string fails, the string saying why. ``CompositeReadiness`` builds one from plain
-  async check functions.
+  check (``database``, ``migrations``, ``workers``…). A boolean is a check: ``False`` makes the
+  server not ready. A string is a detail shown as is (``revision: "0004"``, ``workers: "none"``
+  on an API server whose workers run elsewhere) and never fails the probe.
+  ``CompositeReadiness`` builds one from plain async check functions.
 * ``queue_stats`` — a ``metrics.QueueStatsSource``; when present, ``/metrics`` refreshes the
   queue gauges from it on each scrape.
 * ``settings`` — when present and ``metrics.enabled`` is false, ``/metrics`` answers 404.
@@ -39,8 +40,8 @@ class Readiness(Protocol):
 class CompositeReadiness:
     """Readiness from named async checks, run concurrently, each with its own time limit.
 
-    A check that raises or overruns fails with a message instead of failing the probe, so
-    ``/readyz`` always answers, and says which dependency is the problem::
+    A check that raises or overruns is ``False`` and gains a ``<name>_error`` detail, so
+    ``/readyz`` always answers and says which dependency is the problem::
 
         CompositeReadiness(database=store.ping, migrations=store.migrations_current)
     """
@@ -52,21 +53,26 @@ class CompositeReadiness:
     async def readiness(self) -> dict[str, CheckResult]:
         names = list(self._checks)
         results = await asyncio.gather(*(self._run(self._checks[n]) for n in names))
-        return dict(zip(names, results, strict=True))
+        out: dict[str, CheckResult] = {}
+        for name, (result, error) in zip(names, results, strict=True):
+            out[name] = result
+            if error:
+                out[f"{name}_error"] = error
+        return out
 
-    async def _run(self, check: Check) -> CheckResult:
+    async def _run(self, check: Check) -> tuple[CheckResult, str | None]:
         try:
             async with asyncio.timeout(self._within):
-                return await check()
+                return await check(), None
         except TimeoutError:
-            return f"no answer within {self._within:g}s"
+            return False, f"no answer within {self._within:g}s"
         except Exception as exc:  # a failing dependency is a result here, not an error
-            return f"{type(exc).__name__}: {exc}"[:300]
+            return False, f"{type(exc).__name__}: {exc}"[:300]
 
 
 def passed(result: CheckResult) -> bool:
-    """Whether one check's result counts as ready."""
-    return result is True or result == "ok"
+    """Whether one entry allows readiness: only ``False`` fails; strings are details."""
+    return result is not False
 
 
 def _collaborator(request: Request, name: str) -> Any:
@@ -90,15 +96,21 @@ async def healthz() -> dict[str, str]:
 async def readyz(request: Request) -> JSONResponse:
     provider: Readiness | None = _collaborator(request, "readiness")
     if provider is None:
-        checks: dict[str, CheckResult] = {"wiring": "no readiness provider on app.state"}
+        checks: dict[str, CheckResult] = {
+            "wiring": False,
+            "wiring_error": "no readiness provider on app.state",
+        }
     else:
         try:
             async with asyncio.timeout(READINESS_DEADLINE):
                 checks = dict(await provider.readiness())
         except TimeoutError:
-            checks = {"readiness": f"no answer within {READINESS_DEADLINE:g}s"}
+            checks = {
+                "readiness": False,
+                "readiness_error": f"no answer within {READINESS_DEADLINE:g}s",
+            }
         except Exception as exc:  # the probe must answer even when wiring is broken
-            checks = {"readiness": f"{type(exc).__name__}: {exc}"[:300]}
+            checks = {"readiness": False, "readiness_error": f"{type(exc).__name__}: {exc}"[:300]}
     ready = all(passed(result) for result in checks.values())
     body = {"ready": ready, "checks": checks}
     return JSONResponse(body, status_code=200 if ready else 503)
