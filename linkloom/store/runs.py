@@ -296,7 +296,9 @@ class SqlRunStore:
                 .join(runs, runs.c.id == step_runs.c.run_id)
                 .where(step_runs.c.status == StepStatus.QUEUED.value, step_runs.c.ready_at <= now)
                 .order_by(step_runs.c.ready_at)
-                .limit(limit * 4)
+                # Over-fetch only when a per-flow limit may reject candidates: on PostgreSQL
+                # every fetched row stays locked (and skipped by other claimers) until commit.
+                .limit(limit * 4 if per_flow_limit is not None else limit)
             )
             if self._pg:
                 candidates = candidates.with_for_update(skip_locked=True, of=step_runs)
