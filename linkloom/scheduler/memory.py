@@ -104,7 +104,7 @@ class InMemorySchedulerStore:
         self.specs: dict[tuple[str, int], dict[str, Any]] = {}
         self.states: dict[tuple[str, str], ScheduleState] = {}
         self.queue: dict[tuple[str, str, datetime], QueuedFire] = {}
-        self.deliveries: set[str] = set()
+        self.deliveries: dict[str, datetime] = {}
         self.runs = runs
 
     def put_flow(self, spec: dict[str, Any], *, paused: bool = False) -> int:
@@ -199,5 +199,14 @@ class InMemorySchedulerStore:
     ) -> bool:
         if delivery_key in self.deliveries:
             return False
-        self.deliveries.add(delivery_key)
+        self.deliveries[delivery_key] = received_at
         return True
+
+    async def forget_delivery(self, delivery_key: str) -> None:
+        self.deliveries.pop(delivery_key, None)
+
+    async def forget_deliveries(self, *, before: datetime) -> int:
+        old = [key for key, at in self.deliveries.items() if at < before]
+        for key in old:
+            del self.deliveries[key]
+        return len(old)

@@ -81,6 +81,14 @@ class SchedulerStore(Protocol):
         """Store a webhook delivery key once; False when it was already stored (a replay)."""
         ...
 
+    async def forget_delivery(self, delivery_key: str) -> None:
+        """Drop one delivery key (its run could not be created)."""
+        ...
+
+    async def forget_deliveries(self, *, before: datetime) -> int:
+        """Drop delivery keys received before ``before``; return how many."""
+        ...
+
 
 class LeaderLock(Protocol):
     async def acquire(self) -> bool:

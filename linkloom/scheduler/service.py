@@ -51,6 +51,10 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_BACKFILL_LIMIT = 1000
 _EVENT_OVERLAP = timedelta(seconds=30)
+# Webhook delivery keys are kept this long: v1 signatures are stale after minutes, but GitHub
+# lets people redeliver an old delivery (same id) for weeks.
+DELIVERY_RETENTION = timedelta(days=30)
+_PURGE_EVERY = timedelta(hours=1)
 EVENT_KEY_PREFIX = "@"  # schedule_id of event-triggered runs: "@<trigger id>" (see on_run_finished)
 
 
@@ -103,6 +107,7 @@ class Scheduler:
         self._specs: dict[tuple[str, int], FlowSpec | None] = {}
         self._checked: set[tuple[str, int, str, datetime]] = set()
         self._events_since: datetime | None = None
+        self._purged_at: datetime | None = None
         self._events_seen: dict[str, None] = {}  # finished runs already handled (insertion order)
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -182,6 +187,9 @@ class Scheduler:
                 if nxt is not None and (wakeup is None or nxt < wakeup):
                     wakeup = nxt
         await self._poll_events(specs, now)
+        if self._purged_at is None or now - self._purged_at > _PURGE_EVERY:
+            self._purged_at = now
+            await self._store.forget_deliveries(before=now - DELIVERY_RETENTION)
         return TickReport(
             created=tally.created,
             duplicates=tally.duplicates,
@@ -514,13 +522,18 @@ class Scheduler:
             flow_id=flow_id, trigger_id=trigger_id, delivery_key=key, received_at=now
         ):
             raise WebhookReplayed()
-        run = await self._runs.trigger(
-            flow_id,
-            inputs=inputs,
-            trigger="webhook",
-            trigger_info={"trigger_id": trigger_id, "scheme": verified.scheme},
-            version=head.version,
-        )
+        try:
+            run = await self._runs.trigger(
+                flow_id,
+                inputs=inputs,
+                trigger="webhook",
+                trigger_info={"trigger_id": trigger_id, "scheme": verified.scheme},
+                version=head.version,
+            )
+        except BaseException:
+            # Nothing was created: let the sender fix the inputs and deliver the same id again.
+            await self._store.forget_delivery(key)
+            raise
         log.info("webhook_run_created", flow_id=flow_id, trigger_id=trigger_id, run_id=run.id)
         return run
 

@@ -241,6 +241,11 @@ class SqlSchedulerStore:
         async with self.db.begin() as conn:
             return (await conn.execute(insert)).first() is not None
 
+    async def forget_delivery(self, delivery_key: str) -> None:
+        d = tables.webhook_deliveries
+        async with self.db.begin() as conn:
+            await conn.execute(d.delete().where(d.c.delivery_key == delivery_key))
+
     async def forget_deliveries(self, *, before: datetime) -> int:
         """Delete delivery keys older than ``before`` (their signatures are stale by then)."""
         d = tables.webhook_deliveries

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from linkloom import signing
-from linkloom.engine.errors import FlowNotFound
+from linkloom.engine.errors import FlowNotFound, FlowPaused, InputsInvalid
 from linkloom.scheduler.errors import BackfillTooLarge, WebhookRejected, WebhookReplayed
 from linkloom.scheduler.memory import InMemoryRuns, InMemorySchedulerStore
 from linkloom.scheduler.models import FinishedRun
@@ -266,7 +266,7 @@ async def test_webhook_wrong_signature_creates_nothing(env: Any) -> None:
     with pytest.raises(WebhookRejected):
         await make(env).receive_webhook("f", "push", body=body, headers=headers)
     assert runs.runs == {}
-    assert store.deliveries == set()
+    assert store.deliveries == {}
 
 
 async def test_webhook_replay_and_stale_timestamp_are_refused(env: Any) -> None:
@@ -346,3 +346,45 @@ async def test_event_trigger_by_polling_and_status_filter(env: Any) -> None:
     down = runs.of("down")
     assert len(down) == 1
     assert down[0].trigger_info["upstream_run_id"] == ok.id
+
+
+async def test_webhook_with_bad_inputs_can_be_delivered_again(env: Any) -> None:
+    _clock, runs, store = env
+    store.put_flow(
+        flow(triggers=[{"type": "webhook", "id": "gh", "inputs": {"x": "{{ payload.x }}"}}])
+    )
+
+    class Refusing(InMemoryRuns):
+        async def trigger(self, flow_id: str, **kwargs: Any) -> Any:
+            raise InputsInvalid(flow_id=flow_id, problems=["x: unknown input"])
+
+    clock = env[0]
+    sched = Scheduler(store=store, runs=Refusing(clock), clock=clock, signing_key=KEY)
+    body, headers = signed({"x": 1})
+    with pytest.raises(InputsInvalid):
+        await sched.receive_webhook("f", "gh", body=body, headers=headers)
+    assert store.deliveries == {}
+    run = await make(env).receive_webhook("f", "gh", body=body, headers=headers)
+    assert runs.runs[run.id].inputs == {"x": 1}
+
+
+async def test_webhook_for_paused_flow_is_refused(env: Any) -> None:
+    _clock, runs, store = env
+    store.put_flow(flow(triggers=[{"type": "webhook", "id": "gh"}]), paused=True)
+    body, headers = signed({"x": 1})
+    with pytest.raises(FlowPaused):
+        await make(env).receive_webhook("f", "gh", body=body, headers=headers)
+    assert runs.runs == {}
+
+
+async def test_old_delivery_keys_are_purged(env: Any) -> None:
+    clock, _runs, store = env
+    store.put_flow(flow(triggers=[{"type": "webhook", "id": "gh"}]))
+    sched = make(env)
+    body, headers = signed({"x": 1})
+    await sched.receive_webhook("f", "gh", body=body, headers=headers)
+    await sched.tick()
+    assert len(store.deliveries) == 1
+    clock.advance(31 * 86400)
+    await sched.tick()
+    assert store.deliveries == {}
