@@ -109,7 +109,7 @@ class StepRunner:
         ctx = self.context(compiled)
         if spec_step.when is not None:
             try:
-                go = rendering.truthy(rendering.render(spec_step.when, base))
+                go = rendering.evaluate(spec_step.when, base)
             except Exception as exc:
                 return self._template_failure(step, ctx, owner, f"when: {exc}")
             if not go:
