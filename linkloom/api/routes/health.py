@@ -1,7 +1,7 @@
 """Operations endpoints: liveness, readiness and Prometheus metrics.
 
 ``create_app`` includes ``router`` and leaves these paths unauthenticated (probes and scrapers
-carry no token). The routes find their collaborators on ``app.state`` (or on
+carry no token). The routes find their collaborators on ``app.state`` (or as methods of
 ``app.state.services``), never in module globals:
 
 * ``readiness`` — an object with ``async readiness() -> Mapping[str, bool | str]``, one entry per
@@ -83,6 +83,22 @@ def _collaborator(request: Request, name: str) -> Any:
     return found
 
 
+def _method(request: Request, name: str) -> Callable[[], Awaitable[Any]] | None:
+    """``app.state.<name>.<name>``, a callable ``app.state.<name>``, or ``services.<name>``."""
+    found = _collaborator(request, name)
+    if found is None:
+        return None
+    inner = getattr(found, name, None)
+    if callable(inner):
+        return inner  # type: ignore[no-any-return]
+    return found if callable(found) else None
+
+
+class _Source:
+    def __init__(self, read: Callable[[], Awaitable[Any]]) -> None:
+        self.queue_stats = read
+
+
 @router.get("/healthz", summary="Liveness: the process is up and serving requests")
 async def healthz() -> dict[str, str]:
     return {"status": "ok", "version": linkloom.__version__}
@@ -94,7 +110,7 @@ async def healthz() -> dict[str, str]:
     responses={503: {"description": "Not ready; `checks` says which check failed and why."}},
 )
 async def readyz(request: Request) -> JSONResponse:
-    provider: Readiness | None = _collaborator(request, "readiness")
+    provider = _method(request, "readiness")
     if provider is None:
         checks: dict[str, CheckResult] = {
             "wiring": False,
@@ -103,7 +119,7 @@ async def readyz(request: Request) -> JSONResponse:
     else:
         try:
             async with asyncio.timeout(READINESS_DEADLINE):
-                checks = dict(await provider.readiness())
+                checks = dict(await provider())
         except TimeoutError:
             checks = {
                 "readiness": False,
@@ -121,7 +137,7 @@ async def metrics_endpoint(request: Request) -> Response:
     settings = _collaborator(request, "settings")
     if settings is not None and not settings.metrics.enabled:
         return Response(status_code=404)
-    source: metrics.QueueStatsSource | None = _collaborator(request, "queue_stats")
-    if source is not None:
-        await metrics.refresh_queue(source)
+    queue_stats = _method(request, "queue_stats")
+    if queue_stats is not None:
+        await metrics.refresh_queue(_Source(queue_stats))
     return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
