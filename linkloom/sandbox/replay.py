@@ -13,6 +13,7 @@ a non-retryable transport error the http step turns into a failed step, and is c
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 from collections import defaultdict, deque
 from collections.abc import Iterable, Sequence
@@ -81,16 +82,22 @@ def drop_paths(value: Any, patterns: Sequence[str], prefix: str = "") -> Any:
         out = {}
         for key, item in value.items():
             path = f"{prefix}.{key}" if prefix else str(key)
-            if any(
-                fnmatch.fnmatchcase(path, p) or ("." not in p and fnmatch.fnmatchcase(str(key), p))
-                for p in patterns
-            ):
+            if _path_ignored(path, str(key), tuple(patterns)):
                 continue
             out[key] = drop_paths(item, patterns, path)
         return out
     if isinstance(value, list):
         return [drop_paths(v, patterns, f"{prefix}.{i}") for i, v in enumerate(value)]
     return value
+
+
+@functools.lru_cache(maxsize=8192)
+def _path_ignored(path: str, key: str, patterns: tuple[str, ...]) -> bool:
+    # Cached: bodies of one flow repeat the same paths thousands of times.
+    return any(
+        fnmatch.fnmatchcase(path, p) or ("." not in p and fnmatch.fnmatchcase(key, p))
+        for p in patterns
+    )
 
 
 def canonical_body(

@@ -15,6 +15,7 @@ name, so ``{{ secrets.X }}`` rendered in the sandbox matches what the recording 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -43,11 +44,13 @@ _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _MIN_SECRET_LEN = 4  # shorter "secrets" would scrub ordinary text
 
 
+@functools.lru_cache(maxsize=4096)
 def sensitive_header(name: str) -> bool:
     lowered = name.lower()
     return lowered in _SENSITIVE_HEADERS or any(p in lowered for p in _SENSITIVE_HEADER_PARTS)
 
 
+@functools.lru_cache(maxsize=8192)
 def sensitive_key(name: str) -> bool:
     """Whether a JSON key or query parameter names a credential."""
     lowered = name.lower()
