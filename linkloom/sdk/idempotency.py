@@ -9,7 +9,8 @@ Contract of an ``IdempotencyStore`` (methods are synchronous and quick; both ada
 
 * ``claim(key, ttl=)`` marks the key in flight and returns True, or returns False when a reply is
   stored or another delivery holds a live claim. A claim older than ``ttl`` seconds is considered
-  abandoned (the process died mid-work) and can be taken over.
+  abandoned (the process died mid-work) and can be taken over; the SQLite store also takes over
+  at once a claim whose process no longer exists.
 * ``put(key, reply)`` stores the final reply and ends the claim. Only successful replies are
   stored by the dispatcher: a failed attempt is retried by the server with the same key and must
   run the handler again.
@@ -20,6 +21,7 @@ Contract of an ``IdempotencyStore`` (methods are synchronous and quick; both ada
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -96,6 +98,7 @@ CREATE TABLE IF NOT EXISTS loom_idempotency (
     key TEXT PRIMARY KEY,
     state TEXT NOT NULL,            -- 'inflight' or 'done'
     claimed_until REAL,
+    owner_pid INTEGER,              -- the process holding an in-flight claim
     stored_at REAL,
     status_code INTEGER,
     body TEXT,
@@ -106,7 +109,11 @@ CREATE TABLE IF NOT EXISTS loom_idempotency (
 
 class SqliteIdempotencyStore:
     """Replies kept in a SQLite file (standard library only): survives restarts and is shared by
-    every process of a backend on one machine."""
+    every process of a backend on one machine.
+
+    An in-flight claim records the claiming process; when that process is gone (the backend
+    crashed or restarted mid-work) the claim is taken over at once instead of after its TTL.
+    """
 
     def __init__(self, path: str | Path, *, retention: float = DEFAULT_RETENTION) -> None:
         self.path = Path(path)
@@ -142,23 +149,25 @@ class SqliteIdempotencyStore:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 row = self._db.execute(
-                    "SELECT state, claimed_until, stored_at FROM loom_idempotency WHERE key = ?",
+                    "SELECT state, claimed_until, stored_at, owner_pid FROM loom_idempotency "
+                    "WHERE key = ?",
                     (key,),
                 ).fetchone()
                 if row is not None:
-                    state, claimed_until, stored_at = row
+                    state, claimed_until, stored_at, owner_pid = row
                     if state == "done" and stored_at + self._retention >= now:
                         self._db.execute("COMMIT")
                         return False
-                    if state == "inflight" and claimed_until > now:
+                    if state == "inflight" and claimed_until > now and _alive(owner_pid):
                         self._db.execute("COMMIT")
                         return False
                 self._db.execute(
-                    "INSERT INTO loom_idempotency (key, state, claimed_until) "
-                    "VALUES (?, 'inflight', ?) ON CONFLICT(key) DO UPDATE SET "
+                    "INSERT INTO loom_idempotency (key, state, claimed_until, owner_pid) "
+                    "VALUES (?, 'inflight', ?, ?) ON CONFLICT(key) DO UPDATE SET "
                     "state = 'inflight', claimed_until = excluded.claimed_until, "
+                    "owner_pid = excluded.owner_pid, "
                     "stored_at = NULL, status_code = NULL, body = NULL, headers = NULL",
-                    (key, now + ttl),
+                    (key, now + ttl, os.getpid()),
                 )
                 self._db.execute("COMMIT")
                 return True
@@ -189,8 +198,23 @@ class SqliteIdempotencyStore:
                 "DELETE FROM loom_idempotency WHERE key = ? AND state = 'inflight'", (key,)
             )
 
-    def _purge(self) -> None:
+    def _purge(self) -> None:  # called once at open
         self._db.execute(
             "DELETE FROM loom_idempotency WHERE state = 'done' AND stored_at < ?",
             (time.time() - self._retention,),
         )
+
+
+def _alive(pid: int | None) -> bool:
+    """Whether a process with this id exists on this machine (claims from dead ones are void)."""
+    if pid is None:
+        return True
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only checks that the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists but belongs to another user
+        return True
+    return True

@@ -56,3 +56,18 @@ def test_stores_forget_replies_after_retention(tmp_path: Path) -> None:
         time.sleep(0.06)
         assert store.get("k") is None
         assert store.claim("k", ttl=1)
+
+
+def test_sqlite_store_takes_over_a_claim_of_a_dead_process(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "idem.db"
+    code = (
+        "from linkloom.sdk import SqliteIdempotencyStore;"
+        f"assert SqliteIdempotencyStore({str(path)!r}).claim('k', ttl=3600)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)  # claims, then exits mid-"work"
+    store = SqliteIdempotencyStore(path)
+    assert store.claim("k", ttl=60)  # no hour-long wait for the dead claimant
+    assert not store.claim("k", ttl=60)  # but a live claim (ours) still holds
