@@ -186,6 +186,22 @@ class MetricsSettings(BaseModel):
     )
 
 
+class TracingSettings(BaseModel):
+    enabled: bool = Field(
+        default=False,
+        description="Export OpenTelemetry spans (a span per run and per step attempt); needs "
+        "the `tracing` extra.",
+    )
+    endpoint: str = Field(
+        default="",
+        description="OTLP/HTTP traces endpoint, e.g. http://otel-collector:4318/v1/traces. "
+        "Empty: the OTEL_EXPORTER_OTLP_* environment variables, else localhost.",
+    )
+    service_name: str = Field(
+        default="linkloom", description="The `service.name` resource attribute of the spans."
+    )
+
+
 class SecuritySettings(BaseModel):
     signing_key: SecretStr = Field(
         default=SecretStr(DEFAULT_SIGNING_KEY),
@@ -236,6 +252,7 @@ class Settings(BaseSettings):
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     secrets: dict[str, SecretStr] = Field(
         default_factory=dict,
