@@ -32,7 +32,7 @@ from linkloom.proposals.models import (
     StepChange,
     StepDiff,
 )
-from linkloom.sandbox import fixtures, runner
+from linkloom.sandbox import fixtures, replay, runner
 
 _FAILING = frozenset({"FAILED", "CANCELLED", "ERROR"})
 _CATEGORY_KIND = {
@@ -91,8 +91,25 @@ def diff_case(
         if proposed.error is None
         else (),
         unrecorded=tuple(proposed.unrecorded),
+        changed_requests=tuple(_request_change(c, ignore) for c in proposed.changed_requests),
         sandbox_error=proposed.error,
     )
+
+
+def _request_change(call: Mapping[str, Any], ignore: Sequence[str]) -> dict[str, Any]:
+    volatile = replay.DEFAULT_IGNORED_PATHS
+    found = changes(
+        replay.drop_paths(call.get("recorded_body"), volatile),
+        replay.drop_paths(call.get("body"), volatile),
+        ignore=ignore,
+        prefix="body",
+    )
+    return {
+        "method": call.get("method"),
+        "url": call.get("url"),
+        "step_id": call.get("step_id"),
+        "changes": [c.to_dict() for c in found],
+    }
 
 
 def diff_step(
@@ -186,11 +203,12 @@ def ignored(path: str, patterns: Sequence[str]) -> bool:
 
 def summarise(cases: Iterable[CaseDiff]) -> DiffSummary:
     counts = dict.fromkeys(StepChange, 0)
-    total = changed_cases = unrecorded = errors = 0
+    total = changed_cases = unrecorded = changed_requests = errors = 0
     for case in cases:
         total += 1
         changed_cases += case.changed
         unrecorded += len(case.unrecorded)
+        changed_requests += len(case.changed_requests)
         errors += case.sandbox_error is not None
         for step in case.steps:
             counts[step.change] += 1
@@ -204,6 +222,7 @@ def summarise(cases: Iterable[CaseDiff]) -> DiffSummary:
         newly_failing=counts[StepChange.NEWLY_FAILING],
         newly_passing=counts[StepChange.NEWLY_PASSING],
         unrecorded=unrecorded,
+        changed_requests=changed_requests,
         sandbox_errors=errors,
     )
 
@@ -240,7 +259,9 @@ def summary_line(summary: DiffSummary) -> str:
         f"{summary.cases} cases, {summary.cases_changed} with differences: "
         f"{summary.changed} changed, {summary.added} added, {summary.removed} removed, "
         f"{summary.newly_failing} newly failing, {summary.newly_passing} newly passing, "
-        f"{summary.unrecorded} unrecorded requests, {summary.unchanged} unchanged steps"
+        f"{summary.unrecorded} unrecorded requests, "
+        + (f"{summary.changed_requests} changed requests, " if summary.changed_requests else "")
+        + f"{summary.unchanged} unchanged steps"
         + (f", {summary.sandbox_errors} sandbox errors" if summary.sandbox_errors else "")
     )
 
@@ -294,6 +315,15 @@ def render_terminal(diff: ProposalDiff, *, show_unchanged: bool = False) -> Rend
             table.add_row(
                 "(run)", "changed", change.path, _short(change.production), _short(change.proposed)
             )
+        for call in case.changed_requests:
+            for n, change in enumerate(call.get("changes") or [{}]):
+                table.add_row(
+                    (call.get("step_id") or "?") if n == 0 else "",
+                    Text("sent differently", style="magenta") if n == 0 else "",
+                    f"{call.get('method')} {call.get('url')} {change.get('path', '')}",
+                    _short(change.get("production")),
+                    _short(change.get("proposed")),
+                )
         for call in case.unrecorded:
             table.add_row(
                 call.get("step_id") or "?",
@@ -314,7 +344,7 @@ HTML_STYLE = """
 .loom-diff .change-unchanged{color:#888}.loom-diff .change-changed{color:#a60}
 .loom-diff .change-added,.loom-diff .change-newly_passing{color:#070}
 .loom-diff .change-removed,.loom-diff .change-newly_failing,.loom-diff .sandbox-error{color:#b00}
-.loom-diff .unrecorded{color:#808}
+.loom-diff .unrecorded,.loom-diff .changed-request{color:#808}
 """
 
 
@@ -365,6 +395,15 @@ def render_html(diff: ProposalDiff, *, show_unchanged: bool = False) -> str:
                 f'</td><td class="production">{e(_short(change.production, 2000))}</td>'
                 f'<td class="proposed">{e(_short(change.proposed, 2000))}</td></tr>'
             )
+        for call in case.changed_requests:
+            for change in call.get("changes") or [{}]:
+                out.append(
+                    f'<tr class="changed-request"><td>{e(str(call.get("step_id") or "?"))}</td>'
+                    f"<td>sent differently</td><td>{e(str(call.get('method')))} "
+                    f"{e(str(call.get('url')))} {e(str(change.get('path', '')))}</td>"
+                    f'<td class="production">{e(_short(change.get("production"), 2000))}</td>'
+                    f'<td class="proposed">{e(_short(change.get("proposed"), 2000))}</td></tr>'
+                )
         for call in case.unrecorded:
             out.append(
                 f'<tr class="unrecorded"><td>{e(str(call.get("step_id") or "?"))}</td>'

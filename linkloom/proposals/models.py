@@ -89,6 +89,8 @@ class CaseDiff:
     steps: tuple[StepDiff, ...] = ()
     run_output_changes: tuple[FieldChange, ...] = ()
     unrecorded: tuple[dict[str, Any], ...] = ()  # "would have called": {method, url, body, step_id}
+    # Requests sent with another body than production's: {method, url, step_id, changes: [...]}
+    changed_requests: tuple[dict[str, Any], ...] = ()
     sandbox_error: str | None = None
 
     @property
@@ -96,6 +98,7 @@ class CaseDiff:
         return bool(
             self.sandbox_error
             or self.unrecorded
+            or self.changed_requests
             or self.run_output_changes
             or self.production_status != self.proposed_status
             or any(s.change is not StepChange.UNCHANGED for s in self.steps)
@@ -110,6 +113,7 @@ class CaseDiff:
             "steps": [s.to_dict() for s in self.steps],
             "run_output_changes": [c.to_dict() for c in self.run_output_changes],
             "unrecorded": [dict(u) for u in self.unrecorded],
+            "changed_requests": [dict(c) for c in self.changed_requests],
             "sandbox_error": self.sandbox_error,
         }
 
@@ -124,6 +128,7 @@ class CaseDiff:
                 FieldChange.from_dict(c) for c in data.get("run_output_changes") or ()
             ),
             unrecorded=tuple(dict(u) for u in data.get("unrecorded") or ()),
+            changed_requests=tuple(dict(c) for c in data.get("changed_requests") or ()),
             sandbox_error=data.get("sandbox_error"),
         )
 
@@ -141,6 +146,7 @@ class DiffSummary:
     newly_failing: int = 0
     newly_passing: int = 0
     unrecorded: int = 0
+    changed_requests: int = 0
     sandbox_errors: int = 0
 
     @property
@@ -159,6 +165,7 @@ class DiffSummary:
             "newly_failing": self.newly_failing,
             "newly_passing": self.newly_passing,
             "unrecorded": self.unrecorded,
+            "changed_requests": self.changed_requests,
             "sandbox_errors": self.sandbox_errors,
             "clean": self.clean,
         }

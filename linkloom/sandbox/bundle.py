@@ -31,6 +31,9 @@ class BundleSettings:
     ignore_paths: tuple[str, ...] = DEFAULT_IGNORED_PATHS
     max_response_bytes: int = 10_000_000
     engine: str = DEFAULT_ENGINE
+    # A request whose body matches no recording: "fail" the step (unrecorded request), or
+    # "replay" the endpoint's recording and report the request as changed.
+    on_body_mismatch: str = "fail"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -39,6 +42,7 @@ class BundleSettings:
             "ignore_paths": list(self.ignore_paths),
             "max_response_bytes": self.max_response_bytes,
             "engine": self.engine,
+            "on_body_mismatch": self.on_body_mismatch,
         }
 
     @classmethod
@@ -49,6 +53,7 @@ class BundleSettings:
             ignore_paths=tuple(data.get("ignore_paths") or DEFAULT_IGNORED_PATHS),
             max_response_bytes=int(data.get("max_response_bytes", 10_000_000)),
             engine=str(data.get("engine") or DEFAULT_ENGINE),
+            on_body_mismatch=str(data.get("on_body_mismatch") or "fail"),
         )
 
 

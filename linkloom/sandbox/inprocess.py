@@ -78,7 +78,12 @@ def load_engine(ref: str) -> CaseEngine:
 async def run_case(bundle: SandboxBundle, case: FixtureCase, engine: CaseEngine) -> CaseResult:
     """Run one case; failures of any kind come back as a ``CaseResult`` with ``error``."""
     settings = bundle.settings
-    replayer = Replayer(case.exchanges, ignore_paths=settings.ignore_paths, scrub=Scrubber())
+    replayer = Replayer(
+        case.exchanges,
+        ignore_paths=settings.ignore_paths,
+        scrub=Scrubber(),
+        on_body_mismatch=settings.on_body_mismatch,
+    )
     started = time.perf_counter()
     error: str | None = None
     outcome = None
@@ -99,11 +104,13 @@ async def run_case(bundle: SandboxBundle, case: FixtureCase, engine: CaseEngine)
         error = f"{type(exc).__name__}: {exc}"
     duration_ms = (time.perf_counter() - started) * 1000
     unrecorded = tuple(call.to_dict() for call in replayer.unrecorded)
+    changed_requests = tuple(replayer.changed_requests)
     if outcome is None:
         return CaseResult(
             case=case.name,
             run_status=SANDBOX_ERROR,
             unrecorded=unrecorded,
+            changed_requests=changed_requests,
             duration_ms=duration_ms,
             error=error,
         )
@@ -113,6 +120,7 @@ async def run_case(bundle: SandboxBundle, case: FixtureCase, engine: CaseEngine)
         steps=dict(outcome.steps),
         run_outputs=dict(outcome.run_outputs),
         unrecorded=unrecorded,
+        changed_requests=changed_requests,
         duration_ms=duration_ms,
     )
 

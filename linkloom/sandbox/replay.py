@@ -142,15 +142,25 @@ class Replayer:
         *,
         ignore_paths: Sequence[str] = DEFAULT_IGNORED_PATHS,
         scrub: Scrubber | None = None,
+        on_body_mismatch: str = "fail",
     ) -> None:
         self.ignore_paths = tuple(ignore_paths)
         self.scrub = scrub or Scrubber()
+        self.on_body_mismatch = on_body_mismatch  # "fail" | "replay"
         self._queues: dict[tuple[str, str, str], deque[RecordedExchange]] = defaultdict(deque)
         self._last: dict[tuple[str, str, str], RecordedExchange] = {}
+        self._endpoints: dict[tuple[str, str], list[tuple[str, str, str]]] = defaultdict(list)
         for exchange in exchanges:
             key = self._key(exchange.method, exchange.url, exchange.request_body)
             self._queues[key].append(exchange)
+            if key not in self._endpoints[key[:2]]:
+                self._endpoints[key[:2]].append(key)
         self.unrecorded: list[UnrecordedCall] = []
+        # With on_body_mismatch="replay": calls answered from a recording of the same endpoint
+        # although their body differs, with both bodies ({method, url, step_id, recorded_body,
+        # body}); the diff shows what the proposal would have sent differently.
+        self.changed_requests: list[dict[str, Any]] = []
+        self._changed_keys: set[tuple[str, str, str]] = set()
         self._unrecorded_keys: set[tuple[str, str, str]] = set()
         self.served = 0
 
@@ -169,6 +179,8 @@ class Replayer:
             self._last[key] = exchange
         elif key in self._last:
             exchange = self._last[key]
+        elif self.on_body_mismatch == "replay" and self._endpoints.get(key[:2]):
+            exchange = self._same_endpoint(key, request)
         else:
             url = self.scrub.url(str(request.url))
             call = UnrecordedCall(
@@ -185,6 +197,30 @@ class Replayer:
         if exchange.error and exchange.status is None:
             raise httpx.ConnectError(exchange.error, request=request)
         return _response(exchange, request)
+
+    def _same_endpoint(self, key: tuple[str, str, str], request: httpx.Request) -> RecordedExchange:
+        """Answer from the endpoint's next unused recording (else its last) and note the change."""
+        keys = self._endpoints[key[:2]]
+        used = next((k for k in keys if self._queues[k]), None)
+        if used is not None:
+            exchange = self._queues[used].popleft()
+            self._last[used] = exchange
+        else:
+            used = keys[-1]
+            exchange = self._last.get(used) or self._queues[used][0]
+        self._last[key] = exchange  # an identical retry gets the same answer
+        if key not in self._changed_keys:
+            self._changed_keys.add(key)
+            self.changed_requests.append(
+                {
+                    "method": request.method,
+                    "url": self.scrub.url(str(request.url)),
+                    "step_id": request.headers.get("x-loom-step-id"),
+                    "recorded_body": exchange.request_body,
+                    "body": _json_or_text(request.content, self.scrub),
+                }
+            )
+        return exchange
 
 
 def _response(exchange: RecordedExchange, request: httpx.Request) -> httpx.Response:

@@ -78,6 +78,9 @@ class CaseResult:
     steps: dict[str, StepOutcome] = field(default_factory=dict)
     run_outputs: dict[str, Any] = field(default_factory=dict)
     unrecorded: tuple[dict[str, Any], ...] = ()  # {"method", "url", "body", "step_id"}
+    # Answered from a same-endpoint recording despite another body (on_body_mismatch="replay"):
+    # {"method", "url", "step_id", "recorded_body", "body"}
+    changed_requests: tuple[dict[str, Any], ...] = ()
     duration_ms: float = 0.0
     error: str | None = None  # why the sandbox could not finish the case
 
@@ -88,6 +91,7 @@ class CaseResult:
             "steps": {k: v.to_dict() for k, v in self.steps.items()},
             "run_outputs": self.run_outputs,
             "unrecorded": [dict(u) for u in self.unrecorded],
+            "changed_requests": [dict(c) for c in self.changed_requests],
             "duration_ms": self.duration_ms,
             "error": self.error,
         }
@@ -100,6 +104,7 @@ class CaseResult:
             steps={k: StepOutcome.from_dict(v) for k, v in (data.get("steps") or {}).items()},
             run_outputs=dict(data.get("run_outputs") or {}),
             unrecorded=tuple(dict(u) for u in data.get("unrecorded") or ()),
+            changed_requests=tuple(dict(c) for c in data.get("changed_requests") or ()),
             duration_ms=float(data.get("duration_ms") or 0.0),
             error=data.get("error"),
         )

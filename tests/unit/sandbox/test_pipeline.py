@@ -18,7 +18,7 @@ from linkloom.flows.spec import FlowSpec
 from linkloom.proposals import diff
 from linkloom.proposals.models import StepChange
 from linkloom.sandbox import fixtures
-from linkloom.sandbox.bundle import SandboxBundle
+from linkloom.sandbox.bundle import BundleSettings, SandboxBundle
 from linkloom.sandbox.inprocess import InProcessRunner
 from linkloom.testing import FrozenClock, InMemoryRunStore, StaticSecrets
 
@@ -137,3 +137,29 @@ async def test_pipeline_new_endpoint_is_listed_as_would_have_called() -> None:
         ("POST", f"{BACKEND}/api/tasks/audit")
     ]
     assert d.summary.unrecorded == 1
+
+
+async def test_pipeline_replay_mode_shows_the_changed_request_instead_of_failing() -> None:
+    case = await production_case()
+    proposed = copy.deepcopy(FLOW)
+    proposed["steps"][1]["template"]["title"] = "Daily report {{ inputs.day }}"
+    bundle = SandboxBundle(
+        flow=proposed, cases=(case,), settings=BundleSettings(on_body_mismatch="replay")
+    )
+    d = diff.diff_results([case], await InProcessRunner().run(bundle))
+    case_diff = d.case(case.name)
+    steps = {s.step_id: s.change for s in case_diff.steps}
+    assert steps == {
+        "fetch": StepChange.UNCHANGED,
+        "shape": StepChange.CHANGED,
+        "send": StepChange.UNCHANGED,  # answered from production's recording of send-email
+    }
+    assert case_diff.unrecorded == ()
+    (sent,) = case_diff.changed_requests
+    assert sent["step_id"] == "send"
+    assert sent["url"] == f"{BACKEND}/api/tasks/send-email"
+    assert [(c["path"], c["production"], c["proposed"]) for c in sent["changes"]] == [
+        ("body.upstream.shape.output.title", "Report for 2026-11-21", "Daily report 2026-11-21")
+    ]
+    assert d.summary.changed_requests == 1
+    assert "sent differently" in diff.render_html(d)

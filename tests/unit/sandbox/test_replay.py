@@ -88,3 +88,23 @@ async def test_replay_text_response_and_scrubbed_secret_matches() -> None:
     async with httpx.AsyncClient(transport=replayer.transport()) as client:
         resp = await client.post("http://b/t?token=live", json={"api_key": "live-value"})
     assert resp.text == "plain text"
+
+
+async def test_replay_body_mismatch_mode_answers_from_the_endpoint_and_reports_it() -> None:
+    replayer = Replayer([_ex("http://b/r", {"n": 1}, 200, {"ok": 1})], on_body_mismatch="replay")
+    async with httpx.AsyncClient(transport=replayer.transport()) as client:
+        first = await client.post("http://b/r", json={"n": 2}, headers={"X-Loom-Step-Id": "s"})
+        again = await client.post("http://b/r", json={"n": 2})
+        with pytest.raises(UnrecordedRequest):
+            await client.post("http://b/other", json={"n": 2})
+    assert first.json() == again.json() == {"ok": 1}
+    assert replayer.changed_requests == [
+        {
+            "method": "POST",
+            "url": "http://b/r",
+            "step_id": "s",
+            "recorded_body": {"n": 1},
+            "body": {"n": 2},
+        }
+    ]
+    assert [c.url for c in replayer.unrecorded] == ["http://b/other"]
