@@ -84,26 +84,17 @@ def create_app(
 
 
 def build_scheduler(services: wiring.Services) -> Any:
-    """The services' scheduler, or one built on the SQL scheduler store (None if unavailable)."""
+    """The services' scheduler, or one on the SQL scheduler store (started by the lifespan,
+    which also lets it hear of finished runs at once, for event triggers)."""
     existing = getattr(services, "scheduler", None)
     if existing is not None:
         return existing
-    schedules = _optional("linkloom.store.schedules")
-    if schedules is None:
-        return None
-    from linkloom.scheduler.service import Scheduler
+    from linkloom.store import schedules
 
-    settings = services.settings
-    runs = services.runs
-    return Scheduler(
-        store=schedules.SqlSchedulerStore(services.db),
-        runs=runs,
-        clock=runs.clock,
-        leader=schedules.leader_lock(services.db),
-        tick_seconds=settings.scheduler.tick_seconds,
-        signing_key=settings.security.signing_key.get_secret_value(),
-        secret=runs.secrets.get,
+    scheduler = schedules.build_scheduler(
+        db=services.db, runs=services.runs, settings=services.settings, clock=services.runs.clock
     )
+    return scheduler
 
 
 def _optional(module: str) -> Any:
@@ -134,6 +125,7 @@ def _lifespan(start_services: bool) -> Any:
                 migrate=session.is_sqlite(settings.database_url),
             )
         if run_scheduler:
+            services.run_listeners.append(scheduler.on_run_finished)
             await scheduler.start()
         log.info(
             "api_started",
@@ -146,6 +138,7 @@ def _lifespan(start_services: bool) -> Any:
         finally:
             if run_scheduler:
                 await scheduler.stop()
+                services.run_listeners.remove(scheduler.on_run_finished)
             if owned:
                 await services.stop()
 

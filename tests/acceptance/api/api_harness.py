@@ -68,10 +68,14 @@ class FakeBackend:
 
     calls: list[str] = field(default_factory=list)
     fail: set[str] = field(default_factory=set)
+    callbacks: list[dict[str, str]] = field(default_factory=list)  # from ``/async`` envelopes
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
         self.calls.append(path)
+        if path == "/async":
+            self.callbacks.append(json.loads(request.content)["callback"])
+            return httpx.Response(202, content=b'{"status": "ACCEPTED"}', headers=_JSON)
         if path.strip("/") in self.fail:
             body = {"status": "FAILED", "error": f"{path} is broken", "logs": [f"{path} failed"]}
         else:
@@ -95,6 +99,14 @@ class Api:
         return httpx.AsyncClient(
             transport=transport, base_url="http://loom.test", headers=headers, **kwargs
         )
+
+    async def next_callback(self, within: float = 10.0) -> dict[str, str]:
+        """The callback URLs of the first async delivery (waits for it)."""
+        async with asyncio.timeout(within):
+            while True:
+                if self.backend.callbacks:
+                    return self.backend.callbacks[0]
+                await asyncio.sleep(0.02)
 
     async def wait_run(self, run_id: str, within: float = 10.0) -> Any:
         async with asyncio.timeout(within):
