@@ -106,10 +106,8 @@ class DockerRunner:
             os.chmod(tmp, 0o755)
             os.chmod(bundle_dir, 0o755)
             os.chmod(bundle_dir / "bundle.json", 0o444)
-            try:
-                lines, error = await asyncio.to_thread(self._run_container, bundle_dir)
-            except SandboxUnavailable as exc:
-                lines, error = [], exc.message
+            # SandboxUnavailable (engine down, image missing) propagates: not the flow's fault.
+            lines, error = await asyncio.to_thread(self._run_container, bundle_dir)
         return collect(
             lines,
             bundle=bundle,

@@ -153,7 +153,12 @@ class SandboxResult:
 
 
 class SandboxRunner(Protocol):
-    """Runs a bundle somewhere isolated. Never raises for what the flow does: failures are data."""
+    """Runs a bundle somewhere isolated.
+
+    Whatever the flow does ends in the result (failures are data). Only the backend itself
+    failing (Docker down, image missing) raises ``SandboxUnavailable`` (an ``Unavailable``), so
+    the caller can retry later or fall back to another backend.
+    """
 
     name: ClassVar[str]
 

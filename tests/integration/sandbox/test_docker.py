@@ -8,6 +8,7 @@ import pytest
 from sandbox_helpers import HERE, NOTIFY_STEP, make_bundle, real_engine_bundle
 
 from linkloom.sandbox.docker import DockerRunner, docker_available, image_exists
+from linkloom.sandbox.errors import SandboxUnavailable
 from tests.support.real import require
 
 # Each test starts one container (1-4 s): marked slow as well as docker.
@@ -93,11 +94,11 @@ async def test_docker_wall_clock_kills_looping_case() -> None:
     assert "while running case 'case-0'" in result.cases[0].error
 
 
-async def test_docker_missing_image_is_unavailable_not_a_crash() -> None:
+async def test_docker_missing_image_raises_unavailable() -> None:
     require(docker_available(), "no Docker engine answers (run scripts/provision-docker)")
-    result = await DockerRunner(image="linkloom/does-not-exist:never").run(make_bundle([]))
-    assert result.backend == "docker"
-    assert "build it with 'loom sandbox build-image'" in result.error
+    runner = DockerRunner(image="linkloom/does-not-exist:never")
+    with pytest.raises(SandboxUnavailable, match="build it with 'loom sandbox build-image'"):
+        await runner.run(make_bundle([]))
 
 
 async def test_docker_runs_the_production_engine() -> None:
