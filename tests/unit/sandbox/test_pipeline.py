@@ -163,3 +163,30 @@ async def test_pipeline_replay_mode_shows_the_changed_request_instead_of_failing
     ]
     assert d.summary.changed_requests == 1
     assert "sent differently" in diff.render_html(d)
+
+
+async def test_pipeline_production_cases_come_from_recent_successful_runs() -> None:
+    from linkloom.sandbox import collection
+
+    store = InMemoryRunStore()
+    clock = FrozenClock(T0)
+    secrets = StaticSecrets({"mail_token": "live-mail-token-123"})
+    runs = RunService(store=store, clock=clock, secrets=secrets)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(backend)) as http:
+        services = StepServices(http=http, clock=clock, secrets=secrets)
+        worker = Worker(
+            store=store, executors=builtin_executors(), services=services, specs=runs.specs
+        )
+        await runs.apply_flow(FlowSpec.model_validate(FLOW))
+        for day in ("2026-11-19", "2026-11-20", "2026-11-21"):
+            clock.advance(86400)
+            await runs.trigger("daily-report", inputs={"day": day})
+            await worker.run_until_idle()
+    cases = await collection.production_cases(
+        runs, "daily-report", limit=2, secrets=["live-mail-token-123"]
+    )
+    assert [c.inputs["day"] for c in cases] == ["2026-11-21", "2026-11-20"]
+    hand = "name: empty-day\nrecorded_at: '2026-11-01T00:00:00Z'\ninputs: {day: '2026-11-01'}\n"
+    merged = collection.flow_cases(cases, {"empty-day": hand})
+    assert [c.name for c in merged][-1] == "empty-day"
+    assert len(merged) == 3

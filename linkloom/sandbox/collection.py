@@ -1,0 +1,54 @@
+"""Gathering a flow's fixture cases: recent successful production runs plus the repo's cases.
+
+``production_cases`` reads runs through the engine's ``RunService`` (or anything with its
+``list_runs``/``list_steps``/``list_exchanges``); ``flow_cases`` adds the hand-written cases from
+``flows/<id>/fixtures/`` in the flows repo (a repo case with the same name wins).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from linkloom.engine.models import RunStatus
+from linkloom.engine.records import RunFilter
+from linkloom.sandbox import fixtures
+
+
+async def production_cases(
+    runs: Any, flow_id: str, *, limit: int = 10, secrets: Iterable[str] = ()
+) -> list[fixtures.FixtureCase]:
+    """The last ``limit`` successful non-sandbox runs of ``flow_id`` as scrubbed cases."""
+    secret_values = list(secrets)
+    found: list[fixtures.FixtureCase] = []
+    cursor: str | None = None
+    while len(found) < limit:
+        page = await runs.list_runs(
+            RunFilter(flow_id=flow_id, status=RunStatus.SUCCEEDED), limit=limit, cursor=cursor
+        )
+        for run in page.items:
+            if getattr(run, "sandbox", False):
+                continue
+            found.append(
+                fixtures.case_from_run(
+                    run=run,
+                    steps=await runs.list_steps(run.id),
+                    exchanges=await runs.list_exchanges(run.id),
+                    secrets=secret_values,
+                )
+            )
+            if len(found) >= limit:
+                break
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    return found
+
+
+def flow_cases(
+    production: Iterable[fixtures.FixtureCase], repo_texts: Mapping[str, str]
+) -> list[fixtures.FixtureCase]:
+    """Production cases (newest first) followed by the repo's, names unique (repo wins)."""
+    repo = fixtures.cases_from_texts(repo_texts)
+    names = {c.name for c in repo}
+    return [c for c in production if c.name not in names] + repo
