@@ -1,27 +1,19 @@
 """What a template refers to, as the validator needs it: fast, cached, and never raising oddly.
 
 The template language itself lives in ``linkloom.flows.templates`` (the engine renders with
-it); this module adapts it for validation. Most templates are text around plain
-``{{ a.b.c }}`` lookups, which are read here without Jinja; everything else is parsed (and
-compiled, so unknown filters are caught) by ``templates``. Results are cached by text, because
-the same templates recur across steps and specs.
+it); this module adapts it for validation. Most templates are read by the fast subset parser
+in ``expressions``; everything else is parsed (and compiled, so unknown filters are caught) by
+``templates``. Results are cached by text, because the same templates recur across steps and
+specs.
 """
 
 from __future__ import annotations
 
 import functools
-import re
 
-from linkloom.flows import templates
+from linkloom.flows import expressions, templates
 
-_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
-_SIMPLE_BLOCK = re.compile(r"\{\{-?\s*(" + _NAME + r"(?:\." + _NAME + r")*)\s*-?\}\}")
-_OTHER_SYNTAX = re.compile(r"\{[{%#]")
-# Names Jinja itself provides, and its literals, are never references.
-_JINJA_NAMES = frozenset(
-    {"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop"}
-    | {"true", "false", "none", "True", "False", "None"}
-)
+_FAST_LIMIT = 20_000  # characters; longer templates always go to Jinja
 
 Reference = tuple[str, ...]
 
@@ -52,9 +44,10 @@ def references(text: str) -> tuple[Reference, ...]:
         TemplateSyntax: the template does not parse, uses an unknown filter or test, or is too
             large or too deeply nested.
     """
-    simple = _simple(text)
-    if simple is not None:
-        return simple
+    if len(text) <= _FAST_LIMIT:
+        fast = expressions.references(text)
+        if fast is not None:
+            return fast
     try:
         templates.parse(text)
         return tuple(templates.references(text))
@@ -63,11 +56,5 @@ def references(text: str) -> tuple[Reference, ...]:
         raise TemplateSyntax(detail, exc.fields.get("line") or 1) from None
     except (RecursionError, MemoryError):
         raise TemplateSyntax("the template is nested too deeply") from None
-
-
-def _simple(text: str) -> tuple[Reference, ...] | None:
-    """The references of a template made only of ``{{ dotted.name }}`` blocks, else ``None``."""
-    paths = [tuple(m.group(1).split(".")) for m in _SIMPLE_BLOCK.finditer(text)]
-    if not paths or _OTHER_SYNTAX.search(_SIMPLE_BLOCK.sub("", text)):
-        return None
-    return tuple(dict.fromkeys(p for p in paths if p[0] not in _JINJA_NAMES))
+    except Exception as exc:  # Jinja's compiler folds constants and can fail in odd ways
+        raise TemplateSyntax(f"the template cannot be compiled: {exc}") from None
