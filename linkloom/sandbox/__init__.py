@@ -1,3 +1,13 @@
-"""linkloom.sandbox."""
+"""linkloom.sandbox: runs a proposed flow on recorded production traffic, isolated.
+
+Key contracts:
+- Fixture cases are scrubbed before they are stored (``scrub.py``); replay matches requests by
+  method, normalised URL and canonical body, and an unmatched request fails its step with
+  "unrecorded request: METHOD URL" and is listed (``replay.py``).
+- Cases run on the production engine (``engine_adapter.py``) with a frozen clock; every backend
+  (``docker``, ``process``, ``inprocess``) returns a ``SandboxResult`` naming itself and its
+  isolation. What a flow does is data in the result; only a broken backend raises
+  ``SandboxUnavailable``.
+"""
 
 from __future__ import annotations
