@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from linkloom.engine.models import Exchange, StepResult
+from linkloom.engine.models import Exchange, StepError, StepResult
 from linkloom.engine.ports import StepContext
 from linkloom.engine.steps import outcomes
 
@@ -229,27 +229,14 @@ def _status_error(response: httpx.Response, payload: Any) -> StepResult:
         message = err.get("message", "") if isinstance(err, dict) else str(err or "")
     retry_after = _retry_after(response.headers.get("retry-after"))
     return StepResult(
-        error=_error(
-            status=status,
+        error=StepError(
+            kind="http_status",
             message=f"the model API answered {status}" + (f": {message[:300]}" if message else ""),
             retryable=status == 429 or status >= 500,
             retry_after=retry_after,
+            status=status,
         )
     )
-
-
-def _error(*, status: int, message: str, retryable: bool, retry_after: float | None) -> Any:
-    from linkloom.engine.models import StepError
-
-    fields: dict[str, Any] = {
-        "kind": "http_status",
-        "message": message,
-        "retryable": retryable,
-        "retry_after": retry_after,
-    }
-    if "status" in StepError.__dataclass_fields__:
-        fields["status"] = status
-    return StepError(**fields)
 
 
 def _retry_after(value: str | None) -> float | None:
