@@ -16,7 +16,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from linkloom.flows import checks, diagnostics, shapes, source
+from linkloom.flows import checks, diagnostics, shapes
+from linkloom.flows import source as reader
 from linkloom.flows.errors import SpecInvalid
 from linkloom.flows.models import CheckResult, Policy, Problem
 from linkloom.flows.spec import FlowSpec
@@ -38,7 +39,7 @@ SCHEMA_ID = "https://linkloom.dev/schemas/flow.schema.json"
 
 
 def check_flow(
-    source_text: str | bytes, *, filename: str = "<spec>", policy: Policy | None = None
+    source: str | bytes, *, filename: str = "<spec>", policy: Policy | None = None
 ) -> CheckResult:
     """Check a spec in any accepted shape; never raises for bad input.
 
@@ -46,7 +47,7 @@ def check_flow(
         The canonical ``FlowSpec`` when there are no errors (else ``None``) and every problem,
         errors and warnings, ordered by position.
     """
-    document = source.read_source(source_text)
+    document = reader.read_source(source)
     reporter = diagnostics.Reporter(file=filename, document=document, shapes=None)
     for found in document.problems:
         reporter.problems.append(
@@ -95,13 +96,13 @@ def check_flow(
     return CheckResult(spec=spec, problems=problems)
 
 
-def load_flow(source_text: str | bytes, *, filename: str = "<spec>") -> FlowSpec:
+def load_flow(source: str | bytes, *, filename: str = "<spec>") -> FlowSpec:
     """Load a spec in any accepted shape into the canonical model.
 
     Raises:
         SpecInvalid: with ``problems`` listing every problem (errors and warnings).
     """
-    result = check_flow(source_text, filename=filename)
+    result = check_flow(source, filename=filename)
     if result.spec is None:
         raise SpecInvalid(problems=result.problems)
     return result.spec
@@ -132,7 +133,7 @@ class _Dumper(yaml.SafeDumper):
 def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
     # Quote what our YAML 1.2 reader would not read back as a string (PyYAML's 1.1 rules
     # leave ``1e3`` plain, which reads back as a number).
-    style = "|" if "\n" in value else None if source.plain_is_string(value) else "'"
+    style = "|" if "\n" in value else None if reader.plain_is_string(value) else "'"
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 

@@ -1,7 +1,7 @@
 """The canonical flow spec: the one pydantic model every accepted spec shape loads into.
 
 A spec is data. Values that contain ``{{ … }}`` are Jinja2 templates rendered at run time in a
-sandbox (see ``linkloom.engine.templates``); nothing in a spec can run Python.
+sandbox (see ``linkloom.flows.templates``); nothing in a spec can run Python.
 """
 
 from __future__ import annotations
