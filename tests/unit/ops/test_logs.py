@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -160,3 +161,27 @@ def test_logs_positional_arguments_are_interpolated() -> None:
     logs.configure(fmt="json", stream=out)
     structlog.get_logger("x").info("worker %s of %d", "w1", 3)
     assert _lines(out)[0]["event"] == "worker w1 of 3"
+
+
+async def test_logs_nested_bound_blocks_restore_and_tasks_inherit_ids() -> None:
+    out = io.StringIO()
+    logs.configure(fmt="json", stream=out)
+    log = structlog.get_logger("x")
+
+    async def step() -> None:
+        with logs.bound(step_id="fetch", attempt=1):
+            log.info("inner")
+
+    with logs.bound(run_id="r1", step_id="outer"):
+        await asyncio.create_task(step(), name="step:fetch")
+        log.info("outer")
+    logs.bind(request_id="q1")
+    logs.unbind("request_id")
+    log.info("after")
+
+    inner, outer, after = _lines(out)
+    assert (inner["run_id"], inner["step_id"], inner["attempt"]) == ("r1", "fetch", 1)
+    assert (outer["run_id"], outer["step_id"]) == ("r1", "outer")
+    assert "attempt" not in outer
+    assert not {"run_id", "step_id", "request_id"} & set(after)
+    assert logs.bound_ids() == {}
