@@ -31,6 +31,8 @@ from linkloom.engine.records import (
     RunFilter,
     RunSnapshot,
     StepRun,
+    apply_changes,
+    merge_changes,
 )
 from linkloom.engine.store_port import CALLBACK_OWNER, FANOUT_OWNER, Mutation
 
@@ -210,20 +212,45 @@ class InMemoryRunStore:
         active = (RunStatus.PENDING, RunStatus.RUNNING)
         return sum(1 for r in self.runs.values() if r.flow_id == flow_id and r.status in active)
 
-    async def snapshot(self, run_id: str) -> RunSnapshot | None:
+    async def snapshot(self, run_id: str, *, parents_only: bool = False) -> RunSnapshot | None:
         run = self.runs.get(run_id)
         if run is None:
             return None
         steps = tuple(self.steps[sid] for sid in self.steps_by_run.get(run_id, []))
+        if parents_only:
+            steps = tuple(s for s in steps if s.item_index is None)
         return RunSnapshot(run=run, steps=steps)
 
     async def update_run(self, run_id: str, mutate: Mutation) -> RunChanges | None:
-        # No await between reading and writing: atomic on one event loop.
-        run = self.runs.get(run_id)
-        if run is None:
+        results = await self.update_run_many(run_id, [mutate])
+        if results is None:
             return None
-        steps = tuple(self.steps[sid] for sid in self.steps_by_run.get(run_id, []))
-        changes = mutate(RunSnapshot(run=run, steps=steps))
+        if isinstance(results[0], Exception):
+            raise results[0]
+        return results[0]
+
+    async def update_run_many(
+        self, run_id: str, mutations: Sequence[Mutation]
+    ) -> list[RunChanges | Exception] | None:
+        # No await between reading and writing: atomic on one event loop.
+        snapshot = await self.snapshot(run_id)
+        if snapshot is None:
+            return None
+        results: list[RunChanges | Exception] = []
+        merged = RunChanges()
+        for mutate in mutations:
+            try:
+                changes = mutate(snapshot)
+            except Exception as exc:
+                results.append(exc)
+                continue
+            results.append(changes)
+            snapshot = apply_changes(snapshot, changes)
+            merged = merge_changes(merged, changes)
+        self._write(run_id, merged)
+        return results
+
+    def _write(self, run_id: str, changes: RunChanges) -> None:
         if changes.run is not None:
             self.runs[run_id] = changes.run
         for step in changes.steps:
@@ -239,10 +266,9 @@ class InMemoryRunStore:
             self.steps_by_run[run_id].append(step.id)
         self.attempts.extend(changes.attempts)
         self.exchanges.extend(changes.exchanges)
-        saved = self._add_events(changes.events)
+        self._add_events(changes.events)
         for letter in changes.dead_letters:
             self.dead_letters[letter.id] = letter
-        return replace(changes, events=tuple(saved))
 
     def _add_events(self, events: Sequence[RunEvent]) -> list[RunEvent]:
         saved = [replace(e, id=next(self._event_ids)) for e in events]

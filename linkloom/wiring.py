@@ -74,6 +74,7 @@ class Services:
         return worker
 
     async def _run_finished(self, run: Run) -> None:
+        self.runs.notify_finished(run)
         for listener in list(self.run_listeners):
             result = listener(run)
             if asyncio.iscoroutine(result):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -24,7 +24,7 @@ from linkloom.engine.ports import StepContext, StepExecutor, StepServices
 from linkloom.engine.records import Claim, Run, RunChanges, RunSnapshot, StepRun
 from linkloom.engine.redaction import redact_headers, scrub, secret_values
 from linkloom.engine.specs import CompiledFlow, SpecCache
-from linkloom.engine.store_port import CALLBACK_OWNER, RunStore
+from linkloom.engine.store_port import CALLBACK_OWNER, Mutation, RunStore
 from linkloom.flows.spec import FlowSpec, StepBase
 
 log = structlog.get_logger(__name__)
@@ -44,8 +44,10 @@ class StepRunner:
         specs: SpecCache | None = None,
         rng: Callable[[], float] = random.random,
         on_run_finished: Callable[[Run], Any] | None = None,
+        writer: Callable[[str, Mutation], Awaitable[RunChanges | None]] | None = None,
     ) -> None:
         self.store = store
+        self.writer = writer or store.update_run
         self.executors = executors
         self.services = services
         self.specs = specs or SpecCache(store)
@@ -69,7 +71,8 @@ class StepRunner:
         step, run = claim.step, claim.run
         compiled = await self.specs.get(run.flow_id, run.version)
         spec_step = compiled.spec.step(step.step_id)
-        snapshot = await self.store.snapshot(run.id)
+        # Upstream outputs live on logical steps; fan-out children are not needed here.
+        snapshot = await self.store.snapshot(run.id, parents_only=True)
         if snapshot is None:
             return None
         base = contexts.base_context(run, snapshot, self.services.secrets)
@@ -84,7 +87,7 @@ class StepRunner:
         return await self._write(run.id, mutation)
 
     async def _write(self, run_id: str, mutation: Any) -> RunChanges | None:
-        changes = await self.store.update_run(run_id, mutation)
+        changes = await self.writer(run_id, mutation)
         if changes is not None and changes.run is not None and changes.run.status.terminal:
             log.info(
                 "run_finished", run_id=run_id, flow_id=changes.run.flow_id,

@@ -208,6 +208,39 @@ class RunChanges:
         )
 
 
+def apply_changes(snapshot: RunSnapshot, changes: RunChanges) -> RunSnapshot:
+    """The snapshot as it reads after ``changes`` (to chain mutations in one transaction)."""
+    if changes.empty:
+        return snapshot
+    updated = {s.id: s for s in changes.steps}
+    steps = [updated.pop(s.id, s) for s in snapshot.steps]
+    steps.extend(changes.new_steps)
+    return RunSnapshot(run=changes.run or snapshot.run, steps=tuple(steps))
+
+
+def merge_changes(first: RunChanges, then: RunChanges) -> RunChanges:
+    """One ``RunChanges`` equivalent to writing ``first`` and then ``then``."""
+    if first.empty:
+        return then
+    if then.empty:
+        return first
+    new_ids = {s.id for s in first.new_steps}
+    later = {s.id: s for s in then.steps}
+    new_steps = [later.pop(s.id, s) for s in first.new_steps]
+    new_steps.extend(then.new_steps)
+    steps = {s.id: s for s in first.steps}
+    steps.update({k: v for k, v in later.items() if k not in new_ids})
+    return RunChanges(
+        run=then.run or first.run,
+        steps=tuple(steps.values()),
+        new_steps=tuple(new_steps),
+        attempts=first.attempts + then.attempts,
+        exchanges=first.exchanges + then.exchanges,
+        events=first.events + then.events,
+        dead_letters=first.dead_letters + then.dead_letters,
+    )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Claim:
     """A step run a worker claimed, with what it needs to execute it."""

@@ -8,6 +8,7 @@ that makes work ready, ``wake()`` nudges in-process workers (others poll or get 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -68,6 +69,7 @@ class RunService:
         self.per_run_limit = per_run_limit
         self.on_run_finished = on_run_finished
         self.on_cancel = on_cancel  # in-process workers abandon the run's in-flight attempts
+        self._waiters: dict[str, list[asyncio.Future[Run]]] = {}
 
     def wake(self) -> None:
         self._wake()
@@ -265,13 +267,34 @@ class RunService:
                 return
             await asyncio.sleep(poll)
 
-    async def wait(self, run_id: str, *, poll: float = 0.02) -> Run:
-        """Wait until the run is terminal and return it (bound it with ``asyncio.timeout``)."""
+    async def wait(self, run_id: str, *, poll: float = 0.5) -> Run:
+        """Wait until the run is terminal and return it (bound it with ``asyncio.timeout``).
+
+        Woken at once when a worker in this process finishes the run (``notify_finished``);
+        polls every ``poll`` seconds for runs finished elsewhere.
+        """
         while True:
-            run = await self.get_run(run_id)
-            if run.status.terminal:
-                return run
-            await asyncio.sleep(poll)
+            future: asyncio.Future[Run] = asyncio.get_running_loop().create_future()
+            self._waiters.setdefault(run_id, []).append(future)
+            try:
+                run = await self.get_run(run_id)
+                if run.status.terminal:
+                    return run
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(poll):
+                        return await future
+            finally:
+                waiting = self._waiters.get(run_id, [])
+                if future in waiting:
+                    waiting.remove(future)
+                if not waiting:
+                    self._waiters.pop(run_id, None)
+
+    def notify_finished(self, run: Run) -> None:
+        """Wake ``wait()`` callers of this run (workers in this process call it)."""
+        for future in self._waiters.pop(run.id, []):
+            if not future.done():
+                future.set_result(run)
 
     async def cancel(self, run_id: str, *, actor: str | None = None, reason: str = "") -> Run:
         """Cancel a run: unfinished steps become CANCELLED, in-flight attempts are abandoned."""
@@ -286,6 +309,7 @@ class RunService:
         return run
 
     async def _finished(self, run: Run) -> None:
+        self.notify_finished(run)
         if self.on_run_finished is not None and run.status.terminal:
             result = self.on_run_finished(run)
             if asyncio.iscoroutine(result):

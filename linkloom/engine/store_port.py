@@ -102,10 +102,23 @@ class RunStore(Protocol):
         """Runs of the flow that are PENDING or RUNNING."""
         ...
 
-    async def snapshot(self, run_id: str) -> RunSnapshot | None: ...
+    async def snapshot(self, run_id: str, *, parents_only: bool = False) -> RunSnapshot | None:
+        """The run and its step runs (``parents_only``: without fan-out children)."""
+        ...
 
     async def update_run(self, run_id: str, mutate: Mutation) -> RunChanges | None:
-        """Apply ``mutate(snapshot)`` atomically; None when the run does not exist."""
+        """Apply ``mutate(snapshot)`` atomically; None when the run does not exist.
+
+        An exception raised by ``mutate`` propagates and nothing is written.
+        """
+        ...
+
+    async def update_run_many(
+        self, run_id: str, mutations: Sequence[Mutation]
+    ) -> list[RunChanges | Exception] | None:
+        """Apply several mutations in order in ONE transaction, each seeing the previous ones'
+        effect (workers batch completions of one run this way). A mutation that raises is
+        skipped and its exception returned in its place. None when the run does not exist."""
         ...
 
     async def find_step_run(self, step_run_id: str) -> StepRun | None: ...

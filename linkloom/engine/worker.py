@@ -17,18 +17,69 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 
 from linkloom.engine.execution import StepRunner
 from linkloom.engine.ports import StepExecutor, StepServices
-from linkloom.engine.records import Claim, Run
+from linkloom.engine.records import Claim, Run, RunChanges
 from linkloom.engine.specs import SpecCache
-from linkloom.engine.store_port import CALLBACK_OWNER, FANOUT_OWNER, RunStore
+from linkloom.engine.store_port import CALLBACK_OWNER, FANOUT_OWNER, Mutation, RunStore
 
 log = structlog.get_logger(__name__)
+
+
+class WriteBatcher:
+    """Writes step outcomes, batching those that arrive together: all pending mutations of one
+    run are applied in ONE transaction (``update_run_many``). A fan-out's children finishing at
+    once cost a few transactions instead of one each; with no concurrency it adds nothing."""
+
+    def __init__(self, store: RunStore) -> None:
+        self.store = store
+        self._pending: list[tuple[str, Mutation, asyncio.Future[RunChanges | None]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, run_id: str, mutation: Mutation) -> RunChanges | None:
+        future: asyncio.Future[RunChanges | None] = asyncio.get_running_loop().create_future()
+        self._pending.append((run_id, mutation, future))
+        if self._task is None or self._task.done():
+            # A separate task: cancelling one submitter must not strand the others' writes.
+            self._task = asyncio.create_task(self._drain(), name="worker-writes")
+        return await future
+
+    async def drain(self) -> None:
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            by_run: dict[str, list[tuple[Mutation, asyncio.Future[RunChanges | None]]]] = {}
+            for run_id, mutation, future in batch:
+                by_run.setdefault(run_id, []).append((mutation, future))
+            await asyncio.gather(*(self._flush(rid, items) for rid, items in by_run.items()))
+
+    async def _flush(
+        self, run_id: str, items: list[tuple[Mutation, asyncio.Future[RunChanges | None]]]
+    ) -> None:
+        try:
+            results = await self.store.update_run_many(run_id, [m for m, _ in items])
+        except Exception as exc:
+            for _, future in items:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for index, (_, future) in enumerate(items):
+            if future.done():
+                continue
+            if results is None:
+                future.set_result(None)
+            elif isinstance(results[index], Exception):
+                future.set_exception(results[index])  # type: ignore[arg-type]
+            else:
+                future.set_result(results[index])  # type: ignore[arg-type]
 
 
 def default_owner() -> str:
@@ -56,12 +107,14 @@ class Worker:
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
         self.per_flow_limit = per_flow_limit
+        self.writes = WriteBatcher(store)
         self.runner = StepRunner(
             store=store,
             executors=executors,
             services=services,
             specs=specs,
             on_run_finished=on_run_finished,
+            writer=self._write,
         )
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._lost: set[str] = set()
@@ -71,6 +124,8 @@ class Worker:
         self._loop_task: asyncio.Task[None] | None = None
         self._house_task: asyncio.Task[None] | None = None
         self.steps_done = 0
+        self._wake_at: datetime | None = None  # earliest known future ready_at
+        self._next_check: datetime | None = None  # when to ask the store for it again
 
     @property
     def clock(self) -> Any:
@@ -79,6 +134,11 @@ class Worker:
     @property
     def running(self) -> bool:
         return self._loop_task is not None and not self._loop_task.done()
+
+    async def _write(self, run_id: str, mutation: Mutation) -> RunChanges | None:
+        changes = await self.writes.submit(run_id, mutation)
+        self.note_changes(changes)
+        return changes
 
     def wake(self) -> None:
         """Claim now (call after creating or completing work)."""
@@ -107,6 +167,7 @@ class Worker:
             for task in still:
                 task.cancel()
             await asyncio.gather(*still, return_exceptions=True)
+        await self.writes.drain()
         if self._house_task is not None:
             self._house_task.cancel()
             await asyncio.gather(self._house_task, return_exceptions=True)
@@ -131,6 +192,7 @@ class Worker:
     async def _loop(self) -> None:
         while not self._stopping:
             self._event.clear()
+            free = self.concurrency - len(self._inflight)
             try:
                 claimed = await self._claim_and_spawn()
             except Exception:
@@ -138,25 +200,41 @@ class Worker:
                 claimed = 0
             if self._stopping:
                 break
-            if claimed and len(self._inflight) < self.concurrency:
-                continue  # there may be more ready work
+            if claimed and claimed >= free and len(self._inflight) < self.concurrency:
+                continue  # a full batch: there may be more ready work
             await self._sleep()
 
     async def _sleep(self) -> None:
+        """Wait for a wake-up, the earliest known future ``ready_at``, or ``poll_interval``."""
+        now = self.clock.now()
+        if self._next_check is None or now >= self._next_check:
+            # Ask the store now and then; between, local writes keep ``_wake_at`` current.
+            self._next_check = now + timedelta(seconds=self.poll_interval)
+            with contextlib.suppress(Exception):
+                nxt = await self.store.next_ready_at()
+                if nxt is not None and (self._wake_at is None or nxt < self._wake_at):
+                    self._wake_at = nxt
         timeout = self.poll_interval
-        with contextlib.suppress(Exception):
-            nxt = await self.store.next_ready_at()
-            if nxt is not None:
-                until = (nxt - self.clock.now()).total_seconds()
-                timeout = max(0.0, min(timeout, until))
-        if timeout <= 0 and len(self._inflight) >= self.concurrency:
-            timeout = self.poll_interval
+        if self._wake_at is not None:
+            until = (self._wake_at - self.clock.now()).total_seconds()
+            if until <= 0:
+                self._wake_at = None
+            timeout = max(0.0, min(timeout, until))
         if timeout <= 0:
             await asyncio.sleep(0)
             return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await self._event.wait()
+
+    def note_changes(self, changes: RunChanges | None) -> None:
+        """Remember when work this worker just queued for later becomes ready."""
+        if changes is None:
+            return
+        for step in changes.steps:
+            ready = step.ready_at
+            if step.status.value == "QUEUED" and ready is not None:
+                self._wake_at = ready if self._wake_at is None else min(ready, self._wake_at)
 
     async def _claim_and_spawn(self) -> int:
         free = self.concurrency - len(self._inflight)

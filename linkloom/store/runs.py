@@ -32,6 +32,8 @@ from linkloom.engine.records import (
     RunFilter,
     RunSnapshot,
     StepRun,
+    apply_changes,
+    merge_changes,
 )
 from linkloom.engine.store_port import CALLBACK_OWNER, FANOUT_OWNER, Mutation
 from linkloom.store import flows as flow_queries
@@ -175,23 +177,35 @@ class SqlRunStore:
         async with self.db.read() as conn:
             return int((await conn.execute(query)).scalar_one())
 
-    async def snapshot(self, run_id: str) -> RunSnapshot | None:
+    async def snapshot(self, run_id: str, *, parents_only: bool = False) -> RunSnapshot | None:
         async with self.db.read() as conn:
-            return await self._snapshot(conn, run_id)
+            return await self._snapshot(conn, run_id, parents_only=parents_only)
 
-    async def _snapshot(self, conn: Any, run_id: str) -> RunSnapshot | None:
+    async def _snapshot(
+        self, conn: Any, run_id: str, *, parents_only: bool = False
+    ) -> RunSnapshot | None:
         row = (await conn.execute(runs.select().where(runs.c.id == run_id))).first()
         if row is None:
             return None
-        step_rows = (
-            await conn.execute(
-                step_runs.select().where(step_runs.c.run_id == run_id).order_by(step_runs.c.id)
-            )
-        ).all()
+        query = step_runs.select().where(step_runs.c.run_id == run_id)
+        if parents_only:
+            query = query.where(step_runs.c.item_index.is_(None))
+        step_rows = (await conn.execute(query.order_by(step_runs.c.id))).all()
         return RunSnapshot(run=rows.run(row), steps=tuple(rows.step_run(r) for r in step_rows))
 
     async def update_run(self, run_id: str, mutate: Mutation) -> RunChanges | None:
+        results = await self.update_run_many(run_id, [mutate])
+        if results is None:
+            return None
+        if isinstance(results[0], Exception):
+            raise results[0]
+        return results[0]
+
+    async def update_run_many(
+        self, run_id: str, mutations: Sequence[Mutation]
+    ) -> list[RunChanges | Exception] | None:
         async with self.db.begin() as conn:
+            # The first statement takes the run's row lock (PostgreSQL) / write lock (SQLite).
             locked = await conn.execute(
                 runs.update()
                 .where(runs.c.id == run_id)
@@ -201,10 +215,20 @@ class SqlRunStore:
                 return None
             snapshot = await self._snapshot(conn, run_id)
             assert snapshot is not None
-            changes = mutate(snapshot)
-            if not changes.empty:
-                await self._write(conn, changes)
-            return changes
+            results: list[RunChanges | Exception] = []
+            merged = RunChanges()
+            for mutate in mutations:
+                try:
+                    changes = mutate(snapshot)
+                except Exception as exc:
+                    results.append(exc)
+                    continue
+                results.append(changes)
+                snapshot = apply_changes(snapshot, changes)
+                merged = merge_changes(merged, changes)
+            if not merged.empty:
+                await self._write(conn, merged)
+            return results
 
     async def _write(self, conn: Any, changes: RunChanges) -> None:
         if changes.run is not None:
@@ -324,6 +348,14 @@ class SqlRunStore:
             ).all()
             steps = [rows.step_run(r) for r in claimed]
             run_ids = sorted({s.run_id for s in steps})
+            if not self._pg:
+                # One writer at a time on SQLite: starting the runs here cannot deadlock, and
+                # saves a transaction. PostgreSQL does it separately (mark_runs_started).
+                await conn.execute(
+                    runs.update()
+                    .where(runs.c.id.in_(run_ids), runs.c.status == RunStatus.PENDING.value)
+                    .values(status=RunStatus.RUNNING.value, started_at=now)
+                )
             run_rows = (await conn.execute(runs.select().where(runs.c.id.in_(run_ids)))).all()
         by_id = {r.id: rows.run(r) for r in run_rows}
         return [Claim(step=s, run=by_id[s.run_id]) for s in steps]

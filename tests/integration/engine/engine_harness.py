@@ -204,6 +204,7 @@ async def engine(db_url: str, backend: Backend) -> AsyncIterator[Engine]:
         lease_seconds=5,
         poll_interval=0.05,
         specs=runs.specs,
+        on_run_finished=runs.notify_finished,
     )
     holder["w"] = worker
     runs.on_cancel = worker.abandon_run
