@@ -40,6 +40,7 @@ from linkloom.config import Settings
 
 __all__ = [
     "MASK",
+    "UVICORN_OPTIONS",
     "SecretMasker",
     "bind",
     "bound",
@@ -52,6 +53,10 @@ __all__ = [
 ]
 
 MASK = "***"
+# Pass to ``uvicorn.run``/``uvicorn.Config``: keep uvicorn from installing its own handlers
+# (configure() routes its loggers here) and from logging each request a second time
+# (``api.observability`` writes one ``request_finished`` line per request).
+UVICORN_OPTIONS: dict[str, Any] = {"log_config": None, "access_log": False}
 # Secrets shorter than this are not masked inside strings: a two-letter "secret" would
 # shred every line. Such values are still masked when they sit under a credential key.
 MIN_SECRET_LENGTH = 4
