@@ -72,10 +72,17 @@ class Reporter:
         severity: Severity = "error",
         key: bool = False,
         source: bool = False,
+        line_in_value: int | None = None,
     ) -> None:
-        """Record a problem at a canonical ``path`` (or a source path when ``source``)."""
+        """Record a problem at a canonical ``path`` (or a source path when ``source``).
+
+        ``line_in_value`` (1-based) points inside a multi-line YAML literal block.
+        """
         where = path if source else self.source_path(path)
         line, column = self.document.position(where, key=key)
+        block = self.document.literal_blocks.get(where)
+        if block is not None and line_in_value is not None:
+            line, column = block[0] + line_in_value - 1, block[1]
         self.problems.append(
             Problem(
                 file=self.file,
@@ -105,7 +112,7 @@ def schema_problems(exc: ValidationError, data: Any, reporter: Reporter) -> None
             tags = [e for e in errors if e["type"].startswith("union_tag")]
             if not tags:
                 messages = list(dict.fromkeys(_plain(e["msg"]) for e in errors))
-                reporter.add(path, " or ".join(messages), code="schema")
+                reporter.add(path, _about(path, " or ".join(messages)), code="schema")
                 continue
             errors = tags
         for error in errors:
@@ -164,8 +171,20 @@ def _one(error: dict[str, Any], path: Path, data: Any, reporter: Reporter) -> No
         reporter.add(path, _pattern_message(path, value), code="invalid-id")
     elif kind == "too_short" and path == ("steps",):
         reporter.add(path, "a flow needs at least one step", code="schema")
-    else:
+    elif kind in ("value_error", "assertion_error"):
         reporter.add(path, _plain(error["msg"]), code="schema")
+    else:
+        reporter.add(path, _about(path, error["msg"]), code="schema")
+
+
+def _about(path: Path, message: str) -> str:
+    """Pydantic's "Input should be …" said about the field: "timeout: input should be …"."""
+    names = [p for p in path if isinstance(p, str)]
+    if not names:
+        return _plain(message)
+    subject = names[-1] + "".join(f"[{p}]" for p in path[path.index(names[-1]) + 1 :])
+    text = _plain(message)
+    return f"{subject}: {text[:1].lower()}{text[1:]}"
 
 
 def _plain(message: str) -> str:

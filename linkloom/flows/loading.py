@@ -47,7 +47,7 @@ def check_flow(
         The canonical ``FlowSpec`` when there are no errors (else ``None``) and every problem,
         errors and warnings, ordered by position.
     """
-    document = reader.read_source(source)
+    document = reader.read_source(source, json_only=filename.lower().endswith(".json"))
     reporter = diagnostics.Reporter(file=filename, document=document, shapes=None)
     for found in document.problems:
         reporter.problems.append(

@@ -100,7 +100,12 @@ def _references(text: str, path: Path, reporter: Reporter) -> tuple[references.R
         return references.references(text)
     except references.TemplateSyntax as exc:
         where = f" (line {exc.lineno} of the template)" if exc.lineno > 1 else ""
-        reporter.add(path, f"template syntax error: {exc.message}{where}", code="template-syntax")
+        reporter.add(
+            path,
+            f"template syntax error: {exc.message}{where}",
+            code="template-syntax",
+            line_in_value=exc.lineno,
+        )
         return ()
 
 
@@ -121,7 +126,10 @@ def _reference(
     if root not in ROOTS:
         allowed = [*ROOTS, *sorted(extra)]
         if root in ("item", "index"):
-            message = f"'{root}' exists only in steps with 'for_each'"
+            message = (
+                f"'{root}' is not defined here: it exists in steps with 'for_each' "
+                "(but not in 'for_each' itself)"
+            )
             hint = None
         else:
             message = f"unknown name {root!r} in template"

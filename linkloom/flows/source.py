@@ -13,7 +13,6 @@ are booleans, so ``country: NO`` stays a string; mapping keys are always strings
 from __future__ import annotations
 
 import bisect
-import contextlib
 import json
 import math
 import re
@@ -53,6 +52,8 @@ class Document:
     key_positions: dict[Path, Position | int] = field(default_factory=dict)
     problems: list[SourceProblem] = field(default_factory=list)
     line_starts: list[int] = field(default_factory=list)
+    # YAML literal block scalars (``key: |``): where their first content line starts.
+    literal_blocks: dict[Path, Position] = field(default_factory=dict)
 
     def position(self, path: Path, *, key: bool = False) -> Position:
         """Where ``path`` starts; for a missing node, where its nearest ancestor starts."""
@@ -75,9 +76,11 @@ class _Stop(Exception):
     """Reading cannot go on; the problem has already been recorded."""
 
 
-def read_source(source: str | bytes) -> Document:
+def read_source(source: str | bytes, *, json_only: bool = False) -> Document:
     """Parse spec text (YAML or JSON, as ``str`` or UTF-8 ``bytes``) into a ``Document``.
 
+    Text starting with ``{`` or ``[`` is read as JSON; if it is not valid JSON but is valid
+    YAML (a flow mapping), it is read as YAML unless ``json_only`` (for ``*.json`` files).
     Never raises for bad input: the problems are in ``Document.problems``.
     """
     doc = Document()
@@ -95,27 +98,25 @@ def read_source(source: str | bytes) -> Document:
             )
         )
         return doc
-    stripped = text.lstrip()
-    try:
-        if stripped.startswith(("{", "[")):
-            doc.format = "json"
-            _JsonReader(text, doc).read()
-            if doc.problems and doc.problems[0].code == "json-syntax" and _looks_like_yaml(text):
-                # A YAML flow mapping that is not strict JSON: read it as YAML instead.
-                yaml_doc = Document()
-                with contextlib.suppress(_Stop):
-                    _YamlReader(text, yaml_doc).read()
-                if not yaml_doc.problems:
-                    return yaml_doc
-        else:
-            _YamlReader(text, doc).read()
-    except _Stop:
-        doc.value = None
+    if not text.lstrip().startswith(("{", "[")):
+        _read(_YamlReader(text, doc), doc)
+        return doc
+    doc.format = "json"
+    _read(_JsonReader(text, doc), doc)
+    if not json_only and any(p.code == "json-syntax" for p in doc.problems):
+        # Perhaps a YAML flow mapping ({id: x, steps: [...]}) rather than broken JSON.
+        yaml_doc = Document()
+        _read(_YamlReader(text, yaml_doc), yaml_doc)
+        if not yaml_doc.problems:
+            return yaml_doc
     return doc
 
 
-def _looks_like_yaml(text: str) -> bool:
-    return "\n" in text.strip() and not text.lstrip().startswith("[")
+def _read(reader: _JsonReader | _YamlReader, doc: Document) -> None:
+    try:
+        reader.read()
+    except _Stop:
+        doc.value = None
 
 
 def _decode(source: str | bytes, doc: Document) -> str | None:
@@ -282,6 +283,8 @@ class _YamlReader(_Builder):
                 path = self._child_path(parent)
                 if kind is yaml.ScalarEvent:
                     value = self._scalar(event, position)
+                    if event.style == "|" and "\n" in event.value:
+                        self.doc.literal_blocks[path] = self._block_start(event)
                     self.count(position)
                     if event.anchor:
                         self.anchors[event.anchor] = (value, 1)
@@ -319,6 +322,12 @@ class _YamlReader(_Builder):
                 "yaml-syntax",
             )
         self.doc.value = root
+
+    def _block_start(self, event: Any) -> Position:
+        """The first content line of a literal block and its indentation."""
+        line = event.start_mark.line + 2
+        text = self._line(line)
+        return (line, len(text) - len(text.lstrip(" ")) + 1)
 
     def _line(self, number: int) -> str:
         lines = self.text.splitlines()
