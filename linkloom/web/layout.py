@@ -1,0 +1,306 @@
+"""DAG layout for the UI, computed in Python: steps become boxes, dependencies arrows.
+
+A small Sugiyama-style pipeline:
+
+1. **Layering** by longest path: a step sits one layer after its deepest dependency.
+2. **Dummy nodes** break every edge that spans several layers into one-layer hops, so long
+   arrows take part in ordering and bend around boxes instead of crossing them.
+3. **Ordering** by barycenter sweeps (down, then up, repeated), keeping the order with the
+   fewest crossings seen; the spec's own order is the starting point and breaks ties.
+4. **Coordinates**: each box is pulled towards the mean position of its neighbours in the
+   previous layer, then pushed apart so no two overlap; arrows are smooth cubic paths through
+   their dummy points.
+
+``layout(nodes, edges, direction="LR")`` lays layers out left to right (wide screens);
+``direction="TB"`` top to bottom (phones). The result is plain data the SVG template draws.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+BOX_WIDTH = 168.0
+BOX_HEIGHT = 44.0
+LAYER_GAP = 64.0  # between layers, along the flow direction
+NODE_GAP = 20.0  # between boxes of one layer
+MARGIN = 12.0
+SWEEPS = 8
+
+
+class CycleError(ValueError):
+    """The graph has a cycle, so it has no layering (specs are validated acyclic before this)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Box:
+    id: str
+    label: str
+    sublabel: str
+    x: float  # top-left corner
+    y: float
+    width: float
+    height: float
+    layer: int
+    order: int  # position within its layer
+
+    @property
+    def cx(self) -> float:
+        return self.x + self.width / 2
+
+    @property
+    def cy(self) -> float:
+        return self.y + self.height / 2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Arrow:
+    source: str
+    target: str
+    points: tuple[tuple[float, float], ...]  # start, bends (dummy nodes), end
+    path: str  # SVG path data
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Layout:
+    boxes: tuple[Box, ...]
+    arrows: tuple[Arrow, ...]
+    width: float
+    height: float
+    direction: str  # LR | TB
+    crossings: int  # arrow crossings between adjacent layers, after ordering
+
+    def box(self, node_id: str) -> Box:
+        for box in self.boxes:
+            if box.id == node_id:
+                return box
+        raise KeyError(node_id)
+
+
+def layers(nodes: Sequence[str], edges: Sequence[tuple[str, str]]) -> dict[str, int]:
+    """Longest-path layer of every node (sources are layer 0).
+
+    Raises:
+        CycleError: when the edges form a cycle.
+    """
+    preds: dict[str, list[str]] = {n: [] for n in nodes}
+    for src, dst in edges:
+        if src in preds and dst in preds:
+            preds[dst].append(src)
+    layer: dict[str, int] = {}
+    visiting: set[str] = set()
+
+    def visit(node: str) -> int:
+        if node in layer:
+            return layer[node]
+        if node in visiting:
+            raise CycleError(f"cycle through {node!r}")
+        visiting.add(node)
+        value = max((visit(p) + 1 for p in preds[node]), default=0)
+        visiting.discard(node)
+        layer[node] = value
+        return value
+
+    for node in nodes:
+        visit(node)
+    return layer
+
+
+def crossings(ranks: Sequence[Sequence[str]], succ: Mapping[str, Sequence[str]]) -> int:
+    """Edge crossings between each pair of adjacent ranks (orders)."""
+    total = 0
+    for upper, lower in itertools.pairwise(ranks):
+        position = {n: i for i, n in enumerate(lower)}
+        pairs = [
+            (i, position[t]) for i, n in enumerate(upper) for t in succ.get(n, ()) if t in position
+        ]
+        for a in range(len(pairs)):
+            for b in range(a + 1, len(pairs)):
+                (u1, l1), (u2, l2) = pairs[a], pairs[b]
+                if (u1 - u2) * (l1 - l2) < 0:
+                    total += 1
+    return total
+
+
+def layout(
+    nodes: Sequence[str],
+    edges: Sequence[tuple[str, str]],
+    *,
+    labels: Mapping[str, str] | None = None,
+    sublabels: Mapping[str, str] | None = None,
+    direction: str = "LR",
+) -> Layout:
+    """Lay out a DAG; ``edges`` go from a dependency to the step that depends on it."""
+    if direction not in ("LR", "TB"):
+        raise ValueError("direction must be 'LR' or 'TB'")
+    labels = labels or {}
+    sublabels = sublabels or {}
+    known = set(nodes)
+    edges = [(s, t) for s, t in dict.fromkeys(edges) if s in known and t in known and s != t]
+    layer = layers(nodes, edges)
+    ranks, succ, pred, chains = _with_dummies(nodes, edges, layer)
+    ranks = _order(ranks, succ, pred)
+    lr = direction == "LR"
+    along_size, across_size = (BOX_WIDTH, BOX_HEIGHT) if lr else (BOX_HEIGHT, BOX_WIDTH)
+    across = _positions(ranks, pred, size=across_size)
+
+    def point(node: str, depth: int) -> tuple[float, float]:
+        a = MARGIN + depth * (along_size + LAYER_GAP)
+        c = MARGIN + across[node]
+        return (a, c) if direction == "LR" else (c, a)
+
+    boxes = []
+    for depth, rank in enumerate(ranks):
+        for order, node in enumerate(rank):
+            if node in known:
+                x, y = point(node, depth)
+                w, h = (BOX_WIDTH, BOX_HEIGHT)
+                boxes.append(
+                    Box(
+                        id=node,
+                        label=labels.get(node, node),
+                        sublabel=sublabels.get(node, ""),
+                        x=x,
+                        y=y,
+                        width=w,
+                        height=h,
+                        layer=depth,
+                        order=order,
+                    )
+                )
+    by_id = {b.id: b for b in boxes}
+    depth_of = {n: d for d, rank in enumerate(ranks) for n in rank}
+    arrows = []
+    for (src, dst), chain in chains.items():
+        start, end = by_id[src], by_id[dst]
+        pts = [_exit(start, direction)]
+        for dummy in chain:
+            a, c = point(dummy, depth_of[dummy])
+            pts.append((a + BOX_WIDTH / 2, c + BOX_HEIGHT / 2))
+        pts.append(_entry(end, direction))
+        arrows.append(Arrow(source=src, target=dst, points=tuple(pts), path=_path(pts, direction)))
+    span_along = MARGIN * 2 + len(ranks) * along_size + max(len(ranks) - 1, 0) * LAYER_GAP
+    span_across = MARGIN * 2 + max((across[n] for n in across), default=0) + across_size
+    width, height = (span_along, span_across) if direction == "LR" else (span_across, span_along)
+    return Layout(
+        boxes=tuple(boxes),
+        arrows=tuple(arrows),
+        width=round(width, 1),
+        height=round(height, 1),
+        direction=direction,
+        crossings=crossings(ranks, succ),
+    )
+
+
+def _with_dummies(
+    nodes: Sequence[str], edges: Sequence[tuple[str, str]], layer: Mapping[str, int]
+) -> tuple[
+    list[list[str]], dict[str, list[str]], dict[str, list[str]], dict[tuple[str, str], list[str]]
+]:
+    depth = max(layer.values(), default=-1) + 1
+    ranks: list[list[str]] = [[] for _ in range(depth)]
+    for node in nodes:
+        ranks[layer[node]].append(node)
+    succ: dict[str, list[str]] = {n: [] for n in nodes}
+    pred: dict[str, list[str]] = {n: [] for n in nodes}
+    chains: dict[tuple[str, str], list[str]] = {}
+    for src, dst in edges:
+        chain: list[str] = []
+        prev = src
+        for level in range(layer[src] + 1, layer[dst]):
+            dummy = f"\x00{src}\x00{dst}\x00{level}"
+            ranks[level].append(dummy)
+            succ[dummy], pred[dummy] = [], []
+            succ[prev].append(dummy)
+            pred[dummy].append(prev)
+            chain.append(dummy)
+            prev = dummy
+        succ[prev].append(dst)
+        pred[dst].append(prev)
+        chains[(src, dst)] = chain
+    return ranks, succ, pred, chains
+
+
+def _order(
+    ranks: list[list[str]], succ: Mapping[str, Sequence[str]], pred: Mapping[str, Sequence[str]]
+) -> list[list[str]]:
+    best = [list(r) for r in ranks]
+    best_count = crossings(best, succ)
+    current = [list(r) for r in ranks]
+    for sweep in range(SWEEPS):
+        if best_count == 0:
+            break
+        if sweep % 2 == 0:
+            for i in range(1, len(current)):
+                current[i] = _by_barycenter(current[i], current[i - 1], pred)
+        else:
+            for i in range(len(current) - 2, -1, -1):
+                current[i] = _by_barycenter(current[i], current[i + 1], succ)
+        count = crossings(current, succ)
+        if count < best_count:
+            best, best_count = [list(r) for r in current], count
+    return best
+
+
+def _by_barycenter(
+    rank: list[str], fixed: Sequence[str], neighbours: Mapping[str, Sequence[str]]
+) -> list[str]:
+    position = {n: i for i, n in enumerate(fixed)}
+
+    def key(item: tuple[int, str]) -> tuple[float, int]:
+        index, node = item
+        linked = [position[n] for n in neighbours.get(node, ()) if n in position]
+        return (sum(linked) / len(linked) if linked else float(index), index)
+
+    return [node for _, node in sorted(enumerate(rank), key=key)]
+
+
+def _positions(
+    ranks: Sequence[Sequence[str]], pred: Mapping[str, Sequence[str]], *, size: float
+) -> dict[str, float]:
+    """Offset of every node across the flow direction (0 = the first slot)."""
+    step = size + NODE_GAP
+    tallest = max((len(r) for r in ranks), default=0)
+    pos: dict[str, float] = {}
+    for depth, rank in enumerate(ranks):
+        if depth == 0:
+            start = (tallest - len(rank)) * step / 2
+            for i, node in enumerate(rank):
+                pos[node] = start + i * step
+            continue
+        wanted = []
+        for i, node in enumerate(rank):
+            linked = [pos[p] for p in pred.get(node, ()) if p in pos]
+            wanted.append(sum(linked) / len(linked) if linked else i * step)
+        placed: list[float] = []
+        for want in wanted:
+            placed.append(max(want, placed[-1] + step) if placed else want)
+        # Pull the rank back up by its mean overshoot so it stays centred on its parents.
+        overshoot = sum(p - w for p, w in zip(placed, wanted, strict=True)) / max(len(placed), 1)
+        for node, value in zip(rank, placed, strict=True):
+            pos[node] = value - overshoot / 2
+    low = min(pos.values(), default=0.0)
+    return {n: round(v - low, 1) for n, v in pos.items()}
+
+
+def _exit(box: Box, direction: str) -> tuple[float, float]:
+    return (box.x + box.width, box.cy) if direction == "LR" else (box.cx, box.y + box.height)
+
+
+def _entry(box: Box, direction: str) -> tuple[float, float]:
+    return (box.x, box.cy) if direction == "LR" else (box.cx, box.y)
+
+
+def _path(points: Sequence[tuple[float, float]], direction: str) -> str:
+    """A smooth path through ``points``: one cubic segment per hop, tangent to the flow."""
+    x0, y0 = points[0]
+    parts = [f"M{x0:.1f},{y0:.1f}"]
+    for (ax, ay), (bx, by) in itertools.pairwise(points):
+        if direction == "LR":
+            mid = (ax + bx) / 2
+            parts.append(f"C{mid:.1f},{ay:.1f} {mid:.1f},{by:.1f} {bx:.1f},{by:.1f}")
+        else:
+            mid = (ay + by) / 2
+            parts.append(f"C{ax:.1f},{mid:.1f} {bx:.1f},{mid:.1f} {bx:.1f},{by:.1f}")
+    return " ".join(parts)

@@ -1,0 +1,183 @@
+"""The run page: live DAG, Gantt timeline, step drawer, log tail, cancel and retry.
+
+``GET /runs/{id}/live`` is the page's Server-Sent Events stream (the session cookie
+authenticates it, which ``EventSource`` cannot do with a bearer header):
+
+* ``event: state``  ``{"run": "RUNNING", "steps": {"fetch": "succeeded", …}}`` whenever a
+  step's display status or the run's status changes (and once at the start);
+* ``event: log``    ``{"id", "step_id", "level", "message", "at"}`` per new log line or event;
+* ``event: end``    ``{"run": "SUCCEEDED"}`` once the run has finished; the stream closes.
+
+Reconnecting browsers send ``Last-Event-ID`` and get only the lines they missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Header, Request, Response
+from fastapi.responses import RedirectResponse
+from sse_starlette import EventSourceResponse
+
+from linkloom.access import Role
+from linkloom.engine.records import Run, RunEvent
+from linkloom.web import rendering, session, views
+from linkloom.web.routes.pages import _audit, services
+from linkloom.web.routing import WebRoute
+
+router = APIRouter(route_class=WebRoute)
+
+POLL_SECONDS = 0.25
+LOG_TAIL = 500  # lines the page shows at first
+
+
+@router.get("/runs/{run_id}")
+async def run_page(request: Request, run_id: str, step: str | None = None) -> Response:
+    await session.require(request, Role.viewer)
+    svc = services(request)
+    run = await svc.runs.get_run(run_id)
+    context = await _run_context(request, run)
+    drawer = await _drawer_context(request, run, step) if step else None
+    events = await svc.runs.events(run_id, limit=5000)
+    return rendering.page(
+        request,
+        "run.html",
+        title=f"Run {run.id}",
+        run=run,
+        drawer=drawer,
+        log_lines=events[-LOG_TAIL:],
+        last_event=events[-1].id if events else 0,
+        **context,
+    )
+
+
+async def _run_context(request: Request, run: Run) -> dict[str, Any]:
+    svc = services(request)
+    spec = await svc.runs.get_spec(run.flow_id, run.version)
+    steps = await svc.runs.list_steps(run.id)
+    attempts = await svc.runs.list_attempts(run.id)
+    now = svc.runs.clock.now()
+    return {
+        "spec": spec,
+        "steps": steps,
+        "dag": views.dag_view(spec, views.step_statuses(steps)),
+        "timeline": views.timeline(run, attempts, steps, now=now),
+    }
+
+
+@router.get("/runs/{run_id}/panels")
+async def run_panels(request: Request, run_id: str) -> Response:
+    """The parts of the run page that change as it runs (re-fetched on each ``state`` event)."""
+    await session.require(request, Role.viewer)
+    run = await services(request).runs.get_run(run_id)
+    context = await _run_context(request, run)
+    return rendering.fragment("_run_panels.html", run=run, **context)
+
+
+@router.get("/runs/{run_id}/steps/{step_id}")
+async def step_drawer(request: Request, run_id: str, step_id: str) -> Response:
+    """The step drawer's content (the page shows it with ``?step=`` when scripts are off)."""
+    await session.require(request, Role.viewer)
+    run = await services(request).runs.get_run(run_id)
+    drawer = await _drawer_context(request, run, step_id)
+    return rendering.fragment("_drawer.html", run=run, drawer=drawer)
+
+
+async def _drawer_context(request: Request, run: Run, step_id: str) -> dict[str, Any]:
+    svc = services(request)
+    steps = [s for s in await svc.runs.list_steps(run.id) if s.step_id == step_id]
+    attempts = [a for a in await svc.runs.list_attempts(run.id) if a.step_id == step_id]
+    exchanges = await svc.runs.list_exchanges(run.id, step_id=step_id)
+    events = [e for e in await svc.runs.events(run.id, limit=5000) if e.step_id == step_id]
+    spec = await svc.runs.get_spec(run.flow_id, run.version)
+    declared = next((s for s in spec.steps if s.id == step_id), None)
+    return {
+        "step_id": step_id,
+        "declared": declared,
+        "steps": steps,
+        "main": next((s for s in steps if s.item_index is None), steps[0] if steps else None),
+        "status": views.display_status(steps[0]) if steps else "pending",
+        "attempts": attempts,
+        "exchanges": exchanges,
+        "logs": [e for e in events if e.kind == "log"],
+        "events": events,
+    }
+
+
+@router.get("/runs/{run_id}/live")
+async def live(
+    request: Request,
+    run_id: str,
+    after: int = 0,
+    last_event_id: str | None = Header(default=None),
+) -> Response:
+    await session.require(request, Role.viewer)
+    svc = services(request)
+    await svc.runs.get_run(run_id)  # 404 before the stream starts
+    start = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
+
+    async def stream() -> AsyncIterator[dict[str, Any]]:
+        last_id = start
+        previous: dict[str, Any] | None = None
+        while True:
+            events = await svc.runs.events(run_id, after_id=last_id, limit=1000)
+            for event in events:
+                last_id = event.id
+                yield {"event": "log", "id": str(event.id), "data": _log_json(event)}
+            run = await svc.runs.get_run(run_id)
+            steps = await svc.runs.list_steps(run_id)
+            state = {"run": run.status.value, "steps": views.step_statuses(steps)}
+            if state != previous:
+                previous = state
+                yield {"event": "state", "data": json.dumps(state)}
+            if run.status.terminal and not events:
+                yield {"event": "end", "data": json.dumps({"run": run.status.value})}
+                return
+            if not events:
+                await asyncio.sleep(POLL_SECONDS)
+
+    return EventSourceResponse(stream(), ping=15, headers={"Cache-Control": "no-store"})
+
+
+def _log_json(event: RunEvent) -> str:
+    return json.dumps(
+        {
+            "id": event.id,
+            "step_id": event.step_id,
+            "kind": event.kind,
+            "level": event.level,
+            "message": event.message,
+            "at": rendering.when(event.at),
+        }
+    )
+
+
+@router.post("/runs/{run_id}/cancel")
+async def cancel(request: Request, run_id: str) -> Response:
+    actor = await session.require(request, Role.author)
+    await session.form(request)
+    run = await services(request).runs.cancel(run_id, actor=actor.name)
+    await _audit(request, "run.cancel", "run", run_id, flow_id=run.flow_id)
+    return RedirectResponse(f"/runs/{run_id}", status_code=303)
+
+
+@router.post("/runs/{run_id}/retry")
+async def retry(request: Request, run_id: str) -> Response:
+    actor = await session.require(request, Role.author)
+    await session.form(request)
+    run = await services(request).runs.retry(run_id, actor=actor.name)
+    await _audit(request, "run.retry", "run", run_id, flow_id=run.flow_id)
+    return RedirectResponse(f"/runs/{run_id}", status_code=303)
+
+
+@router.get("/live")
+async def live_runs(request: Request) -> Response:
+    """Run status changes of every flow (the dashboard notifies about watched runs)."""
+    from linkloom.api.routes import streams  # the API's feed, authenticated here by cookie
+
+    await session.require(request, Role.viewer)
+    response: Response = await streams.global_stream(services=services(request), flow=None)
+    return response

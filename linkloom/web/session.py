@@ -1,0 +1,139 @@
+"""Who is using the UI: a token login stored in a cookie, role checks and CSRF protection.
+
+* ``POST /login`` takes an API token (``loom token create``), checks it with the API's
+  ``Authenticator`` and stores it in the ``loom_session`` cookie: ``HttpOnly`` (scripts never
+  see it), ``SameSite=Strict`` (other sites' requests never carry it), ``Secure`` behind https.
+* Every page resolves the cookie to the same ``Actor`` the API would, and checks roles with
+  the API's ``Actor.require`` (viewer < author < reviewer < admin).
+* CSRF: both defences. Every form carries a token derived from the session
+  (HMAC-SHA256 of the cookie with the server's signing key); every POST must send it back and,
+  when the browser sends an ``Origin`` header, that origin must be this server's.
+* With ``server.auth`` off (loopback development) everyone is the anonymous admin.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import Request
+
+from linkloom.access import Role
+from linkloom.api import auth
+from linkloom.errors import LinkloomError, NotAuthenticated, NotPermitted
+
+COOKIE = "loom_session"
+MAX_AGE = 12 * 3600  # seconds a login lasts in the browser
+
+
+class LoginRequired(Exception):  # control flow: the route class redirects
+    """No valid session: the page redirects to /login."""
+
+    def __init__(self, next_url: str) -> None:
+        super().__init__(next_url)
+        self.next_url = next_url
+
+
+class CsrfRejected(NotPermitted):
+    """The form was not sent from this site's own page; reload the page and try again."""
+
+    code = "csrf_rejected"
+
+
+def enabled(request: Request) -> bool:
+    authenticator: auth.Authenticator = request.app.state.auth
+    return authenticator.enabled
+
+
+async def actor_or_none(request: Request) -> auth.Actor | None:
+    """The actor of the session cookie, or None (no cookie, unknown or revoked token)."""
+    cached = getattr(request.state, "web_actor", None)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    authenticator: auth.Authenticator = request.app.state.auth
+    secret = request.cookies.get(COOKIE, "")
+    if authenticator.enabled and not secret:
+        return None
+    try:
+        actor = await authenticator.actor(f"Bearer {secret}" if secret else None)
+    except NotAuthenticated:
+        return None
+    request.state.web_actor = actor
+    request.state.actor = actor  # the API's audit writer reads this
+    return actor
+
+
+async def require(request: Request, role: Role = Role.viewer) -> auth.Actor:
+    """The signed-in actor, if it has ``role``; else redirect to login (or 403)."""
+    actor = await actor_or_none(request)
+    if actor is None:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise LoginRequired(target)
+    actor.require(role)
+    return actor
+
+
+def csrf_token(request: Request) -> str:
+    secret = request.cookies.get(COOKIE, "") or "anonymous"
+    return _mac(request, "csrf|" + secret)
+
+
+def _mac(request: Request, message: str) -> str:
+    key = request.app.state.settings.security.signing_key.get_secret_value()
+    return hmac.new(key.encode(), message.encode(), hashlib.sha256).hexdigest()[:40]
+
+
+def check_origin(request: Request) -> None:
+    """Refuse a POST whose ``Origin`` (or ``Referer``) names another site."""
+    origin = request.headers.get("origin") or request.headers.get("referer")
+    if not origin or origin == "null":
+        if origin == "null":
+            raise CsrfRejected()
+        return
+    parts = urlsplit(origin)
+    host = request.headers.get("host", "")
+    if parts.netloc != host:
+        raise CsrfRejected()
+
+
+async def form(request: Request) -> dict[str, Any]:
+    """The POSTed form, after the origin and CSRF checks; multi-valued fields become lists."""
+    check_origin(request)
+    data = await request.form()
+    sent = str(data.get("csrf", ""))
+    if not hmac.compare_digest(sent, csrf_token(request)):
+        raise CsrfRejected()
+    out: dict[str, Any] = {}
+    for key in data:
+        values = data.getlist(key)
+        out[key] = values if len(values) > 1 else values[0]
+    return out
+
+
+def safe_next(target: str | None) -> str:
+    """Only same-site paths: ``/runs/x`` yes, ``//evil.test`` or ``https://…`` no."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def set_cookie(request: Request, response: Any, secret: str) -> None:
+    response.set_cookie(
+        COOKIE,
+        secret,
+        max_age=MAX_AGE,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+
+
+def clear_cookie(response: Any) -> None:
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+
+
+def is_auth_error(exc: LinkloomError) -> bool:
+    return isinstance(exc, NotAuthenticated)
