@@ -254,8 +254,44 @@ class _YamlReader(_Builder):
         documents = 0
         root: Any = None
         try:
+            positions = self.doc.positions
             for event in yaml.parse(self.text, Loader=_Loader):
                 kind = type(event)
+                if kind is _SCALAR and stack and not event.anchor:
+                    # The hot path: a plain key or value inside a container.
+                    mark = event.start_mark
+                    position = (mark.line + 1, mark.column + 1)
+                    self.nodes += 1
+                    if self.nodes > MAX_NODES:
+                        self.count(position, 0)
+                    frame = stack[-1]
+                    container = frame[0]
+                    if type(container) is dict and frame[2] is _NO_KEY:
+                        key = event.value
+                        frame[2] = key
+                        self.key_at = position
+                        if key not in container:
+                            self.doc.key_positions[(*frame[1], key)] = position
+                        continue
+                    text = event.value
+                    if event.tag is None and (not event.implicit[0] or _plain_text(text)):
+                        value = text
+                    else:
+                        value = self._scalar(event, position)
+                    if event.style == "|" and "\n" in text:
+                        self.doc.literal_blocks[self._child_path(frame)] = self._block_start(event)
+                    if type(container) is dict:
+                        path = (*frame[1], frame[2])
+                        if frame[2] in container:
+                            self.put(container, frame[1], frame[2], value, position)
+                        else:
+                            container[frame[2]] = value
+                        frame[2] = _NO_KEY
+                    else:
+                        path = (*frame[1], len(container))
+                        container.append(value)
+                    positions[path] = position
+                    continue
                 if kind is yaml.DocumentStartEvent:
                     documents += 1
                     if documents > 1:
@@ -415,6 +451,15 @@ class _YamlReader(_Builder):
 
 
 _NO_KEY = object()
+_SCALAR = yaml.ScalarEvent
+_SPECIAL_WORDS = _NULLS | _TRUE | _FALSE
+
+
+def _plain_text(text: str) -> bool:
+    """A plain scalar that surely reads as a string (cheap test before full resolution)."""
+    return bool(text) and text[0] not in "0123456789+-.~" and text not in _SPECIAL_WORDS
+
+
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
