@@ -1,4 +1,5 @@
-"""Domain types of proposals: the result diff of a proposal's sandbox run against production.
+"""Domain types of proposals: the lifecycle (Proposal, Check, Review, Comment) and the result
+diff of a proposal's sandbox run against production.
 
 JSON-serialisable through ``to_dict``/``from_dict``: the API returns ``ProposalDiff.to_dict()``
 and the proposal store keeps it as JSON.
@@ -8,8 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
+
+from linkloom.flows.models import Policy
+from linkloom.sandbox.bundle import BundleSettings
 
 
 class StepChange(StrEnum):
@@ -207,3 +212,195 @@ class ProposalDiff:
             backend=str(data.get("backend") or ""),
             ignore=tuple(data.get("ignore") or ()),
         )
+
+
+# ------------------------------------------------------------------------ the proposal lifecycle
+
+
+class ProposalStatus(StrEnum):
+    OPEN = "open"  # opened or revised; checks not started yet, or a check failed (needs a revision)
+    VALIDATING = "validating"  # the validate and plan checks are running
+    SANDBOXING = "sandboxing"  # the sandbox and diff checks are running
+    READY = "ready-for-review"  # every check passed; reviewers can decide
+    CHANGES_REQUESTED = "changes-requested"  # a reviewer asked for a new revision
+    APPROVED = "approved"  # enough approvals on the current revision; can be promoted
+    PROMOTED = "promoted"  # merged into main; its flow versions are production
+    CLOSED = "closed"  # abandoned without promotion
+    STALE = "stale"  # production moved past the proposal's base; rebase before promoting
+
+    @property
+    def finished(self) -> bool:
+        return self in (ProposalStatus.PROMOTED, ProposalStatus.CLOSED)
+
+
+class CheckName(StrEnum):
+    VALIDATE = "validate"  # schema, DAG, references, cron, operator policy
+    PLAN = "plan"  # spec diff, schedule/trigger/retry/timeout changes, in-flight runs
+    SANDBOX = "sandbox"  # the proposed flows replayed on fixture cases, isolated
+    DIFF = "diff"  # the sandbox's results against production's
+
+
+CHECK_ORDER = (CheckName.VALIDATE, CheckName.PLAN, CheckName.SANDBOX, CheckName.DIFF)
+
+
+class CheckStatus(StrEnum):
+    PENDING = "pending"  # not started yet
+    RUNNING = "running"  # started, not finished
+    PASSED = "passed"  # finished green
+    FAILED = "failed"  # finished red: the proposal needs a new revision
+    SKIPPED = "skipped"  # not run because an earlier check failed
+    ERROR = "error"  # the check itself could not run (sandbox backend down); retry later
+
+
+class ReviewDecision(StrEnum):
+    APPROVE = "approve"  # counts toward ``security.required_approvals`` for its revision
+    REQUEST_CHANGES = "request_changes"  # blocks promotion until a new revision
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Proposal:
+    """A change to one or more flows, living on branch ``proposals/<id>`` of the flows repo."""
+
+    id: str
+    title: str
+    author: str
+    status: ProposalStatus
+    branch: str
+    base_commit: str  # main's head when the proposal was opened (or last rebased)
+    head_commit: str  # the branch's head: the current revision
+    revision: int = 1
+    description: str = ""
+    flows: tuple[str, ...] = ()  # ids of the flows the proposal changes
+    base_versions: dict[str, int] = field(default_factory=dict)  # production versions at base
+    promoted_commit: str | None = None
+    promoted_versions: dict[str, int] = field(default_factory=dict)
+    conflicts: tuple[str, ...] = ()  # files that conflict with main (set when stale)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "author": self.author,
+            "status": self.status.value,
+            "branch": self.branch,
+            "base_commit": self.base_commit,
+            "head_commit": self.head_commit,
+            "revision": self.revision,
+            "description": self.description,
+            "flows": list(self.flows),
+            "base_versions": dict(self.base_versions),
+            "promoted_commit": self.promoted_commit,
+            "promoted_versions": dict(self.promoted_versions),
+            "conflicts": list(self.conflicts),
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Check:
+    """One check of one revision, with a one-line summary and JSON details."""
+
+    id: str
+    proposal_id: str
+    revision: int
+    name: CheckName
+    status: CheckStatus
+    summary: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def green(self) -> bool:
+        return self.status is CheckStatus.PASSED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "proposal_id": self.proposal_id,
+            "revision": self.revision,
+            "name": self.name.value,
+            "status": self.status.value,
+            "summary": self.summary,
+            "details": self.details,
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Review:
+    id: str
+    proposal_id: str
+    reviewer: str
+    decision: ReviewDecision
+    revision: int
+    comment: str = ""
+    at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "proposal_id": self.proposal_id,
+            "reviewer": self.reviewer,
+            "decision": self.decision.value,
+            "revision": self.revision,
+            "comment": self.comment,
+            "at": self.at.isoformat() if self.at else None,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Comment:
+    id: str
+    proposal_id: str
+    author: str
+    body: str
+    at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "proposal_id": self.proposal_id,
+            "author": self.author,
+            "body": self.body,
+            "at": self.at.isoformat() if self.at else None,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PromotionResult:
+    """What a promotion (or rollback) did: the commit on main and the new flow versions."""
+
+    commit: str
+    versions: dict[str, int]
+    approvers: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "commit": self.commit,
+            "versions": dict(self.versions),
+            "approvers": list(self.approvers),
+        }
+
+
+def _replay_bundle() -> BundleSettings:
+    # A changed output changes every downstream request body (the task envelope carries upstream
+    # outputs): answer those from production's recording of the same endpoint and report them as
+    # "sent differently"; a call to an endpoint production never called stays unrecorded.
+    return BundleSettings(on_body_mismatch="replay")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProposalSettings:
+    """Operator settings of the change flow (``security.*``, ``engine.recent_fixture_runs``)."""
+
+    required_approvals: int = 1
+    fixture_runs: int = 10  # recent successful production runs replayed per flow
+    policy: Policy = field(default_factory=Policy)
+    secrets: tuple[str, ...] = ()  # values scrubbed from fixture cases
+    bundle: BundleSettings = field(default_factory=_replay_bundle)
+    ignore: tuple[str, ...] = ()  # diff ignore rules (globs on result paths)

@@ -209,6 +209,14 @@ class HttpExecutor:
         except httpx.InvalidURL as exc:
             return None, {}, b"", StepError(kind="config", message=f"invalid url: {exc}")
         except (httpx.TransportError, OSError) as exc:
+            if getattr(exc, "retryable", True) is False:
+                # The sandbox's UnrecordedRequest: replay is deterministic, retrying cannot help.
+                return (
+                    status,
+                    resp_headers,
+                    b"",
+                    StepError(kind="unrecorded", message=str(exc), retryable=False),
+                )
             detail = str(exc) or type(exc).__name__
             return status, resp_headers, b"", StepError(
                 kind="connection", message=f"connection to {url} failed: {detail}",

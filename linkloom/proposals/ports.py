@@ -1,0 +1,48 @@
+"""What the proposal service needs from the outside, as narrow protocols.
+
+``ProposalStore`` persists proposals, checks, reviews and comments (``store/proposals.py`` on
+SQL, ``proposals/memory.py`` in memory). ``AuditLog`` appends audit entries (``store/audit.py``).
+``RunsPort`` is the slice of the engine's ``RunService`` the service uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from linkloom.access import AuditEntry
+from linkloom.proposals.models import Check, Comment, Proposal, ProposalStatus, Review
+
+
+class ProposalStore(Protocol):
+    async def create(self, proposal: Proposal) -> None: ...
+
+    async def update(self, proposal: Proposal) -> None: ...
+
+    async def get(self, proposal_id: str) -> Proposal | None: ...
+
+    async def list(
+        self,
+        *,
+        statuses: Sequence[ProposalStatus] = (),
+        flow_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Proposal]: ...
+
+    async def save_check(self, check: Check) -> None: ...
+
+    async def list_checks(
+        self, proposal_id: str, *, revision: int | None = None
+    ) -> list[Check]: ...
+
+    async def add_review(self, review: Review) -> None: ...
+
+    async def list_reviews(self, proposal_id: str) -> list[Review]: ...
+
+    async def add_comment(self, comment: Comment) -> None: ...
+
+    async def list_comments(self, proposal_id: str) -> list[Comment]: ...
+
+
+class AuditLog(Protocol):
+    async def record(self, entry: AuditEntry) -> Any: ...

@@ -1,0 +1,583 @@
+"""``ProposalService``: every use case of the change flow, and the only place a proposal's status
+changes.
+
+    open (files, spec texts or a git ref) → branch ``proposals/<id>`` with real commits
+    run_checks: validate → plan → sandbox → diff → ready-for-review (or back to open)
+    revise: a new commit on the branch, checks again        rebase: onto main, checks again
+    comment / approve / request_changes                     close
+    promote (``promotion.py``): merge into main, new flow versions, all-or-nothing
+    rollback / sync / history (``promotion.py``)
+
+Key contracts: an author never approves their own proposal; approvals count for the current
+revision only; promotion needs ``required_approvals``, green checks and a non-stale base; every
+action writes an audit entry with its actor.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import structlog
+import yaml
+
+from linkloom.access import AuditEntry
+from linkloom.engine.records import RunFilter
+from linkloom.errors import InvalidInput, LinkloomError
+from linkloom.flows import gitstore
+from linkloom.proposals import checks, errors
+from linkloom.proposals.models import (
+    CHECK_ORDER,
+    Check,
+    CheckName,
+    CheckStatus,
+    Comment,
+    Proposal,
+    ProposalSettings,
+    ProposalStatus,
+    Review,
+    ReviewDecision,
+)
+from linkloom.proposals.ports import AuditLog, ProposalStore
+from linkloom.sandbox import drift, fixtures
+
+log = structlog.get_logger(__name__)
+
+BRANCH_PREFIX = "proposals/"
+S = ProposalStatus
+REVIEWABLE = (S.READY, S.APPROVED, S.CHANGES_REQUESTED)
+
+
+def new_id() -> str:
+    return secrets.token_hex(4)
+
+
+class ProposalService:
+    """The proposal lifecycle over a flows repo, a proposal store and the run service."""
+
+    def __init__(
+        self,
+        *,
+        repo: gitstore.FlowsRepo,
+        store: ProposalStore,
+        runs: Any,
+        clock: Any,
+        runner: checks.RunnerFactory,
+        audit: AuditLog | None = None,
+        settings: ProposalSettings | None = None,
+    ) -> None:
+        self.repo = gitstore.AsyncFlowsRepo(repo)
+        self.store = store
+        self.runs = runs
+        self.clock = clock
+        self.audit_log = audit
+        self.settings = settings or ProposalSettings()
+        self.checker = checks.Checker(
+            repo=self.repo, runs=runs, clock=clock, runner=runner, settings=self.settings
+        )
+
+    # ------------------------------------------------------------------ reading
+
+    async def get(self, proposal_id: str) -> Proposal:
+        found = await self.store.get(proposal_id)
+        if found is None:
+            raise errors.ProposalNotFound(proposal_id=proposal_id)
+        return await self._refresh_staleness(found)
+
+    async def list(
+        self,
+        *,
+        statuses: Sequence[ProposalStatus] = (),
+        flow_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Proposal]:
+        return await self.store.list(statuses=statuses, flow_id=flow_id, limit=limit)
+
+    async def checks(self, proposal_id: str, *, revision: int | None = None) -> list[Check]:
+        proposal = await self.get(proposal_id)
+        found = await self.store.list_checks(proposal_id, revision=revision or proposal.revision)
+        order = {name: n for n, name in enumerate(CHECK_ORDER)}
+        return sorted(found, key=lambda c: (c.revision, order[c.name]))
+
+    async def check(self, proposal_id: str, name: CheckName) -> Check | None:
+        return next((c for c in await self.checks(proposal_id) if c.name is name), None)
+
+    async def reviews(self, proposal_id: str) -> list[Review]:
+        return await self.store.list_reviews(proposal_id)
+
+    async def comments(self, proposal_id: str) -> list[Comment]:
+        return await self.store.list_comments(proposal_id)
+
+    async def approvers(self, proposal: Proposal) -> list[str]:
+        """Reviewers whose latest decision on the current revision is an approval."""
+        latest: dict[str, Review] = {}
+        for review in await self.store.list_reviews(proposal.id):
+            if review.revision == proposal.revision and review.reviewer != proposal.author:
+                latest[review.reviewer] = review
+        return sorted(r for r, v in latest.items() if v.decision is ReviewDecision.APPROVE)
+
+    # ------------------------------------------------------------------ opening and revising
+
+    async def open(
+        self,
+        *,
+        title: str,
+        author: str,
+        files: Mapping[str, str | None] | None = None,
+        specs: Sequence[str] = (),
+        ref: str | None = None,
+        description: str = "",
+        run_checks: bool = True,
+    ) -> Proposal:
+        """Open a proposal from repo files (``{path: text}``), spec texts or a git ref."""
+        if not title.strip():
+            raise InvalidInput("a proposal needs a title: pass -m 'what and why'")
+        changes = {**(files or {}), **await self.files_for_specs(specs)}
+        if not changes and not ref:
+            raise errors.NothingToPropose()
+        proposal_id = new_id()
+        branch = BRANCH_PREFIX + proposal_id
+        base = await self.repo.head(gitstore.MAIN)
+        if ref:
+            head = await self.repo.resolve(ref)
+            base = await self.repo.merge_base(gitstore.MAIN, head)
+            await self.repo.create_branch(branch, head)
+        else:
+            await self.repo.create_branch(branch, gitstore.MAIN)
+        if changes:
+            head = await self.repo.commit_files(
+                branch, changes, _message(title, proposal_id, 1, description), author=author
+            )
+        flows = [c.flow_id for c in await self.repo.changed_flows(gitstore.MAIN, branch)]
+        if not flows:
+            await self.repo.delete_branch(branch)
+            raise errors.NothingToPropose()
+        now = self.clock.now()
+        proposal = Proposal(
+            id=proposal_id,
+            title=title.strip(),
+            author=author,
+            status=S.OPEN,
+            branch=branch,
+            base_commit=base,
+            head_commit=head,
+            description=description,
+            flows=tuple(flows),
+            base_versions=await self._production_versions(flows),
+            created_at=now,
+            updated_at=now,
+        )
+        await self.store.create(proposal)
+        await self._audit(author, "proposal.open", proposal, flows=flows, ref=ref, head=head)
+        log.info("proposal_opened", proposal_id=proposal_id, flows=flows, author=author)
+        if run_checks:
+            proposal = await self.run_checks(proposal_id)
+        return proposal
+
+    async def files_for_specs(self, specs: Sequence[str]) -> dict[str, str]:
+        """``{flows/<id>/flow.yaml: text}`` for spec texts, keeping an existing file's name."""
+        out: dict[str, str] = {}
+        for text in specs:
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise InvalidInput(f"a spec is not YAML or JSON: {exc}") from exc
+            flow_id = data.get("id") if isinstance(data, dict) else None
+            if not isinstance(flow_id, str) or not flow_id:
+                raise InvalidInput("every spec needs an 'id' naming its flow")
+            existing = await self.repo.read_flow(flow_id, gitstore.MAIN)
+            out[existing.path if existing else gitstore.spec_path(flow_id)] = text
+        return out
+
+    async def revise(
+        self,
+        proposal_id: str,
+        *,
+        actor: str,
+        files: Mapping[str, str | None] | None = None,
+        specs: Sequence[str] = (),
+        message: str = "",
+        run_checks: bool = True,
+    ) -> Proposal:
+        """Commit a new revision on the proposal's branch and run the checks again."""
+        proposal = await self.get(proposal_id)
+        self._require(proposal, "revise", allowed=tuple(s for s in S if not s.finished))
+        changes = {**(files or {}), **await self.files_for_specs(specs)}
+        if not changes:
+            raise errors.NothingToPropose()
+        revision = proposal.revision + 1
+        head = await self.repo.commit_files(
+            proposal.branch,
+            changes,
+            _message(message or f"Revise: {proposal.title}", proposal.id, revision, ""),
+            author=actor,
+        )
+        if head == proposal.head_commit:
+            raise InvalidInput("the new revision is identical to the current one")
+        flows = [c.flow_id for c in await self.repo.changed_flows(gitstore.MAIN, proposal.branch)]
+        proposal = await self._save(
+            proposal,
+            head_commit=head,
+            revision=revision,
+            flows=tuple(flows),
+            status=S.STALE if proposal.status is S.STALE else S.OPEN,
+        )
+        await self._audit(actor, "proposal.revise", proposal, revision=revision, head=head)
+        if run_checks and proposal.status is not S.STALE:
+            proposal = await self.run_checks(proposal_id)
+        return proposal
+
+    async def rebase(self, proposal_id: str, *, actor: str, run_checks: bool = True) -> Proposal:
+        """Rebase onto main (one squashed commit). Conflicts raise ``MergeConflict``, listed on
+        the proposal, and leave its branch as it was."""
+        proposal = await self.get(proposal_id)
+        self._require(proposal, "rebase", allowed=tuple(s for s in S if not s.finished))
+        main = await self.repo.head(gitstore.MAIN)
+        try:
+            head = await self.repo.rebase(
+                proposal.branch,
+                message=_message(
+                    f"{proposal.title} (rebased)", proposal.id, proposal.revision + 1, ""
+                ),
+                author=actor,
+            )
+        except gitstore.MergeConflict as exc:
+            await self._save(proposal, status=S.STALE, conflicts=tuple(exc.files))
+            await self._audit(actor, "proposal.rebase", proposal, conflicts=list(exc.files))
+            raise
+        proposal = await self._save(
+            proposal,
+            base_commit=main,
+            head_commit=head,
+            revision=proposal.revision + (head != proposal.head_commit),
+            base_versions=await self._production_versions(proposal.flows),
+            conflicts=(),
+            status=S.OPEN,
+        )
+        await self._audit(actor, "proposal.rebase", proposal, head=head, base=main)
+        if run_checks:
+            proposal = await self.run_checks(proposal_id)
+        return proposal
+
+    # ------------------------------------------------------------------ checks
+
+    async def run_checks(self, proposal_id: str, *, actor: str | None = None) -> Proposal:
+        """Run validate → plan → sandbox → diff on the current revision; set the status."""
+        proposal = await self.get(proposal_id)
+        if proposal.status.finished:
+            self._require(proposal, "checks", allowed=())
+        if proposal.status is S.STALE:
+            raise errors.ProposalStale(proposal_id=proposal.id)
+        revision = proposal.revision
+        proposal = await self._save(proposal, status=S.VALIDATING)
+        saved: dict[CheckName, Check] = {}
+        for name in CHECK_ORDER:
+            saved[name] = await self._save_check(proposal, name, CheckStatus.PENDING, "")
+        flows = await self.checker.proposed_flows(proposal)
+        outcome = await self._run_check(proposal, saved[CheckName.VALIDATE], self._validate, flows)
+        plan = await self._run_check(proposal, saved[CheckName.PLAN], self.checker.plan, flows)
+        green = outcome.status is CheckStatus.PASSED and plan.status is CheckStatus.PASSED
+        if green:
+            proposal = await self._save(proposal, status=S.SANDBOXING)
+            for name in (CheckName.SANDBOX, CheckName.DIFF):
+                saved[name] = await self._save_check(
+                    proposal, name, CheckStatus.RUNNING, "", started=True
+                )
+            try:
+                sandbox, diffed = await self.checker.sandbox_and_diff(proposal, flows)
+            except Exception as exc:  # a bug in a check must not leave the proposal stuck
+                log.exception("proposal_check_crashed", proposal_id=proposal.id)
+                sandbox = checks.Outcome(status=CheckStatus.ERROR, summary=f"internal error: {exc}")
+                diffed = checks.Outcome(status=CheckStatus.SKIPPED, summary="the sandbox failed")
+            for name, result in ((CheckName.SANDBOX, sandbox), (CheckName.DIFF, diffed)):
+                await self._finish_check(saved[name], result)
+            green = sandbox.status is CheckStatus.PASSED and diffed.status is CheckStatus.PASSED
+        else:
+            for name in (CheckName.SANDBOX, CheckName.DIFF):
+                await self._finish_check(
+                    saved[name],
+                    checks.Outcome(status=CheckStatus.SKIPPED, summary="an earlier check failed"),
+                )
+        current = await self.get(proposal_id)
+        if current.revision != revision or current.status.finished:
+            return current  # a newer revision (or a close) arrived meanwhile: its checks decide
+        proposal = await self._save(current, status=S.READY if green else S.OPEN)
+        await self._audit(
+            actor or "loom", "proposal.check", proposal, revision=revision, green=green
+        )
+        log.info("proposal_checked", proposal_id=proposal.id, green=green, revision=revision)
+        return proposal
+
+    async def _validate(self, flows: list[checks.Proposed]) -> checks.Outcome:
+        return self.checker.validate(flows)
+
+    async def _run_check(
+        self, proposal: Proposal, check: Check, run: Any, flows: list[checks.Proposed]
+    ) -> checks.Outcome:
+        check = replace(check, status=CheckStatus.RUNNING, started_at=self.clock.now())
+        await self.store.save_check(check)
+        try:
+            outcome: checks.Outcome = await run(flows)
+        except Exception as exc:  # report, never leave a check running forever
+            log.exception("proposal_check_crashed", proposal_id=proposal.id, check=check.name)
+            outcome = checks.Outcome(status=CheckStatus.ERROR, summary=f"internal error: {exc}")
+        await self._finish_check(check, outcome)
+        return outcome
+
+    async def _save_check(
+        self, proposal: Proposal, name: CheckName, status: CheckStatus, summary: str, *,
+        started: bool = False,
+    ) -> Check:  # fmt: skip
+        check = Check(
+            id=f"{proposal.id}-r{proposal.revision}-{name.value}",
+            proposal_id=proposal.id,
+            revision=proposal.revision,
+            name=name,
+            status=status,
+            summary=summary,
+            started_at=self.clock.now() if started else None,
+        )
+        await self.store.save_check(check)
+        return check
+
+    async def _finish_check(self, check: Check, outcome: checks.Outcome) -> Check:
+        done = replace(
+            check,
+            status=outcome.status,
+            summary=outcome.summary,
+            details=outcome.details,
+            started_at=check.started_at or self.clock.now(),
+            finished_at=self.clock.now(),
+        )
+        await self.store.save_check(done)
+        return done
+
+    async def green(self, proposal: Proposal) -> list[str]:
+        """Why the current revision's checks are not green ([] when they are)."""
+        found = {
+            c.name: c for c in await self.store.list_checks(proposal.id, revision=proposal.revision)
+        }
+        reasons = []
+        for name in CHECK_ORDER:
+            check = found.get(name)
+            if check is None:
+                reasons.append(f"check {name.value} has not run")
+            elif check.status is not CheckStatus.PASSED:
+                reasons.append(f"check {name.value} is {check.status.value}")
+        return reasons
+
+    # ------------------------------------------------------------------ review
+
+    async def comment(self, proposal_id: str, *, author: str, body: str) -> Comment:
+        proposal = await self.get(proposal_id)
+        if not body.strip():
+            raise InvalidInput("the comment is empty")
+        comment = Comment(
+            id=secrets.token_hex(8),
+            proposal_id=proposal.id,
+            author=author,
+            body=body,
+            at=self.clock.now(),
+        )
+        await self.store.add_comment(comment)
+        await self._audit(author, "proposal.comment", proposal, comment_id=comment.id)
+        return comment
+
+    async def approve(self, proposal_id: str, *, reviewer: str, comment: str = "") -> Proposal:
+        """Approve the current revision; refused for the proposal's own author."""
+        proposal = await self.get(proposal_id)
+        if reviewer == proposal.author:
+            await self._audit(reviewer, "proposal.approve_refused", proposal, reason="self")
+            raise errors.SelfApproval(actor=reviewer, proposal_id=proposal.id)
+        if proposal.status is S.STALE:
+            raise errors.ProposalStale(proposal_id=proposal.id)
+        self._require(proposal, "approve", allowed=REVIEWABLE)
+        await self._review(proposal, reviewer, ReviewDecision.APPROVE, comment)
+        approvers = await self.approvers(proposal)
+        blocked = await self._changes_requested(proposal)
+        enough = len(approvers) >= self.settings.required_approvals and not blocked
+        status = S.APPROVED if enough else S.CHANGES_REQUESTED if blocked else S.READY
+        proposal = await self._save(proposal, status=status)
+        await self._audit(
+            reviewer, "proposal.approve", proposal, revision=proposal.revision, approvers=approvers
+        )
+        return proposal
+
+    async def request_changes(
+        self, proposal_id: str, *, reviewer: str, comment: str = ""
+    ) -> Proposal:
+        proposal = await self.get(proposal_id)
+        self._require(proposal, "request changes", allowed=(*REVIEWABLE, S.STALE))
+        await self._review(proposal, reviewer, ReviewDecision.REQUEST_CHANGES, comment)
+        if proposal.status is not S.STALE:
+            proposal = await self._save(proposal, status=S.CHANGES_REQUESTED)
+        await self._audit(reviewer, "proposal.request_changes", proposal, comment=comment)
+        return proposal
+
+    async def _review(
+        self, proposal: Proposal, reviewer: str, decision: ReviewDecision, comment: str
+    ) -> None:
+        await self.store.add_review(
+            Review(
+                id=secrets.token_hex(8),
+                proposal_id=proposal.id,
+                reviewer=reviewer,
+                decision=decision,
+                revision=proposal.revision,
+                comment=comment,
+                at=self.clock.now(),
+            )
+        )
+
+    async def _changes_requested(self, proposal: Proposal) -> bool:
+        latest: dict[str, Review] = {}
+        for review in await self.store.list_reviews(proposal.id):
+            if review.revision == proposal.revision:
+                latest[review.reviewer] = review
+        return any(r.decision is ReviewDecision.REQUEST_CHANGES for r in latest.values())
+
+    async def close(self, proposal_id: str, *, actor: str, reason: str = "") -> Proposal:
+        proposal = await self.get(proposal_id)
+        self._require(proposal, "close", allowed=tuple(s for s in S if not s.finished))
+        proposal = await self._save(proposal, status=S.CLOSED)
+        await self._audit(actor, "proposal.close", proposal, reason=reason)
+        return proposal
+
+    # ------------------------------------------------------------------ promotion
+
+    async def promote(self, proposal_id: str, *, actor: str) -> Proposal:
+        from linkloom.proposals import promotion
+
+        return await promotion.promote(self, proposal_id, actor=actor)
+
+    async def rollback(self, flow_id: str, *, to_version: int, actor: str) -> Any:
+        from linkloom.proposals import promotion
+
+        return await promotion.rollback(self, flow_id, to_version=to_version, actor=actor)
+
+    async def sync(self, *, actor: str) -> dict[str, Any]:
+        from linkloom.proposals import promotion
+
+        return await promotion.sync(self, actor=actor)
+
+    async def history(self, flow_id: str) -> list[dict[str, Any]]:
+        from linkloom.proposals import promotion
+
+        return await promotion.history(self, flow_id)
+
+    # ------------------------------------------------------------------ fixtures
+
+    async def export_fixture(self, run_id: str, *, name: str | None = None) -> fixtures.FixtureCase:
+        """A production run as a scrubbed fixture case (``loom fixtures export``)."""
+        run = await self.runs.get_run(run_id)
+        case = fixtures.case_from_run(
+            run=run,
+            steps=await self.runs.list_steps(run_id),
+            exchanges=await self.runs.list_exchanges(run_id),
+            secrets=self.settings.secrets,
+        )
+        return replace(case, name=name) if name else case
+
+    async def check_fixtures(self, flow_id: str, *, runs: int = 20) -> list[drift.DriftReport]:
+        """Each repo fixture of the flow against recent production exchanges (oldest first)."""
+        texts = await self.repo.fixture_files(flow_id, gitstore.MAIN)
+        recent: list[Any] = []
+        page = await self.runs.list_runs(RunFilter(flow_id=flow_id), limit=runs)
+        for run in reversed(page.items):
+            if not getattr(run, "sandbox", False):
+                recent.extend(await self.runs.list_exchanges(run.id))
+        return [
+            drift.check_drift(case, recent, secrets=self.settings.secrets)
+            for case in fixtures.cases_from_texts(texts)
+        ]
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _production_versions(self, flows: Sequence[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for flow_id in flows:
+            try:
+                out[flow_id] = (await self.runs.get_flow(flow_id)).current_version
+            except LinkloomError:
+                continue  # a new flow
+        return out
+
+    async def _production_moved(self, proposal: Proposal) -> bool:
+        """Whether any flow's production spec differs from the one at the proposal's base (a
+        restore of the same content, e.g. an undone promotion, is not a move)."""
+        current = await self._production_versions(proposal.flows)
+        for flow_id in proposal.flows:
+            base, now = proposal.base_versions.get(flow_id), current.get(flow_id)
+            if base == now:
+                continue
+            if base is None or now is None:
+                return True
+            old = await self.runs.get_flow_version(flow_id, base)
+            new = await self.runs.get_flow_version(flow_id, now)
+            if old.content_hash != new.content_hash:
+                return True
+        return False
+
+    async def _refresh_staleness(self, proposal: Proposal) -> Proposal:
+        """Mark an unfinished proposal stale when production moved past its base."""
+        if proposal.status.finished or proposal.status is S.STALE:
+            return proposal
+        moved = await self._production_moved(proposal)
+        if not moved:
+            changed = await self.repo.changed_files(
+                proposal.base_commit, gitstore.MAIN, since_merge_base=False
+            )
+            moved = any(gitstore.flow_id_of(path) in proposal.flows for path in changed)
+        if not moved:
+            return proposal
+        conflicts = await self.repo.conflicts_with_main(proposal.branch)
+        stale = await self._save(proposal, status=S.STALE, conflicts=tuple(conflicts))
+        await self._audit("loom", "proposal.stale", stale, conflicts=conflicts)
+        log.info("proposal_stale", proposal_id=proposal.id, conflicts=conflicts)
+        return stale
+
+    def _require(
+        self, proposal: Proposal, action: str, *, allowed: Sequence[ProposalStatus]
+    ) -> None:
+        if proposal.status not in allowed:
+            hint = (
+                "it is finished"
+                if proposal.status.finished
+                else "allowed when " + " or ".join(s.value for s in allowed)
+            )
+            raise errors.InvalidTransition(
+                proposal_id=proposal.id, status=proposal.status.value, action=action, hint=hint
+            )
+
+    async def _save(self, proposal: Proposal, **changes: Any) -> Proposal:
+        updated = replace(proposal, **changes, updated_at=self.clock.now())
+        await self.store.update(updated)
+        return updated
+
+    async def _audit(
+        self, actor: str | None, action: str, proposal: Proposal, **details: Any
+    ) -> None:
+        await self.audit(actor, action, "proposal", proposal.id, **details)
+
+    async def audit(
+        self, actor: str | None, action: str, object_type: str, object_id: str, **details: Any
+    ) -> None:
+        if self.audit_log is None:
+            return
+        await self.audit_log.record(
+            AuditEntry(
+                actor=actor,
+                action=action,
+                object_type=object_type,
+                object_id=object_id,
+                details={k: v for k, v in details.items() if v is not None},
+                at=self.clock.now(),
+            )
+        )
+
+
+def _message(title: str, proposal_id: str, revision: int, description: str) -> str:
+    body = f"\n\n{description.strip()}" if description.strip() else ""
+    return f"{title.strip()}{body}\n\nProposal: {proposal_id}\nRevision: {revision}"

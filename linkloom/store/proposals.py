@@ -1,0 +1,261 @@
+"""``SqlProposalStore``: proposals, their checks, reviews and comments (``ProposalStore``).
+
+The ``proposals.flows`` JSON column holds the flow ids and the lifecycle fields that have no
+column of their own (revision, description, base versions, promotion, conflicts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from linkloom.flows.models import Policy
+from linkloom.proposals.models import (
+    Check,
+    CheckName,
+    CheckStatus,
+    Comment,
+    Proposal,
+    ProposalSettings,
+    ProposalStatus,
+    Review,
+    ReviewDecision,
+)
+from linkloom.proposals.service import ProposalService
+from linkloom.sandbox.bundle import BundleSettings
+from linkloom.store import rows
+from linkloom.store.session import Database
+from linkloom.store.tables import proposal_checks, proposal_comments, proposal_reviews, proposals
+
+
+def _values(p: Proposal) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "title": p.title[:300],
+        "author": p.author,
+        "status": p.status.value,
+        "base_commit": p.base_commit,
+        "head_commit": p.head_commit,
+        "branch": p.branch,
+        "flows": {
+            "ids": list(p.flows),
+            "revision": p.revision,
+            "description": p.description,
+            "base_versions": dict(p.base_versions),
+            "promoted_commit": p.promoted_commit,
+            "promoted_versions": dict(p.promoted_versions),
+            "conflicts": list(p.conflicts),
+        },
+        "created_at": p.created_at,
+        "updated_at": p.updated_at,
+    }
+
+
+def _proposal(row: Any) -> Proposal:
+    extra = row.flows if isinstance(row.flows, dict) else {"ids": list(row.flows or [])}
+    return Proposal(
+        id=row.id,
+        title=row.title,
+        author=row.author,
+        status=ProposalStatus(row.status),
+        branch=row.branch or "",
+        base_commit=row.base_commit or "",
+        head_commit=row.head_commit or "",
+        revision=int(extra.get("revision") or 1),
+        description=extra.get("description") or "",
+        flows=tuple(extra.get("ids") or ()),
+        base_versions={k: int(v) for k, v in (extra.get("base_versions") or {}).items()},
+        promoted_commit=extra.get("promoted_commit"),
+        promoted_versions={k: int(v) for k, v in (extra.get("promoted_versions") or {}).items()},
+        conflicts=tuple(extra.get("conflicts") or ()),
+        created_at=rows.utc(row.created_at),
+        updated_at=rows.utc(row.updated_at),
+    )
+
+
+def _check(row: Any) -> Check:
+    return Check(
+        id=row.id,
+        proposal_id=row.proposal_id,
+        revision=row.revision,
+        name=CheckName(row.name),
+        status=CheckStatus(row.status),
+        summary=row.summary or "",
+        details=dict(row.details or {}),
+        started_at=rows.utc(row.started_at),
+        finished_at=rows.utc(row.finished_at),
+    )
+
+
+class SqlProposalStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(self, proposal: Proposal) -> None:
+        async with self.db.begin() as conn:
+            await conn.execute(proposals.insert().values(**_values(proposal)))
+
+    async def update(self, proposal: Proposal) -> None:
+        values = _values(proposal)
+        values.pop("id")
+        async with self.db.begin() as conn:
+            await conn.execute(
+                proposals.update().where(proposals.c.id == proposal.id).values(**values)
+            )
+
+    async def get(self, proposal_id: str) -> Proposal | None:
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(proposals.select().where(proposals.c.id == proposal_id))
+            ).first()
+        return _proposal(row) if row else None
+
+    async def list(
+        self,
+        *,
+        statuses: Sequence[ProposalStatus] = (),
+        flow_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Proposal]:
+        query = proposals.select().order_by(proposals.c.created_at.desc(), proposals.c.id)
+        if statuses:
+            query = query.where(proposals.c.status.in_([s.value for s in statuses]))
+        if flow_id is None:
+            query = query.limit(limit)
+        async with self.db.read() as conn:
+            found = [_proposal(r) for r in (await conn.execute(query)).all()]
+        if flow_id is not None:  # flow ids sit in JSON: filter here, portable on both dialects
+            found = [p for p in found if flow_id in p.flows][:limit]
+        return found
+
+    async def save_check(self, check: Check) -> None:
+        values = {
+            "proposal_id": check.proposal_id,
+            "revision": check.revision,
+            "name": check.name.value,
+            "status": check.status.value,
+            "summary": check.summary,
+            "details": check.details,
+            "started_at": check.started_at,
+            "finished_at": check.finished_at,
+        }
+        async with self.db.begin() as conn:
+            result = await conn.execute(
+                proposal_checks.update().where(proposal_checks.c.id == check.id).values(**values)
+            )
+            if result.rowcount == 0:
+                await conn.execute(proposal_checks.insert().values(id=check.id, **values))
+
+    async def list_checks(self, proposal_id: str, *, revision: int | None = None) -> list[Check]:
+        query = proposal_checks.select().where(proposal_checks.c.proposal_id == proposal_id)
+        if revision is not None:
+            query = query.where(proposal_checks.c.revision == revision)
+        async with self.db.read() as conn:
+            return [_check(r) for r in (await conn.execute(query)).all()]
+
+    async def add_review(self, review: Review) -> None:
+        async with self.db.begin() as conn:
+            await conn.execute(
+                proposal_reviews.insert().values(
+                    id=review.id,
+                    proposal_id=review.proposal_id,
+                    reviewer=review.reviewer,
+                    decision=review.decision.value,
+                    comment=review.comment,
+                    revision=review.revision,
+                    at=review.at,
+                )
+            )
+
+    async def list_reviews(self, proposal_id: str) -> list[Review]:
+        query = (
+            proposal_reviews.select()
+            .where(proposal_reviews.c.proposal_id == proposal_id)
+            .order_by(proposal_reviews.c.at, proposal_reviews.c.id)
+        )
+        async with self.db.read() as conn:
+            found = (await conn.execute(query)).all()
+        return [
+            Review(
+                id=r.id,
+                proposal_id=r.proposal_id,
+                reviewer=r.reviewer,
+                decision=ReviewDecision(r.decision),
+                revision=r.revision,
+                comment=r.comment or "",
+                at=rows.utc(r.at),
+            )
+            for r in found
+        ]
+
+    async def add_comment(self, comment: Comment) -> None:
+        async with self.db.begin() as conn:
+            await conn.execute(
+                proposal_comments.insert().values(
+                    id=comment.id,
+                    proposal_id=comment.proposal_id,
+                    author=comment.author,
+                    body=comment.body,
+                    at=comment.at,
+                )
+            )
+
+    async def list_comments(self, proposal_id: str) -> list[Comment]:
+        query = (
+            proposal_comments.select()
+            .where(proposal_comments.c.proposal_id == proposal_id)
+            .order_by(proposal_comments.c.at, proposal_comments.c.id)
+        )
+        async with self.db.read() as conn:
+            found = (await conn.execute(query)).all()
+        return [
+            Comment(
+                id=r.id,
+                proposal_id=r.proposal_id,
+                author=r.author,
+                body=r.body,
+                at=rows.utc(r.at),
+            )
+            for r in found
+        ]
+
+
+def build_service(services: Any, *, runner: Any = None) -> ProposalService:
+    """The proposal service of a ``wiring.Services``: flows repo (created when missing, seeded
+    from ``flows.seed_from``), SQL proposal store, SQL audit log, sandbox from settings."""
+    from linkloom.flows.gitstore import FlowsRepo
+    from linkloom.sandbox import backends
+    from linkloom.store.audit import SqlAuditLog
+
+    settings = services.settings
+    repo = FlowsRepo(settings.flows_repo)
+    if not repo.exists():
+        repo.init(seed_from=settings.flows.seed_from or None)
+    security = settings.security
+    options = ProposalSettings(
+        required_approvals=security.required_approvals,
+        fixture_runs=settings.engine.recent_fixture_runs,
+        policy=Policy(
+            allowed_hosts=list(security.allowed_hosts),
+            require_timeout=security.require_timeouts,
+            require_retry=security.require_retries,
+            shell_enabled=settings.engine.shell_enabled,
+        ),
+        secrets=tuple(v.get_secret_value() for v in settings.secrets.values()),
+        bundle=BundleSettings(
+            on_body_mismatch="replay", shell_enabled=settings.engine.shell_enabled
+        ),
+    )
+
+    async def select() -> Any:
+        return runner if runner is not None else await backends.select_runner(settings.sandbox)
+
+    return ProposalService(
+        repo=repo,
+        store=SqlProposalStore(services.db),
+        runs=services.runs,
+        clock=services.runs.clock,
+        runner=select,
+        audit=SqlAuditLog(services.db),
+        settings=options,
+    )
