@@ -72,7 +72,7 @@ class StepRunner:
         compiled = await self.specs.get(run.flow_id, run.version)
         spec_step = compiled.spec.step(step.step_id)
         # Upstream outputs live on logical steps; fan-out children are not needed here.
-        snapshot = await self.store.snapshot(run.id, parents_only=True)
+        snapshot = claim.snapshot or await self.store.snapshot(run.id, parents_only=True)
         if snapshot is None:
             return None
         base = contexts.base_context(run, snapshot, self.services.secrets)

@@ -247,6 +247,8 @@ class Claim:
 
     step: StepRun  # already RUNNING under the worker's lease, ``attempt`` incremented
     run: Run
+    # The run as read in the claiming transaction (inline claims), saving a read.
+    snapshot: RunSnapshot | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

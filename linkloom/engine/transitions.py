@@ -747,5 +747,52 @@ def extend_deadline(step_run_id: str, *, attempt: int, until: datetime) -> Mutat
     return mutate
 
 
+class ReadyClaim:
+    """A mutation that claims this run's ready steps inside the transaction that just queued
+    them, so a worker goes from one step to the next without a separate claim or read (it
+    honours the run's max_parallel). ``seen`` keeps the snapshot it claimed from."""
+
+    def __init__(self, *, owner: str, now: datetime, lease_seconds: float, limit: int) -> None:
+        self.owner = owner
+        self.now = now
+        self.lease_seconds = lease_seconds
+        self.limit = limit
+        self.seen: RunSnapshot | None = None
+
+    def __call__(self, snapshot: RunSnapshot) -> RunChanges:
+        run = snapshot.run
+        if run.status.terminal or self.limit <= 0:
+            return RunChanges()
+        now = self.now
+        room = self.limit
+        if run.max_parallel is not None:
+            busy = sum(
+                1
+                for s in snapshot.steps
+                if s.status is StepStatus.RUNNING
+                and s.lease_owner not in (FANOUT_OWNER, CALLBACK_OWNER)
+            )
+            room = min(room, run.max_parallel - busy)
+        ready = [
+            s
+            for s in snapshot.steps
+            if s.status is StepStatus.QUEUED and (s.ready_at is None or s.ready_at <= now)
+        ]
+        ready.sort(key=lambda s: s.ready_at or now)
+        ready = ready[: max(0, room)]
+        if not ready:
+            return RunChanges()
+        until = now + timedelta(seconds=self.lease_seconds)
+        claimed = tuple(
+            replace(s, status=StepStatus.RUNNING, attempt=s.attempt + 1, lease_owner=self.owner,
+                    lease_expires_at=until, started_at=now)
+            for s in ready
+        )  # fmt: skip
+        if run.status is RunStatus.PENDING:
+            run = replace(run, status=RunStatus.RUNNING, started_at=run.started_at or now)
+        self.seen = snapshot
+        return RunChanges(run=run, steps=claimed)
+
+
 def deadline_after(now: datetime, seconds: float) -> datetime:
     return now + timedelta(seconds=seconds)

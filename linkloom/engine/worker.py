@@ -22,6 +22,7 @@ from typing import Any
 
 import structlog
 
+from linkloom.engine import transitions
 from linkloom.engine.execution import StepRunner
 from linkloom.engine.ports import StepExecutor, StepServices
 from linkloom.engine.records import Claim, Run, RunChanges
@@ -34,10 +35,22 @@ log = structlog.get_logger(__name__)
 class WriteBatcher:
     """Writes step outcomes, batching those that arrive together: all pending mutations of one
     run are applied in ONE transaction (``update_run_many``). A fan-out's children finishing at
-    once cost a few transactions instead of one each; with no concurrency it adds nothing."""
+    once cost a few transactions instead of one each; with no concurrency it adds nothing.
 
-    def __init__(self, store: RunStore) -> None:
+    With ``claim_limit``/``on_claimed`` the same transaction also claims the run's steps that
+    became ready (``transitions.claim_ready``), saving a claim round trip per step.
+    """
+
+    def __init__(
+        self,
+        store: RunStore,
+        *,
+        claim: Callable[[int], transitions.ReadyClaim | None] | None = None,
+        on_claimed: Callable[[list[Claim]], None] | None = None,
+    ) -> None:
         self.store = store
+        self._claim = claim
+        self._on_claimed = on_claimed
         self._pending: list[tuple[str, Mutation, asyncio.Future[RunChanges | None]]] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -59,18 +72,32 @@ class WriteBatcher:
             by_run: dict[str, list[tuple[Mutation, asyncio.Future[RunChanges | None]]]] = {}
             for run_id, mutation, future in batch:
                 by_run.setdefault(run_id, []).append((mutation, future))
-            await asyncio.gather(*(self._flush(rid, items) for rid, items in by_run.items()))
+            if self._claim is None:
+                await asyncio.gather(*(self._flush(rid, items) for rid, items in by_run.items()))
+            else:
+                for rid, items in by_run.items():  # in turn: each flush sees the slots left
+                    await self._flush(rid, items)
 
     async def _flush(
         self, run_id: str, items: list[tuple[Mutation, asyncio.Future[RunChanges | None]]]
     ) -> None:
+        mutations = [m for m, _ in items]
+        claim = self._claim(len(items)) if self._claim is not None else None
+        if claim is not None:
+            mutations.append(claim)
         try:
-            results = await self.store.update_run_many(run_id, [m for m, _ in items])
+            results = await self.store.update_run_many(run_id, mutations)
         except Exception as exc:
             for _, future in items:
                 if not future.done():
                     future.set_exception(exc)
             return
+        if claim is not None and results is not None and self._on_claimed is not None:
+            claimed = results[-1]
+            if isinstance(claimed, RunChanges) and claimed.steps and claimed.run is not None:
+                run = claimed.run
+                seen = claim.seen
+                self._on_claimed([Claim(step=s, run=run, snapshot=seen) for s in claimed.steps])
         for index, (_, future) in enumerate(items):
             if future.done():
                 continue
@@ -107,7 +134,11 @@ class Worker:
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
         self.per_flow_limit = per_flow_limit
-        self.writes = WriteBatcher(store)
+        self.writes = WriteBatcher(
+            store,
+            claim=self._inline_claim if per_flow_limit is None else None,
+            on_claimed=self._spawn_all,
+        )
         self.runner = StepRunner(
             store=store,
             executors=executors,
@@ -256,6 +287,22 @@ class Worker:
             self._spawn(claim)
         return len(claims)
 
+    def _inline_claim(self, completing: int) -> transitions.ReadyClaim | None:
+        """A claim for the run whose completions are being written; ``completing`` tasks are
+        about to free their slots."""
+        if self._stopping:
+            return None
+        free = self.concurrency - len(self._inflight) + completing
+        if free <= 0:
+            return None
+        return transitions.ReadyClaim(
+            owner=self.owner, now=self.clock.now(), lease_seconds=self.lease_seconds, limit=free
+        )
+
+    def _spawn_all(self, claims: list[Claim]) -> None:
+        for claim in claims:
+            self._spawn(claim)
+
     def _spawn(self, claim: Claim) -> None:
         step = claim.step
         label = step.step_id if step.item_index is None else f"{step.step_id}[{step.item_index}]"
@@ -276,11 +323,15 @@ class Worker:
             # Store unavailable or a bug: the lease expires and another worker takes over.
             log.exception("step_execution_failed", step_run_id=step_run_id)
         finally:
+            was_full = len(self._inflight) >= self.concurrency
             self._inflight.pop(step_run_id, None)
             self._runs.pop(step_run_id, None)
             self._lost.discard(step_run_id)
             self.steps_done += 1
-            self._event.set()
+            if was_full or self.writes._claim is None:
+                # A slot opened that the claim loop may fill. (Work this step made ready in
+                # its own run was claimed inline when it was written.)
+                self._event.set()
 
     def abandon_run(self, run_id: str) -> int:
         """Stop in-flight attempts of a run (it was cancelled); returns how many."""
