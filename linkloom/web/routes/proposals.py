@@ -1,17 +1,40 @@
-"""Proposals: the list and the review page (checks, plan, spec diff, result diffs, comments,
-approve / request changes / promote for the roles allowed)."""
+"""Proposals: the list and the review page (checks, plan, spec diff, per-case per-step result
+diffs side by side, comments, approve / request changes / promote / close for the roles allowed).
+
+Roles as in the API: a viewer reads; an author comments and closes; a reviewer approves and
+requests changes; a reviewer or admin promotes. The proposal service enforces the rest itself
+(an author never approves their own proposal; promotion needs approvals and green checks) and
+writes the audit entries; a refusal comes back on the page as a problem next to the buttons.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import RedirectResponse
+from markupsafe import Markup
 
 from linkloom.access import Role
+from linkloom.errors import LinkloomError, NotFound, Unavailable
 from linkloom.web import rendering, session
-from linkloom.web.routing import WebRoute
+from linkloom.web.routing import STATUS, WebRoute
 
 router = APIRouter(route_class=WebRoute)
+
+# The statuses the list filters by (the service's ProposalStatus values).
+STATUSES = (
+    "open",
+    "validating",
+    "sandboxing",
+    "ready-for-review",
+    "changes-requested",
+    "approved",
+    "promoted",
+    "closed",
+    "stale",
+)
+REVIEWABLE = ("ready-for-review", "approved", "changes-requested")
 
 
 def proposal_service(request: Request) -> Any:
@@ -22,11 +45,184 @@ def proposal_service(request: Request) -> Any:
     return found
 
 
+def _require_service(request: Request) -> Any:
+    service = proposal_service(request)
+    if service is None:
+        raise Unavailable("this server has no proposal service (the flows repo is not configured)")
+    return service
+
+
 @router.get("/proposals")
-async def proposals(request: Request) -> Response:
+async def proposals(request: Request, status: str = "", flow: str = "") -> Response:
     await session.require(request, Role.viewer)
     service = proposal_service(request)
-    items = list(await service.list()) if service is not None else []
+    items: list[Any] = []
+    if service is not None:
+        items = list(await service.list(flow_id=flow or None, limit=200))
+        if status:
+            items = [p for p in items if _value(p.status) == status]
     return rendering.page(
-        request, "proposals.html", title="Proposals", items=items, available=service is not None
+        request,
+        "proposals.html",
+        title="Proposals",
+        items=items,
+        available=service is not None,
+        status=status,
+        flow=flow,
+        statuses=STATUSES,
     )
+
+
+@router.get("/proposals/{proposal_id}")
+async def proposal_page(request: Request, proposal_id: str) -> Response:
+    actor = await session.require(request, Role.viewer)
+    return await _page(request, proposal_id, actor=actor)
+
+
+async def _page(
+    request: Request,
+    proposal_id: str,
+    *,
+    actor: Any,
+    problem: str = "",
+    status_code: int = 200,
+) -> Response:
+    service = _require_service(request)
+    proposal = await service.get(proposal_id)
+    checks = list(await service.checks(proposal_id))
+    by_name = {_value(c.name): c for c in checks}
+    plans = list((getattr(by_name.get("plan"), "details", None) or {}).get("flows") or [])
+    result_diffs = _result_diffs(by_name.get("diff"))
+    approvers = list(await service.approvers(proposal))
+    status = _value(proposal.status)
+    role = actor.role
+    return rendering.page(
+        request,
+        "proposal.html",
+        status_code=status_code,
+        title=f"Proposal {proposal.title}",
+        proposal=proposal,
+        status=status,
+        checks=checks,
+        plans=plans,
+        plan_text=_plan_text(plans),
+        result_diffs=result_diffs,
+        reviews=list(await service.reviews(proposal_id)),
+        comments=list(await service.comments(proposal_id)),
+        approvers=approvers,
+        required=getattr(getattr(service, "settings", None), "required_approvals", 1),
+        problem=problem,
+        own=actor.name == proposal.author,
+        may_review=role.allows(Role.reviewer) and status in (*REVIEWABLE, "stale"),
+        may_promote=role.allows(Role.reviewer) and status == "approved",
+        may_comment=role.allows(Role.author) and status not in ("promoted", "closed"),
+        may_close=role.allows(Role.author) and status not in ("promoted", "closed"),
+    )
+
+
+def _value(item: Any) -> str:
+    return str(getattr(item, "value", item))
+
+
+def _plan_text(plans: list[dict[str, Any]]) -> str:
+    if not plans:
+        return ""
+    try:
+        from linkloom.proposals import plan
+
+        return "\n".join(plan.plan_lines(plans))
+    except Exception:  # a plan written by another version: show its summaries
+        return "\n".join(f"{p.get('flow_id')}: {p.get('summary', '')}" for p in plans)
+
+
+def _result_diffs(check: Any) -> list[dict[str, Any]]:
+    """Per flow: the proposal diff rendered as escaped HTML (``proposals.diff.render_html``)."""
+    if check is None:
+        return []
+    from linkloom.proposals import diff
+    from linkloom.proposals.models import ProposalDiff
+
+    out = []
+    for flow_id, data in ((check.details or {}).get("flows") or {}).items():
+        parsed = ProposalDiff.from_dict(data)
+        out.append(
+            {
+                "flow_id": flow_id,
+                "summary": diff.summary_line(parsed.summary),
+                "clean": parsed.summary.clean,
+                "unrecorded": parsed.summary.unrecorded,
+                # render_html escapes every value it writes; it emits classes, no styles.
+                "html": Markup(diff.render_html(parsed, show_unchanged=True)),
+            }
+        )
+    return out
+
+
+def unified_lines(text: str) -> list[tuple[str, str]]:
+    """A unified diff as (css class, line) pairs for colouring."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith(("+++", "---")):
+            kind = "meta"
+        elif line.startswith("@@"):
+            kind = "hunk"
+        elif line.startswith("+"):
+            kind = "add"
+        elif line.startswith("-"):
+            kind = "del"
+        else:
+            kind = "ctx"
+        out.append((kind, line))
+    return out
+
+
+rendering.env.globals["unified_lines"] = unified_lines
+
+
+async def _act(request: Request, proposal_id: str, role: Role, action: str) -> Response:
+    actor = await session.require(request, role)
+    form = await session.form(request)
+    service = _require_service(request)
+    text = str(form.get("comment") or form.get("body") or "").strip()
+    try:
+        if action == "comment":
+            await service.comment(proposal_id, author=actor.name, body=text)
+        elif action == "approve":
+            await service.approve(proposal_id, reviewer=actor.name, comment=text)
+        elif action == "request-changes":
+            await service.request_changes(proposal_id, reviewer=actor.name, comment=text)
+        elif action == "promote":
+            await service.promote(proposal_id, actor=actor.name)
+        elif action == "close":
+            await service.close(proposal_id, actor=actor.name, reason=text)
+    except NotFound:
+        raise
+    except LinkloomError as exc:
+        code = next((c for cat, c, _ in STATUS if isinstance(exc, cat)), 500)
+        return await _page(request, proposal_id, actor=actor, problem=str(exc), status_code=code)
+    return RedirectResponse(f"/proposals/{proposal_id}#{action}", status_code=303)
+
+
+@router.post("/proposals/{proposal_id}/comment")
+async def comment(request: Request, proposal_id: str) -> Response:
+    return await _act(request, proposal_id, Role.author, "comment")
+
+
+@router.post("/proposals/{proposal_id}/approve")
+async def approve(request: Request, proposal_id: str) -> Response:
+    return await _act(request, proposal_id, Role.reviewer, "approve")
+
+
+@router.post("/proposals/{proposal_id}/request-changes")
+async def request_changes(request: Request, proposal_id: str) -> Response:
+    return await _act(request, proposal_id, Role.reviewer, "request-changes")
+
+
+@router.post("/proposals/{proposal_id}/promote")
+async def promote(request: Request, proposal_id: str) -> Response:
+    return await _act(request, proposal_id, Role.reviewer, "promote")
+
+
+@router.post("/proposals/{proposal_id}/close")
+async def close(request: Request, proposal_id: str) -> Response:
+    return await _act(request, proposal_id, Role.author, "close")

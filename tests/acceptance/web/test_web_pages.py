@@ -1,0 +1,222 @@
+"""The web UI's pages on the fully wired app (httpx over ASGI): sessions, roles, CSRF, the
+trigger form, the run page and its live stream, dead letters, audit, escaping."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import httpx
+
+from linkloom.access import Role
+from tests.acceptance.api.api_harness import Api, flow_spec
+
+ORIGIN = "http://loom.test"
+
+
+def browser(api: Api, role: Role | None = None) -> httpx.AsyncClient:
+    """A client that behaves like a browser: the session cookie and same-origin POSTs."""
+    client = api.client(None, follow_redirects=False)
+    client.headers["Origin"] = ORIGIN
+    if role is not None:
+        client.cookies.set("loom_session", api.tokens[role])
+    return client
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([0-9a-f]+)"', html)
+    assert found, "the page has no CSRF token"
+    return found.group(1)
+
+
+async def apply(api: Api, spec: dict[str, Any]) -> None:
+    async with api.client(Role.admin) as client:
+        response = await client.put(f"/api/v1/flows/{spec['id']}", json={"spec": spec})
+        assert response.status_code == 200, response.text
+
+
+async def test_web_pages_redirect_to_login_without_a_session(api: Api) -> None:
+    async with browser(api) as client:
+        response = await client.get("/flows/report?x=1")
+        assert response.status_code == 303
+        assert response.headers["location"] == "/login?next=/flows/report%3Fx%3D1"
+        login = await client.get("/login")
+        assert login.status_code == 200
+        assert 'name="token"' in login.text
+
+
+async def test_web_login_sets_a_strict_httponly_cookie_and_rejects_bad_tokens(api: Api) -> None:
+    async with browser(api) as client:
+        bad = await client.post("/login", data={"token": "loom_nope", "next": "/"})
+        assert bad.status_code == 401
+        assert "unknown or revoked" in bad.text
+        good = await client.post(
+            "/login", data={"token": api.tokens[Role.viewer], "next": "//evil.test/x"}
+        )
+        assert good.status_code == 303
+        assert good.headers["location"] == "/"  # never redirects off-site
+        cookie = good.headers["set-cookie"]
+        assert "loom_session=" in cookie
+        assert "HttpOnly" in cookie
+        assert "SameSite=strict" in cookie or "SameSite=Strict" in cookie
+        page = await client.get("/")
+        assert page.status_code == 200
+        assert "viewer-user" in page.text
+        assert page.headers["content-security-policy"].startswith("default-src 'self'")
+
+
+async def test_web_posts_need_the_csrf_token_and_a_same_origin(api: Api) -> None:
+    await apply(api, flow_spec())
+    async with browser(api, Role.author) as client:
+        page = await client.get("/flows/report")
+        token = csrf_of(page.text)
+        missing = await client.post("/flows/report/trigger", data={"input.to": "a@b.c"})
+        assert missing.status_code == 403
+        assert "reload the page" in missing.text
+        foreign = await client.post(
+            "/flows/report/trigger",
+            data={"input.to": "a@b.c", "csrf": token},
+            headers={"Origin": "https://evil.test"},
+        )
+        assert foreign.status_code == 403
+    runs = await api.services.runs.list_runs()
+    assert runs.items == ()
+
+
+async def test_web_trigger_form_starts_a_run_and_shows_422_problems_inline(api: Api) -> None:
+    await apply(api, flow_spec())
+    async with browser(api, Role.author) as client:
+        page = await client.get("/flows/report")
+        assert 'id="input-count"' in page.text
+        assert 'type="number"' in page.text
+        token = csrf_of(page.text)
+        bad = await client.post("/flows/report/trigger", data={"input.count": "x", "csrf": token})
+        assert bad.status_code == 422
+        assert 'id="trigger-problems"' in bad.text
+        assert "missing required input &#39;to&#39;" in bad.text
+        assert 'id="input-count-problem"' in bad.text  # next to its field
+        assert 'value="x"' in bad.text  # what the user typed is kept
+        ok = await client.post(
+            "/flows/report/trigger", data={"input.count": "2", "input.to": "a@b.c", "csrf": token}
+        )
+        assert ok.status_code == 303
+        run_id = ok.headers["location"].rsplit("/", 1)[-1]
+    run = await api.wait_run(run_id)
+    assert run.inputs == {"count": 2, "to": "a@b.c"}
+    assert run.created_by == "author-user"
+    entries, _ = await api.app.state.audit.list(_filter(action="run.trigger"), limit=10)
+    assert [(e.actor, e.object_id) for e in entries] == [("author-user", run_id)]
+
+
+def _filter(**kw: Any) -> Any:
+    from linkloom.access import AuditFilter
+
+    return AuditFilter(**kw)
+
+
+async def test_web_viewer_cannot_trigger_or_read_the_audit_log(api: Api) -> None:
+    await apply(api, flow_spec())
+    async with browser(api, Role.viewer) as client:
+        page = await client.get("/flows/report")
+        assert "Triggering needs the author role" in page.text
+        token = csrf_of(page.text)
+        refused = await client.post(
+            "/flows/report/trigger", data={"input.to": "a@b.c", "csrf": token}
+        )
+        assert refused.status_code == 403
+        assert "needs the author role" in refused.text
+        assert (await client.get("/audit")).status_code == 403
+    async with browser(api, Role.reviewer) as client:
+        assert (await client.get("/audit")).status_code == 200
+
+
+async def test_web_run_page_stream_and_drawer_show_a_failed_step(api: Api) -> None:
+    api.backend.fail.add("send")
+    await apply(api, flow_spec())
+    run = await api.services.runs.trigger("report", inputs={"to": "a@b.c"})
+    await api.wait_run(run.id)
+    async with browser(api, Role.viewer) as client:
+        page = await client.get(f"/runs/{run.id}")
+        assert page.status_code == 200
+        assert 'class="node st-failed" data-step="send"' in page.text
+        assert 'class="node st-succeeded" data-step="fetch"' in page.text
+        assert "send #1" in page.text  # the Gantt chart lists the attempt
+        drawer = await client.get(f"/runs/{run.id}/steps/send")
+        assert "/send is broken" in drawer.text  # the backend's response body
+        assert "Idempotency-Key" in drawer.text  # the request headers
+        assert "X-Loom-Signature&#34;: &#34;***" in drawer.text  # redacted
+        live = await client.get(f"/runs/{run.id}/live")
+        events = _sse(live.text)
+        kinds = [kind for kind, _ in events]
+        assert kinds[-1] == "end"
+        state = next(json.loads(data) for kind, data in events if kind == "state")
+        assert state == {
+            "run": "FAILED",
+            "steps": {"fetch": "succeeded", "process": "succeeded", "send": "failed"},
+        }
+        assert any("send failed" in data for kind, data in events if kind == "log")
+
+
+def _sse(text: str) -> list[tuple[str, str]]:
+    out = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "event" in lines:
+            out.append((lines["event"], lines.get("data", "")))
+    return out
+
+
+async def test_web_redrive_from_the_dead_letters_page(api: Api) -> None:
+    api.backend.fail.add("send")
+    await apply(api, flow_spec())
+    run = await api.services.runs.trigger("report", inputs={"to": "a@b.c"})
+    await api.wait_run(run.id)
+    [letter] = await api.services.runs.list_dead_letters()
+    api.backend.fail.clear()
+    async with browser(api, Role.author) as client:
+        page = await client.get("/dead-letters")
+        assert f'value="{letter.id}"' in page.text
+        response = await client.post(
+            "/dead-letters/redrive",
+            data={"id": letter.id, "on": "failed_version", "csrf": csrf_of(page.text)},
+        )
+        assert response.status_code == 303
+        new_run = response.headers["location"].rsplit("/", 1)[-1]
+    assert (await api.wait_run(new_run)).status.value == "SUCCEEDED"
+    assert api.backend.calls.count("/fetch") == 1  # the succeeded steps were kept
+
+
+async def test_web_pages_escape_what_flows_and_backends_write(api: Api) -> None:
+    spec = flow_spec("xss", name="<script>alert(1)</script>")
+    spec["steps"][0]["id"] = "fetch"
+    await apply(api, spec)
+    run = await api.services.runs.trigger("xss", inputs={"to": "<img src=x onerror=alert(1)>"})
+    await api.wait_run(run.id)
+    async with browser(api, Role.viewer) as client:
+        for path in ("/", "/flows/xss", f"/runs/{run.id}"):
+            html = (await client.get(path)).text
+            assert "<script>alert" not in html
+            assert "<img src=x" not in html
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in (await client.get("/flows/xss")).text
+
+
+async def test_web_dashboard_filters_by_text_status_and_tag(api: Api) -> None:
+    await apply(api, flow_spec("alpha"))
+    await apply(api, flow_spec("beta", tags=["billing"]))
+    run = await api.services.runs.trigger("alpha", inputs={"to": "a@b.c"})
+    await api.wait_run(run.id)
+    async with browser(api, Role.viewer) as client:
+        both = (await client.get("/")).text
+        assert 'data-flow="alpha"' in both
+        assert 'data-flow="beta"' in both
+        assert "100%" in both  # alpha's success rate
+        only_beta = (await client.get("/?tag=billing")).text
+        assert 'data-flow="alpha"' not in only_beta
+        assert 'data-flow="beta"' in only_beta
+        succeeded = (await client.get("/?status=SUCCEEDED")).text
+        assert 'data-flow="alpha"' in succeeded
+        assert 'data-flow="beta"' not in succeeded
+        never = (await client.get("/?status=NEVER&q=bet")).text
+        assert 'data-flow="beta"' in never
+        assert 'data-flow="alpha"' not in never

@@ -1,0 +1,102 @@
+"""The DAG layout: longest-path layers, crossing reduction, coordinates and arrow paths."""
+
+from __future__ import annotations
+
+import pytest
+
+from linkloom.web import layout
+from linkloom.web.layout import BOX_HEIGHT, BOX_WIDTH, CycleError
+
+
+def overlaps(a: layout.Box, b: layout.Box) -> bool:
+    return (
+        a.x < b.x + b.width
+        and b.x < a.x + a.width
+        and a.y < b.y + b.height
+        and b.y < a.y + a.height
+    )
+
+
+def test_layers_are_longest_paths_from_the_sources() -> None:
+    edges = [("a", "b"), ("b", "c"), ("a", "c"), ("c", "d"), ("x", "d")]
+    assert layout.layers(["a", "b", "c", "d", "x"], edges) == {
+        "a": 0,
+        "b": 1,
+        "c": 2,
+        "d": 3,
+        "x": 0,
+    }
+
+
+def test_layers_reject_a_cycle() -> None:
+    with pytest.raises(CycleError):
+        layout.layers(["a", "b"], [("a", "b"), ("b", "a")])
+
+
+def test_layout_chain_goes_left_to_right_on_one_line() -> None:
+    result = layout.layout(
+        ["fetch", "process", "send"], [("fetch", "process"), ("process", "send")]
+    )
+    boxes = [result.box(n) for n in ("fetch", "process", "send")]
+    assert [b.layer for b in boxes] == [0, 1, 2]
+    assert boxes[0].x < boxes[1].x < boxes[2].x
+    assert len({b.y for b in boxes}) == 1
+    assert result.width >= boxes[2].x + BOX_WIDTH
+    assert result.crossings == 0
+
+
+def test_layout_top_to_bottom_stacks_layers_vertically() -> None:
+    result = layout.layout(["a", "b"], [("a", "b")], direction="TB")
+    a, b = result.box("a"), result.box("b")
+    assert a.x == b.x
+    assert b.y >= a.y + BOX_HEIGHT
+    start, end = result.arrows[0].points[0], result.arrows[0].points[-1]
+    assert start == (a.cx, a.y + a.height)  # leaves the bottom of a
+    assert end == (b.cx, b.y)  # enters the top of b
+
+
+def test_layout_reorders_a_layer_to_remove_crossings() -> None:
+    # In spec order the second layer is (y, x), which crosses a→x and b→y; ordering fixes it.
+    nodes = ["a", "b", "y", "x"]
+    edges = [("a", "x"), ("b", "y")]
+    naive = layout.crossings([["a", "b"], ["y", "x"]], {"a": ["x"], "b": ["y"]})
+    assert naive == 1
+    result = layout.layout(nodes, edges)
+    assert result.crossings == 0
+    assert (result.box("a").y < result.box("b").y) == (result.box("x").y < result.box("y").y)
+
+
+def test_layout_boxes_never_overlap_in_a_wide_fan_out() -> None:
+    nodes = ["root", *[f"item{i}" for i in range(12)], "merge"]
+    edges = [("root", f"item{i}") for i in range(12)] + [(f"item{i}", "merge") for i in range(12)]
+    result = layout.layout(nodes, edges)
+    boxes = list(result.boxes)
+    assert not any(overlaps(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+    assert all(b.y + b.height <= result.height for b in boxes)
+    merge = result.box("merge")
+    middle = [result.box(f"item{i}").cy for i in range(12)]
+    assert min(middle) <= merge.cy <= max(middle)  # the join sits among its parents
+
+
+def test_layout_long_edges_bend_through_the_layers_they_skip() -> None:
+    result = layout.layout(["a", "b", "c", "d"], [("a", "b"), ("b", "c"), ("c", "d"), ("a", "d")])
+    long = next(arrow for arrow in result.arrows if (arrow.source, arrow.target) == ("a", "d"))
+    assert len(long.points) == 4  # start, one bend per skipped layer (b and c), end
+    assert long.path.startswith("M")
+    assert long.path.count("C") == 3
+    for x, y in long.points[1:-1]:
+        bend = layout.Box(
+            id="", label="", sublabel="", x=x - 1, y=y - 1, width=2, height=2, layer=0, order=0
+        )
+        assert not any(overlaps(bend, box) for box in result.boxes)
+
+
+def test_layout_ignores_edges_to_unknown_nodes_and_duplicates() -> None:
+    result = layout.layout(["a", "b"], [("a", "b"), ("a", "b"), ("a", "ghost"), ("a", "a")])
+    assert [(x.source, x.target) for x in result.arrows] == [("a", "b")]
+
+
+def test_layout_of_an_empty_graph_is_empty() -> None:
+    result = layout.layout([], [])
+    assert result.boxes == ()
+    assert result.arrows == ()
