@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "linkloom.cli.runs",
     "linkloom.cli.proposals",
     "linkloom.cli.tokens",
+    "linkloom.cli.audit",
     "linkloom.cli.settings",
     "linkloom.cli.sandbox",
     "linkloom.cli.schedules",

@@ -1,0 +1,125 @@
+"""``--output table|json|yaml`` for every listing command: one helper, one option.
+
+    @run_app.command("list")
+    def list_runs(output: OutputOption = OutputFormat.table) -> None:
+        emit(rows, columns=RUN_COLUMNS, output=output, title="Runs")
+
+``json``/``yaml`` print the API's data unchanged (scripts parse it); ``table`` prints the chosen
+columns with Rich.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+
+
+OutputOption = Annotated[
+    OutputFormat, typer.Option("--output", "-o", help="table, json or yaml.", case_sensitive=False)
+]
+
+Column = tuple[str, str | Callable[[dict[str, Any]], Any]]
+
+STATUS_STYLES = {
+    "SUCCEEDED": "green",
+    "FAILED": "red",
+    "CANCELLED": "yellow",
+    "RUNNING": "cyan",
+    "PENDING": "dim",
+    "QUEUED": "dim",
+    "SKIPPED": "dim",
+    "RETRYING": "magenta",
+}
+
+
+def console() -> Console:
+    """A console on the current stdout (created per call, so test runners capture it)."""
+    probe = Console()
+    # Piped output is read by people too: do not squeeze ids into 80 columns.
+    width = None if probe.is_terminal else 200
+    return Console(highlight=False, soft_wrap=False, width=width)
+
+
+def emit(
+    data: Any,
+    *,
+    columns: Sequence[Column] = (),
+    output: OutputFormat = OutputFormat.table,
+    title: str | None = None,
+    empty: str = "nothing to show",
+) -> None:
+    """Print ``data`` (a list of objects, or one object) in the chosen format."""
+    if output is OutputFormat.json:
+        typer.echo(json.dumps(data, indent=2, default=str))
+        return
+    if output is OutputFormat.yaml:
+        typer.echo(yaml.safe_dump(_plain(data), sort_keys=False, allow_unicode=True), nl=False)
+        return
+    rows = data if isinstance(data, list) else [data]
+    out = console()
+    if not rows:
+        out.print(f"[dim]{empty}[/dim]")
+        return
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for header, _ in columns:
+        table.add_column(header, overflow="fold")
+    for row in rows:
+        table.add_row(*(cell(row, getter) for _, getter in columns))
+    out.print(table)
+
+
+def cell(row: dict[str, Any], getter: str | Callable[[dict[str, Any]], Any]) -> str:
+    value = getter(row) if callable(getter) else row.get(getter)
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict | list):
+        return json.dumps(value, default=str)
+    text = str(value)
+    if isinstance(getter, str) and getter == "status" and text in STATUS_STYLES:
+        return f"[{STATUS_STYLES[text]}]{text}[/]"
+    return text
+
+
+def when(value: Any) -> str:
+    """An ISO time as ``YYYY-MM-DD HH:MM:SS`` (UTC), or ''."""
+    if not value:
+        return ""
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return str(value)
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def duration(row: dict[str, Any]) -> str:
+    start, end = row.get("started_at"), row.get("finished_at")
+    if not start or not end:
+        return ""
+    try:
+        seconds = (
+            datetime.fromisoformat(str(end).replace("Z", "+00:00"))
+            - datetime.fromisoformat(str(start).replace("Z", "+00:00"))
+        ).total_seconds()
+    except ValueError:
+        return ""
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
+
+
+def _plain(data: Any) -> Any:
+    return json.loads(json.dumps(data, default=str))
