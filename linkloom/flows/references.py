@@ -10,10 +10,16 @@ specs.
 from __future__ import annotations
 
 import functools
+import re
 
 from linkloom.flows import expressions, templates
 
 _FAST_LIMIT = 20_000  # characters; longer templates always go to Jinja
+# Where ``templates.normalize`` could drop a Go-style dot: after the block start, an operator,
+# a bracket or comma, a keyword or a number (a superset: strings and text are not excluded).
+_MAYBE_GO_DOT = re.compile(
+    r"(?:(?:^|[^\w)\]}'\"\s])\s*|\b(?:not|and|or|in|if|else|is|elif|\d+)\s+)\.[A-Za-z_]"
+)
 
 Reference = tuple[str, ...]
 
@@ -33,6 +39,8 @@ def is_template(text: str) -> bool:
 
 def normalize(text: str) -> str:
     """Go-template references made Jinja: ``{{ .a.b }}`` → ``{{ a.b }}``."""
+    if not _MAYBE_GO_DOT.search(text):
+        return text  # nothing to drop: skip the character-by-character pass
     return templates.normalize(text)
 
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from linkloom.flows import expressions, templates
+from linkloom.flows import expressions, references, templates
 
 TOKENS = [
     "steps",
@@ -202,3 +202,39 @@ def test_fast_reader_agrees_with_jinja_on_generated_expressions(expression, data
     fast = expressions.references(text)
     if fast is not None:
         assert _jinja(text) == set(fast), text
+
+
+PIECES = [
+    "{{",
+    "}}",
+    "{%",
+    "%}",
+    " ",
+    ".",
+    "a",
+    "b",
+    "1",
+    "(",
+    ")",
+    "[",
+    "]",
+    ",",
+    "'",
+    '"',
+    "not",
+    "and",
+    "in",
+    "|",
+    "+",
+    "_",
+    "\n",
+    "x.y",
+    "\\",
+]
+
+
+@pytest.mark.slow
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.sampled_from(PIECES), max_size=14).map("".join))
+def test_normalize_shortcut_gives_what_templates_normalize_gives(text):
+    assert references.normalize(text) == templates.normalize(text)
