@@ -1,4 +1,5 @@
-"""Queries on ``flows`` and ``flow_versions`` (used by ``SqlRunStore``)."""
+"""Queries on ``flows`` and ``flow_versions`` (synchronous; run inside ``SqlRunStore``'s
+transactions)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from linkloom.store import rows
 from linkloom.store.tables import flow_versions, flows
 
 
-async def save_version(
-    conn: Any,
+def save_version(
+    conn: sa.Connection,
     *,
     pg: bool,
     flow_id: str,
@@ -29,21 +30,17 @@ async def save_version(
     query = flows.select().where(flows.c.id == flow_id)
     if pg:
         query = query.with_for_update()
-    row = (await conn.execute(query)).first()
+    row = conn.execute(query).first()
     if row is not None and row.deleted_at is None:
-        current = await get_version(conn, flow_id, row.current_version)
+        current = get_version(conn, flow_id, row.current_version)
         if current is not None and current.content_hash == content_hash:
             return current, False
-    latest = (
-        await conn.execute(
-            sa.select(sa.func.max(flow_versions.c.version)).where(
-                flow_versions.c.flow_id == flow_id
-            )
-        )
+    latest = conn.execute(
+        sa.select(sa.func.max(flow_versions.c.version)).where(flow_versions.c.flow_id == flow_id)
     ).scalar()
     number = (latest or 0) + 1
     if row is None:
-        await conn.execute(
+        conn.execute(
             flows.insert().values(
                 id=flow_id,
                 name=name,
@@ -63,7 +60,7 @@ async def save_version(
         git_commit=git_commit,
         created_at=now,
     )
-    await conn.execute(
+    conn.execute(
         flow_versions.insert().values(
             flow_id=flow_id,
             version=number,
@@ -76,7 +73,7 @@ async def save_version(
         )
     )
     if row is not None:
-        await conn.execute(
+        conn.execute(
             flows.update()
             .where(flows.c.id == flow_id)
             .values(name=name, current_version=number, updated_at=now, deleted_at=None)
@@ -84,40 +81,38 @@ async def save_version(
     return version, True
 
 
-async def get_flow(conn: Any, flow_id: str) -> Flow | None:
-    row = (await conn.execute(flows.select().where(flows.c.id == flow_id))).first()
+def get_flow(conn: sa.Connection, flow_id: str) -> Flow | None:
+    row = conn.execute(flows.select().where(flows.c.id == flow_id)).first()
     return rows.flow(row) if row else None
 
 
-async def list_flows(conn: Any, *, include_deleted: bool) -> list[Flow]:
+def list_flows(conn: sa.Connection, *, include_deleted: bool) -> list[Flow]:
     query = flows.select().order_by(flows.c.id)
     if not include_deleted:
         query = query.where(flows.c.deleted_at.is_(None))
-    return [rows.flow(r) for r in (await conn.execute(query)).all()]
+    return [rows.flow(r) for r in conn.execute(query).all()]
 
 
-async def get_version(conn: Any, flow_id: str, version: int) -> FlowVersion | None:
-    row = (
-        await conn.execute(
-            flow_versions.select().where(
-                flow_versions.c.flow_id == flow_id, flow_versions.c.version == version
-            )
+def get_version(conn: sa.Connection, flow_id: str, version: int) -> FlowVersion | None:
+    row = conn.execute(
+        flow_versions.select().where(
+            flow_versions.c.flow_id == flow_id, flow_versions.c.version == version
         )
     ).first()
     return rows.flow_version(row) if row else None
 
 
-async def list_versions(conn: Any, flow_id: str) -> list[FlowVersion]:
+def list_versions(conn: sa.Connection, flow_id: str) -> list[FlowVersion]:
     query = (
         flow_versions.select()
         .where(flow_versions.c.flow_id == flow_id)
         .order_by(flow_versions.c.version)
     )
-    return [rows.flow_version(r) for r in (await conn.execute(query)).all()]
+    return [rows.flow_version(r) for r in conn.execute(query).all()]
 
 
-async def update_flow(conn: Any, flow: Flow) -> None:
-    result = await conn.execute(
+def update_flow(conn: sa.Connection, flow: Flow) -> None:
+    result = conn.execute(
         flows.update()
         .where(flows.c.id == flow.id)
         .values(

@@ -1,9 +1,11 @@
 """``SqlRunStore``: the engine's ``RunStore`` on SQLite or PostgreSQL.
 
-Every write is one transaction. ``update_run`` starts with
+Every method is one transaction written as a synchronous function of a connection and run by
+``Database.run_write``/``run_read`` (SQLite: the store's own threads over pysqlite; PostgreSQL:
+``run_sync`` on psycopg's async connection). ``update_run_many`` starts with
 ``UPDATE runs SET lock_version = lock_version + 1 WHERE id = :id``, which takes the run's row lock
 on PostgreSQL (and the database write lock on SQLite, where writers begin IMMEDIATE), then reads
-the snapshot, calls the pure mutation and writes its changes. ``claim`` uses
+the snapshot, calls the pure mutations and writes their changes. ``claim`` uses
 ``FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite the single writer makes it exclusive.
 """
 
@@ -50,10 +52,9 @@ from linkloom.store.tables import (
 from linkloom.testing import decode_cursor, encode_cursor
 
 _STEP_UPDATE_COLUMNS = [c.name for c in step_runs.columns if c.name not in ("id", "run_id")]
-_RUN_UPDATE_COLUMNS = [
-    "status", "outputs", "error", "started_at", "finished_at", "trigger_info",
-]  # fmt: skip
+_RUN_UPDATE_COLUMNS = ["status", "outputs", "error", "started_at", "finished_at", "trigger_info"]
 _NOT_HOLDING_A_SLOT = (FANOUT_OWNER, CALLBACK_OWNER)
+Conn = sa.Connection
 
 
 class SqlRunStore:
@@ -71,44 +72,44 @@ class SqlRunStore:
     # ---- flows -------------------------------------------------------------------------
     async def save_flow_version(self, **kwargs: Any) -> tuple[FlowVersion, bool]:
         try:
-            async with self.db.begin() as conn:
-                return await flow_queries.save_version(conn, pg=self._pg, **kwargs)
+            return await self.db.run_write(
+                lambda c: flow_queries.save_version(c, pg=self._pg, **kwargs)
+            )
         except IntegrityError as exc:
             raise errors.Conflict(
                 f"flow {kwargs.get('flow_id')!r} was changed concurrently; apply it again"
             ) from exc
 
     async def get_flow(self, flow_id: str) -> Flow | None:
-        async with self.db.read() as conn:
-            return await flow_queries.get_flow(conn, flow_id)
+        return await self.db.run_read(lambda c: flow_queries.get_flow(c, flow_id))
 
     async def list_flows(self, *, include_deleted: bool = False) -> list[Flow]:
-        async with self.db.read() as conn:
-            return await flow_queries.list_flows(conn, include_deleted=include_deleted)
+        return await self.db.run_read(
+            lambda c: flow_queries.list_flows(c, include_deleted=include_deleted)
+        )
 
     async def get_flow_version(self, flow_id: str, version: int) -> FlowVersion | None:
-        async with self.db.read() as conn:
-            return await flow_queries.get_version(conn, flow_id, version)
+        return await self.db.run_read(lambda c: flow_queries.get_version(c, flow_id, version))
 
     async def list_flow_versions(self, flow_id: str) -> list[FlowVersion]:
-        async with self.db.read() as conn:
-            return await flow_queries.list_versions(conn, flow_id)
+        return await self.db.run_read(lambda c: flow_queries.list_versions(c, flow_id))
 
     async def update_flow(self, flow: Flow) -> None:
-        async with self.db.begin() as conn:
-            await flow_queries.update_flow(conn, flow)
+        await self.db.run_write(lambda c: flow_queries.update_flow(c, flow))
 
     # ---- runs --------------------------------------------------------------------------
     async def create_run(
         self, run: Run, steps: Sequence[StepRun], events: Sequence[RunEvent] = ()
     ) -> None:
+        def tx(conn: Conn) -> None:
+            conn.execute(runs.insert().values(rows.run_values(run)))
+            if steps:
+                conn.execute(step_runs.insert(), [rows.step_values(s) for s in steps])
+            if events:
+                conn.execute(run_events.insert(), [rows.event_values(e) for e in events])
+
         try:
-            async with self.db.begin() as conn:
-                await conn.execute(runs.insert().values(rows.run_values(run)))
-                if steps:
-                    await conn.execute(step_runs.insert(), [rows.step_values(s) for s in steps])
-                if events:
-                    await conn.execute(run_events.insert(), [rows.event_values(e) for e in events])
+            await self.db.run_write(tx)
         except IntegrityError as exc:
             if run.schedule_id is not None and run.fire_time is not None:
                 raise errors.DuplicateRun(
@@ -117,9 +118,11 @@ class SqlRunStore:
             raise errors.Conflict(f"run {run.id!r} already exists") from exc
 
     async def get_run(self, run_id: str) -> Run | None:
-        async with self.db.read() as conn:
-            row = (await conn.execute(runs.select().where(runs.c.id == run_id))).first()
-        return rows.run(row) if row else None
+        def q(conn: Conn) -> Run | None:
+            row = conn.execute(runs.select().where(runs.c.id == run_id)).first()
+            return rows.run(row) if row else None
+
+        return await self.db.run_read(q)
 
     async def find_scheduled_run(
         self, *, flow_id: str, schedule_id: str, fire_time: datetime
@@ -129,9 +132,12 @@ class SqlRunStore:
             runs.c.schedule_id == schedule_id,
             runs.c.fire_time == fire_time,
         )
-        async with self.db.read() as conn:
-            row = (await conn.execute(query)).first()
-        return rows.run(row) if row else None
+
+        def q(conn: Conn) -> Run | None:
+            row = conn.execute(query).first()
+            return rows.run(row) if row else None
+
+        return await self.db.run_read(q)
 
     async def list_runs(
         self, filters: RunFilter, *, limit: int = 50, cursor: str | None = None
@@ -146,10 +152,6 @@ class SqlRunStore:
         ):
             if value is not None:
                 query = query.where(column == value)
-        if filters.created_after is not None:
-            query = query.where(runs.c.created_at >= filters.created_after)
-        if filters.created_before is not None:
-            query = query.where(runs.c.created_at < filters.created_before)
         if cursor:
             created, run_id = decode_cursor(cursor)
             query = query.where(
@@ -159,8 +161,7 @@ class SqlRunStore:
                 )
             )
         query = query.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit + 1)
-        async with self.db.read() as conn:
-            found = [rows.run(r) for r in (await conn.execute(query)).all()]
+        found = await self.db.run_read(lambda c: [rows.run(r) for r in c.execute(query).all()])
         page = found[:limit]
         more = len(found) > limit
         return Page(items=tuple(page), next_cursor=encode_cursor(page[-1]) if more else None)
@@ -174,23 +175,23 @@ class SqlRunStore:
                 runs.c.status.in_([RunStatus.PENDING.value, RunStatus.RUNNING.value]),
             )
         )
-        async with self.db.read() as conn:
-            return int((await conn.execute(query)).scalar_one())
+        return await self.db.run_read(lambda c: int(c.execute(query).scalar_one()))
 
     async def snapshot(self, run_id: str, *, parents_only: bool = False) -> RunSnapshot | None:
-        async with self.db.read() as conn:
-            return await self._snapshot(conn, run_id, parents_only=parents_only)
+        return await self.db.run_read(
+            lambda c: self._snapshot(c, run_id, parents_only=parents_only)
+        )
 
-    async def _snapshot(
-        self, conn: Any, run_id: str, *, parents_only: bool = False
+    def _snapshot(
+        self, conn: Conn, run_id: str, *, parents_only: bool = False
     ) -> RunSnapshot | None:
-        row = (await conn.execute(runs.select().where(runs.c.id == run_id))).first()
+        row = conn.execute(runs.select().where(runs.c.id == run_id)).first()
         if row is None:
             return None
         query = step_runs.select().where(step_runs.c.run_id == run_id)
         if parents_only:
             query = query.where(step_runs.c.item_index.is_(None))
-        step_rows = (await conn.execute(query.order_by(step_runs.c.id))).all()
+        step_rows = conn.execute(query.order_by(step_runs.c.id)).all()
         return RunSnapshot(run=rows.run(row), steps=tuple(rows.step_run(r) for r in step_rows))
 
     async def update_run(self, run_id: str, mutate: Mutation) -> RunChanges | None:
@@ -204,16 +205,16 @@ class SqlRunStore:
     async def update_run_many(
         self, run_id: str, mutations: Sequence[Mutation]
     ) -> list[RunChanges | Exception] | None:
-        async with self.db.begin() as conn:
+        def tx(conn: Conn) -> list[RunChanges | Exception] | None:
             # The first statement takes the run's row lock (PostgreSQL) / write lock (SQLite).
-            locked = await conn.execute(
+            locked = conn.execute(
                 runs.update()
                 .where(runs.c.id == run_id)
                 .values(lock_version=runs.c.lock_version + 1)
             )
             if locked.rowcount == 0:
                 return None
-            snapshot = await self._snapshot(conn, run_id)
+            snapshot = self._snapshot(conn, run_id)
             assert snapshot is not None
             results: list[RunChanges | Exception] = []
             merged = RunChanges()
@@ -227,13 +228,15 @@ class SqlRunStore:
                 snapshot = apply_changes(snapshot, changes)
                 merged = merge_changes(merged, changes)
             if not merged.empty:
-                await self._write(conn, merged)
+                self._write(conn, merged)
             return results
 
-    async def _write(self, conn: Any, changes: RunChanges) -> None:
+        return await self.db.run_write(tx)
+
+    def _write(self, conn: Conn, changes: RunChanges) -> None:
         if changes.run is not None:
             values = rows.run_values(changes.run)
-            await conn.execute(
+            conn.execute(
                 runs.update()
                 .where(runs.c.id == changes.run.id)
                 .values({k: values[k] for k in _RUN_UPDATE_COLUMNS})
@@ -245,30 +248,26 @@ class SqlRunStore:
                 params.append(
                     {"b_id": step.id, **{f"b_{k}": values[k] for k in _STEP_UPDATE_COLUMNS}}
                 )
-            await conn.execute(self._step_update, params)
+            conn.execute(self._step_update, params)
         if changes.new_steps:
-            await conn.execute(step_runs.insert(), [rows.step_values(s) for s in changes.new_steps])
+            conn.execute(step_runs.insert(), [rows.step_values(s) for s in changes.new_steps])
         if changes.attempts:
-            await conn.execute(
-                step_attempts.insert(), [rows.attempt_values(a) for a in changes.attempts]
-            )
+            conn.execute(step_attempts.insert(), [rows.attempt_values(a) for a in changes.attempts])
         if changes.exchanges:
-            await conn.execute(
-                exchanges.insert(), [rows.exchange_values(x) for x in changes.exchanges]
-            )
+            conn.execute(exchanges.insert(), [rows.exchange_values(x) for x in changes.exchanges])
         if changes.events:
-            await conn.execute(run_events.insert(), [rows.event_values(e) for e in changes.events])
+            conn.execute(run_events.insert(), [rows.event_values(e) for e in changes.events])
         if changes.dead_letters:
-            await conn.execute(
+            conn.execute(
                 dead_letters.insert(), [rows.dead_letter_values(d) for d in changes.dead_letters]
             )
 
     async def find_step_run(self, step_run_id: str) -> StepRun | None:
-        async with self.db.read() as conn:
-            row = (
-                await conn.execute(step_runs.select().where(step_runs.c.id == step_run_id))
-            ).first()
-        return rows.step_run(row) if row else None
+        def q(conn: Conn) -> StepRun | None:
+            row = conn.execute(step_runs.select().where(step_runs.c.id == step_run_id)).first()
+            return rows.step_run(row) if row else None
+
+        return await self.db.run_read(q)
 
     async def list_attempts(self, run_id: str) -> list[Attempt]:
         query = (
@@ -276,8 +275,7 @@ class SqlRunStore:
             .where(step_attempts.c.run_id == run_id)
             .order_by(step_attempts.c.started_at, step_attempts.c.number)
         )
-        async with self.db.read() as conn:
-            return [rows.attempt(r) for r in (await conn.execute(query)).all()]
+        return await self.db.run_read(lambda c: [rows.attempt(r) for r in c.execute(query).all()])
 
     async def list_exchanges(
         self, run_id: str, *, step_id: str | None = None
@@ -286,8 +284,7 @@ class SqlRunStore:
         if step_id is not None:
             query = query.where(exchanges.c.step_id == step_id)
         query = query.order_by(exchanges.c.created_at, exchanges.c.attempt, exchanges.c.seq)
-        async with self.db.read() as conn:
-            return [rows.exchange(r) for r in (await conn.execute(query)).all()]
+        return await self.db.run_read(lambda c: [rows.exchange(r) for r in c.execute(query).all()])
 
     async def list_events(
         self, run_id: str, *, after_id: int = 0, limit: int = 1000
@@ -298,8 +295,7 @@ class SqlRunStore:
             .order_by(run_events.c.id)
             .limit(limit)
         )
-        async with self.db.read() as conn:
-            return [rows.event(r) for r in (await conn.execute(query)).all()]
+        return await self.db.run_read(lambda c: [rows.event(r) for r in c.execute(query).all()])
 
     # ---- workers -----------------------------------------------------------------------
     async def claim(
@@ -314,54 +310,55 @@ class SqlRunStore:
         if limit <= 0:
             return []
         until = now + timedelta(seconds=lease_seconds)
-        async with self.db.begin() as conn:
-            candidates = (
-                sa.select(step_runs.c.id, step_runs.c.run_id, runs.c.flow_id, runs.c.max_parallel)
-                .join(runs, runs.c.id == step_runs.c.run_id)
-                .where(step_runs.c.status == StepStatus.QUEUED.value, step_runs.c.ready_at <= now)
-                .order_by(step_runs.c.ready_at)
-                # Over-fetch only when a per-flow limit may reject candidates: on PostgreSQL
-                # every fetched row stays locked (and skipped by other claimers) until commit.
-                .limit(limit * 4 if per_flow_limit is not None else limit)
-            )
-            if self._pg:
-                candidates = candidates.with_for_update(skip_locked=True, of=step_runs)
-            found = (await conn.execute(candidates)).all()
+        candidates = (
+            sa.select(step_runs.c.id, step_runs.c.run_id, runs.c.flow_id, runs.c.max_parallel)
+            .join(runs, runs.c.id == step_runs.c.run_id)
+            .where(step_runs.c.status == StepStatus.QUEUED.value, step_runs.c.ready_at <= now)
+            .order_by(step_runs.c.ready_at)
+            # Over-fetch only when a per-flow limit may reject candidates: on PostgreSQL
+            # every fetched row stays locked (and skipped by other claimers) until commit.
+            .limit(limit * 4 if per_flow_limit is not None else limit)
+        )
+        if self._pg:
+            candidates = candidates.with_for_update(skip_locked=True, of=step_runs)
+
+        def tx(conn: Conn) -> list[Claim]:
+            found = conn.execute(candidates).all()
             if not found:
                 return []
-            chosen = await self._within_limits(conn, found, limit, per_flow_limit)
+            chosen = self._within_limits(conn, found, limit, per_flow_limit)
             if not chosen:
                 return []
-            claimed = (
-                await conn.execute(
-                    step_runs.update()
-                    .where(step_runs.c.id.in_(chosen), step_runs.c.status == "QUEUED")
-                    .values(
-                        status=StepStatus.RUNNING.value,
-                        attempt=step_runs.c.attempt + 1,
-                        lease_owner=owner,
-                        lease_expires_at=until,
-                        started_at=now,
-                    )
-                    .returning(*step_runs.c)
+            claimed = conn.execute(
+                step_runs.update()
+                .where(step_runs.c.id.in_(chosen), step_runs.c.status == "QUEUED")
+                .values(
+                    status=StepStatus.RUNNING.value,
+                    attempt=step_runs.c.attempt + 1,
+                    lease_owner=owner,
+                    lease_expires_at=until,
+                    started_at=now,
                 )
+                .returning(*step_runs.c)
             ).all()
             steps = [rows.step_run(r) for r in claimed]
             run_ids = sorted({s.run_id for s in steps})
             if not self._pg:
                 # One writer at a time on SQLite: starting the runs here cannot deadlock, and
                 # saves a transaction. PostgreSQL does it separately (mark_runs_started).
-                await conn.execute(
+                conn.execute(
                     runs.update()
                     .where(runs.c.id.in_(run_ids), runs.c.status == RunStatus.PENDING.value)
                     .values(status=RunStatus.RUNNING.value, started_at=now)
                 )
-            run_rows = (await conn.execute(runs.select().where(runs.c.id.in_(run_ids)))).all()
-        by_id = {r.id: rows.run(r) for r in run_rows}
-        return [Claim(step=s, run=by_id[s.run_id]) for s in steps]
+            run_rows = conn.execute(runs.select().where(runs.c.id.in_(run_ids))).all()
+            by_id = {r.id: rows.run(r) for r in run_rows}
+            return [Claim(step=s, run=by_id[s.run_id]) for s in steps]
 
-    async def _within_limits(
-        self, conn: Any, found: Sequence[Any], limit: int, per_flow_limit: int | None
+        return await self.db.run_write(tx)
+
+    def _within_limits(
+        self, conn: Conn, found: Sequence[Any], limit: int, per_flow_limit: int | None
     ) -> list[str]:
         need_counts = per_flow_limit is not None or any(r.max_parallel for r in found)
         by_run: dict[str, int] = {}
@@ -378,7 +375,7 @@ class SqlRunStore:
             )
             if per_flow_limit is None:
                 busy = busy.where(runs.c.id.in_({r.run_id for r in found}))
-            for run_id, flow_id, count in (await conn.execute(busy)).all():
+            for run_id, flow_id, count in conn.execute(busy).all():
                 by_run[run_id] = count
                 by_flow[flow_id] = by_flow.get(flow_id, 0) + count
         chosen: list[str] = []
@@ -399,30 +396,29 @@ class SqlRunStore:
         claims never wait on a run's row lock)."""
         if not run_ids:
             return
-        async with self.db.begin() as conn:
-            await conn.execute(
-                runs.update()
-                .where(runs.c.id.in_(list(run_ids)), runs.c.status == RunStatus.PENDING.value)
-                .values(status=RunStatus.RUNNING.value, started_at=now)
-            )
+        statement = (
+            runs.update()
+            .where(runs.c.id.in_(list(run_ids)), runs.c.status == RunStatus.PENDING.value)
+            .values(status=RunStatus.RUNNING.value, started_at=now)
+        )
+        await self.db.run_write(lambda c: c.execute(statement))
 
     async def renew_leases(
         self, *, owner: str, step_run_ids: Sequence[str], until: datetime
     ) -> set[str]:
         if not step_run_ids:
             return set()
-        async with self.db.begin() as conn:
-            result = await conn.execute(
-                step_runs.update()
-                .where(
-                    step_runs.c.id.in_(list(step_run_ids)),
-                    step_runs.c.status == StepStatus.RUNNING.value,
-                    step_runs.c.lease_owner == owner,
-                )
-                .values(lease_expires_at=until)
-                .returning(step_runs.c.id)
+        statement = (
+            step_runs.update()
+            .where(
+                step_runs.c.id.in_(list(step_run_ids)),
+                step_runs.c.status == StepStatus.RUNNING.value,
+                step_runs.c.lease_owner == owner,
             )
-            return {r[0] for r in result.all()}
+            .values(lease_expires_at=until)
+            .returning(step_runs.c.id)
+        )
+        return await self.db.run_write(lambda c: {r[0] for r in c.execute(statement).all()})
 
     async def expired_leases(self, *, now: datetime, limit: int = 100) -> list[StepRun]:
         query = (
@@ -433,15 +429,13 @@ class SqlRunStore:
             )
             .limit(limit)
         )
-        async with self.db.read() as conn:
-            return [rows.step_run(r) for r in (await conn.execute(query)).all()]
+        return await self.db.run_read(lambda c: [rows.step_run(r) for r in c.execute(query).all()])
 
     async def next_ready_at(self) -> datetime | None:
         query = sa.select(sa.func.min(step_runs.c.ready_at)).where(
             step_runs.c.status == StepStatus.QUEUED.value
         )
-        async with self.db.read() as conn:
-            value = (await conn.execute(query)).scalar()
+        value = await self.db.run_read(lambda c: c.execute(query).scalar())
         if isinstance(value, str):  # SQLite aggregate loses the column type
             value = datetime.fromisoformat(value)
         return rows.utc(value)
@@ -456,22 +450,25 @@ class SqlRunStore:
         if not include_redriven:
             query = query.where(dead_letters.c.redriven_at.is_(None))
         query = query.order_by(dead_letters.c.created_at.desc()).limit(limit)
-        async with self.db.read() as conn:
-            return [rows.dead_letter(r) for r in (await conn.execute(query)).all()]
+        return await self.db.run_read(
+            lambda c: [rows.dead_letter(r) for r in c.execute(query).all()]
+        )
 
     async def get_dead_letter(self, dead_letter_id: str) -> DeadLetter | None:
-        async with self.db.read() as conn:
-            row = (
-                await conn.execute(dead_letters.select().where(dead_letters.c.id == dead_letter_id))
+        def q(conn: Conn) -> DeadLetter | None:
+            row = conn.execute(
+                dead_letters.select().where(dead_letters.c.id == dead_letter_id)
             ).first()
-        return rows.dead_letter(row) if row else None
+            return rows.dead_letter(row) if row else None
+
+        return await self.db.run_read(q)
 
     async def mark_redriven(self, dead_letter_id: str, *, run_id: str, at: datetime) -> None:
-        async with self.db.begin() as conn:
-            result = await conn.execute(
-                dead_letters.update()
-                .where(dead_letters.c.id == dead_letter_id)
-                .values(redriven_at=at, redrive_run_id=run_id)
-            )
-            if result.rowcount == 0:
-                raise errors.DeadLetterNotFound(dead_letter_id=dead_letter_id)
+        statement = (
+            dead_letters.update()
+            .where(dead_letters.c.id == dead_letter_id)
+            .values(redriven_at=at, redrive_run_id=run_id)
+        )
+        result = await self.db.run_write(lambda c: c.execute(statement).rowcount)
+        if result == 0:
+            raise errors.DeadLetterNotFound(dead_letter_id=dead_letter_id)

@@ -10,15 +10,19 @@ block. Connections get ``journal_mode=WAL``, ``busy_timeout=5000``, ``synchronou
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextvars
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+T = TypeVar("T")
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -37,16 +41,8 @@ def is_sqlite(url: str) -> bool:
     return normalize_url(url).startswith("sqlite")
 
 
-def create_engine(url: str, *, immediate: bool = True, **kwargs: Any) -> AsyncEngine:
-    """Create an async engine; on SQLite apply the pragmas and (optionally) BEGIN IMMEDIATE."""
-    url = normalize_url(url)
-    if not url.startswith("sqlite"):
-        kwargs.setdefault("pool_pre_ping", True)
-        return create_async_engine(url, **kwargs)
-    _ensure_sqlite_dir(url)
-    engine = create_async_engine(url, **kwargs)
-
-    @event.listens_for(engine.sync_engine, "connect")
+def _sqlite_listeners(engine: Any, *, immediate: bool) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite recipe).
         dbapi_connection.isolation_level = None
@@ -57,10 +53,30 @@ def create_engine(url: str, *, immediate: bool = True, **kwargs: Any) -> AsyncEn
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
+
+def create_engine(url: str, *, immediate: bool = True, **kwargs: Any) -> AsyncEngine:
+    """Create an async engine; on SQLite apply the pragmas and (optionally) BEGIN IMMEDIATE."""
+    url = normalize_url(url)
+    if not url.startswith("sqlite"):
+        kwargs.setdefault("pool_pre_ping", True)
+        return create_async_engine(url, **kwargs)
+    _ensure_sqlite_dir(url)
+    engine = create_async_engine(url, **kwargs)
+    _sqlite_listeners(engine.sync_engine, immediate=immediate)
+    return engine
+
+
+def create_sync_sqlite_engine(url: str, *, immediate: bool, **kwargs: Any) -> sa.Engine:
+    """A plain pysqlite engine (used from the store's own threads: one thread hop per
+    transaction instead of one per statement)."""
+    url = normalize_url(url).replace("sqlite+aiosqlite://", "sqlite://", 1)
+    _ensure_sqlite_dir(url)
+    engine = sa.create_engine(url, **kwargs)
+    _sqlite_listeners(engine, immediate=immediate)
     return engine
 
 
@@ -72,16 +88,34 @@ def _ensure_sqlite_dir(url: str) -> None:
 
 
 class Database:
-    """The engines of one database. Create with a URL; ``await dispose()`` at shutdown."""
+    """The engines of one database. Create with a URL; ``await dispose()`` at shutdown.
+
+    ``begin()``/``read()`` give async connections. ``run_write(fn)``/``run_read(fn)`` run a
+    synchronous ``fn(connection)`` as one transaction: on SQLite in the store's own threads
+    (one serial writer thread, a few reader threads) over pysqlite, on PostgreSQL through
+    ``run_sync`` on the async connection. The run store uses the latter: far fewer thread
+    hops per transaction than aiosqlite's one per statement.
+    """
 
     def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
         self.url = normalize_url(url)
         self.dialect = "sqlite" if self.url.startswith("sqlite") else "postgresql"
+        self._write_pool: ThreadPoolExecutor | None = None
+        self._read_pool: ThreadPoolExecutor | None = None
         if self.dialect == "sqlite":
             self.writer = create_engine(
                 self.url, immediate=True, echo=echo, pool_size=1, max_overflow=0, pool_timeout=60
             )
             self.reader = create_engine(self.url, immediate=False, echo=echo, pool_size=pool_size)
+            readers = 4
+            self.sync_writer = create_sync_sqlite_engine(
+                self.url, immediate=True, echo=echo, pool_size=1, max_overflow=0, pool_timeout=60
+            )
+            self.sync_reader = create_sync_sqlite_engine(
+                self.url, immediate=False, echo=echo, pool_size=readers, max_overflow=0
+            )
+            self._write_pool = ThreadPoolExecutor(1, thread_name_prefix="loom-db-write")
+            self._read_pool = ThreadPoolExecutor(readers, thread_name_prefix="loom-db-read")
         else:
             self.writer = create_engine(
                 self.url, echo=echo, pool_size=pool_size, max_overflow=pool_size
@@ -100,6 +134,33 @@ class Database:
         async with self.reader.connect() as conn:
             yield conn
 
+    async def run_write(self, fn: Callable[[sa.Connection], T]) -> T:
+        """Run ``fn(connection)`` in one write transaction."""
+        if self._write_pool is not None:
+            return await self._in_thread(self._write_pool, self._sync_write, fn)
+        async with self.writer.begin() as conn:
+            return await conn.run_sync(fn)
+
+    async def run_read(self, fn: Callable[[sa.Connection], T]) -> T:
+        """Run ``fn(connection)`` in one read transaction."""
+        if self._read_pool is not None:
+            return await self._in_thread(self._read_pool, self._sync_read, fn)
+        async with self.reader.connect() as conn:
+            return await conn.run_sync(fn)
+
+    @staticmethod
+    async def _in_thread(pool: ThreadPoolExecutor, runner: Any, fn: Any) -> Any:
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(pool, context.run, runner, fn)
+
+    def _sync_write(self, fn: Callable[[sa.Connection], T]) -> T:
+        with self.sync_writer.begin() as conn:
+            return fn(conn)
+
+    def _sync_read(self, fn: Callable[[sa.Connection], T]) -> T:
+        with self.sync_reader.connect() as conn:
+            return fn(conn)
+
     async def ping(self) -> bool:
         try:
             async with self.read() as conn:
@@ -112,6 +173,12 @@ class Database:
         await self.writer.dispose()
         if self.reader is not self.writer:
             await self.reader.dispose()
+        for pool in (self._write_pool, self._read_pool):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        if self.dialect == "sqlite":
+            self.sync_writer.dispose()
+            self.sync_reader.dispose()
 
 
 def alembic_config(url: str) -> Any:
