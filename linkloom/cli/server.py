@@ -104,6 +104,7 @@ def server(
     settings = _settings(host, port, run_workers=workers, run_scheduler=scheduler)
     check_bind(settings)
     logs.configure(settings)
+    _exit_cleanly_on_sigterm()
     asyncio.run(serve(settings))
 
 
@@ -120,8 +121,7 @@ def demo(
     check_bind(settings)
     logs.configure(settings)
     child = _start_example_backend(settings) if backend else None
-    # uvicorn re-raises SIGTERM after its graceful shutdown; exit normally so the child stops.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    _exit_cleanly_on_sigterm()
     try:
         asyncio.run(serve(settings, demo=True))
     finally:
@@ -129,6 +129,12 @@ def demo(
             child.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=10)
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    """uvicorn shuts down gracefully on SIGTERM, then raises it again: exit with status 0
+    (running ``finally`` blocks, e.g. stopping the demo's backend) instead of dying by it."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 
 
 @app.command("worker")
