@@ -51,6 +51,41 @@ def expressions(n: int, rng: random.Random) -> list[tuple[str, str]]:
     return out
 
 
+async def database_setup(url: str, specs: list[dict], clock: RealClock) -> tuple:
+    """Insert the flows in bulk (the run service's apply is one transaction per flow)."""
+    import hashlib
+    import json
+
+    from linkloom.engine.service import RunService
+    from linkloom.flows.spec import FlowSpec
+    from linkloom.store import session, tables
+    from linkloom.store.runs import SqlRunStore
+    from linkloom.store.schedules import SqlSchedulerStore
+
+    await session.upgrade(url)
+    db = session.Database(url)
+    now = clock.now()
+    async with db.begin() as conn:
+        for table in reversed(tables.metadata.sorted_tables):
+            await conn.execute(table.delete())
+        flows, versions = [], []
+        for spec in specs:
+            data = FlowSpec.model_validate(spec).model_dump(mode="json", by_alias=True)
+            digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+            flows.append(
+                {"id": spec["id"], "name": None, "current_version": 1, "paused": False,
+                 "created_at": now, "updated_at": now}
+            )  # fmt: skip
+            versions.append(
+                {"flow_id": spec["id"], "version": 1, "spec": data, "content_hash": digest,
+                 "source": "apply", "created_at": now}
+            )  # fmt: skip
+        await conn.execute(tables.flows.insert(), flows)
+        await conn.execute(tables.flow_versions.insert(), versions)
+    runs = RunService(store=SqlRunStore(db), clock=clock)
+    return db, SqlSchedulerStore(db), runs
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -73,22 +108,34 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--schedules", type=int, default=10_000)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--db",
+        default="",
+        help="Run on a real database (a fresh, migrated one is recommended): runs are created "
+        "by the real run service and schedule state lives in the database.",
+    )
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     rng = random.Random(7)
     exprs = expressions(args.schedules, rng)
 
     clock = RealClock()
-    runs = InMemoryRuns(clock)
-    store = InMemorySchedulerStore(runs)
-    for i, (expr, zone) in enumerate(exprs):
-        store.put_flow(
-            {
-                "id": f"flow-{i:05d}",
-                "schedules": [{"cron": expr, "timezone": zone}],
-                "steps": [{"id": "s", "type": "transform", "template": 1}],
-            }
-        )
+    specs = [
+        {
+            "id": f"flow-{i:05d}",
+            "schedules": [{"cron": expr, "timezone": zone}],
+            "steps": [{"id": "s", "type": "transform", "template": 1}],
+        }
+        for i, (expr, zone) in enumerate(exprs)
+    ]
+    db = None
+    if args.db:
+        db, store, runs = await database_setup(args.db, specs, clock)
+    else:
+        runs = InMemoryRuns(clock)
+        store = InMemorySchedulerStore(runs)
+        for spec in specs:
+            store.put_flow(spec)
     scheduler = Scheduler(store=store, runs=runs, clock=clock)
 
     t0 = time.perf_counter()
@@ -112,10 +159,14 @@ async def main() -> None:
             delay = min(delay, max((report.next_wakeup - clock.now()).total_seconds(), 0.0))
         await asyncio.sleep(max(delay, 0.005))
 
+    if db is not None:
+        await db.dispose()
     base = baseline(exprs)
     idle_med = statistics.median(idle) if idle else float("nan")
     busy_med = statistics.median(busy) if busy else float("nan")
-    print(f"schedules: {args.schedules:,}   run: {args.seconds:.0f}s   runs created: {created:,}")
+    where = "database " + args.db.split("@")[-1] if args.db else "in-memory store"
+    print(f"schedules: {args.schedules:,} ({where})   run: {args.seconds:.0f}s")
+    print(f"runs created: {created:,}")
     print(f"first tick (parse + initialise every schedule): {first * 1000:.1f} ms")
     print(f"idle tick (nothing due), median of {len(idle)}: {idle_med * 1000:.2f} ms")
     print(

@@ -120,18 +120,22 @@ class InMemorySchedulerStore:
     async def flow_spec(self, flow_id: str, version: int) -> dict[str, Any] | None:
         return self.specs.get((flow_id, version))
 
+    async def flow_specs(
+        self, keys: Sequence[tuple[str, int]]
+    ) -> dict[tuple[str, int], dict[str, Any]]:
+        return {key: self.specs[key] for key in keys if key in self.specs}
+
     async def schedule_states(self) -> list[ScheduleState]:
         return list(self.states.values())
 
-    async def init_state(self, state: ScheduleState) -> bool:
-        key = (state.flow_id, state.schedule_id)
-        old = self.states.get(key)
-        if old is not None and old.next_fire_time is not None:
-            return False
-        self.states[key] = (
-            state if old is None else replace(old, next_fire_time=state.next_fire_time)
-        )
-        return True
+    async def init_states(self, states: Sequence[ScheduleState]) -> None:
+        for state in states:
+            key = (state.flow_id, state.schedule_id)
+            old = self.states.get(key)
+            if old is None:
+                self.states[key] = state
+            elif old.next_fire_time is None:
+                self.states[key] = replace(old, next_fire_time=state.next_fire_time)
 
     async def advance_state(
         self,

@@ -31,10 +31,16 @@ class SchedulerStore(Protocol):
         """The spec JSON of one flow version."""
         ...
 
+    async def flow_specs(
+        self, keys: Sequence[tuple[str, int]]
+    ) -> dict[tuple[str, int], dict[str, Any]]:
+        """The spec JSON of many flow versions at once, keyed by (flow id, version)."""
+        ...
+
     async def schedule_states(self) -> list[ScheduleState]: ...
 
-    async def init_state(self, state: ScheduleState) -> bool:
-        """Insert the state unless one exists (or set ``next_fire_time`` where it is NULL)."""
+    async def init_states(self, states: Sequence[ScheduleState]) -> None:
+        """Insert each state unless one exists (or set ``next_fire_time`` where it is NULL)."""
         ...
 
     async def advance_state(

@@ -94,6 +94,7 @@ class Scheduler:
         signing_key: str = "",
         secret: Callable[[str], str | None] | None = None,
         webhook_tolerance: float = 300.0,
+        parallelism: int = 8,
     ) -> None:
         self._store = store
         self._runs = runs
@@ -104,7 +105,9 @@ class Scheduler:
         self._signing_key = signing_key
         self._secret = secret or (lambda _name: None)
         self._webhook_tolerance = webhook_tolerance
+        self._parallelism = max(1, parallelism)  # flows whose due fires are handled at once
         self._specs: dict[tuple[str, int], FlowSpec | None] = {}
+        self._enabled: dict[tuple[str, int], list[tuple[str, Schedule]]] = {}
         self._checked: set[tuple[str, int, str, datetime]] = set()
         self._events_since: datetime | None = None
         self._purged_at: datetime | None = None
@@ -160,30 +163,72 @@ class Scheduler:
         tally = _Tally()
         heads = await self._store.flow_heads()
         states = {(s.flow_id, s.schedule_id): s for s in await self._store.schedule_states()}
+        await self._load_specs(heads)
         specs: dict[str, tuple[FlowHead, FlowSpec]] = {}
         for head in heads:
-            spec = await self._spec(head)
+            spec = self._specs.get((head.flow_id, head.version))
             if spec is not None:
                 specs[head.flow_id] = (head, spec)
         wakeup: datetime | None = None
         await self._release_queued(specs, tally)
+        checked = self._checked
+        fresh: list[tuple[ScheduleState, int]] = []
+        due: list[tuple[FlowHead, FlowSpec, list[tuple[str, Schedule, ScheduleState]]]] = []
         for flow_id, (head, spec) in specs.items():
             if head.paused or not spec.schedules:
                 continue
-            active: list[ActiveRun] | None = None
-            for schedule_id, schedule in zip(spec.schedule_ids(), spec.schedules, strict=True):
-                if not schedule.enabled:
+            items: list[tuple[str, Schedule, ScheduleState]] = []
+            for schedule_id, schedule in self._enabled[(flow_id, head.version)]:
+                state = states.get((flow_id, schedule_id))
+                nft = state.next_fire_time if state is not None else None
+                if state is None or nft is None:
+                    try:
+                        first = cron.next_fire(schedule, after=now)
+                    except LinkloomError as exc:
+                        log.warning("schedule_unusable", flow_id=flow_id, error=str(exc))
+                        continue
+                    new = ScheduleState(
+                        flow_id=flow_id, schedule_id=schedule_id, next_fire_time=first
+                    )
+                    fresh.append((new, head.version))
+                    wakeup = first if wakeup is None or first < wakeup else wakeup
+                elif state.paused:
                     continue
-                nxt, active = await self._schedule_tick(
-                    head=head,
-                    spec=spec,
-                    schedule_id=schedule_id,
-                    schedule=schedule,
-                    state=states.get((flow_id, schedule_id)),
-                    now=now,
-                    active=active,
-                    tally=tally,
-                )
+                elif nft > now and (flow_id, head.version, schedule_id, nft) in checked:
+                    # The steady state, kept cheap for thousands of schedules: not due yet.
+                    wakeup = nft if wakeup is None or nft < wakeup else wakeup
+                else:
+                    items.append((schedule_id, schedule, state))
+            if items:
+                due.append((head, spec, items))
+        if fresh:
+            await self._store.init_states([state for state, _v in fresh])
+            for state, version in fresh:
+                checked.add((state.flow_id, version, state.schedule_id, state.next_fire_time))
+        gate = asyncio.Semaphore(self._parallelism)
+
+        async def work(
+            head: FlowHead, spec: FlowSpec, items: list[tuple[str, Schedule, ScheduleState]]
+        ) -> list[datetime | None]:
+            async with gate:
+                active: list[ActiveRun] | None = None
+                out: list[datetime | None] = []
+                for schedule_id, schedule, state in items:
+                    nxt, active = await self._schedule_tick(
+                        head=head,
+                        spec=spec,
+                        schedule_id=schedule_id,
+                        schedule=schedule,
+                        state=state,
+                        now=now,
+                        active=active,
+                        tally=tally,
+                    )
+                    out.append(nxt)
+                return out
+
+        for results in await asyncio.gather(*(work(*entry) for entry in due)):
+            for nxt in results:
                 if nxt is not None and (wakeup is None or nxt < wakeup):
                     wakeup = nxt
         await self._poll_events(specs, now)
@@ -208,23 +253,15 @@ class Scheduler:
         spec: FlowSpec,
         schedule_id: str,
         schedule: Schedule,
-        state: ScheduleState | None,
+        state: ScheduleState,
         now: datetime,
         active: list[ActiveRun] | None,
         tally: _Tally,
     ) -> tuple[datetime | None, list[ActiveRun] | None]:
         flow_id = head.flow_id
+        current = state.next_fire_time
+        assert current is not None  # new schedules are initialised by ``tick``
         try:
-            if state is None or state.next_fire_time is None:
-                first = cron.next_fire(schedule, after=now)
-                if await self._store.init_state(
-                    ScheduleState(flow_id=flow_id, schedule_id=schedule_id, next_fire_time=first)
-                ):
-                    self._checked.add((flow_id, head.version, schedule_id, first))
-                return first, active
-            if state.paused:
-                return None, active
-            current = state.next_fire_time
             check = (flow_id, head.version, schedule_id, current)
             if check not in self._checked:
                 consistent = (
@@ -400,16 +437,40 @@ class Scheduler:
                     flow_id=flow_id, schedule_id=fire.schedule_id, fire_time=fire.fire_time
                 )
 
+    async def _load_specs(self, heads: list[FlowHead]) -> None:
+        """Parse the versions not seen yet, fetched in one batch (a tick reads every flow)."""
+        missing = [
+            (h.flow_id, h.version) for h in heads if (h.flow_id, h.version) not in self._specs
+        ]
+        if not missing:
+            return
+        raws = await self._store.flow_specs(missing)
+        for flow_id, version in missing:
+            self._remember(flow_id, version, raws.get((flow_id, version)))
+
     async def _spec(self, head: FlowHead) -> FlowSpec | None:
         key = (head.flow_id, head.version)
         if key not in self._specs:
             raw = await self._store.flow_spec(head.flow_id, head.version)
-            try:
-                self._specs[key] = FlowSpec.model_validate(raw) if raw is not None else None
-            except ValueError as exc:
-                log.warning("flow_spec_unreadable", flow_id=head.flow_id, error=str(exc))
-                self._specs[key] = None
+            self._remember(head.flow_id, head.version, raw)
         return self._specs[key]
+
+    def _remember(self, flow_id: str, version: int, raw: dict[str, Any] | None) -> None:
+        try:
+            spec = FlowSpec.model_validate(raw) if raw is not None else None
+        except ValueError as exc:
+            log.warning("flow_spec_unreadable", flow_id=flow_id, error=str(exc))
+            spec = None
+        self._specs[(flow_id, version)] = spec
+        self._enabled[(flow_id, version)] = (
+            [
+                (sid, schedule)
+                for sid, schedule in zip(spec.schedule_ids(), spec.schedules, strict=True)
+                if schedule.enabled
+            ]
+            if spec is not None
+            else []
+        )
 
     async def current(self, flow_id: str) -> tuple[FlowHead, FlowSpec]:
         """The flow's current version and spec."""

@@ -68,6 +68,23 @@ class SqlSchedulerStore:
             spec = (await conn.execute(query)).scalar_one_or_none()
         return spec if isinstance(spec, dict) else None
 
+    async def flow_specs(
+        self, keys: Sequence[tuple[str, int]]
+    ) -> dict[tuple[str, int], dict[str, Any]]:
+        v = tables.flow_versions
+        out: dict[tuple[str, int], dict[str, Any]] = {}
+        wanted = set(keys)
+        flow_ids = sorted({flow_id for flow_id, _version in wanted})
+        async with self.db.read() as conn:
+            for start in range(0, len(flow_ids), 500):
+                chunk = flow_ids[start : start + 500]
+                query = sa.select(v.c.flow_id, v.c.version, v.c.spec).where(v.c.flow_id.in_(chunk))
+                for row in (await conn.execute(query)).all():
+                    key = (row.flow_id, row.version)
+                    if key in wanted and isinstance(row.spec, dict):
+                        out[key] = row.spec
+        return out
+
     async def schedule_states(self) -> list[ScheduleState]:
         s = tables.schedule_state
         async with self.db.read() as conn:
@@ -83,33 +100,43 @@ class SqlSchedulerStore:
             for r in rows
         ]
 
-    async def init_state(self, state: ScheduleState) -> bool:
+    async def init_states(self, states: Sequence[ScheduleState]) -> None:
+        if not states:
+            return
         s = tables.schedule_state
-        insert = (
-            self._insert(s)
-            .values(
-                flow_id=state.flow_id,
-                schedule_id=state.schedule_id,
-                next_fire_time=_db(state.next_fire_time),
-                last_fire_time=_db(state.last_fire_time),
-                paused=state.paused,
+        rows = [
+            {
+                "flow_id": state.flow_id,
+                "schedule_id": state.schedule_id,
+                "next_fire_time": _db(state.next_fire_time),
+                "last_fire_time": _db(state.last_fire_time),
+                "paused": state.paused,
+            }
+            for state in states
+        ]
+        insert = self._insert(s).on_conflict_do_nothing(index_elements=["flow_id", "schedule_id"])
+        fill = (
+            s.update()
+            .where(
+                s.c.flow_id == sa.bindparam("b_flow"),
+                s.c.schedule_id == sa.bindparam("b_schedule"),
+                s.c.next_fire_time.is_(None),
             )
-            .on_conflict_do_nothing(index_elements=["flow_id", "schedule_id"])
-            .returning(s.c.flow_id)
+            .values(next_fire_time=sa.bindparam("b_next"))
         )
         async with self.db.begin() as conn:
-            if (await conn.execute(insert)).first() is not None:
-                return True
-            update = (
-                s.update()
-                .where(
-                    s.c.flow_id == state.flow_id,
-                    s.c.schedule_id == state.schedule_id,
-                    s.c.next_fire_time.is_(None),
-                )
-                .values(next_fire_time=_db(state.next_fire_time))
+            await conn.execute(insert, rows)
+            await conn.execute(
+                fill,
+                [
+                    {
+                        "b_flow": r["flow_id"],
+                        "b_schedule": r["schedule_id"],
+                        "b_next": r["next_fire_time"],
+                    }
+                    for r in rows
+                ],
             )
-            return bool((await conn.execute(update)).rowcount)
 
     async def advance_state(
         self,
