@@ -3,7 +3,7 @@
 #   docker build -t linkloom/server .                                  # FROM python:3.12-slim
 #   docker build --build-arg BASE_IMAGE=registry.local/python:3.12 .   # your own base image
 #
-# The base image needs python3 (3.11+) with the venv module. Without a package index at build
+# The base image needs python3 (3.11+) with the venv module, and apt or apk to add git. Without a package index at build
 # time, put wheels in ./wheels (`pip download -d wheels '.[server]'`) and build with
 #   --build-arg PIP_OPTIONS="--no-index --find-links=/src/wheels"
 ARG BASE_IMAGE=python:3.12-slim
@@ -19,9 +19,15 @@ RUN python3 -m venv /opt/loom \
  && /opt/loom/bin/pip install --no-cache-dir --disable-pip-version-check ${PIP_OPTIONS} ".[server]"
 
 FROM ${BASE_IMAGE}
-# A fixed uid, so volume permissions are predictable; no login shell, no home outside LOOM_HOME.
-RUN (command -v useradd >/dev/null && useradd --system --uid 10001 --user-group \
-        --home-dir /var/lib/linkloom --no-create-home --shell /usr/sbin/nologin loom) \
+# git: the flows repository is a real git repository (GitPython runs the git binary).
+# A fixed uid, so volume permissions are predictable; no login shell, home in LOOM_HOME.
+RUN if command -v apt-get >/dev/null; then \
+      apt-get update && apt-get install -y --no-install-recommends git ca-certificates \
+      && rm -rf /var/lib/apt/lists/*; \
+    elif command -v apk >/dev/null; then apk add --no-cache git ca-certificates; fi \
+ && git --version \
+ && useradd --system --uid 10001 --user-group --home-dir /var/lib/linkloom --no-create-home \
+      --shell /usr/sbin/nologin loom \
  && mkdir -p /var/lib/linkloom && chown 10001:10001 /var/lib/linkloom
 COPY --from=build /opt/loom /opt/loom
 ENV PATH=/opt/loom/bin:$PATH \

@@ -360,8 +360,9 @@ def configure(
         routed = logging.getLogger(name)
         routed.handlers.clear()
         routed.propagate = True
-    # httpx logs every request at INFO; that is the engine's hot path.
-    logging.getLogger("httpx").setLevel(max(numeric_level, logging.WARNING))
+    # httpx logs every request at INFO (the engine's hot path); alembic lists its plugins.
+    for chatty in ("httpx", "alembic.runtime.plugins"):
+        logging.getLogger(chatty).setLevel(max(numeric_level, logging.WARNING))
     structlog.configure(
         processors=[_run_chain],
         logger_factory=_sink_factory,

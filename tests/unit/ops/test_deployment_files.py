@@ -31,6 +31,7 @@ def test_dockerfile_base_image_is_a_build_argument() -> None:
     assert froms
     assert all(line.split()[1] == "${BASE_IMAGE}" for line in froms)
     assert 'ENTRYPOINT ["loom"]' in lines
+    assert any(line.startswith("RUN ") and "install" in line and " git " in line for line in lines)
     assert any(line.startswith("USER ") and not line.startswith("USER root") for line in lines)
     assert any(line.startswith("HEALTHCHECK") and "/healthz" in line for line in lines)
 
