@@ -112,13 +112,13 @@ def sign_in(page: Any, server: LoomServer, role: Role) -> None:
     page.wait_for_url(f"{server.url}/")
 
 
-def shoot(page: Any, name: str) -> None:
-    """Screenshots at 1280 and 390 px wide (full page)."""
+def shoot(page: Any, name: str, *, full_page: bool = True) -> None:
+    """Screenshots at 1280 and 390 px wide (the whole page, or what the viewport shows)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     size = page.viewport_size
-    page.screenshot(path=str(SCREENSHOTS / f"{name}-1280.png"), full_page=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}-1280.png"), full_page=full_page)
     page.set_viewport_size({"width": 390, "height": 844})
-    page.screenshot(path=str(SCREENSHOTS / f"{name}-390.png"), full_page=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}-390.png"), full_page=full_page)
     page.set_viewport_size(size)
 
 
@@ -198,7 +198,7 @@ def test_web_failed_run_shows_the_failing_response_in_the_drawer(
     expect(drawer.locator("pre.response")).to_contain_text("warehouse rejected row 17")
     expect(drawer.locator("pre.request")).to_contain_text("Idempotency-Key")
     expect(page.locator("[data-close]")).to_be_focused()
-    shoot(page, "run-failed-drawer")
+    shoot(page, "run-failed-drawer", full_page=False)  # the drawer is fixed
     page.keyboard.press("Escape")
     expect(drawer).to_be_hidden()
     expect(failing).to_be_focused()  # focus returns to the step that opened the drawer

@@ -9,6 +9,7 @@ writes the audit entries; a refusal comes back on the page as a problem next to 
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -38,11 +39,16 @@ REVIEWABLE = ("ready-for-review", "approved", "changes-requested")
 
 
 def proposal_service(request: Request) -> Any:
-    """The proposal service, when this server has one (None otherwise)."""
+    """The proposal service the API uses (built on first use), or None when this server has
+    none (the API's proposal routes are not installed)."""
     found = getattr(request.app.state, "proposals", None)
-    if found is None:
-        found = getattr(request.app.state.services, "proposals", None)
-    return found
+    if found is not None:
+        return found
+    try:
+        routes = importlib.import_module("linkloom.api.routes.proposals")
+    except ModuleNotFoundError:
+        return None
+    return routes.proposal_service(request.app)
 
 
 def _require_service(request: Request) -> Any:

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from linkloom.access import Role
 from linkloom.errors import NotPermitted
 from tests.acceptance.api.api_harness import Api
@@ -186,8 +188,12 @@ async def test_web_proposal_review_flow_by_role(api: Api) -> None:
     assert fake.proposal.status == "promoted"
 
 
-async def test_web_proposals_without_a_service_say_so(api: Api) -> None:
-    api.app.state.proposals = None
+async def test_web_proposals_without_a_service_say_so(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from linkloom.web.routes import proposals
+
+    monkeypatch.setattr(proposals, "proposal_service", lambda request: None)
     async with browser(api, Role.viewer) as client:
         listing = await client.get("/proposals")
         assert "no proposal service" in listing.text
