@@ -23,7 +23,7 @@ import typing
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
@@ -31,9 +31,15 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from linkloom import config, logs
 from linkloom.cli.apps import config_app
 from linkloom.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from linkloom import config
+
+# ``cli_config`` and ``loom config set|get`` run on a client-only install (no server extra), so
+# the server settings (pydantic-settings) and logs (structlog) are imported where needed.
+MASK = "***"
 
 DEFAULT_SERVER_URL = "http://127.0.0.1:8080"
 SERVER_URL_ENV = "LOOM_SERVER_URL"
@@ -138,7 +144,7 @@ def _field(key: str) -> str:
 
 
 def _masked_token(token: str) -> str:
-    return f"{token[:4]}…{logs.MASK}" if len(token) > 12 else logs.MASK
+    return f"{token[:4]}…{MASK}" if len(token) > 12 else MASK
 
 
 class OutputFormat(StrEnum):
@@ -195,6 +201,8 @@ def show(
     ] = OutputFormat.yaml,
 ) -> None:
     """Print the server's effective settings (env, config file, defaults), secrets masked."""
+    from linkloom import config
+
     settings = config.load_settings()
     data = masked_settings(settings)
     if output is OutputFormat.json:
@@ -211,8 +219,10 @@ def reference() -> None:
 
 def masked_settings(settings: config.Settings) -> dict[str, Any]:
     """The settings as plain data with every secret replaced by ``***``."""
+    from linkloom import logs
+
     data = settings.model_dump(mode="json")
-    masked: dict[str, Any] = logs.SecretMasker().mask(_mask_secret_fields(data, config.Settings))
+    masked: dict[str, Any] = logs.SecretMasker().mask(_mask_secret_fields(data, type(settings)))
     return masked
 
 
@@ -227,11 +237,11 @@ def _mask_secret_fields(data: Any, model: type[BaseModel]) -> Any:
         elif "SecretStr" in _type_name(info.annotation):
             value = out[name]
             if isinstance(value, dict):
-                out[name] = {k: logs.MASK for k in value}
+                out[name] = {k: MASK for k in value}
             elif isinstance(value, list):
-                out[name] = [logs.MASK for _ in value]
+                out[name] = [MASK for _ in value]
             else:
-                out[name] = logs.MASK
+                out[name] = MASK
     return out
 
 
@@ -248,6 +258,8 @@ class SettingDoc:
 
 def setting_docs() -> list[tuple[str, list[SettingDoc]]]:
     """Every setting, grouped: (group title, rows); ``ValueError`` for an undocumented one."""
+    from linkloom import config
+
     top: list[SettingDoc] = []
     groups: list[tuple[str, list[SettingDoc]]] = [("General", top)]
     for name, info in config.Settings.model_fields.items():
@@ -305,6 +317,8 @@ def _default_text(info: FieldInfo) -> str:
     else:
         value = info.default
     if hasattr(value, "get_secret_value"):
+        from linkloom import config
+
         secret = value.get_secret_value()
         return "(development key)" if secret == config.DEFAULT_SIGNING_KEY else "(set)"
     if isinstance(value, Path):
