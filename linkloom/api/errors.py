@@ -47,7 +47,12 @@ _TITLES = {
 
 
 def problem(
-    *, status: int, code: str, detail: str, extra: dict[str, Any] | None = None
+    *,
+    status: int,
+    code: str,
+    detail: str,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
         "type": TYPE_BASE + code.replace("_", "-"),
@@ -58,8 +63,10 @@ def problem(
     }
     for key, value in (extra or {}).items():
         body.setdefault(key, value)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+    headers = dict(headers or {})
+    if status == 401:
+        headers.setdefault("WWW-Authenticate", "Bearer")
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers or None)
 
 
 async def _linkloom_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -81,6 +88,10 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
+    if status == 400:
+        # A body that is not JSON: the same 422 as any other invalid request.
+        detail = f"The request body cannot be read ({exc.detail}); send a JSON object."
+        return problem(status=422, code="request_invalid", detail=detail)
     if status == 404:
         detail = "No such endpoint; the API is described at /docs and /openapi.json."
         code = "endpoint_not_found"
@@ -90,7 +101,8 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     else:
         detail = str(exc.detail)
         code = "http_error"
-    return problem(status=status, code=code, detail=detail)
+    # Keep the framework's headers (``Allow`` on a 405, as RFC 9110 requires).
+    return problem(status=status, code=code, detail=detail, headers=dict(exc.headers or {}))
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
