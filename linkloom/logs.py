@@ -273,6 +273,27 @@ def _shared_processors() -> list[Processor]:
     ]
 
 
+_Unfiltered: Any = structlog.make_filtering_bound_logger(logging.NOTSET)
+
+
+class _BoundLogger(_Unfiltered):  # type: ignore[misc]
+    """structlog's native bound logger; debug and info return at once when below the level.
+
+    The level lives in ``_output`` rather than in the class, so configuring again reaches
+    loggers structlog has already cached.
+    """
+
+    def debug(self, event: str, *args: Any, **kw: Any) -> Any:
+        if _output.level > logging.DEBUG:
+            return None
+        return super().debug(event, *args, **kw)
+
+    def info(self, event: str, *args: Any, **kw: Any) -> Any:
+        if _output.level > logging.INFO:
+            return None
+        return super().info(event, *args, **kw)
+
+
 def _level_gate(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     if _LEVELS.get(method_name, logging.INFO) < _output.level:
         raise structlog.DropEvent
@@ -366,7 +387,7 @@ def configure(
     structlog.configure(
         processors=[_run_chain],
         logger_factory=_sink_factory,
-        wrapper_class=structlog.make_filtering_bound_logger(logging.NOTSET),
+        wrapper_class=_BoundLogger,
         cache_logger_on_first_use=True,
     )
 
