@@ -64,3 +64,19 @@ def test_compose_secrets_come_from_the_environment_not_the_file() -> None:
     text = (ROOT / "docker-compose.yml").read_text()
     assert re.search(r"LOOM_SECURITY__SIGNING_KEY: \$\{LOOM_SIGNING_KEY:\?", text)
     assert re.search(r"POSTGRES_PASSWORD: \$\{POSTGRES_PASSWORD:\?", text)
+
+
+def test_operations_guide_names_only_real_settings() -> None:
+    """Every LOOM_* variable docs/operations.md mentions is a setting or a documented extra."""
+    known = {row.env for _, rows in cli_settings.setting_docs() for row in rows}
+    outside_settings = {
+        "LOOM_SERVER_URL",  # CLI client (loom config)
+        "LOOM_TOKEN",
+        "LOOM_SIGNING_KEY",  # docker-compose.yml variables
+        "LOOM_PUBLIC_URL",
+        "LOOM_DATA_DIR",
+    }
+    text = (ROOT / "docs" / "operations.md").read_text()
+    named = set(re.findall(r"LOOM_[A-Z0-9_]*[A-Z0-9]", text)) - {"LOOM_SECRETS"}
+    unknown = sorted(named - known - outside_settings)
+    assert not unknown, f"docs/operations.md names variables that are not settings: {unknown}"
