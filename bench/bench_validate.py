@@ -96,7 +96,8 @@ def main() -> None:
     print(f"{args.specs} specs x {args.steps} steps, {size / 1e6:.1f} MB of YAML")
 
     def validate() -> None:
-        references.references.cache_clear()
+        references.fast_references.cache_clear()
+        references.jinja_references.cache_clear()
         for n, text in enumerate(texts):
             result = check_flow(text, filename=f"bench-{n}.yaml")
             if not result.ok:

@@ -16,10 +16,10 @@ import re
 
 from linkloom.flows import template_guards
 
-_ENV = template_guards.LoomEnvironment()
-FILTERS = frozenset(_ENV.filters)
-TESTS = frozenset(_ENV.tests)
-NOT_REFERENCES = frozenset(_ENV.globals) | {"loop", "caller", "varargs", "kwargs", "self"}
+ENV = template_guards.LoomEnvironment()  # parses only; templates never render here
+FILTERS = frozenset(ENV.filters)
+TESTS = frozenset(ENV.tests)
+NOT_REFERENCES = frozenset(ENV.globals) | {"loop", "caller", "varargs", "kwargs", "self"}
 _LITERALS = frozenset({"true", "false", "none", "True", "False", "None"})
 _KEYWORDS = frozenset({"and", "or", "not", "in", "is", "if", "else"}) | _LITERALS
 

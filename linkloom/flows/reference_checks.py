@@ -34,6 +34,9 @@ class _Reads:
     all_inputs: bool = False
     outputs: set[tuple[str, str]] = field(default_factory=set)
     all_outputs: set[str] = field(default_factory=set)
+    every_step: bool = False  # some template reads the whole ``steps`` mapping
+    jinja_cost: int = 0  # Jinja work so far (bounded per spec, see references.JINJA_BUDGET)
+    jinja_seen: set[str] = field(default_factory=set)
 
 
 def check(view: SpecView, reporter: Reporter) -> None:
@@ -53,7 +56,7 @@ def check(view: SpecView, reporter: Reporter) -> None:
             if key == "where" or (each and key != "for_each"):
                 extra |= {"item", "index"}
             for path, text in _templates(value, ("steps", n, key)):
-                for ref in _references(text, path, reporter):
+                for ref in _references(text, path, reporter, reads):
                     _reference(
                         ref,
                         path=path,
@@ -65,7 +68,7 @@ def check(view: SpecView, reporter: Reporter) -> None:
                         inputs=declared_inputs,
                     )
     for path, text in _templates(view.data.get("outputs"), ("outputs",)):
-        for ref in _references(text, path, reporter):
+        for ref in _references(text, path, reporter, reads):
             _reference(
                 ref,
                 path=path,
@@ -78,7 +81,7 @@ def check(view: SpecView, reporter: Reporter) -> None:
             )
     for key in ("triggers", "schedules"):
         for path, text in _templates(view.data.get(key), (key,)):
-            _references(text, path, reporter)
+            _references(text, path, reporter, reads)
     _unused(view, reporter, reads, declared_inputs)
 
 
@@ -95,9 +98,28 @@ def _templates(value: Any, path: Path) -> Iterator[tuple[Path, str]]:
             stack.extend(((*where, i), v) for i, v in reversed(list(enumerate(node))))
 
 
-def _references(text: str, path: Path, reporter: Reporter) -> tuple[references.Reference, ...]:
+def _references(
+    text: str, path: Path, reporter: Reporter, reads: _Reads
+) -> tuple[references.Reference, ...]:
+    fast = references.fast_references(text)
+    if fast is not None:
+        return fast
+    if len(text) <= references.JINJA_LIMIT and text not in reads.jinja_seen:
+        cost = max(len(text), references.JINJA_MIN_COST)  # longer ones fail without parsing
+        if reads.jinja_cost + cost > references.JINJA_BUDGET:
+            reporter.add(
+                path,
+                "template not checked: this spec's templates exceed the validation budget of "
+                f"{references.JINJA_BUDGET:,} characters",
+                code="template-unchecked",
+                severity="warning",
+                hint="it is checked when it runs; smaller templates are checked here",
+            )
+            return ()
+        reads.jinja_cost += cost
+        reads.jinja_seen.add(text)
     try:
-        return references.references(text)
+        return references.jinja_references(text)
     except references.TemplateSyntax as exc:
         where = f" (line {exc.lineno} of the template)" if exc.lineno > 1 else ""
         reporter.add(
@@ -183,7 +205,7 @@ def _step(
     reads: _Reads,
 ) -> None:
     if len(ref) == 1:
-        reads.all_outputs.update(view.first)
+        reads.every_step = True
         return
     target = ref[1]
     if not isinstance(target, str) or target not in view.first:
@@ -273,7 +295,7 @@ def _unused(view: SpecView, reporter: Reporter, reads: _Reads, inputs: set[str] 
         outputs, owner = step.get("outputs"), step.get("id")
         if not isinstance(outputs, dict) or not isinstance(owner, str):
             continue
-        if owner in reads.all_outputs:
+        if reads.every_step or owner in reads.all_outputs:
             continue
         if owner not in view.upstream or view.first.get(owner) != n:
             continue  # on a cycle: what reads it is unknown

@@ -2,9 +2,9 @@
 
 The template language itself lives in ``linkloom.flows.templates`` (the engine renders with
 it); this module adapts it for validation. Most templates are read by the fast subset parser
-in ``expressions``; everything else is parsed (and compiled, so unknown filters are caught) by
-``templates``. Results are cached by text, because the same templates recur across steps and
-specs.
+in ``expressions``; everything else is parsed by Jinja in the templates' own environment
+(unknown filters and tests are reported as compiling would, without its cost). Results are
+cached by text, because the same templates recur across steps and specs.
 """
 
 from __future__ import annotations
@@ -12,9 +12,16 @@ from __future__ import annotations
 import functools
 import re
 
+from jinja2 import TemplateSyntaxError, nodes
+
 from linkloom.flows import expressions, templates
 
-_FAST_LIMIT = 20_000  # characters; longer templates always go to Jinja
+FAST_LIMIT = 256_000  # characters the fast reader takes (it is linear); the engine's maximum
+JINJA_LIMIT = 20_000  # characters of one template Jinja parses during validation
+# Jinja work per spec, in characters with each template counted as at least JINJA_MIN_COST;
+# templates past the budget are not checked (a warning says so).
+JINJA_BUDGET = 500_000
+JINJA_MIN_COST = 200
 # Where ``templates.normalize`` could drop a Go-style dot: after the block start, an operator,
 # a bracket or comma, a keyword or a number (a superset: strings and text are not excluded).
 _MAYBE_GO_DOT = re.compile(
@@ -44,7 +51,6 @@ def normalize(text: str) -> str:
     return templates.normalize(text)
 
 
-@functools.lru_cache(maxsize=8192)
 def references(text: str) -> tuple[Reference, ...]:
     """The paths a template reads, rooted at names it does not bind itself.
 
@@ -52,17 +58,48 @@ def references(text: str) -> tuple[Reference, ...]:
         TemplateSyntax: the template does not parse, uses an unknown filter or test, or is too
             large or too deeply nested.
     """
-    if len(text) <= _FAST_LIMIT:
-        fast = expressions.references(text)
-        if fast is not None:
-            return fast
+    fast = fast_references(text)
+    return fast if fast is not None else jinja_references(text)
+
+
+@functools.lru_cache(maxsize=8192)
+def fast_references(text: str) -> tuple[Reference, ...] | None:
+    """The references when the fast reader handles the template (linear time), else ``None``."""
+    if len(text) > FAST_LIMIT:
+        return None
+    return expressions.references(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def jinja_references(text: str) -> tuple[Reference, ...]:
+    """The references found by parsing the template with Jinja.
+
+    Raises:
+        TemplateSyntax: as ``references``; also for templates over ``JINJA_LIMIT`` characters,
+            which Jinja cannot check in bounded time.
+    """
+    if len(text) > JINJA_LIMIT:
+        raise TemplateSyntax(
+            f"the template is {len(text):,} characters long; templates that use more than "
+            f"plain {{{{ … }}}} expressions may have at most {JINJA_LIMIT:,}"
+        )
     try:
-        templates.parse(text)
+        tree = expressions.ENV.parse(text)
+        # What compiling would catch, without its cost: filters and tests that do not exist.
+        for node in tree.find_all((nodes.Filter, nodes.Test)):
+            is_filter = isinstance(node, nodes.Filter)
+            if node.name not in (expressions.FILTERS if is_filter else expressions.TESTS):
+                kind = "filter" if is_filter else "test"
+                raise TemplateSyntax(f"No {kind} named {node.name!r}.", node.lineno)
         return tuple(templates.references(text))
+    except TemplateSyntaxError as exc:
+        raise TemplateSyntax(exc.message or "invalid template", exc.lineno or 1) from None
     except templates.TemplateError as exc:
         detail = str(exc.fields.get("detail", exc.message))
         raise TemplateSyntax(detail, exc.fields.get("line") or 1) from None
     except (RecursionError, MemoryError):
         raise TemplateSyntax("the template is nested too deeply") from None
-    except Exception as exc:  # Jinja's compiler folds constants and can fail in odd ways
-        raise TemplateSyntax(f"the template cannot be compiled: {exc}") from None
+    except TemplateSyntax:
+        raise
+    except Exception as exc:  # Jinja is a third party; any failure means "not valid here"
+        raise TemplateSyntax(f"the template cannot be read: {exc}") from None

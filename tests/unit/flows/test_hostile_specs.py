@@ -138,3 +138,33 @@ def test_a_number_with_100000_digits_is_a_problem_not_a_crash(text):
 def test_odd_yaml_ends_in_spec_invalid(text):
     with pytest.raises(SpecInvalid):
         load_flow(text)
+
+
+def _transforms(templates: list[str]) -> str:
+    return "id: t\nsteps:\n" + "".join(
+        f"  - id: s{i}\n    type: transform\n    template: {text!r}\n"
+        for i, text in enumerate(templates)
+    )
+
+
+def test_a_huge_template_beyond_the_fast_reader_is_refused_without_parsing():
+    text = _transforms(["{% if true %}x{% endif %}" * 2000])
+    started = time.perf_counter()
+    problems = check_flow(text).errors
+    assert time.perf_counter() - started < 1
+    assert [p.code for p in problems] == ["template-syntax"]
+    assert "may have at most 20,000" in problems[0].message
+
+
+def test_a_huge_template_of_plain_lookups_is_still_checked():
+    text = _transforms(["{{ inputs.nope }} " * 10_000])
+    assert [p.code for p in check_flow(text).errors] == ["unknown-input"]
+
+
+@pytest.mark.slow
+def test_many_distinct_jinja_templates_stop_at_the_validation_budget():
+    text = _transforms([f"{{% if {i} %}}{'x' * 180}{{% endif %}}" for i in range(3000)])
+    result = check_flow(text)
+    codes = [p.code for p in result.problems]
+    assert result.ok
+    assert 0 < codes.count("template-unchecked") < 1000
