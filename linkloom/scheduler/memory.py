@@ -125,8 +125,16 @@ class InMemorySchedulerStore:
     ) -> dict[tuple[str, int], dict[str, Any]]:
         return {key: self.specs[key] for key in keys if key in self.specs}
 
-    async def schedule_states(self) -> list[ScheduleState]:
-        return list(self.states.values())
+    async def flows_fingerprint(self) -> object:
+        return tuple(sorted((h.flow_id, h.version, h.paused) for h in self.heads.values()))
+
+    async def schedule_states(self, *, due_before: datetime | None = None) -> list[ScheduleState]:
+        return [
+            s
+            for s in self.states.values()
+            if due_before is None
+            or (s.next_fire_time is not None and s.next_fire_time <= due_before)
+        ]
 
     async def init_states(self, states: Sequence[ScheduleState]) -> None:
         for state in states:

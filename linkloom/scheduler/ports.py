@@ -37,7 +37,13 @@ class SchedulerStore(Protocol):
         """The spec JSON of many flow versions at once, keyed by (flow id, version)."""
         ...
 
-    async def schedule_states(self) -> list[ScheduleState]: ...
+    async def flows_fingerprint(self) -> object:
+        """A cheap value that changes whenever any flow's version, paused flag or existence does."""
+        ...
+
+    async def schedule_states(self, *, due_before: datetime | None = None) -> list[ScheduleState]:
+        """Every schedule state, or only those with ``next_fire_time <= due_before``."""
+        ...
 
     async def init_states(self, states: Sequence[ScheduleState]) -> None:
         """Insert each state unless one exists (or set ``next_fire_time`` where it is NULL)."""

@@ -51,6 +51,7 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_BACKFILL_LIMIT = 1000
 _EVENT_OVERLAP = timedelta(seconds=30)
+FULL_READ_EVERY = timedelta(seconds=30)  # re-read every schedule state at least this often
 # Webhook delivery keys are kept this long: v1 signatures are stale after minutes, but GitHub
 # lets people redeliver an old delivery (same id) for weeks.
 DELIVERY_RETENTION = timedelta(days=30)
@@ -106,6 +107,11 @@ class Scheduler:
         self._secret = secret or (lambda _name: None)
         self._webhook_tolerance = webhook_tolerance
         self._parallelism = max(1, parallelism)  # flows whose due fires are handled at once
+        self._heads: list[FlowHead] | None = None
+        self._fingerprint: object = None
+        self._states: dict[tuple[str, str], ScheduleState] = {}
+        self._states_at: datetime | None = None
+        self._stale = False
         self._specs: dict[tuple[str, int], FlowSpec | None] = {}
         self._enabled: dict[tuple[str, int], list[tuple[str, Schedule]]] = {}
         self._checked: set[tuple[str, int, str, datetime]] = set()
@@ -161,8 +167,7 @@ class Scheduler:
         """Create the runs that are due now; return what was done."""
         now = self._clock.now()
         tally = _Tally()
-        heads = await self._store.flow_heads()
-        states = {(s.flow_id, s.schedule_id): s for s in await self._store.schedule_states()}
+        heads, states, unsure = await self._read(now)
         await self._load_specs(heads)
         specs: dict[str, tuple[FlowHead, FlowSpec]] = {}
         for head in heads:
@@ -179,6 +184,8 @@ class Scheduler:
                 continue
             items: list[tuple[str, Schedule, ScheduleState]] = []
             for schedule_id, schedule in self._enabled[(flow_id, head.version)]:
+                if (flow_id, schedule_id) in unsure:
+                    continue
                 state = states.get((flow_id, schedule_id))
                 nft = state.next_fire_time if state is not None else None
                 if state is None or nft is None:
@@ -205,6 +212,7 @@ class Scheduler:
             await self._store.init_states([state for state, _v in fresh])
             for state, version in fresh:
                 checked.add((state.flow_id, version, state.schedule_id, state.next_fire_time))
+                self._states[(state.flow_id, state.schedule_id)] = state
         gate = asyncio.Semaphore(self._parallelism)
 
         async def work(
@@ -225,6 +233,10 @@ class Scheduler:
                         tally=tally,
                     )
                     out.append(nxt)
+                    if nxt is not None and nxt != state.next_fire_time:
+                        self._states[(head.flow_id, schedule_id)] = replace(
+                            state, next_fire_time=nxt
+                        )
                 return out
 
         for results in await asyncio.gather(*(work(*entry) for entry in due)):
@@ -272,13 +284,14 @@ class Scheduler:
                 if not consistent:
                     # A new version changed this schedule: its next fire counts from now.
                     moved = cron.next_fire(schedule, after=now)
-                    await self._store.advance_state(
+                    if not await self._store.advance_state(
                         flow_id=flow_id,
                         schedule_id=schedule_id,
                         expected_next=current,
                         next_fire_time=moved,
                         last_fire_time=state.last_fire_time,
-                    )
+                    ):
+                        self._stale = True
                     log.info("schedule_changed", flow_id=flow_id, schedule_id=schedule_id)
                     return moved, active
                 self._checked.add(check)
@@ -320,13 +333,14 @@ class Scheduler:
                 active=active if limited else None,
                 tally=tally,
             )
-        await self._store.advance_state(
+        if not await self._store.advance_state(
             flow_id=flow_id,
             schedule_id=schedule_id,
             expected_next=current,
             next_fire_time=plan.next_fire_time,
             last_fire_time=plan.fires[-1] if plan.fires else state.last_fire_time,
-        )
+        ):
+            self._stale = True  # another scheduler moved it first: re-read all states
         # Computed from this very schedule, so the next tick need not re-check it.
         self._checked.discard(check)
         self._checked.add((flow_id, head.version, schedule_id, plan.next_fire_time))
@@ -436,6 +450,43 @@ class Scheduler:
                 await self._store.dequeue_fire(
                     flow_id=flow_id, schedule_id=fire.schedule_id, fire_time=fire.fire_time
                 )
+
+    async def _read(
+        self, now: datetime
+    ) -> tuple[list[FlowHead], dict[tuple[str, str], ScheduleState], set[tuple[str, str]]]:
+        """The flows' heads and the schedules' states, read incrementally.
+
+        Heads are re-read when the flows' fingerprint changes (a new version, pause, delete).
+        All states are read on the first tick, after heads changed, after a compare-and-set
+        lost to another scheduler, and every ``FULL_READ_EVERY``; otherwise only the states that
+        are due, which is what decides what to fire. Cached states that look due but were not
+        returned were moved by another scheduler: they are skipped (``unsure``) and re-read.
+        """
+        fingerprint = await self._store.flows_fingerprint()
+        full = self._stale or self._states_at is None or now - self._states_at >= FULL_READ_EVERY
+        if self._heads is None or fingerprint != self._fingerprint:
+            self._heads = await self._store.flow_heads()
+            self._fingerprint = fingerprint
+            full = True
+        unsure: set[tuple[str, str]] = set()
+        if full:
+            self._states = {
+                (st.flow_id, st.schedule_id): st for st in await self._store.schedule_states()
+            }
+            self._states_at = now
+            self._stale = False
+        else:
+            due = {
+                (st.flow_id, st.schedule_id): st
+                for st in await self._store.schedule_states(due_before=now)
+            }
+            for key, st in self._states.items():
+                if st.next_fire_time is not None and st.next_fire_time <= now and key not in due:
+                    unsure.add(key)
+            if unsure:
+                self._stale = True
+            self._states.update(due)
+        return self._heads, self._states, unsure
 
     async def _load_specs(self, heads: list[FlowHead]) -> None:
         """Parse the versions not seen yet, fetched in one batch (a tick reads every flow)."""

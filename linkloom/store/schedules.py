@@ -85,10 +85,25 @@ class SqlSchedulerStore:
                         out[key] = row.spec
         return out
 
-    async def schedule_states(self) -> list[ScheduleState]:
-        s = tables.schedule_state
+    async def flows_fingerprint(self) -> object:
+        f = tables.flows
+        query = sa.select(
+            sa.func.count(),
+            sa.func.max(f.c.updated_at),
+            sa.func.sum(f.c.current_version),
+            sa.func.count(f.c.deleted_at),
+            sa.func.sum(sa.case((f.c.paused, 1), else_=0)),
+        )
         async with self.db.read() as conn:
-            rows = (await conn.execute(sa.select(s))).all()
+            return tuple((await conn.execute(query)).one())
+
+    async def schedule_states(self, *, due_before: datetime | None = None) -> list[ScheduleState]:
+        s = tables.schedule_state
+        query = sa.select(s)
+        if due_before is not None:
+            query = query.where(s.c.next_fire_time <= _db(due_before))
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query)).all()
         return [
             ScheduleState(
                 flow_id=r.flow_id,
