@@ -152,6 +152,10 @@ class SqlRunStore:
         ):
             if value is not None:
                 query = query.where(column == value)
+        if filters.created_after is not None:
+            query = query.where(runs.c.created_at >= filters.created_after)
+        if filters.created_before is not None:
+            query = query.where(runs.c.created_at < filters.created_before)
         if cursor:
             created, run_id = decode_cursor(cursor)
             query = query.where(

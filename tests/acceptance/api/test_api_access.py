@@ -14,6 +14,7 @@ from api_harness import SIGNING_KEY, Api, flow_spec
 from linkloom import signing
 from linkloom.access import Role
 from linkloom.api.deps import PUBLIC_ROUTES, api_routes
+from linkloom.api.routes import access, deadletters, flows, inbound, runs
 
 STREAMS = {"/api/v1/stream", "/api/v1/runs/{run_id}/stream"}
 
@@ -162,10 +163,6 @@ async def test_every_mutating_route_writes_an_audit_entry(api: Api) -> None:
         )
         await step("POST", "/api/v1/runs/{run_id}/retry", f"/api/v1/runs/{run_id}/retry")
         await api.wait_run(run_id)
-        another = await client.post("/api/v1/flows/report/runs", json={"inputs": {"to": "b"}})
-        await step(
-            "POST", "/api/v1/runs/{run_id}/cancel", f"/api/v1/runs/{another.json()['id']}/cancel"
-        )
         await step(
             "POST",
             v + "/backfill",
@@ -190,10 +187,23 @@ async def test_every_mutating_route_writes_an_audit_entry(api: Api) -> None:
         body, headers = _signed({"status": "SUCCESS", "output": {"ok": True}})
         await step("POST", "/api/v1/callbacks/{token}", callback_url, content=body, headers=headers)
         assert (await api.wait_run(hook.json()["id"])).status.value == "SUCCEEDED"
+        # A run waiting for its callback is still running: cancel it.
+        waiting = await client.post("/api/v1/flows/hooks/runs", json={})
+        await step(
+            "POST",
+            "/api/v1/runs/{run_id}/cancel",
+            f"/api/v1/runs/{waiting.json()['id']}/cancel",
+        )
         await step("DELETE", v, "/api/v1/flows/report")
 
+    # The routers of this package (the GitOps routers test their own audit entries).
+    ours = [flows.router, runs.router, deadletters.router, access.router, inbound.router]
     mutating = {
-        (m, p) for m, p, _role in api_routes(api.app) if m in ("POST", "PUT", "DELETE", "PATCH")
+        (method, route.path)
+        for router in ours
+        for route in router.routes
+        for method in getattr(route, "methods", ())
+        if method in ("POST", "PUT", "DELETE", "PATCH")
     }
     assert mutating - exercised == {("POST", "/api/v1/callbacks/{token}/heartbeat")}
 
