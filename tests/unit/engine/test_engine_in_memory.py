@@ -257,3 +257,63 @@ async def test_rendered_secrets_never_persist() -> None:
     )
     assert SECRET not in persisted
     assert run.outputs == {"again": "***"}
+
+
+async def test_fan_out_child_failure_fails_the_run_and_retry_reruns_only_that_child() -> None:
+    fail_index = {"value": 2}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        if body.get("index") == fail_index["value"]:
+            return httpx.Response(400, json={"error": "bad item"})
+        return httpx.Response(200, json={"status": "SUCCESS", "output": body.get("item")})
+
+    h = Harness(handler)
+    run_id = await h.start(
+        {
+            "id": "fanfail",
+            "steps": [
+                http("each", for_each="{{ ['a', 'b', 'c', 'd'] }}", max_parallel=2),
+                http("after", depends_on=["each"]),
+            ],
+        }
+    )
+    run = await h.runs.get_run(run_id)
+    assert run.status is RunStatus.FAILED
+    steps = await h.runs.list_steps(run_id)
+    children = {s.item_index: s.status for s in steps if s.item_index is not None}
+    assert children == {
+        0: StepStatus.SUCCEEDED,
+        1: StepStatus.SUCCEEDED,
+        2: StepStatus.FAILED,
+        3: StepStatus.SUCCEEDED,
+    }
+    letters = await h.runs.list_dead_letters(flow_id="fanfail")
+    assert [(d.step_id, d.item_index) for d in letters] == [("each", 2)]
+    fail_index["value"] = -1
+    calls_before = len(h.requests)
+    await h.runs.retry(run_id)
+    await h.worker.run_until_idle()
+    run = await h.runs.get_run(run_id)
+    assert run.status is RunStatus.SUCCEEDED
+    retried = [json.loads(r.content).get("index") for r in h.requests[calls_before:]]
+    assert retried == [2, None]  # only the failed child, then the downstream step
+    [parent] = [
+        s for s in await h.runs.list_steps(run_id) if s.step_id == "each" and s.item_index is None
+    ]
+    assert parent.output == ["a", "b", "c", "d"]
+
+
+async def test_per_flow_limit_caps_running_steps_across_runs() -> None:
+    h = Harness(ok)
+    await h.runs.apply_flow(
+        FlowSpec.model_validate({"id": "capped", "steps": [http(f"s{i}") for i in range(4)]})
+    )
+    for _ in range(3):
+        await h.runs.trigger("capped", inputs={})
+    now = h.clock.now()
+    first = await h.store.claim(owner="w", now=now, lease_seconds=30, limit=50, per_flow_limit=5)
+    assert len(first) == 5
+    assert (
+        await h.store.claim(owner="w", now=now, lease_seconds=30, limit=50, per_flow_limit=5) == []
+    )
