@@ -92,6 +92,9 @@ class Services:
         await self.notifier.start(on_wake=lambda: [w.wake() for w in self.workers])
         if worker and not self.workers:
             self.make_worker()
+        if self.workers and self.db.dialect == "sqlite":
+            # Embedded SQLite is one process: leases of earlier processes are orphans.
+            await self.workers[0].recover_orphans()
         for w in self.workers:
             await w.start()
         self.started = True

@@ -296,7 +296,7 @@ class StepRunner:
         )
         return self._failure(step, spec_step, spec, error, (), (), dict(step.state))
 
-    async def expire(self, step: StepRun, *, owner: str) -> None:
+    async def expire(self, step: StepRun, *, owner: str, force: bool = False) -> None:
         """Handle one expired lease: a lost worker's step is re-queued; a missed callback fails
         its attempt (and is retried per policy)."""
         run = await self.store.get_run(step.run_id)
@@ -310,7 +310,7 @@ class StepRunner:
                 step.id, attempt=step.attempt, owner=CALLBACK_OWNER, outcome=outcome, ctx=ctx
             )
         else:
-            mutation = transitions.reclaim_lease(step.id, owner=owner, ctx=ctx)
+            mutation = transitions.reclaim_lease(step.id, owner=owner, ctx=ctx, force=force)
         await self._write(run.id, mutation)
 
     def _scrub(self, value: Any) -> Any:

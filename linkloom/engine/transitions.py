@@ -558,6 +558,8 @@ def settle(work: _Work) -> None:
     run = work.current_run
     if run.status.terminal:
         return
+    if run.status is RunStatus.PENDING:  # its first claim's "started" write may have been lost
+        work.run = run = replace(run, status=RunStatus.RUNNING, started_at=work.ctx.now)
     _settle_fanouts(work)
     parents = {s.step_id: s for s in work.view() if s.item_index is None}
     states = {sid: dag.StepState(status=s.status, output=s.output) for sid, s in parents.items()}
@@ -694,10 +696,11 @@ def retry_run(*, ctx: Context) -> Mutation:
     return mutate
 
 
-def reclaim_lease(step_run_id: str, *, owner: str, ctx: Context) -> Mutation:
+def reclaim_lease(step_run_id: str, *, owner: str, ctx: Context, force: bool = False) -> Mutation:
     """Put a step whose worker lease expired back in the queue (same idempotency key).
 
-    The lost attempt does not count against the retry budget.
+    The lost attempt does not count against the retry budget. ``force`` skips the expiry check
+    (a single-process deployment restarting knows every old worker lease is orphaned).
     """
 
     def mutate(snapshot: RunSnapshot) -> RunChanges:
@@ -707,7 +710,7 @@ def reclaim_lease(step_run_id: str, *, owner: str, ctx: Context) -> Mutation:
             or step.status is not StepStatus.RUNNING
             or step.lease_owner != owner
             or step.lease_expires_at is None
-            or step.lease_expires_at > ctx.now
+            or (step.lease_expires_at > ctx.now and not force)
             or snapshot.run.status.terminal
         ):
             return RunChanges()

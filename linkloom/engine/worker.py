@@ -259,12 +259,15 @@ class Worker:
                 await self._event.wait()
 
     def note_changes(self, changes: RunChanges | None) -> None:
-        """Remember when work this worker just queued for later becomes ready."""
+        """Remember when work this worker just queued for later becomes ready. Work ready now
+        is not noted: the same write claimed it inline, or a freed slot wakes the loop for it
+        (noting it cost an empty claim per completion)."""
         if changes is None:
             return
+        now = self.clock.now()
         for step in changes.steps:
             ready = step.ready_at
-            if step.status.value == "QUEUED" and ready is not None:
+            if step.status.value == "QUEUED" and ready is not None and ready > now:
                 self._wake_at = ready if self._wake_at is None else min(ready, self._wake_at)
 
     async def _claim_and_spawn(self) -> int:
@@ -366,6 +369,30 @@ class Worker:
                 # Cancelled, reclaimed, or already completed by a callback: stop working on it.
                 self._lost.add(sid)
                 task.cancel()
+
+    async def recover_orphans(self) -> int:
+        """Re-queue every step RUNNING under another worker's lease, without waiting for the
+        lease to expire. Only for single-process deployments (embedded SQLite) at start, where
+        any such lease belongs to a process that died."""
+        far = self.clock.now() + timedelta(days=36500)
+        count = 0
+        for _ in range(1000):  # bounded, whatever the store answers
+            found = [
+                s
+                for s in await self.store.expired_leases(now=far, limit=500)
+                if s.lease_owner not in (None, FANOUT_OWNER, CALLBACK_OWNER, self.owner)
+            ]
+            if not found:
+                break
+            for step in found:
+                assert step.lease_owner is not None
+                await self.runner.expire(step, owner=step.lease_owner, force=True)
+                count += 1
+            if len(found) < 500:
+                break
+        if count:
+            log.warning("orphaned_steps_requeued", count=count)
+        return count
 
     async def reclaim_expired(self) -> int:
         expired = await self.store.expired_leases(now=self.clock.now(), limit=100)

@@ -59,3 +59,34 @@ async def test_notify_wakes_a_worker_in_other_services(pg_database: str, backend
     finally:
         await worker_side.stop()
         await api_side.stop()
+
+
+async def test_embedded_restart_requeues_steps_of_the_dead_process(
+    tmp_path: Path, backend: Backend
+) -> None:
+    """After a crash the embedded server does not wait for old leases to expire."""
+    settings = load_settings(home=tmp_path, engine={"poll_interval": 0.05, "lease_seconds": 600})
+    first = build_services(settings)
+    await first.start(worker=False)
+    await first.runs.apply_flow(
+        FlowSpec.model_validate(
+            {"id": "crashy", "steps": [step("a", backend), step("b", backend, depends_on=["a"])]}
+        )
+    )
+    run = await first.runs.trigger("crashy", inputs={})
+    claims = await first.store.claim(
+        owner="dead-process", now=first.runs.clock.now(), lease_seconds=600, limit=5
+    )
+    assert [c.step.step_id for c in claims] == ["a"]
+    await first.stop()  # the "dead" process never finishes step a
+
+    second = build_services(settings)
+    await second.start()
+    try:
+        async with asyncio.timeout(10):
+            done = await second.runs.wait(run.id, poll=0.05)
+        assert done.status is RunStatus.SUCCEEDED
+        [call] = backend.calls_to("/a")
+        assert call["headers"]["Idempotency-Key"] == f"{run.id}:a"
+    finally:
+        await second.stop()
