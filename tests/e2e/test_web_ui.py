@@ -8,6 +8,7 @@ Screenshots of every page, 1280 and 390 px wide, go to tests/artifacts/screensho
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 from collections.abc import Iterator
@@ -34,18 +35,17 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 class Gate:
-    """Holds the example backend's send-email requests until the test opens it."""
+    """Holds the example backend's send-email requests while a test keeps it closed."""
 
     def __init__(self) -> None:
         self.open = threading.Event()
-        self.waiting = threading.Event()
+        self.open.set()  # requests pass until a test closes the gate
 
     def middleware(self, app: Any) -> Any:
         import asyncio
 
         async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> None:
             if scope.get("type") == "http" and scope.get("path") == "/api/tasks/send-email":
-                self.waiting.set()
                 await asyncio.to_thread(self.open.wait, 20)
             await app(scope, receive, send)
 
@@ -228,6 +228,46 @@ def test_web_roles_and_audit(page: Any, server: LoomServer) -> None:
     shoot(page, "audit")
     page.goto("/proposals")
     shoot(page, "proposals")
+
+
+def test_web_reviewer_reads_a_proposal_diff_and_approves_it(page: Any, server: LoomServer) -> None:
+    from playwright.sync_api import expect
+
+    pytest.importorskip("linkloom.api.routes.proposals", reason="the proposal API is not installed")
+    run_id = server.trigger("daily-report", {"count": 9})  # a production run to replay
+    assert server.wait_run(run_id)["status"] == "SUCCEEDED"
+    proposed = copy.deepcopy(server.flows["daily-report"])
+    proposed["steps"][1]["outputs"]["valid"] = "{{ output.valid * 2 }}"
+    with server.api(Role.author) as client:
+        opened = client.post(
+            "/api/v1/proposals",
+            json={"title": "Double the valid count", "specs": [proposed], "background": True},
+        )
+        assert opened.status_code == 201, opened.text
+        proposal_id = opened.json()["id"]
+
+    sign_in(page, server, Role.reviewer)
+    page.click("nav a:has-text('Proposals')")
+    page.click(f"tr[data-proposal='{proposal_id}'] a")
+    status = page.locator("#proposal-status")
+    for _ in range(60):  # the checks run in the background (sandbox: docker or process)
+        if status.inner_text() != "validating" and status.inner_text() != "sandboxing":
+            break
+        page.wait_for_timeout(500)
+        page.reload()
+    expect(status).to_have_text("ready for review")
+    expect(page.locator("li[data-check='diff'] .badge")).to_have_text("passed")
+    expect(page.locator("pre.unified .u-add")).to_contain_text("output.valid * 2")
+    changed = page.locator(".result-diff tr.change-changed[data-step='process']").first
+    expect(changed.locator("td.production")).to_be_visible()
+    expect(changed).to_contain_text("outputs.valid")
+    shoot(page, "proposal")
+    page.fill("#comment", "Doubling is what finance asked for.")
+    page.click("button:has-text('Approve')")
+    expect(status).to_have_text("approved")
+    expect(page.locator(".comment")).to_contain_text("reviewer-user")
+    expect(page.locator("button:has-text('Promote to production')")).to_be_visible()
+    shoot(page, "proposal-approved")
 
 
 def test_web_screenshots_were_written() -> None:
