@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 
+from linkloom import logs, metrics
 from linkloom.engine import callbacks, contexts, dag, rendering, retries, transitions
 from linkloom.engine.models import Exchange, LogLine, StepError, StepResult
 from linkloom.engine.ports import StepContext, StepExecutor, StepServices
@@ -69,6 +70,8 @@ class StepRunner:
 
     async def run(self, claim: Claim, *, owner: str) -> RunChanges | None:
         step, run = claim.step, claim.run
+        # Each claim runs in its own task, so these ids stay with this attempt's log lines.
+        logs.bind(run_id=run.id, flow_id=run.flow_id, step_id=step.step_id, attempt=step.attempt)
         compiled = await self.specs.get(run.flow_id, run.version)
         spec_step = compiled.spec.step(step.step_id)
         # Upstream outputs live on logical steps; fan-out children are not needed here.
@@ -80,19 +83,28 @@ class StepRunner:
             early = await self._before_execution(step, spec_step, compiled, base, owner=owner)
             if early is not None:
                 return await self._write(run.id, early)
+        started = time.perf_counter()
         outcome = await self._attempt(step, spec_step, compiled.spec, run, snapshot, base)
         mutation = transitions.apply_outcome(
             step.id, attempt=step.attempt, owner=owner, outcome=outcome, ctx=self.context(compiled)
         )
-        return await self._write(run.id, mutation)
+        changes = await self._write(run.id, mutation)
+        if changes is not None and not changes.empty:
+            _count_attempt(run, spec_step, outcome, time.perf_counter() - started)
+        return changes
 
     async def _write(self, run_id: str, mutation: Any) -> RunChanges | None:
         changes = await self.writer(run_id, mutation)
         if changes is not None and changes.run is not None and changes.run.status.terminal:
+            finished = changes.run
+            seconds = None
+            if finished.finished_at is not None:
+                seconds = (finished.finished_at - finished.created_at).total_seconds()
             log.info(
-                "run_finished", run_id=run_id, flow_id=changes.run.flow_id,
-                status=changes.run.status.value,
+                "run_finished", run_id=run_id, flow_id=finished.flow_id,
+                status=finished.status.value, seconds=seconds,
             )  # fmt: skip
+            metrics.run_finished(flow_id=finished.flow_id, status=finished.status, seconds=seconds)
             if self.on_run_finished is not None:
                 result = self.on_run_finished(changes.run)
                 if asyncio.iscoroutine(result):
@@ -327,6 +339,20 @@ class StepRunner:
             response_body=scrub(x.response_body, values),
             error=scrub(x.error, values) if x.error else None,
         )
+
+
+def _count_attempt(
+    run: Run, spec_step: StepBase, outcome: transitions.Outcome, seconds: float
+) -> None:
+    step_type = str(getattr(spec_step, "type", "unknown"))
+    if outcome.kind in (transitions.SUSPEND, transitions.WAIT, transitions.SKIPPED):
+        return
+    status = "succeeded" if outcome.kind == transitions.SUCCEEDED else "failed"
+    metrics.step_finished(step_type=step_type, status=status, seconds=seconds)
+    if outcome.kind == transitions.RETRY:
+        metrics.step_retried(step_type=step_type)
+    elif outcome.kind == transitions.FAILED:
+        metrics.dead_lettered(flow_id=run.flow_id)
 
 
 def _run_info(run: Run) -> Any:

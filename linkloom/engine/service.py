@@ -14,6 +14,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from linkloom import metrics
 from linkloom.engine import callbacks, contexts, errors, transitions
 from linkloom.engine.inputs import validate_inputs
 from linkloom.engine.models import RunStatus
@@ -209,6 +210,7 @@ class RunService:
             at=now,
         )
         await self.store.create_run(run, steps, [event])
+        metrics.run_started(flow_id=flow_id, trigger=trigger)
         self.wake()
         return run
 
