@@ -1,0 +1,183 @@
+"""The http executor against ``httpx.MockTransport``: the wire contract and every failure shape."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from linkloom import signing
+from linkloom.engine import callbacks
+from linkloom.engine.steps.http import HttpExecutor
+from tests.support.step_context import make_context, make_services
+
+
+def _run(handler, step: dict, **kw):  # type: ignore[no-untyped-def]
+    services = make_services(handler=handler, signing_key="key", **kw.pop("services", {}))
+    ctx = make_context(step={"type": "http", **step}, services=services, **kw)
+    ctx.attempt_id = "step-run-1.1"
+    return ctx, HttpExecutor().execute(ctx)
+
+
+async def test_sends_the_envelope_signed_with_idempotency_headers() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"status": "SUCCESS", "output": {"ok": 1}, "logs": "a\nb"})
+
+    _, pending = _run(
+        handler,
+        {"url": "http://b.test/x", "depends_on": ["up"]},
+        upstream={"up": 5, "other": 6},
+        inputs={"n": 1},
+    )
+    result = await pending
+    assert result.ok
+    assert result.output == {"ok": 1}
+    assert [line.message for line in result.logs] == ["a", "b"]
+    [request] = seen
+    body = json.loads(request.content)
+    assert body["upstream"] == {"up": {"output": 5, "outputs": {}}}
+    assert body["inputs"] == {"n": 1}
+    assert body["idempotency_key"] == "run-1:s"
+    assert request.headers["Idempotency-Key"] == "run-1:s"
+    signing.verify("key", request.content, request.headers)
+    assert len(result.exchanges) == 1
+    assert result.exchanges[0].status == 200
+
+
+async def test_declared_body_is_sent_as_is_with_query_and_headers() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"plain": True})
+
+    _, pending = _run(
+        handler,
+        {
+            "url": "http://b.test/{{ inputs.path }}",
+            "body": {"n": "{{ inputs.n }}"},
+            "query": {"q": "{{ inputs.n }}"},
+            "headers": {"X-Extra": "yes"},
+        },
+        inputs={"path": "p", "n": 3},
+    )
+    result = await pending
+    assert result.output == {"plain": True}  # any other JSON is the output
+    [request] = seen
+    assert request.url.path == "/p"
+    assert request.url.params["q"] == "3"
+    assert json.loads(request.content) == {"n": 3}
+    assert request.headers["X-Extra"] == "yes"
+
+
+@pytest.mark.parametrize(
+    ("status", "retryable"), [(500, True), (503, True), (429, True), (404, False), (422, False)]
+)
+async def test_status_errors_are_retryable_only_for_5xx_and_429(
+    status: int, retryable: bool
+) -> None:
+    _, pending = _run(
+        lambda r: httpx.Response(status, json={"error": "nope"}, headers={"Retry-After": "7"}),
+        {"url": "http://b.test/x"},
+    )
+    result = await pending
+    assert result.error is not None
+    assert result.error.kind == "http_status"
+    assert result.error.status == status
+    assert result.error.retryable is retryable
+    assert result.error.retry_after == 7
+    assert "nope" in result.error.message
+
+
+async def test_expected_status_overrides_the_2xx_rule() -> None:
+    _, pending = _run(
+        lambda r: httpx.Response(404, json={}), {"url": "http://b.test/x", "expected_status": [404]}
+    )
+    assert (await pending).ok
+    _, pending = _run(
+        lambda r: httpx.Response(200, json={}), {"url": "http://b.test/x", "expected_status": [201]}
+    )
+    assert (await pending).error is not None
+
+
+async def test_non_json_answer_is_a_clear_bad_response() -> None:
+    _, pending = _run(
+        lambda r: httpx.Response(200, content=b"<html>", headers={"Content-Type": "text/html"}),
+        {"url": "http://b.test/x"},
+    )
+    result = await pending
+    assert result.error is not None
+    assert result.error.kind == "bad_response"
+    assert not result.error.retryable
+    assert result.exchanges[0].response_body == "<html>"
+
+
+async def test_oversized_response_is_refused_while_streaming() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b"x" * 5000)
+
+    _, pending = _run(handler, {"url": "http://b.test/x"}, services={"max_response_bytes": 1000})
+    result = await pending
+    assert result.error is not None
+    assert result.error.kind == "response_too_large"
+
+
+async def test_connection_errors_are_retryable() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    _, pending = _run(handler, {"url": "http://b.test/x"})
+    result = await pending
+    assert result.error is not None
+    assert result.error.kind == "connection"
+    assert result.error.retryable
+    assert result.exchanges[0].error is not None
+
+
+async def test_backend_failed_is_not_retryable_and_keeps_logs() -> None:
+    _, pending = _run(
+        lambda r: httpx.Response(
+            200, json={"status": "FAILED", "error": "no stock", "logs": ["x"]}
+        ),
+        {"url": "http://b.test/x"},
+    )
+    result = await pending
+    assert result.error is not None
+    assert result.error.kind == "backend"
+    assert result.error.message == "no stock"
+    assert not result.error.retryable
+    assert [line.message for line in result.logs] == ["x"]
+
+
+async def test_async_mode_sends_callback_urls_and_waits() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(202, json={})
+
+    _, pending = _run(
+        handler,
+        {"url": "http://b.test/x", "mode": "async", "heartbeat_timeout": 30},
+        services={"public_url": "http://loom.test"},
+    )
+    result = await pending
+    assert result.wait_for_callback
+    assert result.state is not None
+    assert result.state["heartbeat_timeout"] == 30
+    body = json.loads(seen[0].content)
+    token = body["callback"]["url"].rsplit("/", 1)[1]
+    assert body["callback"]["url"].startswith("http://loom.test/api/v1/callbacks/")
+    assert seen[0].headers["X-Loom-Heartbeat-Url"] == body["callback"]["heartbeat_url"]
+    assert callbacks.parse_token("key", token) == ("step-run-1", 1)
+
+
+async def test_template_errors_fail_without_a_request() -> None:
+    _, pending = _run(lambda r: httpx.Response(200), {"url": "http://b.test/{{ inputs.missing }}"})
+    result = await pending
+    assert result.error is not None
+    assert result.error.kind == "template"
