@@ -220,3 +220,44 @@ async def test_web_dashboard_filters_by_text_status_and_tag(api: Api) -> None:
         never = (await client.get("/?status=NEVER&q=bet")).text
         assert 'data-flow="beta"' in never
         assert 'data-flow="alpha"' not in never
+
+
+async def test_web_cancel_and_retry_buttons(api: Api) -> None:
+    spec = flow_spec()
+    spec["steps"][2]["url"] = "http://backend.test/async"
+    spec["steps"][2]["mode"] = "async"
+    await apply(api, spec)
+    run = await api.services.runs.trigger("report", inputs={"to": "a@b.c"})
+    await api.next_callback()  # the last step waits for its callback: the run is running
+    async with browser(api, Role.author) as client:
+        page = await client.get(f"/runs/{run.id}")
+        assert 'class="node st-running" data-step="send"' in page.text
+        assert 'data-when="active">' in page.text  # the cancel form is shown
+        token = csrf_of(page.text)
+        cancelled = await client.post(f"/runs/{run.id}/cancel", data={"csrf": token})
+        assert cancelled.status_code == 303
+        assert (await api.services.runs.get_run(run.id)).status.value == "CANCELLED"
+        page = await client.get(f"/runs/{run.id}")
+        assert 'class="node st-cancelled" data-step="send"' in page.text
+        again = await client.post(f"/runs/{run.id}/cancel", data={"csrf": token})
+        assert again.status_code == 409  # an error page, not a crash
+        retried = await client.post(f"/runs/{run.id}/retry", data={"csrf": token})
+        assert retried.status_code == 303
+    assert (await api.services.runs.get_run(run.id)).status.value in ("PENDING", "RUNNING")
+    entries, _ = await api.app.state.audit.list(_filter(object_id=run.id), limit=10)
+    assert [e.action for e in entries] == ["run.retry", "run.cancel"]
+
+
+async def test_web_flow_page_diffs_two_versions_side_by_side(api: Api) -> None:
+    await apply(api, flow_spec())
+    changed = flow_spec()
+    changed["steps"][1]["url"] = "http://backend.test/process-v2"
+    await apply(api, changed)
+    async with browser(api, Role.viewer) as client:
+        page = await client.get("/flows/report")
+        assert "Spec diff v1 → v2" in page.text
+        assert 'class="diff"' in page.text
+        assert "-v2</span>" in page.text  # the changed part of the line is marked
+        assert 'href="/flows/report?a=1&amp;b=2#diff-h"' in page.text
+        same = await client.get("/flows/report?a=2&b=2")
+        assert "Spec diff" not in same.text
