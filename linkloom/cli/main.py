@@ -18,6 +18,8 @@ COMMAND_MODULES = (
     "linkloom.cli.flows",
     "linkloom.cli.runs",
     "linkloom.cli.proposals",
+    "linkloom.cli.fixtures",
+    "linkloom.cli.gitops",
     "linkloom.cli.tokens",
     "linkloom.cli.audit",
     "linkloom.cli.settings",

@@ -1,0 +1,301 @@
+"""``loom proposal``: open, list, show, plan, diff, checks, comment, approve, request-changes,
+rebase, promote, close. Every command goes through the server's API."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.text import Text
+
+from linkloom.cli import output as out
+from linkloom.cli.apps import proposal_app
+from linkloom.cli.connection import connect
+from linkloom.cli.output import OutputFormat, OutputOption
+from linkloom.errors import InvalidInput
+from linkloom.proposals import diff as diffs
+from linkloom.proposals.models import ProposalDiff
+
+ProposalArg = Annotated[str, typer.Argument(help="The proposal id.")]
+PROPOSAL_COLUMNS: list[out.Column] = [
+    ("ID", "id"),
+    ("STATUS", "status"),
+    ("TITLE", "title"),
+    ("AUTHOR", "author"),
+    ("FLOWS", lambda r: ", ".join(r.get("flows") or [])),
+    ("REV", "revision"),
+    ("UPDATED", lambda r: out.when(r.get("updated_at"))),
+]
+CHECK_STYLES = {
+    "passed": "green",
+    "failed": "red",
+    "error": "red",
+    "running": "cyan",
+    "pending": "dim",
+    "skipped": "dim",
+}
+_REPO_PATH = re.compile(r"(?:^|/)(flows/[^/]+/.+)$")
+
+
+def repo_files(paths: list[Path]) -> dict[str, Any]:
+    """``{"files": {...}}`` for paths inside a flows repo layout, else ``{"specs": [...]}``."""
+    files: dict[str, str] = {}
+    specs: list[str] = []
+    for path in paths:
+        if not path.is_file():
+            raise InvalidInput(f"{path} does not exist or is not a file")
+        text = path.read_text()
+        match = _REPO_PATH.search(path.resolve().as_posix())
+        if match:
+            files[match.group(1)] = text
+        else:
+            specs.append(text)
+    return {"files": files, "specs": specs}
+
+
+def print_proposal(p: dict[str, Any]) -> None:
+    console = out.console()
+    status = p["status"]
+    console.print(
+        f"[bold]{p['id']}[/bold]  {p['title']}  [{_style(status)}]{status}[/]  "
+        f"revision {p['revision']}  by {p['author']}"
+    )
+    console.print(
+        f"branch {p['branch']}  head {p['head_commit'][:12]}  base {p['base_commit'][:12]}"
+    )
+    console.print("flows: " + ", ".join(p.get("flows") or []))
+    if p.get("conflicts"):
+        console.print("[red]conflicts with main:[/red] " + ", ".join(p["conflicts"]))
+    for check in p.get("checks") or []:
+        console.print(
+            f"  [{CHECK_STYLES.get(check['status'], 'white')}]{check['status']:8}[/] "
+            f"{check['name']:9} {check.get('summary') or ''}"
+        )
+    needed = p.get("required_approvals", 1)
+    console.print(f"approvals: {len(p.get('approvers') or [])}/{needed} {p.get('approvers') or ''}")
+    for review in p.get("reviews") or []:
+        console.print(
+            f"  {review['reviewer']}: {review['decision']} (rev {review['revision']}) "
+            f"{review.get('comment') or ''}"
+        )
+    for comment in p.get("comments") or []:
+        console.print(f"  💬 {comment['author']}: {comment['body']}")
+    if p.get("promoted_commit"):
+        console.print(f"promoted as {p['promoted_commit'][:12]}: {p.get('promoted_versions')}")
+
+
+def _style(status: str) -> str:
+    return {
+        "ready-for-review": "cyan",
+        "approved": "green",
+        "promoted": "green",
+        "stale": "yellow",
+        "changes-requested": "yellow",
+        "closed": "dim",
+    }.get(status, "white")
+
+
+def _show(data: dict[str, Any], output: OutputFormat) -> None:
+    if output is OutputFormat.table:
+        print_proposal(data)
+    else:
+        out.emit(data, output=output)
+
+
+@proposal_app.command("open")
+def open_proposal(
+    files: Annotated[
+        list[Path] | None, typer.Argument(help="Edited spec or fixture files (flows/<id>/…).")
+    ] = None,
+    message: Annotated[str, typer.Option("--message", "-m", help="The title.")] = "",
+    ref: Annotated[
+        str | None, typer.Option(help="A branch/commit of the flows repo (several flows).")
+    ] = None,
+    description: Annotated[str, typer.Option(help="Longer description.")] = "",
+    background: Annotated[bool, typer.Option(help="Do not wait for the checks.")] = False,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Open a proposal from edited files or a git ref; the checks run at once."""
+    if not files and not ref:
+        raise InvalidInput("give edited files (loom proposal open flows/x/flow.yaml -m …) or --ref")
+    body: dict[str, Any] = {
+        "title": message or (f"Change {', '.join(p.name for p in files or [])}" if files else ref),
+        "description": description,
+        "ref": ref,
+        "background": background,
+        **(repo_files(files) if files else {}),
+    }
+    with connect() as loom:
+        data = loom.post("/proposals", json=body)
+    _show(data, output)
+
+
+@proposal_app.command("list")
+def list_proposals(
+    status: Annotated[list[str] | None, typer.Option(help="Only these statuses.")] = None,
+    flow: Annotated[str | None, typer.Option(help="Only proposals changing this flow.")] = None,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """List proposals, newest first."""
+    with connect() as loom:
+        page = loom.call("GET", "/proposals", params={"status": status, "flow_id": flow})
+    out.emit(
+        page["items"], columns=PROPOSAL_COLUMNS, output=output, title="Proposals",
+        empty="no proposals",
+    )  # fmt: skip
+
+
+@proposal_app.command("show")
+def show(proposal: ProposalArg, output: OutputOption = OutputFormat.table) -> None:
+    """A proposal: status, checks, approvals, reviews and comments."""
+    with connect() as loom:
+        _show(loom.get(f"/proposals/{proposal}"), output)
+
+
+@proposal_app.command("checks")
+def checks(
+    proposal: ProposalArg,
+    rerun: Annotated[bool, typer.Option("--run", help="Run the checks again first.")] = False,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """The checks of the current revision (``--run`` runs them again)."""
+    with connect() as loom:
+        if rerun:
+            loom.post(f"/proposals/{proposal}/checks")
+        data = loom.get(f"/proposals/{proposal}/checks")
+    if output is not OutputFormat.table:
+        out.emit(data, output=output)
+        return
+    console = out.console()
+    for check in data:
+        style = CHECK_STYLES.get(check["status"], "white")
+        console.print(f"[{style}]{check['status']:8}[/] {check['name']:9} {check['summary']}")
+        if check["name"] == "validate":
+            for result in (check["details"].get("flows") or {}).values():
+                for problem in result.get("problems") or []:
+                    console.print(
+                        f"    {problem['file']}:{problem['line']}:{problem['column']}: "
+                        f"{problem['severity']}: {problem['message']}",
+                        markup=False,
+                    )
+
+
+@proposal_app.command("plan")
+def plan(proposal: ProposalArg, output: OutputOption = OutputFormat.table) -> None:
+    """What promotion would change: spec diff, schedules, triggers, retries, in-flight runs."""
+    with connect() as loom:
+        data = loom.get(f"/proposals/{proposal}/plan")
+    if output is not OutputFormat.table:
+        out.emit(data, output=output)
+        return
+    console = out.console()
+    console.print(f"plan: {data['status']}  {data['summary']}")
+    for line in data.get("text") or []:
+        console.print(line, markup=False)
+    for flow in data.get("flows") or []:
+        if flow.get("spec_diff"):
+            console.print(Text(""))
+            for line in flow["spec_diff"].splitlines():
+                style = "green" if line.startswith("+") else "red" if line.startswith("-") else None
+                console.print(Text(line, style=style or ""))
+
+
+@proposal_app.command("diff")
+def diff(
+    proposal: ProposalArg,
+    all_steps: Annotated[bool, typer.Option("--all", help="Show unchanged steps too.")] = False,
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """The sandbox results against production, side by side, per case and step."""
+    with connect() as loom:
+        data = loom.get(f"/proposals/{proposal}/diff")
+    if output is not OutputFormat.table:
+        out.emit(data, output=output)
+        return
+    console = out.console()
+    console.print(f"diff: {data['status']}  {data['summary']}  (sandbox: {data.get('backend')})")
+    for flow_id, flow_diff in (data.get("flows") or {}).items():
+        console.print(f"[bold]{flow_id}[/bold]")
+        console.print(
+            diffs.render_terminal(ProposalDiff.from_dict(flow_diff), show_unchanged=all_steps)
+        )
+
+
+def _review(command: str, proposal: str, comment: str, output: OutputFormat) -> None:
+    with connect() as loom:
+        data = loom.post(f"/proposals/{proposal}/{command}", json={"comment": comment})
+    _show(data, output)
+
+
+@proposal_app.command("approve")
+def approve(
+    proposal: ProposalArg,
+    comment: Annotated[str, typer.Option("--comment", "-m", help="Why.")] = "",
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Approve the current revision (reviewers; never your own proposal)."""
+    _review("approve", proposal, comment, output)
+
+
+@proposal_app.command("request-changes")
+def request_changes(
+    proposal: ProposalArg,
+    comment: Annotated[str, typer.Option("--comment", "-m", help="What to change.")] = "",
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Ask the author for a new revision."""
+    _review("request-changes", proposal, comment, output)
+
+
+@proposal_app.command("comment")
+def comment(
+    proposal: ProposalArg,
+    body: Annotated[str, typer.Argument(help="The comment.")],
+) -> None:
+    """Comment on a proposal."""
+    with connect() as loom:
+        loom.post(f"/proposals/{proposal}/comments", json={"body": body})
+    typer.echo(f"{proposal}: commented")
+
+
+@proposal_app.command("revise")
+def revise(
+    proposal: ProposalArg,
+    files: Annotated[list[Path], typer.Argument(help="Edited files.")],
+    message: Annotated[str, typer.Option("--message", "-m", help="What changed.")] = "",
+    output: OutputOption = OutputFormat.table,
+) -> None:
+    """Push a new revision (a new commit on the proposal's branch); the checks run again."""
+    with connect() as loom:
+        data = loom.post(
+            f"/proposals/{proposal}/revisions", json={"message": message, **repo_files(files)}
+        )
+    _show(data, output)
+
+
+@proposal_app.command("rebase")
+def rebase(proposal: ProposalArg, output: OutputOption = OutputFormat.table) -> None:
+    """Rebase a stale proposal onto main; conflicts are listed (exit 4)."""
+    with connect() as loom:
+        _show(loom.post(f"/proposals/{proposal}/rebase"), output)
+
+
+@proposal_app.command("promote")
+def promote(proposal: ProposalArg, output: OutputOption = OutputFormat.table) -> None:
+    """Merge into main and make the proposal's specs the production versions."""
+    with connect() as loom:
+        data = loom.post(f"/proposals/{proposal}/promote")
+    _show(data, output)
+
+
+@proposal_app.command("close")
+def close(
+    proposal: ProposalArg,
+    reason: Annotated[str, typer.Option(help="Why.")] = "",
+) -> None:
+    """Close a proposal without promoting it."""
+    with connect() as loom:
+        loom.post(f"/proposals/{proposal}/close", json={"reason": reason})
+    typer.echo(f"{proposal}: closed")
