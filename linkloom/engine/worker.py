@@ -150,6 +150,7 @@ class Worker:
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._lost: set[str] = set()
         self._runs: dict[str, str] = {}  # in-flight step run id → run id
+        self._claims: dict[str, Claim] = {}  # in-flight step run id → its claim
         self._event = asyncio.Event()
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
@@ -195,9 +196,11 @@ class Worker:
         pending = list(self._inflight.values())
         if pending:
             _done, still = await asyncio.wait(pending, timeout=grace)
+            abandoned = [c for sid, c in self._claims.items() if self._inflight.get(sid) in still]
             for task in still:
                 task.cancel()
             await asyncio.gather(*still, return_exceptions=True)
+            await self._release(abandoned)
         await self.writes.drain()
         if self._house_task is not None:
             self._house_task.cancel()
@@ -312,6 +315,7 @@ class Worker:
         task = asyncio.create_task(self._execute(claim), name=f"step:{label}:{step.id}")
         self._inflight[step.id] = task
         self._runs[step.id] = claim.run.id
+        self._claims[step.id] = claim
 
     async def _execute(self, claim: Claim) -> None:
         step_run_id = claim.step.id
@@ -329,6 +333,7 @@ class Worker:
             was_full = len(self._inflight) >= self.concurrency
             self._inflight.pop(step_run_id, None)
             self._runs.pop(step_run_id, None)
+            self._claims.pop(step_run_id, None)
             self._lost.discard(step_run_id)
             self.steps_done += 1
             if was_full or self.writes._claim is None:
@@ -369,6 +374,12 @@ class Worker:
                 # Cancelled, reclaimed, or already completed by a callback: stop working on it.
                 self._lost.add(sid)
                 task.cancel()
+
+    async def _release(self, claims: list[Claim]) -> None:
+        """Re-queue attempts abandoned at shutdown now, rather than after their lease expires."""
+        for claim in claims:
+            with contextlib.suppress(Exception):
+                await self.runner.expire(claim.step, owner=self.owner, force=True)
 
     async def recover_orphans(self) -> int:
         """Re-queue every step RUNNING under another worker's lease, without waiting for the

@@ -378,3 +378,18 @@ async def test_async_step_completes_through_a_signed_callback(engine: Engine) ->
     with pytest.raises(CallbackAlreadyUsed):
         await engine.runs.complete_callback(token, {"status": "SUCCESS", "output": 1})
     assert SIGNING_KEY not in token
+
+
+async def test_graceful_stop_requeues_abandoned_attempts_at_once(engine: Engine) -> None:
+    b = engine.backend
+    b.on("/stuck", Reply(body={"status": "SUCCESS"}, delay=3))
+    await engine.apply({"id": "stopping", "steps": [step("stuck", b)]})
+    run = await engine.runs.trigger("stopping", inputs={})
+    async with asyncio.timeout(5):
+        while not b.calls_to("/stuck"):  # noqa: ASYNC110 - polling a plain list the server fills
+            await asyncio.sleep(0.01)
+    await engine.worker.stop(grace=0.1)
+    [stuck] = await engine.runs.list_steps(run.id)
+    assert stuck.status is StepStatus.QUEUED
+    assert stuck.lease_owner is None
+    assert stuck.attempt == 0
