@@ -164,6 +164,10 @@ def scheduler_command() -> None:
         logs.configure(settings)
     except (ImportError, AttributeError):
         pass
+    if settings.metrics.enabled and settings.metrics.port:
+        from linkloom import metrics
+
+        metrics.start_exporter(settings.metrics.port)
     asyncio.run(_serve(settings))
 
 

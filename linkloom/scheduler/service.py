@@ -49,6 +49,11 @@ from linkloom.scheduler.ports import CreatedRun, LeaderLock, RunLauncher, Schedu
 
 log = structlog.get_logger(__name__)
 
+try:  # prometheus-client comes with the server extra; the scheduler works without it
+    from linkloom import metrics as _metrics
+except ImportError:  # pragma: no cover - base install
+    _metrics = None  # type: ignore[assignment]
+
 DEFAULT_BACKFILL_LIMIT = 1000
 _EVENT_OVERLAP = timedelta(seconds=30)
 FULL_READ_EVERY = timedelta(seconds=30)  # re-read every schedule state at least this often
@@ -378,7 +383,12 @@ class Scheduler:
                     tally.cancelled += 1
                 active[:] = [run for run in active if run.id not in decision.cancel]
         run = await self._create(
-            head=head, schedule_id=schedule_id, inputs=schedule.inputs, fire=fire, tally=tally
+            head=head,
+            schedule_id=schedule_id,
+            inputs=schedule.inputs,
+            fire=fire,
+            tally=tally,
+            kind="cron" if schedule.cron is not None else "interval",
         )
         if run is not None and active is not None:
             active.append(ActiveRun(id=run.id, created_at=now))
@@ -392,6 +402,7 @@ class Scheduler:
         fire: datetime,
         tally: _Tally,
         trigger: str = "schedule",
+        kind: str | None = None,
     ) -> CreatedRun | None:
         try:
             run = await self._runs.trigger(
@@ -413,7 +424,10 @@ class Scheduler:
             )
             return None
         tally.created += 1
-        tally.lateness.append((self._clock.now() - fire).total_seconds())
+        lateness = (self._clock.now() - fire).total_seconds()
+        tally.lateness.append(lateness)
+        if kind is not None and _metrics is not None:
+            _metrics.scheduler_fired(lateness_seconds=lateness, kind=kind)
         log.info(
             "fire_created",
             flow_id=head.flow_id,

@@ -388,3 +388,17 @@ async def test_old_delivery_keys_are_purged(env: Any) -> None:
     clock.advance(31 * 86400)
     await sched.tick()
     assert store.deliveries == {}
+
+
+async def test_fire_lateness_is_recorded_as_a_metric(env: Any) -> None:
+    from linkloom import metrics
+
+    clock, _runs, store = env
+    store.put_flow(flow(schedules=[{"interval": 10}]))
+    sched = make(env)
+    labels = {"kind": "interval"}
+    name = "loom_scheduler_fire_lateness_seconds_count"
+    before = metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+    await sched.tick()
+    await run_for([sched], clock, 20)
+    assert metrics.REGISTRY.get_sample_value(name, labels) == before + 2
