@@ -446,7 +446,13 @@ class Scheduler:
             by_flow.setdefault(fire.flow_id, []).append(fire)
         for flow_id, fires in by_flow.items():
             entry = specs.get(flow_id)
-            if entry is None or entry[0].paused:
+            if entry is None:  # the flow was deleted: its held fires go with it
+                for fire in fires:
+                    await self._store.dequeue_fire(
+                        flow_id=flow_id, schedule_id=fire.schedule_id, fire_time=fire.fire_time
+                    )
+                continue
+            if entry[0].paused:
                 continue
             head, spec = entry
             active = await self._store.active_runs(flow_id)
