@@ -74,8 +74,13 @@ class StepRunner:
         logs.bind(run_id=run.id, flow_id=run.flow_id, step_id=step.step_id, attempt=step.attempt)
         compiled = await self.specs.get(run.flow_id, run.version)
         spec_step = compiled.spec.step(step.step_id)
-        # Upstream outputs live on logical steps; fan-out children are not needed here.
-        snapshot = claim.snapshot or await self.store.snapshot(run.id, parents_only=True)
+        # Upstream outputs live on logical steps; fan-out children are not needed here. A step
+        # with no upstream (a root) may only reference inputs: no read needed.
+        snapshot = claim.snapshot
+        if snapshot is None and not compiled.plan.nodes[step.step_id].depends_on:
+            snapshot = RunSnapshot(run=run, steps=())
+        if snapshot is None:
+            snapshot = await self.store.snapshot(run.id, parents_only=True)
         if snapshot is None:
             return None
         base = contexts.base_context(run, snapshot, self.services.secrets)
