@@ -225,6 +225,19 @@ class BackfillIn(BaseModel):
 
 
 class BackfillOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "fire_times": ["2024-05-01T00:00:00Z", "2024-05-02T00:00:00Z"],
+                    "created": ["01HX3Z6V4Q8M2T"],
+                    "existing": 1,
+                    "dry_run": False,
+                }
+            ]
+        }
+    )
+
     fire_times: list[datetime]
     created: list[str] = Field(default_factory=list, description="Ids of the runs created.")
     existing: int = 0

@@ -369,6 +369,8 @@ class RedriveIn(BaseModel):
 
 
 class RedriveOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"runs": [_RUN_EXAMPLE]}]})
+
     runs: list[RunOut]
 
 
