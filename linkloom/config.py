@@ -228,6 +228,32 @@ class SecuritySettings(BaseModel):
     )
 
 
+class NotificationSettings(BaseModel):
+    enabled: bool = Field(
+        default=True,
+        description="Send notifications; channels and rules are managed with the API and "
+        "`loom notify`.",
+    )
+    max_attempts: int = Field(
+        default=6, ge=1, description="Attempts per message and channel before it counts as failed."
+    )
+    retry_base_seconds: float = Field(
+        default=2.0, gt=0, description="Delay before the first retry; doubles after each attempt."
+    )
+    retry_max_seconds: float = Field(
+        default=300.0, gt=0, description="Longest delay between two attempts."
+    )
+    timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Time limit of one attempt (HTTP request or SMTP session)."
+    )
+    poll_interval: float = Field(
+        default=1.0, gt=0, description="Seconds between checks for messages due for (re)sending."
+    )
+    sla_check_seconds: float = Field(
+        default=15.0, gt=0, description="Seconds between checks of running runs against SLA rules."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOOM_", env_nested_delimiter="__", extra="ignore")
 
@@ -254,6 +280,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     secrets: dict[str, SecretStr] = Field(
         default_factory=dict,
         description="Secrets flows read as {{ secrets.NAME }}: LOOM_SECRETS__NAME=value.",

@@ -53,6 +53,7 @@ class Services:
     notifier: Notifier
     workers: list[Worker] = field(default_factory=list)
     run_listeners: list[Any] = field(default_factory=list)
+    notifications: Any = None  # notifications.service.NotificationService (None: disabled)
     started: bool = False
 
     def make_worker(self, **overrides: Any) -> Worker:
@@ -97,12 +98,16 @@ class Services:
             await self.workers[0].recover_orphans()
         for w in self.workers:
             await w.start()
+        if self.notifications is not None:
+            await self.notifications.start()
         self.started = True
 
     async def stop(self, *, grace: float = 10.0) -> None:
         for w in self.workers:
             await w.stop(grace=grace)
         await self.notifier.stop()
+        if self.notifications is not None:
+            await self.notifications.close()
         await self.http.aclose()
         await self.db.dispose()
         self.started = False
@@ -169,6 +174,11 @@ def build_services(settings: Settings, *, http_transport: Any = None) -> Service
     holder["s"] = services
     runs.on_run_finished = services._run_finished
     runs.on_cancel = lambda run_id: [w.abandon_run(run_id) for w in services.workers]
+    if settings.notifications.enabled:
+        from linkloom.store import notifications
+
+        services.notifications = notifications.build_service(services)
+        services.run_listeners.append(services.notifications.on_run_finished)
     return services
 
 

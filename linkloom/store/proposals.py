@@ -250,12 +250,15 @@ def build_service(services: Any, *, runner: Any = None) -> ProposalService:
     async def select() -> Any:
         return runner if runner is not None else await backends.select_runner(settings.sandbox)
 
+    audit: Any = SqlAuditLog(services.db)
+    if getattr(services, "notifications", None) is not None:
+        audit = services.notifications.tap(audit)  # proposal events for notification rules
     return ProposalService(
         repo=repo,
         store=SqlProposalStore(services.db),
         runs=services.runs,
         clock=services.runs.clock,
         runner=select,
-        audit=SqlAuditLog(services.db),
+        audit=audit,
         settings=options,
     )

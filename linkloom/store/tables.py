@@ -298,3 +298,90 @@ proposal_comments = sa.Table(
     sa.Column("at", TS, nullable=False),
     sa.Index("ix_proposal_comments_proposal", "proposal_id"),
 )
+
+# ---- notifications (``store/notifications.py``) ---------------------------------------------
+
+notification_channels = sa.Table(
+    "notification_channels",
+    metadata,
+    _id(),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("config", JSON, nullable=False),
+    sa.Column("secrets", sa.Text),  # Fernet token of the JSON secrets; never returned as is
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+)
+
+notification_rules = sa.Table(
+    "notification_rules",
+    metadata,
+    _id(),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("flow_id", sa.String(64)),
+    sa.Column("events", JSON, nullable=False),
+    sa.Column("channels", JSON, nullable=False),
+    sa.Column("quiet_seconds", sa.Float, nullable=False),
+    sa.Column("sla_seconds", sa.Float),
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+)
+
+notification_deliveries = sa.Table(
+    "notification_deliveries",
+    metadata,
+    _id(),
+    sa.Column("channel_id", sa.String(64), nullable=False),
+    sa.Column("rule_id", sa.String(64)),
+    sa.Column("key", sa.String(300), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("flow_id", sa.String(64)),
+    sa.Column("notification", JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("max_attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", TS, nullable=False),
+    sa.Column("lease_until", TS),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("sent_at", TS),
+    sa.UniqueConstraint("channel_id", "key"),
+    sa.Index("ix_notification_deliveries_due", "status", "next_attempt_at"),
+    sa.Index("ix_notification_deliveries_created", "created_at"),
+)
+
+notification_attempts = sa.Table(
+    "notification_attempts",
+    metadata,
+    sa.Column(
+        "delivery_id",
+        sa.String(64),
+        sa.ForeignKey("notification_deliveries.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("number", sa.Integer, primary_key=True),
+    sa.Column("ok", sa.Boolean, nullable=False),
+    sa.Column("status_code", sa.Integer),
+    sa.Column("error", sa.Text),
+    sa.Column("duration_ms", sa.Float, nullable=False, server_default="0"),
+    sa.Column("at", TS, nullable=False),
+)
+
+notification_quiet = sa.Table(
+    "notification_quiet",
+    metadata,
+    sa.Column("rule_id", sa.String(64), primary_key=True),
+    sa.Column("scope", sa.String(300), primary_key=True),
+    sa.Column("last_sent_at", TS, nullable=False),
+    sa.Column("suppressed", sa.Integer, nullable=False, server_default="0"),
+)
+
+notification_flow_health = sa.Table(
+    "notification_flow_health",
+    metadata,
+    sa.Column("flow_id", sa.String(64), primary_key=True),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+)

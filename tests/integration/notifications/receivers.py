@@ -1,0 +1,151 @@
+"""Real local receivers for the notification proof tests, each in its own thread and loop:
+
+* ``WebhookReceiver``: an aiohttp server on 127.0.0.1 recording every POST (headers, JSON body);
+  ``status`` is what it answers (503 makes it a failing receiver); it can start on a given
+  port, so a test can start it late at a URL that was refusing connections before.
+* ``SmtpServer``: aiosmtpd's ``Controller`` on a free port recording every message.
+* ``TaskBackend``: the user backend the flows call; ``fail`` makes its tasks answer FAILED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import json
+import socket
+import threading
+from dataclasses import dataclass
+from email.message import Message
+from typing import Any
+
+from aiohttp import web
+from aiosmtpd.controller import Controller
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class _Server:
+    def __init__(self, *, port: int = 0) -> None:
+        self.port = port
+        self.url = ""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:  # pragma: no cover
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        self._thread = threading.Thread(target=self._main, name=type(self).__name__, daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10) or self._error is not None:
+            raise RuntimeError(f"{type(self).__name__} did not start: {self._error!r}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", self.port, reuse_address=True)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._ready.set()
+        await self._stop.wait()
+        await runner.cleanup()
+
+
+class WebhookReceiver(_Server):
+    def __init__(self, *, port: int = 0, status: int = 200) -> None:
+        super().__init__(port=port)
+        self.status = status
+        self.received: list[Received] = []
+        self.answered: list[int] = []
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        self.received.append(Received(request.path, dict(request.headers), body))
+        self.answered.append(self.status)
+        return web.json_response({"ok": self.status < 300}, status=self.status)
+
+    def at(self, path: str) -> list[Received]:
+        return [r for r in self.received if r.path == path and r.headers.get("X-Loom-Event") != ""]
+
+
+class TaskBackend(_Server):
+    """Answers every task with SUCCESS, or FAILED with ``error`` while ``fail`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail = False
+        self.error = "upstream API answered 503"
+        self.calls = 0
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.calls += 1
+        if self.fail:
+            return web.json_response({"status": "FAILED", "error": self.error})
+        return web.json_response({"status": "SUCCESS", "output": {"ok": True}})
+
+
+class _Collect:
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        raw = envelope.original_content or envelope.content
+        message = email.message_from_bytes(raw if isinstance(raw, bytes) else raw.encode())
+        message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
+        self.messages.append(message)
+        return "250 OK"
+
+
+class SmtpServer:
+    def __init__(self) -> None:
+        self.handler = _Collect()
+        self.port = free_port()
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+
+    @property
+    def messages(self) -> list[Message]:
+        return self.handler.messages
+
+    def __enter__(self) -> SmtpServer:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.controller.stop()
