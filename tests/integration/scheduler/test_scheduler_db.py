@@ -168,3 +168,27 @@ async def test_delivery_keys_are_stored_once(env: Env) -> None:
             await conn.execute(sa.select(sa.func.count()).select_from(tables.webhook_deliveries))
         ).scalar()
     assert count == 0
+
+
+async def test_event_pushed_and_polled_starts_one_run(env: Env) -> None:
+    """The listener call and the polling safety net agree on the de-duplication key."""
+    await env.apply({"id": "up2"})
+    await env.apply(
+        {
+            "id": "down2",
+            "triggers": [
+                {"type": "event", "id": "on-cancel", "flow": "up2", "statuses": ["CANCELLED"]}
+            ],
+        }
+    )
+    pusher, poller = env.scheduler(), env.scheduler()
+    await poller.tick()
+    up = await env.runs.trigger("up2", inputs={})
+    cancelled = await env.runs.cancel(up.id)
+    assert cancelled.finished_at is not None
+    assert len(await pusher.on_run_finished(cancelled)) == 1
+    env.clock.advance(1)
+    await poller.tick()
+    rows = await scheduled_runs(env, "down2")
+    assert len(rows) == 1
+    assert rows[0].trigger == "event"
