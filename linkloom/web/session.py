@@ -92,9 +92,11 @@ def check_origin(request: Request) -> None:
         if origin == "null":
             raise CsrfRejected()
         return
-    parts = urlsplit(origin)
-    host = request.headers.get("host", "")
-    if parts.netloc != host:
+    allowed = {request.headers.get("host", "")}
+    public = getattr(request.app.state.settings, "public_url", "")  # behind a proxy
+    if public:
+        allowed.add(urlsplit(public).netloc)
+    if urlsplit(origin).netloc not in allowed:
         raise CsrfRejected()
 
 

@@ -170,12 +170,33 @@ def test_web_trigger_from_form_turns_green_live_and_notifies(
     page.goto("/flows/daily-report")
     expect(page.locator(".dag.wide g.node[data-step='process']")).to_have_class("node st-succeeded")
     shoot(page, "flow")
-    page.goto("/")
+
+
+def test_web_dashboard_updates_live_and_notifies_when_a_watched_run_ends(
+    page: Any, server: LoomServer, gate: Gate
+) -> None:
+    from playwright.sync_api import expect
+
+    sign_in(page, server, Role.author)
+    gate.open.clear()
+    try:
+        run_id = server.trigger("daily-report", {"count": 3})
+        page.goto(f"/runs/{run_id}")
+        page.click("#watch")
+        page.goto("/")
+        running = page.locator(f"#active tr[data-run='{run_id}']")
+        expect(running).to_contain_text("running")
+        page.fill("#q", "nightly")  # the instant filter hides what does not match
+        expect(page.locator("tr[data-flow='daily-report']")).to_be_hidden()
+        page.fill("#q", "")
+        shoot(page, "dashboard")
+    finally:
+        gate.open.set()
+    expect(page.locator("html")).to_have_attribute(
+        "data-notified", f"{run_id}:SUCCEEDED", timeout=10_000
+    )
+    expect(running).to_have_count(0)  # "running now" refreshed without a reload
     expect(page.locator("tr[data-flow='daily-report'] .badge")).to_have_text("succeeded")
-    page.fill("#q", "nightly")
-    expect(page.locator("tr[data-flow='daily-report']")).to_be_hidden()
-    page.fill("#q", "")
-    shoot(page, "dashboard")
 
 
 def test_web_failed_run_shows_the_failing_response_in_the_drawer(

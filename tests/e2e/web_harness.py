@@ -82,6 +82,8 @@ class LoomServer:
                 "LOOM_SERVER__PORT": str(port),
                 "LOOM_SERVER__RUN_SCHEDULER": "false",
                 "LOOM_ENGINE__POLL_INTERVAL": "0.05",
+                # the proposal lifecycle's own e2e covers docker; here the UI is under test
+                "LOOM_SANDBOX__BACKEND": "process",
                 "LOOM_LOG__FORMAT": "json",
                 "LOOM_LOG__LEVEL": "WARNING",
             }

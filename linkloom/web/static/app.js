@@ -180,9 +180,9 @@
   function dashboard() {
     const input = document.querySelector("input[data-filter]");
     if (input) {
-      const rows = document.querySelectorAll(input.dataset.filter);
       const count = document.getElementById("flow-count");
       input.addEventListener("input", () => {
+        const rows = document.querySelectorAll(input.dataset.filter);
         const q = input.value.trim().toLowerCase();
         let shown = 0;
         rows.forEach((row) => {
@@ -193,13 +193,30 @@
         if (count) count.textContent = shown + " shown";
       });
     }
-    if (document.querySelector("[data-live-runs]") && watched().length) {
+    const active = document.querySelector("[data-live-runs]");
+    if (active) {
+      // Runs change status: refresh the flow table and "running now", notify watched runs.
+      let timer = null;
+      const refresh = () => {
+        clearTimeout(timer);
+        timer = setTimeout(async () => {
+          const res = await fetch(location.href, { credentials: "same-origin" });
+          if (!res.ok) return;
+          const doc = new DOMParser().parseFromString(await res.text(), "text/html");
+          const fresh = doc.querySelector("[data-live-runs]");
+          const rows = doc.querySelector("#flows tbody");
+          if (fresh) active.innerHTML = fresh.innerHTML;
+          if (rows) document.querySelector("#flows tbody").innerHTML = rows.innerHTML;
+          if (input && input.value) input.dispatchEvent(new Event("input"));
+        }, 300);
+      };
       const source = new EventSource("/live");
       source.addEventListener("run", (ev) => {
         const change = JSON.parse(ev.data);
         if (["SUCCEEDED", "FAILED", "CANCELLED"].includes(change.status)) {
           notifyEnd(change.run_id, change.flow_id, change.status);
         }
+        refresh();
       });
     }
   }
