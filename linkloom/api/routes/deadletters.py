@@ -10,6 +10,7 @@ from linkloom.access import Role
 from linkloom.api.deps import Audit, Services, require_role
 from linkloom.api.schemas.common import AUTHED, Page, problem_responses
 from linkloom.api.schemas.runs import DeadLetterOut, RedriveIn, RedriveOut, RunOut
+from linkloom.errors import InvalidInput
 
 router = APIRouter(prefix="/api/v1", tags=["dead letters"])
 
@@ -27,16 +28,32 @@ async def list_dead_letters(
     run: Annotated[str | None, Query(description="Only this run's.")] = None,
     include_redriven: Annotated[bool, Query(description="Also those already re-driven.")] = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
 ) -> Page[DeadLetterOut]:
+    offset = _offset(cursor)
+    # Dead letters are few (each is a step that failed for good): filter, then slice.
     letters = await services.runs.list_dead_letters(
-        flow_id=flow, include_redriven=include_redriven, limit=limit if not (step or run) else 10000
+        flow_id=flow, include_redriven=include_redriven, limit=100_000
     )
     chosen = [
         d
         for d in letters
         if (step is None or d.step_id == step) and (run is None or d.run_id == run)
-    ][:limit]
-    return Page(items=[DeadLetterOut.from_domain(d) for d in chosen], next_cursor=None)
+    ]
+    page = chosen[offset : offset + limit]
+    more = len(chosen) > offset + limit
+    return Page(
+        items=[DeadLetterOut.from_domain(d) for d in page],
+        next_cursor=str(offset + limit) if more else None,
+    )
+
+
+def _offset(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    if not cursor.isdigit():
+        raise InvalidInput("invalid cursor; pass the next_cursor of a previous page")
+    return int(cursor)
 
 
 @router.post(

@@ -114,6 +114,9 @@ async def test_api_failed_run_dead_letters_redrive_on_chosen_version(api: Api) -
         letters = (await admin.get("/api/v1/dead-letters", params={"flow": "report"})).json()
         assert [d["step_id"] for d in letters["items"]] == ["process"]
         letter_id = letters["items"][0]["id"]
+        assert letters["next_cursor"] is None
+        bad_cursor = await admin.get("/api/v1/dead-letters", params={"cursor": "x"})
+        assert bad_cursor.status_code == 422
 
         missing_on = await admin.post("/api/v1/dead-letters/redrive", json={"ids": [letter_id]})
         assert missing_on.status_code == 422
