@@ -187,7 +187,7 @@ class SqlRunStore:
         )
 
     def _snapshot(
-        self, conn: Conn, run_id: str, *, parents_only: bool = False
+        self, conn: Conn, run_id: str, *, parents_only: bool = False, lock: bool = False
     ) -> RunSnapshot | None:
         row = conn.execute(runs.select().where(runs.c.id == run_id)).first()
         if row is None:
@@ -195,6 +195,11 @@ class SqlRunStore:
         query = step_runs.select().where(step_runs.c.run_id == run_id)
         if parents_only:
             query = query.where(step_runs.c.item_index.is_(None))
+        if lock and self._pg:
+            # Hold the step rows too: a concurrent claim (which locks rows, never the run) then
+            # skips them, or has committed before we read them. Order is always run → steps,
+            # and claims never wait, so this cannot deadlock.
+            query = query.with_for_update()
         step_rows = conn.execute(query.order_by(step_runs.c.id)).all()
         return RunSnapshot(run=rows.run(row), steps=tuple(rows.step_run(r) for r in step_rows))
 
@@ -218,7 +223,7 @@ class SqlRunStore:
             )
             if locked.rowcount == 0:
                 return None
-            snapshot = self._snapshot(conn, run_id)
+            snapshot = self._snapshot(conn, run_id, lock=True)
             assert snapshot is not None
             results: list[RunChanges | Exception] = []
             merged = RunChanges()
