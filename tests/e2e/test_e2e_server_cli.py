@@ -155,3 +155,56 @@ async def _bootstrap_again(services: wiring.Services) -> str | None:
     from linkloom.cli.server import bootstrap_admin
 
     return await bootstrap_admin(services)
+
+
+@pytest.mark.slow
+def test_e2e_loom_worker_runs_steps_queued_by_another_process(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """``loom worker`` alone executes runs created elsewhere (here: in the test process)."""
+    settings = config.load_settings(home=tmp_path / "home")
+    spec = {
+        "id": "adder",
+        "inputs": {"n": {"type": "integer", "default": 1}},
+        "steps": [{"id": "add", "type": "transform", "template": {"sum": "{{ inputs.n + 1 }}"}}],
+    }
+
+    async def create() -> str:
+        from linkloom.flows.spec import FlowSpec
+        from linkloom.store import session
+
+        services = wiring.build_services(settings)
+        try:
+            await session.upgrade(settings.database_url)
+            await services.runs.apply_flow(FlowSpec.model_validate(spec))
+            return (await services.runs.trigger("adder", inputs={"n": 41})).id
+        finally:
+            await services.stop()
+
+    async def status(run_id: str) -> tuple[str, object]:
+        services = wiring.build_services(settings)
+        try:
+            run = await services.runs.get_run(run_id)
+            steps = await services.runs.list_steps(run_id)
+            return run.status.value, steps[0].output
+        finally:
+            await services.stop()
+
+    run_id = asyncio.run(create())
+    worker = subprocess.Popen(
+        [*LOOM, "worker"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "worker.log").open("wb"),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        state: tuple[str, object] = ("PENDING", None)
+        while time.monotonic() < deadline and state[0] != "SUCCEEDED":
+            time.sleep(0.5)
+            state = asyncio.run(status(run_id))
+        assert state == ("SUCCEEDED", {"sum": 42}), (tmp_path / "worker.log").read_text()
+    finally:
+        _stop(worker)
+    assert worker.returncode == 0
