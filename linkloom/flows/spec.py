@@ -41,6 +41,8 @@ Duration = Annotated[
 ]
 Template = str
 JsonValue = Any
+MAX_COUNT = 100_000  # upper bound of counts and limits, so they fit every database integer
+HttpStatus = Annotated[int, Field(ge=100, le=599)]
 
 
 class _Model(BaseModel):
@@ -65,7 +67,7 @@ class RetryPolicy(_Model):
     initial_delay: Duration = 1.0
     max_delay: Duration = 300.0
     jitter: bool = True
-    retry_on_status: list[int] = Field(
+    retry_on_status: list[HttpStatus] = Field(
         default_factory=list,
         description="Extra HTTP statuses to retry besides 5xx and 429 (for example [409]).",
     )
@@ -130,11 +132,11 @@ Trigger = Annotated[WebhookTrigger | EventTrigger, Field(discriminator="type")]
 class Concurrency(_Model):
     """How runs of one flow share time with each other."""
 
-    max_active_runs: int | None = Field(default=None, ge=1)
+    max_active_runs: int | None = Field(default=None, ge=1, le=MAX_COUNT)
     overlap: Literal["allow", "skip", "queue", "cancel_previous"] = "allow"
     catchup: Literal["skip", "once", "all"] = "skip"
     catchup_limit: int = Field(default=100, ge=1, le=10_000)
-    max_parallel_steps: int | None = Field(default=None, ge=1)
+    max_parallel_steps: int | None = Field(default=None, ge=1, le=MAX_COUNT)
 
 
 JoinRule = Literal["all_success", "all_done", "one_success", "none_failed"]
@@ -155,7 +157,7 @@ class StepBase(_Model):
     for_each: Template | list[JsonValue] | None = Field(
         default=None, description="Run the step once per item; results are collected in order."
     )
-    max_parallel: int | None = Field(default=None, ge=1)
+    max_parallel: int | None = Field(default=None, ge=1, le=MAX_COUNT)
 
 
 class HttpStep(StepBase):
@@ -168,7 +170,7 @@ class HttpStep(StepBase):
     query: dict[str, Template] = Field(default_factory=dict)
     body: JsonValue = None
     mode: Literal["sync", "async"] = "sync"
-    expected_status: list[int] | None = None
+    expected_status: list[HttpStatus] | None = None
     heartbeat_timeout: Duration | None = None
 
 
@@ -242,7 +244,7 @@ class LlmStep(StepBase):
     prompt: Template | None = None
     messages: list[LlmMessage] = Field(default_factory=list)
     temperature: float | None = Field(default=None, ge=0, le=2)
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=10_000_000)
     base_url: str | None = None
     api_key: Template | None = None
     response_format: Literal["text", "json"] = "text"
