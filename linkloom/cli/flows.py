@@ -20,6 +20,7 @@ from linkloom.cli.connection import Connection, connect
 from linkloom.cli.output import OutputFormat, OutputOption
 from linkloom.errors import InvalidInput
 from linkloom.sdk.client import spec_payload
+from linkloom.sdk.errors import LinkloomAPIError
 
 FLOW_COLUMNS: list[out.Column] = [
     ("FLOW", "id"),
@@ -114,7 +115,11 @@ def apply(
     with connect() as loom:
         for path in files:
             flow_id, spec = spec_payload(path)
-            version = loom.call("PUT", f"/flows/{flow_id}", json={"spec": spec})
+            try:
+                version = loom.call("PUT", f"/flows/{flow_id}", json={"spec": spec})
+            except LinkloomAPIError as exc:
+                _print_problems(path, exc)
+                raise
             results.append(version)
     if output is not OutputFormat.table:
         out.emit(results, output=output)
@@ -125,6 +130,15 @@ def apply(
 
 
 flow_app.command("create", help="Alias of 'apply'.")(apply)
+
+
+def _print_problems(path: Path, exc: LinkloomAPIError) -> None:
+    """A rejected spec: each problem as ``file:line:col: message`` (like 'loom validate')."""
+    for problem in exc.problem.get("problems") or []:
+        if isinstance(problem, dict):
+            where = f"{path}:{problem.get('line', 0)}:{problem.get('column', 0)}"
+            hint = f" ({problem['hint']})" if problem.get("hint") else ""
+            typer.echo(f"{where}: {problem.get('message')}{hint}", err=True)
 
 
 @flow_app.command("delete")

@@ -146,3 +146,12 @@ def test_server_refuses_open_bind_without_auth(loom_env: CliServer) -> None:
 
 def test_cli_role_tokens_exist(loom_env: CliServer) -> None:
     assert set(loom_env.tokens) == set(Role)
+
+
+def test_cli_apply_prints_each_spec_problem(loom_env: CliServer, tmp_path: Path) -> None:
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("id: broken\nsteps:\n  - id: a\n    type: http\n    depends_on: [nope]\n")
+    result = invoke("flow", "apply", str(bad))
+    assert result.exit_code == 2
+    assert f"{bad}:" in result.stderr
+    assert "nope" in result.stderr
