@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from enum import StrEnum
 from pathlib import Path
 
@@ -24,7 +25,9 @@ class OutputFormat(StrEnum):
 def _spec_files(paths: list[Path]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
-        if path.is_dir():
+        if str(path) == "-":
+            files.append(path)  # the spec on standard input
+        elif path.is_dir():
             files.extend(
                 sorted(
                     p
@@ -54,12 +57,18 @@ def _github(problem: Problem) -> str:
     )
 
 
+def _read(path: Path) -> tuple[bytes, str]:
+    if str(path) == "-":
+        return sys.stdin.buffer.read(), "<stdin>"
+    return path.read_bytes(), str(path)
+
+
 @app.command("validate")
 def validate(
     paths: list[Path] = typer.Argument(
         ...,
-        help="Spec files or directories (searched for "
-        "*.yaml, *.yml, *.json; 'fixtures' folders skipped).",
+        help="Spec files or directories (searched for *.yaml, *.yml, *.json; 'fixtures' "
+        "folders skipped); '-' reads one spec from standard input.",
     ),
     output: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="Output."),
     allowed_hosts: list[str] = typer.Option(
@@ -80,7 +89,8 @@ def validate(
     )
     problems: list[Problem] = []
     for file in files:
-        result = loading.check_flow(file.read_bytes(), filename=str(file), policy=policy)
+        text, name = _read(file)
+        result = loading.check_flow(text, filename=name, policy=policy)
         problems.extend(result.problems)
     errors = sum(p.severity == "error" for p in problems)
     warnings = len(problems) - errors

@@ -126,3 +126,9 @@ def test_schema_prints_the_committed_schema_file(runner):
     assert json.loads(result.stdout) == json.loads(committed), (
         "run: loom schema > docs/flow.schema.json"
     )
+
+
+def test_validate_reads_a_spec_from_standard_input(runner):
+    result = runner.invoke(app, ["validate", "-"], input=BAD)
+    assert result.exit_code == 1
+    assert result.stdout.startswith("<stdin>:5:18: error:")
