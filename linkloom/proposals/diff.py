@@ -160,6 +160,8 @@ def changes(
     production: Any, proposed: Any, *, ignore: Sequence[str] = (), prefix: str = ""
 ) -> list[FieldChange]:
     """A readable deep diff: one ``FieldChange`` per differing path, ignored paths dropped."""
+    if _same(production, proposed):
+        return []  # most steps of most cases: skip deepdiff (~3 ms a call) when nothing differs
     tree = DeepDiff(production, proposed, view="tree", verbose_level=2)
     out: list[FieldChange] = []
     for category, levels in tree.items():
@@ -178,6 +180,14 @@ def changes(
             )
     out.sort(key=lambda c: c.path)
     return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as JSON (1, 1.0 and true stay different, as deepdiff sees them)."""
+    try:
+        return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    except (TypeError, ValueError):
+        return False
 
 
 def format_path(parts: Iterable[Any], *, prefix: str = "") -> str:
