@@ -38,6 +38,7 @@ log = structlog.get_logger(__name__)
 EXTRA_ROUTERS = (
     "linkloom.api.routes.proposals",
     "linkloom.api.routes.fixtures",
+    "linkloom.api.routes.notifications",
     "linkloom.web.routes",
 )
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 from notify_harness import Loom
-from receivers import SmtpServer, TaskBackend, WebhookReceiver
 
 from linkloom.config import load_settings
 from linkloom.wiring import build_services
+from tests.support.notify_receivers import SmtpServer, TaskBackend, WebhookReceiver
 
 
 @pytest.fixture

@@ -9,13 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from receivers import TaskBackend
-
 from linkloom.engine.records import Run
 from linkloom.flows.spec import FlowSpec
 from linkloom.notifications.models import ChannelKind, Delivery, DeliveryStatus, EventKind
 from linkloom.notifications.service import NotificationService
 from linkloom.wiring import Services
+from tests.support.notify_receivers import TaskBackend
 
 FLOW = "nightly-sync"
 

@@ -8,11 +8,11 @@ import time
 from email.message import Message
 
 from notify_harness import FLOW, Loom, all_sent, eventually
-from receivers import SmtpServer, WebhookReceiver, free_port
 
 from linkloom import signing
 from linkloom.engine.models import RunStatus
 from linkloom.notifications.models import ChannelKind, DeliveryStatus, EventKind
+from tests.support.notify_receivers import SmtpServer, WebhookReceiver, free_port
 
 LINK = "https://loom.example.test/runs/"
 
