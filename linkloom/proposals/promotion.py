@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -169,11 +170,15 @@ async def _undo(
     actor: str,
 ) -> None:
     """Put main and the current versions back as they were (best effort, each part alone)."""
-    try:
-        repo: Any = service.repo.sync
+    repo: Any = service.repo.sync
+
+    def move_back() -> None:
         with repo._lock:  # the repo's writer lock: nobody commits between our check and move
             if repo.head(gitstore.MAIN) == new_main:
                 repo._move_ref(gitstore.MAIN, new=old_main, old=new_main)
+
+    try:
+        await asyncio.to_thread(move_back)
     except Exception:
         log.exception("promotion_undo_git_failed", old_main=old_main)
     for flow_id, version in before.items():
