@@ -22,8 +22,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import multiprocessing
 import os
+import pstats
 import socket
 import statistics
 import sys
@@ -220,36 +222,31 @@ async def bench_db(kind: str, backend: str, args: argparse.Namespace) -> dict[st
             await services.runs.apply_flow(FlowSpec.model_validate(raw))
         for flow in ("bench-chain", "bench-fanout", "bench-three"):
             await run_once(services, flow)  # warm caches and connections
-        profiler = _profiler(args.profile)
-        a = [await _maybe(profiler, "A", run_once(services, "bench-chain"))
+        profiler = cProfile.Profile() if args.profile else None
+        cpu, main_cpu = time.process_time(), time.thread_time()
+        a = [await _maybe(profiler, "A" in args.profile, run_once(services, "bench-chain"))
              for _ in range(args.rounds)]  # fmt: skip
-        b = [await _maybe(profiler, "B", run_once(services, "bench-fanout"))
+        b = [await _maybe(profiler, "B" in args.profile, run_once(services, "bench-fanout"))
              for _ in range(args.rounds)]  # fmt: skip
-        c = [await _maybe(profiler, "C", run_once(services, "bench-three"))
+        c = [await _maybe(profiler, "C" in args.profile, run_once(services, "bench-three"))
              for _ in range(LATENCY_RUNS)]  # fmt: skip
+        cpu, main_cpu = time.process_time() - cpu, time.thread_time() - main_cpu
         if profiler is not None:
-            profiler.stop()
-            print(profiler.output_text(unicode=False, color=False, show_all=False))
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(35)
+        steps = args.rounds * (CHAIN + FANOUT + 2) + LATENCY_RUNS * 3
     return {"A": statistics.median(a), "B": statistics.median(b), "C50": pct(c, 0.5),
-            "C99": pct(c, 0.99)}  # fmt: skip
+            "C99": pct(c, 0.99), "cpu_per_step": cpu / steps,
+            "main_cpu_per_step": main_cpu / steps}  # fmt: skip
 
 
-def _profiler(which: str) -> Any:
-    if not which:
-        return None
-    from pyinstrument import Profiler
-
-    profiler = Profiler(async_mode="enabled")
-    profiler.which = which  # type: ignore[attr-defined]
-    return profiler
-
-
-async def _maybe(profiler: Any, workload: str, coro: Awaitable[float]) -> float:
-    if profiler is None or workload not in profiler.which:
+async def _maybe(profiler: Any, on: bool, coro: Awaitable[float]) -> float:
+    if profiler is None or not on:
         return await coro
-    if not profiler.is_running:
-        profiler.start()
-    return await coro
+    profiler.enable()
+    try:
+        return await coro
+    finally:
+        profiler.disable()
 
 
 async def baselines(backend: str, args: argparse.Namespace) -> dict[str, float]:
@@ -260,9 +257,11 @@ async def baselines(backend: str, args: argparse.Namespace) -> dict[str, float]:
     hx_fan = [
         await raw_httpx(url, count=FANOUT, concurrency=args.concurrency) for _ in range(rounds)
     ]
+    cpu = time.process_time()
     ah_fan = [
         await raw_aiohttp(url, count=FANOUT, concurrency=args.concurrency) for _ in range(rounds)
     ]
+    ah_cpu = (time.process_time() - cpu) / (rounds * (FANOUT + 1))
     three = await raw_latencies(url, count=LATENCY_RUNS, calls=3)
     return {
         "httpx_chain": statistics.median(hx_chain),
@@ -271,6 +270,7 @@ async def baselines(backend: str, args: argparse.Namespace) -> dict[str, float]:
         "aiohttp_fan": FANOUT / statistics.median(ah_fan),
         "httpx_three50": pct(three, 0.5),
         "httpx_three99": pct(three, 0.99),
+        "aiohttp_cpu": ah_cpu,
     }
 
 
@@ -293,6 +293,11 @@ def report(kind: str, found: dict[str, Any], base: dict[str, float], conc: int) 
         f"C 3-step chain x{LATENCY_RUNS}: p50 {found['C50'] * 1000:.1f} ms, p99 "
         f"{found['C99'] * 1000:.1f} ms (target p50 < 15 ms on SQLite) | raw httpx 3 calls p50 "
         f"{base['httpx_three50'] * 1000:.1f} ms, p99 {base['httpx_three99'] * 1000:.1f} ms"
+    )
+    print(
+        f"CPU (this process, all workloads): engine {found['cpu_per_step'] * 1000:.2f} ms per "
+        f"step ({found['main_cpu_per_step'] * 1000:.2f} in the event loop's thread) | "
+        f"raw aiohttp {base['aiohttp_cpu'] * 1000:.2f} ms per request"
     )
 
 
