@@ -24,7 +24,7 @@ import structlog
 
 from linkloom.engine import transitions
 from linkloom.engine.execution import StepRunner
-from linkloom.engine.ports import StepExecutor, StepServices
+from linkloom.engine.ports import Clock, StepExecutor, StepServices
 from linkloom.engine.records import Claim, Run, RunChanges
 from linkloom.engine.specs import SpecCache
 from linkloom.engine.store_port import CALLBACK_OWNER, FANOUT_OWNER, Mutation, RunStore
@@ -127,9 +127,11 @@ class Worker:
         per_flow_limit: int | None = None,
         specs: SpecCache | None = None,
         on_run_finished: Callable[[Run], Any] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.store = store
         self.owner = owner or default_owner()
+        self._clock = clock or services.clock  # leases and claims; executors use services.clock
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
@@ -160,8 +162,8 @@ class Worker:
         self._next_check: datetime | None = None  # when to ask the store for it again
 
     @property
-    def clock(self) -> Any:
-        return self.runner.clock
+    def clock(self) -> Clock:
+        return self._clock
 
     @property
     def running(self) -> bool:
