@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "linkloom.cli.settings",
     "linkloom.cli.sandbox",
     "linkloom.cli.schedules",
+    "linkloom.cli.notify",
 )
 
 _err = Console(stderr=True)
