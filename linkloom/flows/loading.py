@@ -111,10 +111,24 @@ def load_flow(source: str | bytes, *, filename: str = "<spec>") -> FlowSpec:
 def canonical_dict(spec: FlowSpec) -> dict[str, Any]:
     """The spec as plain JSON data, without fields left at their defaults."""
     data = spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
-    data["steps"] = [
-        {"id": step["id"], "type": step["type"], **step} for step in data.get("steps", [])
-    ]
+    data["steps"] = [_step_order(step) for step in data.get("steps", [])]
+    if "outputs" in data:  # after the steps that produce them
+        data["outputs"] = data.pop("outputs")
     return data
+
+
+# Canonical key order of a step: what it is and when it runs, its type's fields, then policies.
+_STEP_HEAD = ("id", "type", "name", "description", "depends_on", "join", "when", "for_each")
+_STEP_TAIL = ("max_parallel", "retry", "timeout", "outputs")
+
+
+def _step_order(step: dict[str, Any]) -> dict[str, Any]:
+    head = {k: step[k] for k in _STEP_HEAD if k in step}
+    if step.get("type") == "http":  # the method is worth seeing even when it is the default
+        head["method"] = step.get("method", "POST")
+    tail = {k: step[k] for k in _STEP_TAIL if k in step}
+    middle = {k: v for k, v in step.items() if k not in head and k not in tail}
+    return {**head, **middle, **tail}
 
 
 def content_hash(spec: FlowSpec) -> str:
@@ -137,7 +151,22 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
+def _list(dumper: yaml.SafeDumper, value: list[Any]) -> yaml.Node:
+    # Short lists of plain words (depends_on, tags) read best inline: [a, b].
+    short = (
+        all(
+            isinstance(v, bool | int | float) or (isinstance(v, str) and "\n" not in v)
+            for v in value
+        )
+        and sum(len(str(v)) + 2 for v in value) <= 60
+    )
+    return dumper.represent_sequence(
+        "tag:yaml.org,2002:seq", value, flow_style=short and bool(value)
+    )
+
+
 _Dumper.add_representer(str, _str)
+_Dumper.add_representer(list, _list)
 
 
 def to_canonical_yaml(spec: FlowSpec) -> str:

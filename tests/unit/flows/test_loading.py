@@ -165,7 +165,7 @@ steps:
     assert isinstance(spec.steps[0], ConditionStep)
     assert spec.steps[0].else_ == ["no_step"]
     out = to_canonical_yaml(spec)
-    assert "else:\n      - no_step" in out
+    assert "    else: [no_step]\n" in out
     assert "template: |" in out
     assert load_flow(out) == spec
 
