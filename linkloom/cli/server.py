@@ -159,7 +159,7 @@ async def serve(settings: config.Settings, *, demo: bool = False) -> None:
     url = local_url(settings)
     if demo:
         await sync_example_flows(services)
-    _announce(url, secret, settings)
+    _announce(url, secret, settings, demo=demo)
     app = create_app(settings, services)
     config_ = uvicorn.Config(
         app,
@@ -172,7 +172,7 @@ async def serve(settings: config.Settings, *, demo: bool = False) -> None:
     await uvicorn.Server(config_).serve()
 
 
-def _announce(url: str, secret: str | None, settings: config.Settings) -> None:
+def _announce(url: str, secret: str | None, settings: config.Settings, *, demo: bool) -> None:
     lines = [f"Link Loom is listening on {url}  (API docs: {url}/docs)"]
     if secret is not None:
         path = save_cli_config(server_url=url, token=secret)
@@ -186,7 +186,10 @@ def _announce(url: str, secret: str | None, settings: config.Settings) -> None:
         lines.append("Authentication is OFF (loopback only).")
     else:
         known = cli_config()
-        if known.server_url == url and known.token:
+        if known.server_url == url and known.token and demo:
+            # The demo shows its admin token each time (from this user's own CLI config).
+            lines.append(f"Admin token (from the CLI config): {known.token}")
+        elif known.server_url == url and known.token:
             lines.append(
                 "The CLI on this machine uses the token in its config ('loom config get token')."
             )
