@@ -93,4 +93,3 @@ def test_open_bind_without_auth_is_refused() -> None:
     check_bind(load_settings(server={"host": "127.0.0.1", "auth": False}))
     with pytest.raises(UnsafeBind, match=r"0\.0\.0\.0"):
         check_bind(load_settings(server={"host": "0.0.0.0", "auth": False}))
-
