@@ -38,6 +38,7 @@ STEP_COLUMNS: list[out.Column] = [
     ("ERROR", lambda r: (r.get("error") or {}).get("message")),
 ]
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
+WAIT_TIMEOUT_EXIT = 124  # like timeout(1): still running when --timeout ran out
 
 
 @flow_app.command("list")
@@ -209,7 +210,7 @@ def follow_run(loom: Connection, run_id: str, *, timeout: float, live: bool) -> 
         while run["status"] not in TERMINAL:
             if time.monotonic() > deadline:
                 typer.echo(f"run {run_id} is still {run['status']} after {timeout:g}s", err=True)
-                raise typer.Exit(3)
+                raise typer.Exit(WAIT_TIMEOUT_EXIT)
             time.sleep(0.25)
             run = loom.get(f"/runs/{run_id}")
             if live:
