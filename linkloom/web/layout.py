@@ -25,6 +25,7 @@ BOX_WIDTH = 168.0
 BOX_HEIGHT = 44.0
 LAYER_GAP = 64.0  # between layers, along the flow direction
 NODE_GAP = 20.0  # between boxes of one layer
+DUMMY_GAP = 12.0  # between a bend of a long arrow and its neighbours
 MARGIN = 12.0
 SWEEPS = 8
 
@@ -143,11 +144,12 @@ def layout(
     ranks = _order(ranks, succ, pred)
     lr = direction == "LR"
     along_size, across_size = (BOX_WIDTH, BOX_HEIGHT) if lr else (BOX_HEIGHT, BOX_WIDTH)
-    across = _positions(ranks, pred, size=across_size)
+    across = _positions(ranks, pred, succ, size=across_size)
 
     def point(node: str, depth: int) -> tuple[float, float]:
+        """A box's top-left corner."""
         a = MARGIN + depth * (along_size + LAYER_GAP)
-        c = MARGIN + across[node]
+        c = MARGIN + across[node] - across_size / 2
         return (a, c) if direction == "LR" else (c, a)
 
     boxes = []
@@ -181,7 +183,9 @@ def layout(
         pts.append(_entry(end, direction))
         arrows.append(Arrow(source=src, target=dst, points=tuple(pts), path=_path(pts, direction)))
     span_along = MARGIN * 2 + len(ranks) * along_size + max(len(ranks) - 1, 0) * LAYER_GAP
-    span_across = MARGIN * 2 + max((across[n] for n in across), default=0) + across_size
+    span_across = MARGIN * 2 + max(
+        (across[n] + (0 if _is_dummy(n) else across_size / 2) for n in across), default=0
+    )
     width, height = (span_along, span_across) if direction == "LR" else (span_across, span_along)
     return Layout(
         boxes=tuple(boxes),
@@ -256,32 +260,77 @@ def _by_barycenter(
     return [node for _, node in sorted(enumerate(rank), key=key)]
 
 
+def _is_dummy(node: str) -> bool:
+    return node.startswith("\x00")
+
+
 def _positions(
-    ranks: Sequence[Sequence[str]], pred: Mapping[str, Sequence[str]], *, size: float
+    ranks: Sequence[Sequence[str]],
+    pred: Mapping[str, Sequence[str]],
+    succ: Mapping[str, Sequence[str]],
+    *,
+    size: float,
 ) -> dict[str, float]:
-    """Offset of every node across the flow direction (0 = the first slot)."""
-    step = size + NODE_GAP
-    tallest = max((len(r) for r in ranks), default=0)
-    pos: dict[str, float] = {}
-    for depth, rank in enumerate(ranks):
-        if depth == 0:
-            start = (tallest - len(rank)) * step / 2
-            for i, node in enumerate(rank):
-                pos[node] = start + i * step
-            continue
-        wanted = []
-        for i, node in enumerate(rank):
-            linked = [pos[p] for p in pred.get(node, ()) if p in pos]
-            wanted.append(sum(linked) / len(linked) if linked else i * step)
+    """Centre of every node across the flow direction (boxes start at 0).
+
+    Boxes keep ``NODE_GAP`` apart; the bends of long arrows (dummies) take no room of their own
+    but ``DUMMY_GAP``, so skipped layers stay compact. Sweeps pull each node towards the mean
+    of its neighbours: down by predecessors, up by successors, down again.
+    """
+
+    def half(node: str) -> float:
+        return 0.0 if _is_dummy(node) else size / 2
+
+    def gap(a: str, b: str) -> float:
+        return DUMMY_GAP if _is_dummy(a) or _is_dummy(b) else NODE_GAP
+
+    def pack(rank: Sequence[str], wanted: Sequence[float]) -> None:
         placed: list[float] = []
-        for want in wanted:
-            placed.append(max(want, placed[-1] + step) if placed else want)
-        # Pull the rank back up by its mean overshoot so it stays centred on its parents.
-        overshoot = sum(p - w for p, w in zip(placed, wanted, strict=True)) / max(len(placed), 1)
+        for i, (node, want) in enumerate(zip(rank, wanted, strict=True)):
+            if i:
+                prev = rank[i - 1]
+                want = max(want, placed[-1] + half(prev) + gap(prev, node) + half(node))
+            placed.append(want)
+        # Shift back by half the mean overshoot so the rank stays centred on what it wanted.
+        overshoot = sum(p - w for p, w in zip(placed, wanted, strict=True)) / max(len(rank), 1)
         for node, value in zip(rank, placed, strict=True):
             pos[node] = value - overshoot / 2
-    low = min(pos.values(), default=0.0)
+
+    pos: dict[str, float] = {}
+    for rank in ranks:
+        pack(rank, [0.0] * len(rank))
+    extent = max((pos[r[-1]] for r in ranks if r), default=0.0)
+    for rank in ranks:  # centre every rank on the longest one
+        if rank:
+            shift = (extent - pos[rank[-1]]) / 2
+            for node in rank:
+                pos[node] += shift
+    order = list(range(len(ranks)))
+    for sweep, neighbours in ((order[1:], pred), (order[-2::-1], succ), (order[1:], pred)):
+        for depth in sweep:
+            rank = ranks[depth]
+            wanted: list[float | None] = []
+            for node in rank:
+                linked = [pos[n] for n in neighbours.get(node, ()) if n in pos]
+                wanted.append(sum(linked) / len(linked) if linked else None)
+            pack(rank, _fill(wanted, [pos[n] for n in rank]))
+    low = min((v - half(n) for n, v in pos.items()), default=0.0)
     return {n: round(v - low, 1) for n, v in pos.items()}
+
+
+def _fill(wanted: Sequence[float | None], current: Sequence[float]) -> list[float]:
+    """Nodes with no neighbour on that side stay next to the nearest node that has one."""
+    known = [i for i, w in enumerate(wanted) if w is not None]
+    if not known:
+        return list(current)
+    out = []
+    for i, want in enumerate(wanted):
+        if want is None:
+            nearest = min(known, key=lambda k: abs(k - i))
+            want = wanted[nearest]
+        assert want is not None
+        out.append(want)
+    return out
 
 
 def _exit(box: Box, direction: str) -> tuple[float, float]:

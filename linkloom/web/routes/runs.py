@@ -123,11 +123,13 @@ async def live(
         last_id = start
         previous: dict[str, Any] | None = None
         while True:
+            # The run first, then its events: once the run reads as finished, every event
+            # written with (or before) that change is visible to the read that follows.
+            run = await svc.runs.get_run(run_id)
             events = await svc.runs.events(run_id, after_id=last_id, limit=1000)
             for event in events:
                 last_id = event.id
                 yield {"event": "log", "id": str(event.id), "data": _log_json(event)}
-            run = await svc.runs.get_run(run_id)
             steps = await svc.runs.list_steps(run_id)
             state = {"run": run.status.value, "steps": views.step_statuses(steps)}
             if state != previous:

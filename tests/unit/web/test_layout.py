@@ -100,3 +100,18 @@ def test_layout_of_an_empty_graph_is_empty() -> None:
     result = layout.layout([], [])
     assert result.boxes == ()
     assert result.arrows == ()
+
+
+def test_layout_keeps_a_step_without_neighbours_next_to_the_others() -> None:
+    nodes = ["lonely", "root", *[f"c{i}" for i in range(6)]]
+    edges = [("root", f"c{i}") for i in range(6)]
+    result = layout.layout(nodes, edges)
+    lonely, root = result.box("lonely"), result.box("root")
+    assert lonely.layer == root.layer == 0
+    assert abs(lonely.y - root.y) <= BOX_HEIGHT + layout.NODE_GAP + 1  # adjacent, no gap
+
+
+def test_layout_bends_of_long_arrows_take_less_room_than_boxes() -> None:
+    # a→d skips two layers that each hold one box: the bend squeezes in beside them.
+    result = layout.layout(["a", "b", "c", "d"], [("a", "b"), ("b", "c"), ("c", "d"), ("a", "d")])
+    assert result.height < 2 * BOX_HEIGHT + layout.NODE_GAP + 2 * layout.MARGIN
