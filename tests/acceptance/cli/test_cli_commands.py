@@ -155,3 +155,23 @@ def test_cli_apply_prints_each_spec_problem(loom_env: CliServer, tmp_path: Path)
     assert result.exit_code == 2
     assert f"{bad}:" in result.stderr
     assert "nope" in result.stderr
+
+
+def test_cli_wait_timeout_exits_124_and_cancel_stops_the_run(
+    loom_env: CliServer, tmp_path: Path
+) -> None:
+    spec = flow_spec(
+        "cli-slow",
+        inputs={},
+        steps=[{"id": "wait", "type": "http", "url": "http://backend.test/async", "mode": "async"}],
+    )
+    write_spec(tmp_path / "slow.yaml", spec)
+    assert invoke("flow", "apply", str(tmp_path / "slow.yaml")).exit_code == 0
+    result = invoke("flow", "trigger", "cli-slow", "--wait", "--timeout", "0.5", "-o", "json")
+    assert result.exit_code == 124
+    run_id = json.loads(invoke("run", "list", "--flow", "cli-slow", "-o", "json").stdout)[0]["id"]
+    cancelled = invoke("run", "cancel", run_id)
+    assert cancelled.exit_code == 0
+    assert "CANCELLED" in cancelled.stdout
+    again = invoke("run", "cancel", run_id)
+    assert again.exit_code == 4
