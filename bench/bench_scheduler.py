@@ -193,8 +193,8 @@ async def main() -> None:
         f"p99 {pct(lateness, 0.99) * 1000:.1f} ms, max {max(lateness, default=0) * 1000:.1f} ms"
     )
     print(f"baseline: bare croniter next fire of the same {args.schedules:,}: {base * 1000:.1f} ms")
-    print(f"ratio idle tick / baseline: {idle_med / base:.2f}x")
-    print(f"ratio busy tick / baseline: {busy_med / base:.2f}x")
+    print(f"ratio idle tick / baseline: {idle_med / base:.3g}x")
+    print(f"ratio busy tick / baseline: {busy_med / base:.3g}x")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -112,6 +112,10 @@ class Scheduler:
         self._secret = secret or (lambda _name: None)
         self._webhook_tolerance = webhook_tolerance
         self._parallelism = max(1, parallelism)  # flows whose due fires are handled at once
+        self._view: dict[str, tuple[FlowHead, FlowSpec]] | None = None
+        self._view_key: object = None
+        self._upstream: list[str] | None = None
+        self._upstream_key: object = None
         self._heads: list[FlowHead] | None = None
         self._fingerprint: object = None
         self._states: dict[tuple[str, str], ScheduleState] = {}
@@ -172,23 +176,26 @@ class Scheduler:
         """Create the runs that are due now; return what was done."""
         now = self._clock.now()
         tally = _Tally()
-        heads, states, unsure = await self._read(now)
-        await self._load_specs(heads)
-        specs: dict[str, tuple[FlowHead, FlowSpec]] = {}
-        for head in heads:
-            spec = self._specs.get((head.flow_id, head.version))
-            if spec is not None:
-                specs[head.flow_id] = (head, spec)
+        heads, states, unsure, due_keys = await self._read(now)
+        if self._view is None or self._view_key != self._fingerprint:
+            await self._load_specs(heads)
+            self._view = {}
+            for head in heads:
+                spec = self._specs.get((head.flow_id, head.version))
+                if spec is not None:
+                    self._view[head.flow_id] = (head, spec)
+            self._view_key = self._fingerprint
+        specs = self._view
         wakeup: datetime | None = None
         await self._release_queued(specs, tally)
         checked = self._checked
         fresh: list[tuple[ScheduleState, int]] = []
         due: list[tuple[FlowHead, FlowSpec, list[tuple[str, Schedule, ScheduleState]]]] = []
-        for flow_id, (head, spec) in specs.items():
+        for flow_id, head, spec, enabled in self._candidates(specs, due_keys):
             if head.paused or not spec.schedules:
                 continue
             items: list[tuple[str, Schedule, ScheduleState]] = []
-            for schedule_id, schedule in self._enabled[(flow_id, head.version)]:
+            for schedule_id, schedule in enabled:
                 if (flow_id, schedule_id) in unsure:
                     continue
                 state = states.get((flow_id, schedule_id))
@@ -248,6 +255,15 @@ class Scheduler:
             for nxt in results:
                 if nxt is not None and (wakeup is None or nxt < wakeup):
                     wakeup = nxt
+        if due_keys is not None:  # only due schedules were visited: the rest are in the cache
+            upcoming = (
+                st.next_fire_time
+                for st in self._states.values()
+                if st.next_fire_time is not None and st.next_fire_time > now
+            )
+            soonest = min(upcoming, default=None)
+            if soonest is not None and (wakeup is None or soonest < wakeup):
+                wakeup = soonest
         await self._poll_events(specs, now)
         if self._purged_at is None or now - self._purged_at > _PURGE_EVERY:
             self._purged_at = now
@@ -471,9 +487,36 @@ class Scheduler:
                     flow_id=flow_id, schedule_id=fire.schedule_id, fire_time=fire.fire_time
                 )
 
+    def _candidates(
+        self,
+        specs: Mapping[str, tuple[FlowHead, FlowSpec]],
+        due_keys: set[tuple[str, str]] | None,
+    ) -> Iterator[tuple[str, FlowHead, FlowSpec, list[tuple[str, Schedule]]]]:
+        """Every flow's enabled schedules, or (between full reads) only the due ones."""
+        if due_keys is None:
+            for flow_id, (head, spec) in specs.items():
+                yield flow_id, head, spec, self._enabled[(flow_id, head.version)]
+            return
+        by_flow: dict[str, list[str]] = {}
+        for flow_id, schedule_id in due_keys:
+            by_flow.setdefault(flow_id, []).append(schedule_id)
+        for flow_id, schedule_ids in by_flow.items():
+            entry = specs.get(flow_id)
+            if entry is None:
+                continue
+            head, spec = entry
+            wanted = set(schedule_ids)
+            enabled = self._enabled[(flow_id, head.version)]
+            yield flow_id, head, spec, [(sid, s) for sid, s in enabled if sid in wanted]
+
     async def _read(
         self, now: datetime
-    ) -> tuple[list[FlowHead], dict[tuple[str, str], ScheduleState], set[tuple[str, str]]]:
+    ) -> tuple[
+        list[FlowHead],
+        dict[tuple[str, str], ScheduleState],
+        set[tuple[str, str]],
+        set[tuple[str, str]] | None,
+    ]:
         """The flows' heads and the schedules' states, read incrementally.
 
         Heads are re-read when the flows' fingerprint changes (a new version, pause, delete).
@@ -489,6 +532,7 @@ class Scheduler:
             self._fingerprint = fingerprint
             full = True
         unsure: set[tuple[str, str]] = set()
+        due_keys: set[tuple[str, str]] | None = None
         if full:
             self._states = {
                 (st.flow_id, st.schedule_id): st for st in await self._store.schedule_states()
@@ -506,7 +550,8 @@ class Scheduler:
             if unsure:
                 self._stale = True
             self._states.update(due)
-        return self._heads, self._states, unsure
+            due_keys = set(due)
+        return self._heads, self._states, unsure, due_keys
 
     async def _load_specs(self, heads: list[FlowHead]) -> None:
         """Parse the versions not seen yet, fetched in one batch (a tick reads every flow)."""
@@ -748,14 +793,17 @@ class Scheduler:
         self, specs: Mapping[str, tuple[FlowHead, FlowSpec]], now: datetime
     ) -> None:
         """Safety net for ``on_run_finished``: look at runs that finished since the last tick."""
-        upstream = sorted(
-            {
-                t.flow
-                for _head, spec in specs.values()
-                for t in spec.triggers
-                if isinstance(t, EventTrigger)
-            }
-        )
+        if self._upstream_key != self._view_key or self._upstream is None:
+            self._upstream = sorted(
+                {
+                    t.flow
+                    for _head, spec in specs.values()
+                    for t in spec.triggers
+                    if isinstance(t, EventTrigger)
+                }
+            )
+            self._upstream_key = self._view_key
+        upstream = self._upstream
         since = self._events_since or now - self._grace
         if not upstream:
             self._events_since = now
