@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import httpx_aiohttp
 
 from linkloom.config import Settings
+from linkloom.engine import transport as engine_transport
 from linkloom.engine.ports import StepServices
 from linkloom.engine.records import Run
 from linkloom.engine.service import RunService
@@ -29,16 +29,9 @@ from linkloom.testing import StaticSecrets, SystemClock
 
 
 def make_http_client(*, concurrency: int = 64, transport: Any = None) -> httpx.AsyncClient:
-    """The engine's HTTP client: httpx's API over aiohttp (httpx's own pool is slow under load)."""
-    if transport is None:
-        limits = httpx.Limits(
-            max_connections=max(100, concurrency * 2),
-            max_keepalive_connections=max(20, concurrency),
-        )
-        transport = httpx_aiohttp.AiohttpTransport(limits=limits)
-    return httpx.AsyncClient(
-        transport=transport, timeout=httpx.Timeout(None), follow_redirects=False
-    )
+    """The engine's HTTP client (``engine.transport``): httpx's API over aiohttp (httpx's own
+    pool is slow under load), keeping no cookies between calls."""
+    return engine_transport.make_client(concurrency=concurrency, transport=transport)
 
 
 @dataclass(slots=True, kw_only=True)
