@@ -13,7 +13,7 @@ import pytest
 from linkloom.access import Role
 from linkloom.errors import NotPermitted
 from tests.acceptance.api.api_harness import Api
-from tests.acceptance.web.test_web_pages import browser, csrf_of
+from tests.acceptance.web.web_client import browser, csrf_of
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 
