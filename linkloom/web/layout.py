@@ -18,6 +18,7 @@ A small Sugiyama-style pipeline:
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -80,31 +81,32 @@ class Layout:
 
 
 def layers(nodes: Sequence[str], edges: Sequence[tuple[str, str]]) -> dict[str, int]:
-    """Longest-path layer of every node (sources are layer 0).
+    """Longest-path layer of every node (sources are layer 0); iterative, so a 10,000-step
+    chain is as safe as a short one.
 
     Raises:
         CycleError: when the edges form a cycle.
     """
-    preds: dict[str, list[str]] = {n: [] for n in nodes}
+    succ: dict[str, list[str]] = {n: [] for n in nodes}
+    indegree = dict.fromkeys(nodes, 0)
     for src, dst in edges:
-        if src in preds and dst in preds:
-            preds[dst].append(src)
-    layer: dict[str, int] = {}
-    visiting: set[str] = set()
-
-    def visit(node: str) -> int:
-        if node in layer:
-            return layer[node]
-        if node in visiting:
-            raise CycleError(f"cycle through {node!r}")
-        visiting.add(node)
-        value = max((visit(p) + 1 for p in preds[node]), default=0)
-        visiting.discard(node)
-        layer[node] = value
-        return value
-
-    for node in nodes:
-        visit(node)
+        if src in succ and dst in succ:
+            succ[src].append(dst)
+            indegree[dst] += 1
+    layer = dict.fromkeys(nodes, 0)
+    ready = deque(n for n in nodes if indegree[n] == 0)
+    done = 0
+    while ready:
+        node = ready.popleft()
+        done += 1
+        for nxt in succ[node]:
+            layer[nxt] = max(layer[nxt], layer[node] + 1)
+            indegree[nxt] -= 1
+            if indegree[nxt] == 0:
+                ready.append(nxt)
+    if done < len(indegree):
+        stuck = next(n for n, d in indegree.items() if d > 0)
+        raise CycleError(f"cycle through {stuck!r}")
     return layer
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from linkloom.web import layout
@@ -115,3 +117,9 @@ def test_layout_bends_of_long_arrows_take_less_room_than_boxes() -> None:
     # a→d skips two layers that each hold one box: the bend squeezes in beside them.
     result = layout.layout(["a", "b", "c", "d"], [("a", "b"), ("b", "c"), ("c", "d"), ("a", "d")])
     assert result.height < 2 * BOX_HEIGHT + layout.NODE_GAP + 2 * layout.MARGIN
+
+
+def test_layout_of_a_long_chain_does_not_recurse() -> None:
+    nodes = [f"s{i}" for i in range(3000)]
+    result = layout.layout(nodes, list(itertools.pairwise(nodes)))
+    assert result.box("s2999").layer == 2999
