@@ -242,3 +242,16 @@ async def test_web_flow_page_diffs_two_versions_side_by_side(api: Api) -> None:
         assert 'href="/flows/report?a=1&amp;b=2#diff-h"' in page.text
         same = await client.get("/flows/report?a=2&b=2")
         assert "Spec diff" not in same.text
+
+
+async def test_web_without_auth_everyone_is_the_anonymous_admin(api: Api) -> None:
+    api.app.state.auth.enabled = False
+    try:
+        async with browser(api) as client:
+            page = await client.get("/")
+            assert page.status_code == 200
+            assert "anonymous" in page.text
+            assert "Sign out" not in page.text
+            assert (await client.get("/login")).headers["location"] == "/"
+    finally:
+        api.app.state.auth.enabled = True
