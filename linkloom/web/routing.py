@@ -12,7 +12,8 @@ from typing import Any
 from urllib.parse import quote
 
 import structlog
-from fastapi import Request, Response
+from fastapi import HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 
@@ -67,5 +68,25 @@ class WebRoute(APIRoute):
             except LinkloomError as exc:
                 log.info("web_error", path=request.url.path, code=exc.code, error=str(exc))
                 return error_page(request, exc)
+            except RequestValidationError as exc:
+                problems = "; ".join(
+                    f"{'.'.join(str(p) for p in e.get('loc', ())[1:])}: {e.get('msg')}"
+                    for e in exc.errors()
+                )
+                return error_page(request, InvalidInput(f"invalid request: {problems}"))
+            except HTTPException:
+                raise
+            except Exception:
+                # Logged with the request id; the page says no more than the API's opaque 500.
+                log.exception("web_page_failed", path=request.url.path)
+                return rendering.page(
+                    request,
+                    "error.html",
+                    status_code=500,
+                    title="Something went wrong",
+                    message="The server failed unexpectedly; the error is in its log. "
+                    "Reload the page or try again later.",
+                    status=500,
+                )
 
         return handle

@@ -255,3 +255,14 @@ async def test_web_without_auth_everyone_is_the_anonymous_admin(api: Api) -> Non
             assert (await client.get("/login")).headers["location"] == "/"
     finally:
         api.app.state.auth.enabled = True
+
+
+async def test_web_bad_query_and_unknown_ids_are_html_error_pages(api: Api) -> None:
+    async with browser(api, Role.viewer) as client:
+        missing = await client.get("/runs/nope")
+        assert missing.status_code == 404
+        assert missing.headers["content-type"].startswith("text/html")
+        assert "not found" in missing.text
+        bad = await client.get("/flows/x?a=one")
+        assert bad.status_code == 422
+        assert "invalid request" in bad.text
