@@ -5,7 +5,8 @@
   ``X-Loom-Delivery`` (stable across retries: receivers de-duplicate on it).
 * ``slack``: a Slack-compatible incoming webhook: ``{"text": "<line> <link|Open>"}``.
 * ``email``: SMTP through the standard library in a thread; ``security`` is ``none``,
-  ``starttls`` or ``tls``; ``username`` + the ``password`` secret log in when set.
+  ``starttls`` or ``tls`` (certificates verified, against ``ca_file`` when set);
+  ``username`` + the ``password`` secret log in when set.
 
 A send never raises: it answers a ``SendResult`` whose ``retryable`` says whether another
 attempt may succeed (timeouts, connection errors, HTTP 5xx/429/408, SMTP 4xx).
@@ -154,7 +155,7 @@ class Senders:
         security = str(config.get("security", "starttls"))
         port = int(config.get("port") or (465 if security == "tls" else 587))
         message = email_message(channel, notification)
-        context = ssl.create_default_context()
+        context = ssl.create_default_context(cafile=config.get("ca_file") or None)
         if config.get("insecure_skip_verify"):  # self-signed relays in development only
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE

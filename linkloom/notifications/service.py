@@ -133,8 +133,14 @@ class NotificationService:
                 await task
         self._tasks = []
 
-    async def close(self) -> None:
-        """Stop, and close the senders' HTTP client (the services are shutting down)."""
+    async def close(self, *, grace: float = 2.0) -> None:
+        """Admit what runs finished just before (up to ``grace`` seconds), stop, and close the
+        senders' HTTP client (the services are shutting down; admitted deliveries are rows and
+        any process sends them later)."""
+        if self._tasks:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace):
+                    await self.drain()
         await self.stop()
         await self.senders.aclose()
 

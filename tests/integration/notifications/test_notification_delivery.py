@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 import time
 from email.message import Message
+from pathlib import Path
 
+import pytest
 from notify_harness import FLOW, Loom, all_sent, eventually
 
 from linkloom import signing
 from linkloom.engine.models import RunStatus
 from linkloom.notifications.models import ChannelKind, DeliveryStatus, EventKind
-from tests.support.notify_receivers import SmtpServer, WebhookReceiver, free_port
+from tests.support.notify_receivers import SmtpServer, WebhookReceiver, free_port, self_signed
 
 LINK = "https://loom.example.test/runs/"
 
@@ -101,6 +103,7 @@ async def test_notify_flapping_flow_within_quiet_period_sends_one(
     assert len(await loom.deliveries()) == 3
 
 
+@pytest.mark.slow
 async def test_notify_receiver_down_is_retried_without_blocking_the_engine(loom: Loom) -> None:
     """The webhook's port refuses connections while runs keep finishing; when the receiver
     comes up, every message arrives once, after logged failed attempts."""
@@ -197,3 +200,58 @@ async def test_notify_dead_letter_and_sla_rules(loom: Loom, receiver: WebhookRec
     assert letter["text"] == (
         f"{FLOW} step sync landed in the dead letters (run {run.id}): upstream API answered 503"
     )
+
+
+def _mail_channel(port: int, **config: object) -> dict[str, object]:
+    return {
+        "host": "127.0.0.1",
+        "port": port,
+        "from": "loom@example.test",
+        "to": ["oncall@example.test"],
+        **config,
+    }
+
+
+async def test_notify_email_over_starttls_with_login(loom: Loom, tmp_path: Path) -> None:
+    certs = self_signed(tmp_path)
+    with SmtpServer(security="starttls", users={"loom": "s3cret-password"}, certs=certs) as smtp:
+        await loom.notify.create_channel(
+            name="tls-mail",
+            kind=ChannelKind.EMAIL,
+            config=_mail_channel(
+                smtp.port, security="starttls", username="loom", ca_file=str(certs[0])
+            ),
+            secrets={"password": "s3cret-password"},
+        )
+        sent = await loom.notify.send_test("tls-mail")
+        assert sent.status is DeliveryStatus.SENT, sent.last_error
+        assert smtp.handler.logins == ["loom"]
+        assert smtp.messages[0]["X-TLS"] == "yes"
+
+        await loom.notify.update_channel("tls-mail", secrets={"password": "wrong"})
+        refused = await loom.notify.send_test("tls-mail")
+        assert refused.status is DeliveryStatus.FAILED
+        assert refused.last_error is not None
+        assert refused.last_error.startswith("SMTP 535")
+        assert len(smtp.messages) == 1
+
+
+async def test_notify_email_over_implicit_tls_checks_the_certificate(
+    loom: Loom, tmp_path: Path
+) -> None:
+    certs = self_signed(tmp_path)
+    with SmtpServer(security="tls", certs=certs) as smtp:
+        await loom.notify.create_channel(
+            name="smtps",
+            kind=ChannelKind.EMAIL,
+            config=_mail_channel(smtp.port, security="tls", ca_file=str(certs[0])),
+        )
+        await loom.notify.create_channel(
+            name="smtps-untrusted", kind=ChannelKind.EMAIL,
+            config=_mail_channel(smtp.port, security="tls"),
+        )  # fmt: skip
+        assert (await loom.notify.send_test("smtps")).status is DeliveryStatus.SENT
+        untrusted = await loom.notify.send_test("smtps-untrusted")
+        assert untrusted.status is DeliveryStatus.FAILED
+        assert "CERTIFICATE_VERIFY_FAILED" in (untrusted.last_error or "")
+        assert [m["X-TLS"] for m in smtp.messages] == ["yes"]
