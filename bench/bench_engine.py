@@ -164,7 +164,7 @@ def fanout_flow(url: str) -> dict[str, Any]:
 
 # ---- the engine ------------------------------------------------------------------------------
 @contextlib.asynccontextmanager
-async def database(kind: str) -> AsyncIterator[str]:
+async def database(kind: str, *, async_commit: bool = False) -> AsyncIterator[str]:
     if kind == "sqlite":
         with tempfile.TemporaryDirectory() as tmp:
             yield f"sqlite+aiosqlite:///{tmp}/loom.db"
@@ -177,6 +177,8 @@ async def database(kind: str) -> AsyncIterator[str]:
     admin = base.set(drivername="postgresql", database="postgres").render_as_string(False)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
+        if async_commit:  # commits stop waiting for the WAL flush (fsync): --pg-async-commit
+            conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
     try:
         yield base.set(database=name).render_as_string(False)
     finally:
@@ -216,7 +218,10 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def bench_db(kind: str, backend: str, args: argparse.Namespace) -> dict[str, Any]:
-    async with database(kind) as url, engine(url, concurrency=args.concurrency) as services:
+    async with (
+        database(kind, async_commit=args.pg_async_commit) as url,
+        engine(url, concurrency=args.concurrency) as services,
+    ):
         for raw in (chain_flow(backend, CHAIN, "bench-chain"), fanout_flow(backend),
                     chain_flow(backend, 3, "bench-three")):  # fmt: skip
             await services.runs.apply_flow(FlowSpec.model_validate(raw))
@@ -306,6 +311,11 @@ async def main() -> None:
     parser.add_argument("--db", default="sqlite,postgres")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument(
+        "--pg-async-commit",
+        action="store_true",
+        help="PostgreSQL with synchronous_commit=off (shows what the WAL fsync per commit costs)",
+    )
     parser.add_argument("--profile", default="", help="workloads to profile, e.g. 'BC'")
     args = parser.parse_args()
     kinds = [k for k in args.db.split(",") if k]
@@ -317,7 +327,12 @@ async def main() -> None:
         for kind in kinds:
             base = await baselines(backend, args)
             found = await bench_db(kind, backend, args)
-            report(kind, found, base, args.concurrency)
+            label = (
+                f"{kind} (synchronous_commit=off)"
+                if kind != "sqlite" and args.pg_async_commit
+                else kind
+            )
+            report(label, found, base, args.concurrency)
 
 
 if __name__ == "__main__":
