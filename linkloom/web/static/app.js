@@ -47,12 +47,21 @@
     let openStep = new URLSearchParams(location.search).get("step");
     let refreshTimer = null;
 
-    function refreshPanels() {
+    let drawerToo = false;
+    function refreshPanels(withDrawer = true) {
       clearTimeout(refreshTimer);
+      drawerToo = drawerToo || withDrawer;  // a debounced refresh keeps what it was asked
       refreshTimer = setTimeout(async () => {
+        const reloadDrawer = drawerToo;
+        drawerToo = false;
         const res = await fetch(page.dataset.panels, { credentials: "same-origin" });
-        if (res.ok) panels.innerHTML = await res.text();
-        if (openStep && !drawer.hidden) loadDrawer(openStep, false);
+        if (!res.ok) return;
+        // Keep keyboard focus on the same link when the panels are redrawn.
+        const links = () => Array.from(panels.querySelectorAll("a[data-step]"));
+        const focusedAt = links().indexOf(document.activeElement);
+        panels.innerHTML = await res.text();
+        if (focusedAt >= 0 && links()[focusedAt]) links()[focusedAt].focus();
+        if (reloadDrawer && openStep && !drawer.hidden) loadDrawer(openStep, false);
       }, 120);
     }
 
@@ -95,6 +104,8 @@
 
     if (page.dataset.live && !["SUCCEEDED", "FAILED", "CANCELLED"].includes(page.dataset.status)) {
       const source = new EventSource(page.dataset.live);
+      // Running attempts grow on the timeline even when no step changes state.
+      const ticker = setInterval(() => refreshPanels(false), 3000);
       source.addEventListener("state", (ev) => {
         const state = JSON.parse(ev.data);
         Object.entries(state.steps).forEach(([step, st]) => setNodeState(document, step, st));
@@ -105,6 +116,7 @@
       source.addEventListener("end", (ev) => {
         const end = JSON.parse(ev.data);
         source.close();
+        clearInterval(ticker);
         setRunStatus(end.run);
         refreshPanels();
         const state = document.getElementById("log-state");
