@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from typing import Any
 
 import yaml
@@ -144,10 +145,16 @@ class _Dumper(yaml.SafeDumper):
         super().increase_indent(flow, False)
 
 
+_BREAKS = re.compile("[\x85\u2028\u2029\r]")
+
+
 def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
     # Quote what our YAML 1.2 reader would not read back as a string (PyYAML's 1.1 rules
     # leave ``1e3`` plain, which reads back as a number).
-    style = "|" if "\n" in value else None if reader.plain_is_string(value) else "'"
+    if _BREAKS.search(value):
+        style: str | None = '"'  # PyYAML would fold these line breaks inside '…' quotes
+    else:
+        style = "|" if "\n" in value else None if reader.plain_is_string(value) else "'"
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 

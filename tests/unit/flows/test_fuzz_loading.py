@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from linkloom.flows.errors import SpecInvalid
-from linkloom.flows.loading import check_flow, load_flow
+from linkloom.flows.loading import check_flow, content_hash, load_flow, to_canonical_yaml
 from linkloom.flows.spec import BUILTIN_STEP_TYPES, HttpStep, StepBase
 
 FIELDS = sorted(
@@ -86,9 +86,11 @@ mbflow = st.fixed_dictionaries(
 def _only_spec_invalid(source: str | bytes) -> None:
     problems = None
     try:
-        load_flow(source)
+        spec = load_flow(source)
     except SpecInvalid as exc:
         problems = exc.problems
+    else:  # a spec that loads survives the round trip through canonical YAML
+        assert content_hash(load_flow(to_canonical_yaml(spec))) == content_hash(spec)
     assert problems is None or problems, "SpecInvalid must list its problems"
     result = check_flow(source)
     assert "internal-error" not in {p.code for p in result.problems}, result.problems
@@ -114,3 +116,59 @@ def test_fuzz_text_only_raises_spec_invalid(text):
 def test_fuzz_spec_shaped_data_only_raises_spec_invalid(data, as_json):
     text = json.dumps(data) if as_json else yaml.safe_dump(data)
     _only_spec_invalid(text)
+
+
+plain_text = st.text(max_size=12).filter(lambda t: "{" not in t)
+plain_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(10**12), 10**12), plain_text),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(plain_text, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@st.composite
+def valid_specs(draw):
+    n = draw(st.integers(1, 8))
+    steps = []
+    for i in range(n):
+        deps = (
+            draw(st.lists(st.sampled_from([f"s{j}" for j in range(i)]), unique=True)) if i else []
+        )
+        kind = draw(st.sampled_from(["delay", "transform", "http", "merge"]))
+        step = {"id": f"s{i}", "type": kind, "depends_on": deps}
+        if kind == "delay":
+            step["duration"] = draw(st.sampled_from(["1s", "5m", 90, "PT1H", 0.5]))
+        elif kind == "transform":
+            step["template"] = draw(
+                st.one_of(
+                    plain_values,
+                    st.sampled_from([f"{{{{ steps.{d}.output }}}}" for d in deps] or ["x"]),
+                )
+            )
+        elif kind == "http":
+            step["url"] = draw(
+                st.sampled_from(["http://127.0.0.1:8081/a", "https://x.example/{{ run.id }}"])
+            )
+            step["method"] = draw(st.sampled_from(["GET", "post", "PUT"]))
+            step["body"] = draw(plain_values)
+        else:
+            step["mode"] = draw(st.sampled_from(["object", "concat"]))
+        if draw(st.booleans()):
+            step["retry"] = {"max_attempts": draw(st.integers(1, 5)), "jitter": draw(st.booleans())}
+        steps.append(step)
+    spec = {"id": draw(st.sampled_from(["a", "flow-1", "x_y"])), "steps": steps}
+    if draw(st.booleans()):
+        spec["tags"] = draw(st.lists(plain_text))
+    if draw(st.booleans()):
+        spec["schedules"] = [{"cron": "0 3 * * *", "timezone": "Europe/Kyiv"}]
+    return spec
+
+
+@pytest.mark.slow
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(valid_specs())
+def test_fuzz_valid_specs_load_the_same_from_yaml_json_and_canonical_yaml(data):
+    from_yaml = load_flow(yaml.safe_dump(data))
+    from_json = load_flow(json.dumps(data), filename="x.json")
+    assert content_hash(from_yaml) == content_hash(from_json)
+    assert content_hash(load_flow(to_canonical_yaml(from_yaml))) == content_hash(from_yaml)
