@@ -1,0 +1,169 @@
+"""Step-type plugins: executors that installed packages register under the ``linkloom.steps``
+entry point group.
+
+A plugin's entry point names an executor class with a ``type_name`` (the spec's ``type:``) and a
+``config_model``: a pydantic model subclassing ``flows.spec.StepBase`` whose ``type`` field is
+``Literal[type_name]``. Discovery runs once, when ``linkloom.flows.spec`` is first imported, and
+adds each good plugin's model to the spec's step union in place, so validation, ``loom schema``,
+the API and the UI see the new type. A plugin that fails to import or is malformed is recorded
+with its error (``loom plugins`` shows it) and never takes anything else down.
+
+    [project.entry-points."linkloom.steps"]
+    hash = "loom_hash_step:HashExecutor"
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+GROUP = "linkloom.steps"
+_TYPE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class StepPlugin:
+    """A plugin that loaded: its entry point, package and the step type it adds."""
+
+    name: str
+    value: str
+    distribution: str | None
+    version: str | None
+    type_name: str
+    executor: type
+    config_model: type
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
+class FailedPlugin:
+    """A plugin that could not be used, and why."""
+
+    name: str
+    value: str
+    distribution: str | None
+    version: str | None
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class PluginReport:
+    loaded: tuple[StepPlugin, ...] = ()
+    failed: tuple[FailedPlugin, ...] = ()
+
+
+_report: PluginReport | None = None
+
+
+def report() -> PluginReport:
+    """The plugins found (discovering them on first use)."""
+    return _report if _report is not None else discover()
+
+
+def discover(*, entry_points: Any = None) -> PluginReport:
+    """Load every ``linkloom.steps`` entry point and add the good ones to the spec model.
+
+    ``entry_points`` (tests) replaces the installed ones. Never raises for a bad plugin.
+    """
+    global _report
+    from linkloom.flows import spec
+
+    found = list(entry_points) if entry_points is not None else _installed()
+    loaded: list[StepPlugin] = []
+    failed: list[FailedPlugin] = []
+    models: dict[str, type] = {}
+    for ep in found:
+        dist = getattr(ep, "dist", None)
+        dist_name = getattr(dist, "name", None) if dist is not None else None
+        dist_version = getattr(dist, "version", None) if dist is not None else None
+        try:
+            executor = ep.load()
+            type_name, model = _check(executor, spec, taken=models)
+        except Exception as exc:  # a plugin's import may raise anything
+            error = f"{type(exc).__name__}: {exc}"
+            failed.append(FailedPlugin(ep.name, ep.value, dist_name, dist_version, error))
+            log.warning("step_plugin_failed", plugin=ep.name, value=ep.value, error=error)
+            continue
+        models[type_name] = model
+        summary = ((model.__doc__ or executor.__doc__ or "").strip().splitlines() or [""])[0]
+        loaded.append(
+            StepPlugin(
+                name=ep.name,
+                value=ep.value,
+                distribution=dist_name,
+                version=dist_version,
+                type_name=type_name,
+                executor=executor,
+                config_model=model,
+                summary=summary,
+            )
+        )
+    spec.install_step_types(models)
+    _report = PluginReport(loaded=tuple(loaded), failed=tuple(failed))
+    return _report
+
+
+def executors() -> dict[str, Any]:
+    """One instance of every loaded plugin's executor, by step type (skipping any whose
+    constructor fails: it is logged, the others still run)."""
+    out: dict[str, Any] = {}
+    for plugin in report().loaded:
+        try:
+            out[plugin.type_name] = plugin.executor()
+        except Exception as exc:
+            log.warning("step_plugin_failed", plugin=plugin.name, error=repr(exc))
+    return out
+
+
+def _installed() -> list[Any]:
+    try:
+        return list(importlib.metadata.entry_points(group=GROUP))
+    except Exception as exc:  # a broken distribution's metadata must not stop the server
+        log.warning("step_plugins_unreadable", error=repr(exc))
+        return []
+
+
+def _check(executor: Any, spec: Any, *, taken: dict[str, type]) -> tuple[str, type]:
+    type_name = getattr(executor, "type_name", None)
+    if not isinstance(type_name, str) or not _TYPE_NAME.match(type_name):
+        raise ValueError("the executor needs a 'type_name' like 'hash' (lowercase slug)")
+    if type_name in spec.BUILTIN_STEP_TYPES:
+        raise ValueError(f"step type {type_name!r} is built in; choose another type_name")
+    if type_name in taken:
+        raise ValueError(f"step type {type_name!r} is already added by another plugin")
+    if not callable(getattr(executor, "execute", None)):
+        raise ValueError("the executor needs an 'async execute(ctx)' method")
+    model = getattr(executor, "config_model", None)
+    if not (isinstance(model, type) and issubclass(model, spec.StepBase)):
+        raise ValueError("'config_model' must be a pydantic model subclassing flows.spec.StepBase")
+    field = model.model_fields.get("type")
+    args = typing.get_args(field.annotation) if field is not None else ()
+    if args != (type_name,):
+        raise ValueError(f"config_model needs the field  type: Literal[{type_name!r}]")
+    return type_name, model
+
+
+def without_plugins(schema: dict[str, Any]) -> dict[str, Any]:
+    """The flow JSON Schema with the plugins' step types taken out (the builtin schema that
+    ``docs/flow.schema.json`` holds). Plugin models must not share names with builtin ones."""
+    names = {p.config_model.__name__ for p in report().loaded}
+    types = {p.type_name for p in report().loaded}
+    if not names:
+        return schema
+    out = dict(schema)
+    out["$defs"] = {k: v for k, v in schema.get("$defs", {}).items() if k not in names}
+    steps = dict(out["properties"]["steps"])
+    items = dict(steps["items"])
+    items["oneOf"] = [r for r in items["oneOf"] if r["$ref"].rsplit("/", 1)[-1] not in names]
+    mapping = {k: v for k, v in items["discriminator"]["mapping"].items() if k not in types}
+    items["discriminator"] = {**items["discriminator"], "mapping": mapping}
+    steps["items"] = items
+    out["properties"] = {**out["properties"], "steps": steps}
+    return out
