@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from linkloom.flows.models import Problem, Severity
 from linkloom.flows.shapes import Normalised
 from linkloom.flows.source import Document, Path
-from linkloom.flows.spec import BUILTIN_STEP_TYPES, FlowSpec
+from linkloom.flows.spec import BUILTIN_STEP_TYPES, STEP_TYPES, FlowSpec
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -142,7 +142,7 @@ def _one(error: dict[str, Any], path: Path, data: Any, reporter: Reporter) -> No
                 (*path, "type"),
                 f"unknown step type {ctx.get('tag')!r}",
                 code="unknown-step-type",
-                hint=did_you_mean(ctx.get("tag"), BUILTIN_STEP_TYPES)
+                hint=did_you_mean(ctx.get("tag"), STEP_TYPES)
                 or f"use one of: {', '.join(BUILTIN_STEP_TYPES)}",
             )
         else:

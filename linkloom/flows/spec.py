@@ -6,7 +6,7 @@ sandbox (see ``linkloom.flows.templates``); nothing in a spec can run Python.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     BaseModel,
@@ -323,3 +323,26 @@ class FlowSpec(_Model):
     def schedule_ids(self) -> list[str]:
         """Stable ids for the schedules: their own id, else ``schedule-<n>``."""
         return [s.id or f"schedule-{n}" for n, s in enumerate(self.schedules)]
+
+
+STEP_TYPES: dict[str, type[StepBase]] = dict(BUILTIN_STEP_TYPES)  # builtins and plugins
+
+
+def install_step_types(models: dict[str, type[StepBase]]) -> None:
+    """Add step types (plugins, ``flows.plugins``) to ``FlowSpec``'s step union, in place."""
+    if not models:
+        return
+    STEP_TYPES.update(models)
+    union = Union[tuple(STEP_TYPES.values())]  # noqa: UP007 (built from a runtime tuple)
+    field = FlowSpec.model_fields["steps"]
+    field.annotation = list[Annotated[union, Field(discriminator="type")]]  # type: ignore[valid-type]
+    FlowSpec.model_rebuild(force=True)
+
+
+def _discover_plugins() -> None:
+    from linkloom.flows import plugins
+
+    plugins.discover()
+
+
+_discover_plugins()
