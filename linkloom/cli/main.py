@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "linkloom.cli.sandbox",
     "linkloom.cli.schedules",
     "linkloom.cli.notify",
+    "linkloom.cli.extensions",
 )
 
 _err = Console(stderr=True)

@@ -27,7 +27,7 @@ import typer
 
 from linkloom import config, logs
 from linkloom.access import Role
-from linkloom.cli.apps import app
+from linkloom.cli.apps import app, worker_app
 from linkloom.cli.settings import cli_config, save_cli_config
 from linkloom.errors import InvalidInput
 
@@ -137,9 +137,12 @@ def _exit_cleanly_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 
 
-@app.command("worker")
-def worker() -> None:
-    """Run step workers only, against the shared database (any number of them at once)."""
+@worker_app.callback(invoke_without_command=True)
+def worker(ctx: typer.Context) -> None:
+    """Run step workers only, against the shared database (any number of them at once).
+    'loom worker list' lists the pull-mode workers instead."""
+    if ctx.invoked_subcommand is not None:
+        return
     settings = config.load_settings()
     logs.configure(settings)
     asyncio.run(_work(settings))

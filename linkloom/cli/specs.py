@@ -131,6 +131,16 @@ def convert(
 
 
 @app.command("schema")
-def schema() -> None:
-    """Print the JSON Schema (draft 2020-12) of the canonical flow spec."""
-    typer.echo(json.dumps(loading.spec_json_schema(), indent=2, ensure_ascii=False))
+def schema(
+    no_plugins: bool = typer.Option(
+        False, "--no-plugins", help="Only the built-in step types (as docs/flow.schema.json)."
+    ),
+) -> None:
+    """Print the JSON Schema (draft 2020-12) of the canonical flow spec, with the step types
+    of installed plugins ('loom plugins')."""
+    from linkloom.flows import plugins
+
+    out = loading.spec_json_schema()
+    if no_plugins:
+        out = plugins.without_plugins(out)
+    typer.echo(json.dumps(out, indent=2, ensure_ascii=False))
