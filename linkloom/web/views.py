@@ -48,14 +48,30 @@ def step_statuses(steps: Iterable[StepRun]) -> dict[str, str]:
     return {s.step_id: display_status(s) for s in steps if s.item_index is None}
 
 
+def item_progress(steps: Iterable[StepRun]) -> dict[str, str]:
+    """``"3/5"`` (items finished / items) of every fan-out step that has items."""
+    done: dict[str, int] = {}
+    total: dict[str, int] = {}
+    for s in steps:
+        if s.item_index is not None:
+            total[s.step_id] = total.get(s.step_id, 0) + 1
+            done[s.step_id] = done.get(s.step_id, 0) + (1 if s.status.terminal else 0)
+    return {sid: f"{done[sid]}/{n}" for sid, n in total.items()}
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DagView:
     wide: layout.Layout  # left to right, for wide screens
     narrow: layout.Layout  # top to bottom, for phones
     statuses: Mapping[str, str]
+    items: Mapping[str, str]  # fan-out progress, "3/5"
 
 
-def dag_view(spec: FlowSpec, statuses: Mapping[str, str] | None = None) -> DagView:
+def dag_view(
+    spec: FlowSpec,
+    statuses: Mapping[str, str] | None = None,
+    items: Mapping[str, str] | None = None,
+) -> DagView:
     plan = dag.plan_from_spec(spec)
     nodes = list(plan.nodes)
     edges = [(dep, node.id) for node in plan.nodes.values() for dep in node.depends_on]
@@ -65,6 +81,7 @@ def dag_view(spec: FlowSpec, statuses: Mapping[str, str] | None = None) -> DagVi
         wide=layout.layout(nodes, edges, labels=labels, sublabels=kinds, direction="LR"),
         narrow=layout.layout(nodes, edges, labels=labels, sublabels=kinds, direction="TB"),
         statuses=dict(statuses or {}),
+        items=dict(items or {}),
     )
 
 

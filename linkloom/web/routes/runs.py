@@ -63,7 +63,7 @@ async def _run_context(request: Request, run: Run) -> dict[str, Any]:
     return {
         "spec": spec,
         "steps": steps,
-        "dag": views.dag_view(spec, views.step_statuses(steps)),
+        "dag": views.dag_view(spec, views.step_statuses(steps), views.item_progress(steps)),
         "timeline": views.timeline(run, attempts, steps, now=now),
     }
 
@@ -131,7 +131,11 @@ async def live(
                 last_id = event.id
                 yield {"event": "log", "id": str(event.id), "data": _log_json(event)}
             steps = await svc.runs.list_steps(run_id)
-            state = {"run": run.status.value, "steps": views.step_statuses(steps)}
+            state = {
+                "run": run.status.value,
+                "steps": views.step_statuses(steps),
+                "items": views.item_progress(steps),
+            }
             if state != previous:
                 previous = state
                 yield {"event": "state", "data": json.dumps(state)}

@@ -24,12 +24,12 @@
     document.documentElement.dataset.notified = runId + ":" + status;
   }
 
-  function setNodeState(root, stepId, state) {
+  function setNodeState(root, stepId, state, items) {
     root.querySelectorAll('g.node[data-step="' + CSS.escape(stepId) + '"]').forEach((g) => {
       STATES.forEach((s) => g.classList.remove("st-" + s));
       g.classList.add("st-" + state);
       const label = g.querySelector(".state");
-      if (label) label.textContent = state;
+      if (label) label.textContent = items ? state + " " + items : state;
       const link = g.closest("a.node-link");
       if (link) link.setAttribute("aria-label", "step " + stepId + ": " + state);
     });
@@ -108,7 +108,8 @@
       const ticker = setInterval(() => refreshPanels(false), 3000);
       source.addEventListener("state", (ev) => {
         const state = JSON.parse(ev.data);
-        Object.entries(state.steps).forEach(([step, st]) => setNodeState(document, step, st));
+        const items = state.items || {};
+        Object.entries(state.steps).forEach(([step, st]) => setNodeState(document, step, st, items[step]));
         setRunStatus(state.run);
         refreshPanels();
       });

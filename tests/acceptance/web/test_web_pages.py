@@ -135,6 +135,7 @@ async def test_web_run_page_stream_and_drawer_show_a_failed_step(api: Api) -> No
         assert state == {
             "run": "FAILED",
             "steps": {"fetch": "succeeded", "process": "succeeded", "send": "failed"},
+            "items": {},
         }
         assert any("send failed" in data for kind, data in events if kind == "log")
 
@@ -266,3 +267,15 @@ async def test_web_bad_query_and_unknown_ids_are_html_error_pages(api: Api) -> N
         bad = await client.get("/flows/x?a=one")
         assert bad.status_code == 422
         assert "invalid request" in bad.text
+
+
+async def test_web_fan_out_step_shows_its_item_progress(api: Api) -> None:
+    spec = flow_spec("fan")
+    spec["steps"][1]["for_each"] = [1, 2, 3]
+    await apply(api, spec)
+    run = await api.services.runs.trigger("fan", inputs={"to": "a@b.c"})
+    assert (await api.wait_run(run.id)).status.value == "SUCCEEDED"
+    async with browser(api, Role.viewer) as client:
+        page = await client.get(f"/runs/{run.id}")
+        assert '<tspan class="state">succeeded 3/3</tspan> · http · for each' in page.text
+        assert "process[2]" in page.text  # each item in the step list

@@ -51,6 +51,20 @@ def test_step_statuses_fold_fan_out_children_into_their_parent() -> None:
     assert views.step_statuses(steps) == {"each": "running"}
 
 
+def test_item_progress_counts_finished_fan_out_items() -> None:
+    steps = [
+        step("each", StepStatus.RUNNING),
+        *(
+            StepRun(id=f"c{i}", run_id="r1", step_id="each", item_index=i, status=status)
+            for i, status in enumerate(
+                [StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.RUNNING, StepStatus.QUEUED]
+            )
+        ),
+        step("plain", StepStatus.SUCCEEDED),
+    ]
+    assert views.item_progress(steps) == {"each": "2/4"}
+
+
 def test_dag_view_draws_condition_branches_as_edges() -> None:
     flow = spec(
         steps=[
