@@ -17,28 +17,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 
-from linkloom.engine.errors import FlowNotFound, FlowPaused
+from linkloom.engine.errors import FlowNotFound
 from linkloom.engine.ports import Clock
 from linkloom.errors import Conflict, InvalidInput, LinkloomError, NotFound
-from linkloom.flows.spec import EventTrigger, FlowSpec, Schedule, WebhookTrigger
-from linkloom.scheduler import cron, policies, webhooks
-from linkloom.scheduler.errors import (
-    BackfillTooLarge,
-    ScheduleNotFound,
-    TriggerNotFound,
-    WebhookReplayed,
-)
+from linkloom.flows.spec import FlowSpec, Schedule
+from linkloom.scheduler import cron, policies
 from linkloom.scheduler.models import (
-    BackfillReport,
-    FinishedRun,
     FlowHead,
     QueuedFire,
     ScheduleState,
@@ -46,6 +37,7 @@ from linkloom.scheduler.models import (
 )
 from linkloom.scheduler.policies import ActiveRun, OverlapAction
 from linkloom.scheduler.ports import CreatedRun, LeaderLock, RunLauncher, SchedulerStore
+from linkloom.scheduler.triggers import Tally, TriggerRuns
 
 log = structlog.get_logger(__name__)
 
@@ -54,14 +46,11 @@ try:  # prometheus-client comes with the server extra; the scheduler works witho
 except ImportError:  # pragma: no cover - base install
     _metrics = None  # type: ignore[assignment]
 
-DEFAULT_BACKFILL_LIMIT = 1000
-_EVENT_OVERLAP = timedelta(seconds=30)
 FULL_READ_EVERY = timedelta(seconds=30)  # re-read every schedule state at least this often
 # Webhook delivery keys are kept this long: v1 signatures are stale after minutes, but GitHub
 # lets people redeliver an old delivery (same id) for weeks.
 DELIVERY_RETENTION = timedelta(days=30)
 _PURGE_EVERY = timedelta(hours=1)
-EVENT_KEY_PREFIX = "@"  # schedule_id of event-triggered runs: "@<trigger id>" (see on_run_finished)
 
 
 class AlwaysLeader:
@@ -74,18 +63,7 @@ class AlwaysLeader:
         return None
 
 
-@dataclass(slots=True)
-class _Tally:
-    created: int = 0
-    duplicates: int = 0
-    skipped: int = 0
-    queued: int = 0
-    cancelled: int = 0
-    failed: int = 0
-    lateness: list[float] = field(default_factory=list)
-
-
-class Scheduler:
+class Scheduler(TriggerRuns):
     """Creates scheduled, backfilled, webhook and event runs. Safe to run on many replicas."""
 
     def __init__(
@@ -175,7 +153,7 @@ class Scheduler:
     async def tick(self) -> TickReport:
         """Create the runs that are due now; return what was done."""
         now = self._clock.now()
-        tally = _Tally()
+        tally = Tally()
         heads, states, unsure, due_keys = await self._read(now)
         if self._view is None or self._view_key != self._fingerprint:
             await self._load_specs(heads)
@@ -289,7 +267,7 @@ class Scheduler:
         state: ScheduleState,
         now: datetime,
         active: list[ActiveRun] | None,
-        tally: _Tally,
+        tally: Tally,
     ) -> tuple[datetime | None, list[ActiveRun] | None]:
         flow_id = head.flow_id
         current = state.next_fire_time
@@ -377,7 +355,7 @@ class Scheduler:
         fire: datetime,
         now: datetime,
         active: list[ActiveRun] | None,
-        tally: _Tally,
+        tally: Tally,
     ) -> None:
         if active is not None:
             decision = policies.decide_overlap(spec.concurrency, active=active)
@@ -416,7 +394,7 @@ class Scheduler:
         schedule_id: str,
         inputs: Mapping[str, Any],
         fire: datetime,
-        tally: _Tally,
+        tally: Tally,
         trigger: str = "schedule",
         kind: str | None = None,
     ) -> CreatedRun | None:
@@ -454,7 +432,7 @@ class Scheduler:
         return run
 
     async def _release_queued(
-        self, specs: Mapping[str, tuple[FlowHead, FlowSpec]], tally: _Tally
+        self, specs: Mapping[str, tuple[FlowHead, FlowSpec]], tally: Tally
     ) -> None:
         queued = await self._store.queued_fires()
         by_flow: dict[str, list[QueuedFire]] = {}
@@ -608,52 +586,6 @@ class Scheduler:
                 merged += [(t, schedule_id) for t in cron.next_fires(schedule, after=now, n=n)]
         return [(sid, t) for t, sid in sorted(merged)[:n]]
 
-    async def backfill(
-        self,
-        flow_id: str,
-        *,
-        start: datetime,
-        end: datetime,
-        schedule_id: str | None = None,
-        limit: int = DEFAULT_BACKFILL_LIMIT,
-        dry_run: bool = False,
-    ) -> BackfillReport:
-        """Create the runs the flow's schedules would have created in ``[start, end]``.
-
-        Raises:
-            BackfillTooLarge: the window holds more than ``limit`` fire times.
-        """
-        head, spec = await self.current(flow_id)
-        pairs = list(zip(spec.schedule_ids(), spec.schedules, strict=True))
-        if schedule_id is not None:
-            pairs = [(sid, s) for sid, s in pairs if sid == schedule_id]
-            if not pairs:
-                raise ScheduleNotFound(flow_id=flow_id, schedule_id=schedule_id)
-        fires: list[tuple[datetime, str, Schedule]] = []
-        for sid, schedule in pairs:
-            for t in cron.fires_between(schedule, start=start, end=end, limit=limit + 1):
-                fires.append((t, sid, schedule))
-            if len(fires) > limit:
-                raise BackfillTooLarge(limit=limit)
-        fires.sort(key=lambda item: (item[0], item[1]))
-        listed = tuple((sid, t) for t, sid, _s in fires)
-        if dry_run:
-            return BackfillReport(fire_times=listed, dry_run=True)
-        tally = _Tally()
-        created: list[str] = []
-        for t, sid, schedule in fires:
-            run = await self._create(
-                head=head,
-                schedule_id=sid,
-                inputs=schedule.inputs,
-                fire=t,
-                tally=tally,
-                trigger="backfill",
-            )
-            if run is not None:
-                created.append(run.id)
-        return BackfillReport(fire_times=listed, created=tuple(created), existing=tally.duplicates)
-
     async def pause(self, flow_id: str) -> None:
         await self._set_paused(flow_id, paused=True)
 
@@ -665,158 +597,3 @@ class Scheduler:
         if not await self._store.set_paused(flow_id, paused=paused):
             raise FlowNotFound(flow_id=flow_id)
         log.info("flow_paused" if paused else "flow_resumed", flow_id=flow_id)
-
-    # ---- webhooks ----------------------------------------------------------------------
-    async def receive_webhook(
-        self, flow_id: str, trigger_id: str, *, body: bytes, headers: Mapping[str, str]
-    ) -> CreatedRun:
-        """Verify a signed webhook and start a run with the inputs its templates map.
-
-        Raises:
-            WebhookRejected: bad, missing or stale signature (HTTP 401); nothing is created.
-            WebhookReplayed: the same delivery came before (HTTP 409).
-            FlowPaused: the flow is paused (HTTP 409).
-            TriggerNotFound / FlowNotFound: no such flow or webhook trigger (HTTP 404).
-        """
-        head, spec = await self.current(flow_id)
-        trigger = next(
-            (t for t in spec.triggers if isinstance(t, WebhookTrigger) and t.id == trigger_id),
-            None,
-        )
-        if trigger is None:
-            raise TriggerNotFound(flow_id=flow_id, trigger_id=trigger_id)
-        if head.paused:
-            raise FlowPaused(flow_id=flow_id)
-        secret = (self._secret(trigger.secret) if trigger.secret else None) or self._signing_key
-        now = self._clock.now()
-        verified = webhooks.verify(
-            secret, body, headers, now=now.timestamp(), tolerance=self._webhook_tolerance
-        )
-        payload = webhooks.parse_payload(body)
-        inputs = webhooks.map_inputs(trigger.inputs, payload=payload, headers=headers)
-        key = hashlib.sha256(f"{flow_id}/{trigger_id}/{verified.delivery_key}".encode()).hexdigest()
-        if not await self._store.record_delivery(
-            flow_id=flow_id, trigger_id=trigger_id, delivery_key=key, received_at=now
-        ):
-            raise WebhookReplayed()
-        try:
-            run = await self._runs.trigger(
-                flow_id,
-                inputs=inputs,
-                trigger="webhook",
-                trigger_info={"trigger_id": trigger_id, "scheme": verified.scheme},
-                version=head.version,
-            )
-        except BaseException:
-            # Nothing was created: let the sender fix the inputs and deliver the same id again.
-            await self._store.forget_delivery(key)
-            raise
-        log.info("webhook_run_created", flow_id=flow_id, trigger_id=trigger_id, run_id=run.id)
-        return run
-
-    # ---- events ------------------------------------------------------------------------
-    async def on_run_finished(self, run: Any) -> list[str]:
-        """Start the flows whose event triggers match this finished run; return their run ids.
-
-        Accepts a ``FinishedRun`` or the engine's ``Run`` record (register it as a run listener).
-        Safe to call more than once per run (and from several processes): the created run's
-        ``(schedule_id="@<trigger id>", fire_time=<finished_at>)`` is unique.
-        """
-        if not isinstance(run, FinishedRun):
-            run = FinishedRun.of(run)
-        if run.finished_at is None:
-            run = replace(run, finished_at=self._clock.now())
-        specs = {}
-        for head in await self._store.flow_heads():
-            spec = await self._spec(head)
-            if spec is not None:
-                specs[head.flow_id] = (head, spec)
-        self._events_seen[run.id] = None
-        return await self._fire_events(specs, run)
-
-    async def _fire_events(
-        self, specs: Mapping[str, tuple[FlowHead, FlowSpec]], run: FinishedRun
-    ) -> list[str]:
-        created: list[str] = []
-        for head, spec in specs.values():
-            if head.paused:
-                continue
-            for trigger in spec.triggers:
-                if not isinstance(trigger, EventTrigger) or trigger.flow != run.flow_id:
-                    continue
-                if run.status not in trigger.statuses:
-                    continue
-                context = {
-                    "event": {
-                        "flow": run.flow_id,
-                        "run_id": run.id,
-                        "status": run.status,
-                        "outputs": run.outputs,
-                        "inputs": run.inputs,
-                    }
-                }
-                try:
-                    inputs = (
-                        {k: webhooks.render(v, context) for k, v in trigger.inputs.items()}
-                        if trigger.inputs
-                        else dict(run.outputs)
-                    )
-                    new = await self._runs.trigger(
-                        head.flow_id,
-                        inputs=inputs,
-                        trigger="event",
-                        trigger_info={
-                            "trigger_id": trigger.id,
-                            "upstream_flow": run.flow_id,
-                            "upstream_run_id": run.id,
-                            "upstream_status": run.status,
-                        },
-                        version=head.version,
-                        schedule_id=(EVENT_KEY_PREFIX + trigger.id)[:64],
-                        fire_time=run.finished_at,
-                    )
-                except Conflict:
-                    continue  # already started for this run
-                except Exception as exc:  # a bad mapping must not stop other triggers
-                    log.warning(
-                        "event_trigger_failed",
-                        flow_id=head.flow_id,
-                        trigger_id=trigger.id,
-                        upstream_run_id=run.id,
-                        error=str(exc),
-                    )
-                    continue
-                created.append(new.id)
-        return created
-
-    async def _poll_events(
-        self, specs: Mapping[str, tuple[FlowHead, FlowSpec]], now: datetime
-    ) -> None:
-        """Safety net for ``on_run_finished``: look at runs that finished since the last tick."""
-        if self._upstream_key != self._view_key or self._upstream is None:
-            self._upstream = sorted(
-                {
-                    t.flow
-                    for _head, spec in specs.values()
-                    for t in spec.triggers
-                    if isinstance(t, EventTrigger)
-                }
-            )
-            self._upstream_key = self._view_key
-        upstream = self._upstream
-        since = self._events_since or now - self._grace
-        if not upstream:
-            self._events_since = now
-            return
-        # Look a little further back than the last pass: a run may commit after a later one.
-        finished = await self._store.finished_runs(flow_ids=upstream, since=since - _EVENT_OVERLAP)
-        for run in finished:
-            if run.id in self._events_seen:
-                continue
-            await self._fire_events(specs, run)
-            self._events_seen[run.id] = None
-        while len(self._events_seen) > 10_000:
-            del self._events_seen[next(iter(self._events_seen))]
-        self._events_since = max(
-            [since, *(r.finished_at for r in finished if r.finished_at is not None)]
-        )

@@ -14,8 +14,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import POSTGRES_URL, require
 from scheduler_harness import create_pg_database, drop_pg_database
+
+from tests.support.real import POSTGRES_URL, require
 
 FLOWS = 5  # five flows with an every-second schedule: ~230 fire times checked in 50 s
 RUN_SECONDS = 50
@@ -32,13 +33,24 @@ def _sql(url: str, query: str) -> list[tuple]:
 
 
 def _leader(url: str) -> str | None:
+    """The application name of the session holding the scheduler's advisory lock."""
+    from linkloom.store.schedules import LEADER_LOCK_KEY
+
+    unsigned = LEADER_LOCK_KEY & 0xFFFFFFFFFFFFFFFF
     rows = _sql(
         url,
         "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
         "WHERE l.locktype = 'advisory' AND l.granted "
+        f"AND l.classid = {unsigned >> 32} AND l.objid = {unsigned & 0xFFFFFFFF} "
         "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
     )
     return rows[0][0] if rows else None
+
+
+def _tails(logs: dict[str, Path]) -> str:
+    return "\n".join(
+        f"--- {name}\n" + path.read_text(errors="replace")[-1500:] for name, path in logs.items()
+    )
 
 
 def _wait_for_leader(url: str, *, exclude: set[str], timeout: float) -> tuple[str, float]:
@@ -128,6 +140,8 @@ def test_three_schedulers_leader_killed_twice_no_duplicates_no_misses(
             takeovers.append(took)
         time.sleep(max(0.0, began + RUN_SECONDS - time.monotonic()))
         stopped_at = datetime.now(UTC)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nscheduler logs:\n{_tails(logs)}") from exc
     finally:
         for proc in procs.values():
             if proc.poll() is None:
