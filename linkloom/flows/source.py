@@ -12,68 +12,47 @@ are booleans, so ``country: NO`` stays a string; mapping keys are always strings
 
 from __future__ import annotations
 
-import bisect
-import json
 import math
-import re
-from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
-MAX_BYTES = 2 * 1024 * 1024
-MAX_DEPTH = 64
-MAX_NODES = 500_000
+from linkloom.flows.documents import (
+    _FALSE,
+    _FLOAT,
+    _HEX,
+    _INF,
+    _INT,
+    _NAN,
+    _NULLS,
+    _OCT,
+    _TAGS,
+    _TRUE,
+    MAX_BYTES,
+    MAX_DEPTH,
+    MAX_NODES,
+    Builder,
+    Document,
+    Path,
+    Position,
+    SourceProblem,
+    Stop,
+    number_too_long,
+    plain_is_string,
+)
+from linkloom.flows.json_reader import JsonReader
 
-Path = tuple[str | int, ...]
-Position = tuple[int, int]  # 1-based line and column
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SourceProblem:
-    """Something that stops the text from being read, at a 1-based line and column."""
-
-    line: int
-    column: int
-    message: str
-    code: str
-    hint: str | None = None
-    path: Path = ()
-
-
-@dataclass(slots=True, kw_only=True)
-class Document:
-    """The parsed value and the source position of each node (values and mapping keys)."""
-
-    value: Any = None
-    format: str = "yaml"
-    # JSON stores character offsets (converted on demand, which keeps reading fast).
-    positions: dict[Path, Position | int] = field(default_factory=dict)
-    key_positions: dict[Path, Position | int] = field(default_factory=dict)
-    problems: list[SourceProblem] = field(default_factory=list)
-    line_starts: list[int] = field(default_factory=list)
-    # YAML literal block scalars (``key: |``): where their first content line starts.
-    literal_blocks: dict[Path, Position] = field(default_factory=dict)
-
-    def position(self, path: Path, *, key: bool = False) -> Position:
-        """Where ``path`` starts; for a missing node, where its nearest ancestor starts."""
-        if key and path in self.key_positions:
-            return self._line_column(self.key_positions[path])
-        for cut in range(len(path), -1, -1):
-            found = self.positions.get(path[:cut])
-            if found is not None:
-                return self._line_column(found)
-        return (1, 1)
-
-    def _line_column(self, found: Position | int) -> Position:
-        if isinstance(found, tuple):
-            return found
-        line = bisect.bisect_right(self.line_starts, found)
-        return (line, found - self.line_starts[line - 1] + 1)
-
-
-class _Stop(Exception):
-    """Reading cannot go on; the problem has already been recorded."""
+__all__ = [
+    "MAX_BYTES",
+    "MAX_DEPTH",
+    "MAX_NODES",
+    "Document",
+    "Path",
+    "Position",
+    "SourceProblem",
+    "plain_is_string",
+    "read_source",
+]
 
 
 def read_source(source: str | bytes, *, json_only: bool = False) -> Document:
@@ -102,7 +81,7 @@ def read_source(source: str | bytes, *, json_only: bool = False) -> Document:
         _read(_YamlReader(text, doc), doc)
         return doc
     doc.format = "json"
-    _read(_JsonReader(text, doc), doc)
+    _read(JsonReader(text, doc), doc)
     if not json_only and any(p.code == "json-syntax" for p in doc.problems):
         # Perhaps a YAML flow mapping ({id: x, steps: [...]}) rather than broken JSON.
         yaml_doc = Document()
@@ -112,10 +91,10 @@ def read_source(source: str | bytes, *, json_only: bool = False) -> Document:
     return doc
 
 
-def _read(reader: _JsonReader | _YamlReader, doc: Document) -> None:
+def _read(reader: JsonReader | _YamlReader, doc: Document) -> None:
     try:
         reader.read()
-    except _Stop:
+    except Stop:
         doc.value = None
 
 
@@ -151,98 +130,7 @@ def _decode(source: str | bytes, doc: Document) -> str | None:
         return None
 
 
-class _Builder:
-    """Shared bookkeeping of both readers: limits, positions, duplicate keys."""
-
-    def __init__(self, doc: Document) -> None:
-        self.doc = doc
-        self.nodes = 0
-        self.key_at: Position | int = (1, 1)  # where the latest mapping key starts
-
-    def fail(
-        self, position: Position | int, message: str, code: str, hint: str | None = None
-    ) -> None:
-        position = self.doc._line_column(position)
-        self.doc.problems.append(
-            SourceProblem(
-                line=position[0], column=position[1], message=message, code=code, hint=hint
-            )
-        )
-
-    def stop(
-        self, position: Position | int, message: str, code: str, hint: str | None = None
-    ) -> None:
-        self.fail(position, message, code, hint)
-        raise _Stop
-
-    def count(self, position: Position | int, amount: int = 1) -> None:
-        self.nodes += amount
-        if self.nodes > MAX_NODES:
-            self.stop(
-                position,
-                f"the spec has more than {MAX_NODES:,} nodes (counting alias expansions)",
-                "too-many-nodes",
-                "YAML aliases that expand to huge documents are refused",
-            )
-
-    def check_depth(self, depth: int, position: Position | int) -> None:
-        if depth > MAX_DEPTH:
-            self.stop(
-                position,
-                f"the spec is nested more than {MAX_DEPTH} levels deep",
-                "too-deep",
-            )
-
-    def put(
-        self, container: Any, path: Path, key: Any, value: Any, position: Position | int
-    ) -> None:
-        if isinstance(container, list):
-            container.append(value)
-            return
-        if key in container:
-            first = self.doc.position((*path, key), key=True)
-            self.fail(
-                self.key_at,
-                f"duplicate key {key!r} (first defined at line {first[0]})",
-                "duplicate-key",
-                "remove one of them; only one value can be kept",
-            )
-            return
-        container[key] = value
-
-
-_INT = re.compile(r"[-+]?[0-9]+")
-_OCT = re.compile(r"0o[0-7]+")
-_HEX = re.compile(r"0x[0-9a-fA-F]+")
-_FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?")
-_INF = re.compile(r"[-+]?\.(?:inf|Inf|INF)")
-_NAN = re.compile(r"\.(?:nan|NaN|NAN)")
-_NULLS = frozenset({"", "~", "null", "Null", "NULL"})
-_TRUE = frozenset({"true", "True", "TRUE"})
-_FALSE = frozenset({"false", "False", "FALSE"})
-_TAGS = {
-    "tag:yaml.org,2002:str",
-    "tag:yaml.org,2002:int",
-    "tag:yaml.org,2002:float",
-    "tag:yaml.org,2002:bool",
-    "tag:yaml.org,2002:null",
-    "!",
-}
-
-
-def plain_is_string(text: str) -> bool:
-    """Whether ``text`` written as a plain (unquoted) YAML scalar reads back as that string."""
-    if text in _NULLS or text in _TRUE or text in _FALSE:
-        return False
-    patterns = (_INT, _OCT, _HEX, _FLOAT, _INF, _NAN)
-    return not any(p.fullmatch(text) for p in patterns)
-
-
-def _number_too_long(text: str) -> str:
-    return f"the number {text[:20]}… has {len(text):,} digits; numbers may have at most 4,300"
-
-
-class _YamlReader(_Builder):
+class _YamlReader(Builder):
     def __init__(self, text: str, doc: Document) -> None:
         super().__init__(doc)
         self.text = text
@@ -436,7 +324,7 @@ class _YamlReader(_Builder):
                 if _HEX.fullmatch(text):
                     return int(text[2:], 16)
             except ValueError:
-                self.fail(position, _number_too_long(text), "number-too-long")
+                self.fail(position, number_too_long(text), "number-too-long")
                 return None
         if tag in (None, "tag:yaml.org,2002:float"):
             if _FLOAT.fullmatch(text):
@@ -472,153 +360,3 @@ def _mark(mark: Any) -> Position:
 def _offset_position(text: str, offset: int) -> Position:
     line = text.count("\n", 0, offset) + 1
     return (line, offset - (text.rfind("\n", 0, offset) + 1) + 1)
-
-
-_WS = re.compile(r"[ \t\n\r]*")
-_STRING = re.compile(r'"(?:[^"\\\x00-\x1f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"')
-_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
-_WORDS = {"true": True, "false": False, "null": None}
-
-
-class _JsonReader(_Builder):
-    """A strict JSON parser with an explicit stack, recording each node's position."""
-
-    def __init__(self, text: str, doc: Document) -> None:
-        super().__init__(doc)
-        self.text = text
-        doc.line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
-
-    def where(self, offset: int) -> Position:
-        return self.doc._line_column(offset)
-
-    def read(self) -> None:
-        text = self.text
-        end = len(text)
-        pos = _WS.match(text, 0).end()  # type: ignore[union-attr]
-        # frames: [container, path, pending key or None]
-        stack: list[list[Any]] = []
-        root: Any = None
-        done = False
-        while True:
-            pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
-            if done:
-                if pos < end:
-                    self.stop(self.where(pos), "extra text after the JSON document", "json-syntax")
-                break
-            if pos >= end:
-                self.stop(self.where(pos), "the JSON document ends too early", "json-syntax")
-            frame = stack[-1] if stack else None
-            char = text[pos]
-            if frame is not None and isinstance(frame[0], dict) and frame[2] is None:
-                # expecting a key, or '}' when the object is empty
-                if char == "}" and not frame[0]:
-                    stack.pop()
-                    pos = self._after_value(stack, pos + 1)
-                    done = not stack
-                    continue
-                match = _STRING.match(text, pos)
-                if match is None:
-                    self.stop(self.where(pos), "expected a quoted key", "json-syntax")
-                key = self._unquote(match.group(), pos)
-                key_path = (*frame[1], key)
-                self.key_at = pos
-                if key not in frame[0]:
-                    self.doc.key_positions[key_path] = pos
-                frame[2] = key
-                pos = _WS.match(text, match.end()).end()  # type: ignore[union-attr]
-                if pos >= end or text[pos] != ":":
-                    self.stop(self.where(pos), "expected ':' after the key", "json-syntax")
-                pos += 1
-                continue
-            if frame is not None and isinstance(frame[0], list) and char == "]" and not frame[0]:
-                stack.pop()
-                pos = self._after_value(stack, pos + 1)
-                done = not stack
-                continue
-            # a value
-            position = pos  # an offset: converted only when a problem needs it
-            path = self._path(frame)
-            self.count(position)
-            self.doc.positions[path] = pos
-            if char in "{[":
-                self.check_depth(len(stack) + 1, position)
-                container: Any = {} if char == "{" else []
-                self._attach(frame, container, position)
-                if frame is None:
-                    root = container
-                stack.append([container, path, None])
-                pos += 1
-                continue
-            value, pos = self._scalar(pos, position)
-            self._attach(frame, value, position)
-            if frame is None:
-                root = value
-                done = True
-                continue
-            pos = self._after_value(stack, pos)
-            done = not stack
-        self.doc.value = root
-
-    def _path(self, frame: list[Any] | None) -> Path:
-        if frame is None:
-            return ()
-        if isinstance(frame[0], list):
-            return (*frame[1], len(frame[0]))
-        return (*frame[1], frame[2])
-
-    def _attach(self, frame: list[Any] | None, value: Any, position: int) -> None:
-        if frame is None:
-            return
-        self.put(frame[0], frame[1], frame[2], value, position)
-
-    def _scalar(self, pos: int, position: int) -> tuple[Any, int]:
-        text = self.text
-        if text[pos] == '"':
-            match = _STRING.match(text, pos)
-            if match is None:
-                self.stop(position, "unterminated or invalid string", "json-syntax")
-            return self._unquote(match.group(), pos), match.end()  # type: ignore[union-attr]
-        match = _NUMBER.match(text, pos)
-        if match is not None and match.end() > pos:
-            token = match.group()
-            if match.group(1) is None and match.group(2) is None:
-                try:
-                    return int(token), match.end()
-                except ValueError:
-                    self.fail(position, _number_too_long(token), "number-too-long")
-                    return None, match.end()
-            return float(token), match.end()
-        for word, value in _WORDS.items():
-            if text.startswith(word, pos):
-                return value, pos + len(word)
-        self.stop(position, f"unexpected character {text[pos]!r}", "json-syntax")
-        raise AssertionError  # unreachable: stop() raises
-
-    def _after_value(self, stack: list[list[Any]], pos: int) -> int:
-        """After a value inside a container: a ',' or the container's closing bracket."""
-        text = self.text
-        while stack:
-            frame = stack[-1]
-            pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
-            closing = "}" if isinstance(frame[0], dict) else "]"
-            if pos < len(text) and text[pos] == ",":
-                if isinstance(frame[0], dict):
-                    frame[2] = None
-                return pos + 1
-            if pos < len(text) and text[pos] == closing:
-                pos += 1
-                stack.pop()
-                continue
-            self.stop(self.where(pos), f"expected ',' or '{closing}'", "json-syntax")
-        return pos
-
-    def _unquote(self, token: str, offset: int) -> str:
-        if "\\" not in token:
-            return token[1:-1]  # no escapes (and so no surrogates): the text itself
-        value: str = json.loads(token)
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            self.fail(self.where(offset), "the string holds an unpaired surrogate", "encoding")
-            return value.encode("utf-8", "replace").decode("utf-8")
-        return value
