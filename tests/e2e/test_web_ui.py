@@ -235,6 +235,11 @@ def test_web_roles_and_audit(page: Any, server: LoomServer) -> None:
 
     sign_in(page, server, Role.viewer)
     page.goto("/flows/daily-report")
+    page.keyboard.press("Tab")  # the first stop is the skip link, shown when focused
+    expect(page.locator("a.skip")).to_be_focused()
+    expect(page.locator("a.skip")).to_be_in_viewport()
+    page.keyboard.press("Enter")
+    expect(page.locator("main#main")).to_be_focused()
     expect(page.locator("#trigger-h + p")).to_contain_text("needs the author role")
     expect(page.locator("a:has-text('Audit log')")).to_have_count(0)
     response = page.goto("/audit")
