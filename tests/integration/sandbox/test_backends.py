@@ -30,9 +30,8 @@ async def test_backends_docker_setting_without_the_image_is_unavailable() -> Non
 
 @pytest.mark.docker
 async def test_backends_auto_prefers_docker_when_ready() -> None:
-    from conftest import require
-
     from linkloom.sandbox.docker import image_exists
+    from tests.support.real import require
 
     require(
         docker_available() and image_exists("linkloom/sandbox:latest"),
