@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 
-from linkloom import logs, metrics
+from linkloom import logs, metrics, tracing
 from linkloom.engine import callbacks, contexts, dag, rendering, retries, transitions
 from linkloom.engine.models import Exchange, LogLine, StepError, StepResult
 from linkloom.engine.ports import StepContext, StepExecutor, StepServices
@@ -110,6 +110,11 @@ class StepRunner:
                 status=finished.status.value, seconds=seconds,
             )  # fmt: skip
             metrics.run_finished(flow_id=finished.flow_id, status=finished.status, seconds=seconds)
+            if finished.finished_at is not None:
+                tracing.run_finished(
+                    run_id=run_id, flow_id=finished.flow_id, status=finished.status,
+                    started_at=finished.created_at, finished_at=finished.finished_at,
+                )  # fmt: skip
             if self.on_run_finished is not None:
                 result = self.on_run_finished(changes.run)
                 if asyncio.iscoroutine(result):
@@ -203,7 +208,12 @@ class StepRunner:
                 )
             )
         else:
-            result = await self._call(executor, ctx, timeout)
+            with tracing.step_span(
+                run_id=run.id, flow_id=run.flow_id, step_id=step.step_id,
+                step_type=step_type, attempt=step.attempt,
+            ) as span:  # fmt: skip
+                result = await self._call(executor, ctx, timeout)
+                span.set_attribute("loom.ok", result.ok)
         log.debug(
             "step_attempt_finished", run_id=run.id, step_id=step.step_id,
             attempt=step.attempt, ok=result.ok,

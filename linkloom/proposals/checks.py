@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from linkloom import metrics
 from linkloom.engine.models import RunStatus
 from linkloom.engine.records import RunFilter
 from linkloom.errors import LinkloomError
@@ -192,11 +193,20 @@ class Checker:
                 settings=self.settings.bundle,
                 label=f"proposal {proposal.id} revision {proposal.revision}",
             )
+            began = time.perf_counter()
             try:
                 result = await runner.run(bundle)
             except LinkloomError as exc:  # the backend itself broke (Docker went away)
                 unavailable = exc.message
+                metrics.sandbox_finished(
+                    backend=runner.name, outcome="error", seconds=time.perf_counter() - began
+                )
                 break
+            metrics.sandbox_finished(
+                backend=runner.name,
+                outcome="succeeded" if result.ok else "failed",
+                seconds=time.perf_counter() - began,
+            )
             sandbox_ok = sandbox_ok and result.ok
             results[flow.flow_id] = result.to_dict()
             diffs[flow.flow_id] = diff.diff_results(

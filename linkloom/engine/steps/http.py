@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from linkloom import signing
+from linkloom import metrics, signing, tracing
 from linkloom.engine import callbacks, rendering
 from linkloom.engine.models import Exchange, StepError, StepResult
 from linkloom.engine.ports import StepContext
@@ -67,6 +67,8 @@ class HttpExecutor:
                 )
         finally:
             duration = (time.perf_counter() - started) * 1000
+        if error is None or error.kind not in ("config", "unrecorded"):  # a call went out
+            metrics.backend_response(host=urlsplit(url).netloc, status_code=status)
         if error is not None:
             ctx.exchanges.append(
                 _with(exchange, duration_ms=duration, error=error.message, status=status,
@@ -151,6 +153,7 @@ class HttpExecutor:
                 "X-Loom-Attempt": str(ctx.attempt),
             }
         )
+        headers.update(tracing.headers())  # W3C traceparent of the attempt span (if tracing)
         if callback is not None:
             headers["X-Loom-Callback-Url"] = callback["url"]
             headers["X-Loom-Heartbeat-Url"] = callback["heartbeat_url"]
