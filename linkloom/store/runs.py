@@ -12,6 +12,7 @@ the snapshot, calls the pure mutations and writes their changes. ``claim`` uses
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -225,6 +226,7 @@ class SqlRunStore:
                 return None
             snapshot = self._snapshot(conn, run_id, lock=True)
             assert snapshot is not None
+            before = snapshot.run
             results: list[RunChanges | Exception] = []
             merged = RunChanges()
             for mutate in mutations:
@@ -236,6 +238,8 @@ class SqlRunStore:
                 results.append(changes)
                 snapshot = apply_changes(snapshot, changes)
                 merged = merge_changes(merged, changes)
+            if merged.run is not None and merged.run == before:
+                merged = replace(merged, run=None)  # most completions leave the run row as is
             if not merged.empty:
                 self._write(conn, merged)
             return results
