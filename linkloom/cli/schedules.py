@@ -157,17 +157,12 @@ def resume(flow: str = typer.Argument(..., help="The flow id.")) -> None:
 @app.command("scheduler")
 def scheduler_command() -> None:
     """Run only the scheduler (any number of them: one leads, the others stand by)."""
+    from linkloom import logs
+    from linkloom.cli.server import observe
+
     settings = load_settings()
-    try:
-        from linkloom import logs
-
-        logs.configure(settings)
-    except (ImportError, AttributeError):
-        pass
-    if settings.metrics.enabled and settings.metrics.port:
-        from linkloom import metrics
-
-        metrics.start_exporter(settings.metrics.port)
+    logs.configure(settings)
+    observe(settings)
     asyncio.run(_serve(settings))
 
 

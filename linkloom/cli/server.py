@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import structlog
 import typer
 
-from linkloom import config, logs
+from linkloom import config, logs, metrics, tracing
 from linkloom.access import Role
 from linkloom.cli.apps import app, worker_app
 from linkloom.cli.settings import cli_config, save_cli_config
@@ -104,6 +104,7 @@ def server(
     settings = _settings(host, port, run_workers=workers, run_scheduler=scheduler)
     check_bind(settings)
     logs.configure(settings)
+    tracing.configure(settings)  # the API serves /metrics itself
     _exit_cleanly_on_sigterm()
     asyncio.run(serve(settings))
 
@@ -145,7 +146,17 @@ def worker(ctx: typer.Context) -> None:
         return
     settings = config.load_settings()
     logs.configure(settings)
+    observe(settings)
     asyncio.run(_work(settings))
+
+
+def observe(settings: config.Settings) -> None:
+    """For processes without the API (``loom worker``, ``loom scheduler``): start tracing when
+    enabled and serve ``/metrics`` on ``metrics.port`` when set (each process has its own
+    counters; Prometheus scrapes every one)."""
+    tracing.configure(settings)
+    if settings.metrics.enabled and settings.metrics.port:
+        metrics.start_exporter(settings.metrics.port)
 
 
 async def serve(settings: config.Settings, *, demo: bool = False) -> None:
