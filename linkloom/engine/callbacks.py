@@ -8,11 +8,17 @@ the worker has even recorded that the step is waiting.
 from __future__ import annotations
 
 import hmac
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from linkloom import signing
+from linkloom.engine import retries, transitions
 from linkloom.engine.errors import CallbackTokenInvalid
-from linkloom.engine.models import LogLine
+from linkloom.engine.models import LogLine, StepError
+
+if TYPE_CHECKING:
+    from linkloom.engine.records import StepRun
+    from linkloom.flows.spec import FlowSpec
 
 
 def make_token(key: str, *, step_run_id: str, attempt: int) -> str:
@@ -83,3 +89,36 @@ def read_result(payload: Any) -> tuple[bool, Any, str | None, tuple[LogLine, ...
             error = error.get("message") or str(error)
         return False, payload.get("output"), str(error), logs
     return True, payload, None, ()
+
+
+def failed_outcome(
+    payload: Any,
+    *,
+    message: str | None,
+    output: Any,
+    logs: tuple[LogLine, ...],
+    step: StepRun,
+    spec: FlowSpec,
+    now: datetime,
+) -> transitions.Outcome:
+    """A FAILED callback fails the attempt; it is retried (per the step's retry policy) only
+    when the backend marked it ``"retryable": true`` (the SDK does for ``Retryable``)."""
+    retryable = isinstance(payload, dict) and payload.get("retryable") is True
+    error = StepError(
+        kind="backend", message=message or "the backend reported FAILED", retryable=retryable
+    )
+    policy = retries.effective_policy(spec.step(step.step_id), spec)
+    used = step.attempt - int(step.state.get("attempt_base", 0))
+    data = {**error.to_dict(), "attempt": step.attempt}
+    if retries.should_retry(error, attempts_used=used, policy=policy):
+        delay = retries.retry_delay(error, policy, used)
+        return transitions.Outcome(
+            kind=transitions.RETRY,
+            error=data,
+            state={k: v for k, v in step.state.items() if k != "callback"},
+            logs=logs,
+            ready_at=now + timedelta(seconds=delay),
+        )
+    if retryable:
+        data["message"] = f"{data['message']} (gave up after {used} attempts)"
+    return transitions.Outcome(kind=transitions.FAILED, output=output, error=data, logs=logs)

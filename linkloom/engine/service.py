@@ -423,11 +423,14 @@ class RunService:
                     logs=logs,
                 )
         else:
-            outcome = transitions.Outcome(
-                kind=transitions.FAILED,
+            outcome = callbacks.failed_outcome(
+                payload,
+                message=message,
                 output=output,
-                error={"kind": "backend", "message": message, "retryable": False},
                 logs=logs,
+                step=step,
+                spec=compiled.spec,
+                now=self.clock.now(),
             )
         changes = await self.store.update_run(
             step.run_id,
