@@ -346,3 +346,40 @@ async def test_flow_step_starts_the_child_with_mapped_inputs_and_waits_for_outpu
 async def _all_runs(server: LoomServer) -> list[Any]:
     page = await server.services.runs.list_runs()
     return list(page if isinstance(page, list) else page.items)
+
+
+# ---------------------------------------------------------------------------- shell
+
+
+SHELL_FLOW = {
+    "id": "shell-run",
+    "inputs": {"who": {"type": "string"}},
+    "steps": [
+        {"id": "greet", "type": "shell", "command": 'echo "hi $1 from $PLACE"; echo oops >&2',
+         "args": ["{{ inputs.who }}"], "env": {"PLACE": "loom"}, "retry": {"max_attempts": 1}},
+        {"id": "exit3", "type": "shell", "command": ["sh", "-c", "exit 3"],
+         "depends_on": ["greet"], "retry": {"max_attempts": 1}},
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+async def test_shell_step_runs_only_when_the_operator_enables_it(home: Path, enabled: bool) -> None:
+    async with LoomServer(home, engine={"shell_enabled": enabled}) as server:
+        await server.services.runs.apply_flow(spec(SHELL_FLOW))
+        run = await server.services.runs.trigger("shell-run", inputs={"who": "ann"})
+        done = await server.wait(run.id)
+        steps = await server.steps(run.id)
+    assert done.status == "FAILED"
+    if not enabled:
+        assert steps["greet"].status == "FAILED"
+        assert "LOOM_ENGINE__SHELL_ENABLED" in steps["greet"].error["message"]
+        assert steps["exit3"].status == "SKIPPED"
+        return
+    assert steps["greet"].output == {
+        "exit_code": 0, "stdout": "hi ann from loom\n", "stderr": "oops\n", "truncated": False,
+    }  # fmt: skip
+    assert steps["exit3"].status == "FAILED"
+    assert steps["exit3"].error["kind"] == "exit_status"
+    # The failed step's output is not stored; its error records the exit status.
+    assert steps["exit3"].error["message"].startswith("the command exited with status 3")
