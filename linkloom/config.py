@@ -254,6 +254,24 @@ class NotificationSettings(BaseModel):
     )
 
 
+class PullSettings(BaseModel):
+    lease_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Lease of a task a pull-mode worker took; it heartbeats "
+        "every third of it, and an expired lease hands the task to another worker.",
+    )
+    lost_after: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds without a heartbeat before a worker is marked "
+        "lost and its tasks are requeued (default: twice the lease).",
+    )
+    max_wait: float = Field(
+        default=20.0, ge=0, description="Longest long-poll a worker may ask for, in seconds."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOOM_", env_nested_delimiter="__", extra="ignore")
 
@@ -281,6 +299,7 @@ class Settings(BaseSettings):
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
+    pull: PullSettings = Field(default_factory=PullSettings)
     secrets: dict[str, SecretStr] = Field(
         default_factory=dict,
         description="Secrets flows read as {{ secrets.NAME }}: LOOM_SECRETS__NAME=value.",

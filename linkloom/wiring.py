@@ -47,6 +47,7 @@ class Services:
     workers: list[Worker] = field(default_factory=list)
     run_listeners: list[Any] = field(default_factory=list)
     notifications: Any = None  # notifications.service.NotificationService (None: disabled)
+    pull: Any = None  # engine.pull.PullService: pull-mode workers and their task queues
     started: bool = False
 
     def make_worker(self, **overrides: Any) -> Worker:
@@ -154,6 +155,8 @@ def build_services(settings: Settings, *, http_transport: Any = None) -> Service
         read_run=_run_reader(runs),
     )
     executors = builtin_executors(per_host_limit=settings.engine.per_host_limit)
+    pull = _pull_service(settings, db, runs, clock)
+    step_services.extra["task_queue"] = pull.queue
     services = Services(
         settings=settings,
         db=db,
@@ -163,6 +166,7 @@ def build_services(settings: Settings, *, http_transport: Any = None) -> Service
         step_services=step_services,
         executors=executors,
         notifier=notifier,
+        pull=pull,
     )
     holder["s"] = services
     runs.on_run_finished = services._run_finished
@@ -173,6 +177,21 @@ def build_services(settings: Settings, *, http_transport: Any = None) -> Service
         services.notifications = notifications.build_service(services)
         services.run_listeners.append(services.notifications.on_run_finished)
     return services
+
+
+def _pull_service(settings: Settings, db: session.Database, runs: RunService, clock: Any) -> Any:
+    from linkloom.engine.pull import PullService, TaskQueue
+    from linkloom.store.pull import SqlPullStore
+
+    store = SqlPullStore(db)
+    return PullService(
+        store=store,
+        runs=runs,
+        queue=TaskQueue(store, clock),
+        clock=clock,
+        lease_seconds=settings.pull.lease_seconds,
+        lost_after=settings.pull.lost_after,
+    )
 
 
 def _subflow_starter(runs: RunService) -> Any:

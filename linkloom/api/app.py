@@ -39,6 +39,7 @@ EXTRA_ROUTERS = (
     "linkloom.api.routes.proposals",
     "linkloom.api.routes.fixtures",
     "linkloom.api.routes.notifications",
+    "linkloom.api.routes.workers",
     "linkloom.web.routes",
 )
 

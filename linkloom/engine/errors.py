@@ -89,3 +89,9 @@ class FlowPaused(Conflict):
     """Flow {flow_id!r} is paused; resume it with 'loom flow resume {flow_id}'."""
 
     code = "flow_paused"
+
+
+class WorkerNotRegistered(NotFound):
+    """Worker {worker_id!r} is not registered; register it with POST /api/v1/workers first."""
+
+    code = "worker_not_registered"

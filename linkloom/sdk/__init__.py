@@ -6,6 +6,8 @@
   ``linkloom.sdk.flask.loom_blueprint`` verify signatures, parse ``TaskRequest``, map return
   values and exceptions to the response format, de-duplicate by ``Idempotency-Key`` and run
   ``mode: async`` steps with heartbeats and callbacks (``linkloom.sdk.handlers``).
+* ``Worker``: pull-mode worker for ``type: task`` steps, for backends the server cannot reach
+  (``linkloom.sdk.worker``).
 
 Contract: importing ``linkloom.sdk`` needs only the base install (httpx, pydantic, pyyaml); FastAPI
 and Flask are imported only by their adapter modules, and nothing here imports the server.
@@ -25,6 +27,7 @@ from linkloom.sdk.idempotency import (
 )
 from linkloom.sdk.models import Event, Flow, FlowSummary, FlowVersion, Proposal, Run, StepRun
 from linkloom.sdk.tasks import Deferred, TaskRequest, TaskResult
+from linkloom.sdk.worker import Job, Worker
 
 __all__ = [
     "AsyncClient",
@@ -38,6 +41,7 @@ __all__ = [
     "FlowVersion",
     "IdempotencyStore",
     "InMemoryIdempotencyStore",
+    "Job",
     "LinkloomAPIError",
     "Proposal",
     "Reply",
@@ -50,4 +54,5 @@ __all__ = [
     "TaskDispatcher",
     "TaskRequest",
     "TaskResult",
+    "Worker",
 ]

@@ -385,3 +385,32 @@ notification_flow_health = sa.Table(
     sa.Column("outcome", sa.String(16), nullable=False),
     sa.Column("updated_at", TS, nullable=False),
 )
+
+# ---- pull-mode workers (``linkloom.store.pull``) -------------------------------------------
+pull_tasks = sa.Table(
+    "pull_tasks",
+    metadata,
+    sa.Column("token", sa.String(200), primary_key=True),  # the attempt's callback token
+    sa.Column("step_run_id", sa.String(64), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("queue", sa.String(64), nullable=False),
+    sa.Column("task", sa.String(200), nullable=False),
+    sa.Column("envelope", JSON, nullable=False),
+    sa.Column("worker_id", sa.String(200)),
+    sa.Column("lease_until", TS),
+    sa.Column("deliveries", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Index("ix_pull_tasks_queue_created", "queue", "created_at"),
+)
+
+pull_workers = sa.Table(
+    "pull_workers",
+    metadata,
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("host", sa.String(200), nullable=False),
+    sa.Column("queues", JSON, nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # active | lost | stopped
+    sa.Column("started_at", TS, nullable=False),
+    sa.Column("last_heartbeat", TS, nullable=False),
+)

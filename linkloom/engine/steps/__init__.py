@@ -21,6 +21,7 @@ _BUILTIN = {
     "shell": "ShellExecutor",
     "llm": "LlmExecutor",
     "subflow": "SubflowExecutor",
+    "task": "TaskExecutor",
 }
 
 

@@ -43,7 +43,10 @@ def _app() -> tuple[Any, str]:
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         secret = pool.submit(asyncio.run, prepare()).result()
     loom_settings = config.load_settings(
-        home=home, database={"url": url}, server={"run_scheduler": False}
+        home=home,
+        database={"url": url},
+        server={"run_scheduler": False},
+        pull={"max_wait": 0.5},  # long polls end well within the fuzzer's read timeout
     )
     services = wiring.build_services(loom_settings)
     app = create_app(loom_settings, services, start_services=False)
