@@ -1,10 +1,13 @@
 """Real runs (engine harness: SQLite file, and PostgreSQL when configured): skipping propagates
 through every join rule, fan-out keeps item order with per-item retries and partial failure, and
-hostile templates fail their step quickly without harming the worker."""
+hostile templates fail their step quickly without harming the worker; templates see the run
+context and declared outputs, keeping JSON types."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -180,3 +183,38 @@ async def test_hostile_template_fails_its_step_fast_and_the_worker_goes_on(
     assert steps["bad"].error["message"]
     assert steps["fine"].output == 42  # the same worker kept serving the run
     assert elapsed < 5
+
+
+async def test_templates_see_run_context_and_declared_outputs_keep_json_types(
+    engine: Engine,
+) -> None:
+    await engine.apply({
+        "id": "context",
+        "steps": [
+            {"id": "info", "type": "transform",
+             "template": {"id": "{{ run.id }}", "flow": "{{ run.flow }}",
+                          "version": "{{ run.version }}", "trigger": "{{ run.trigger }}",
+                          "at": "{{ run.scheduled_at }}", "rows": [{"n": 1}, {"n": 2}]},
+             "outputs": {"rows": "{{ output.rows }}", "count": "{{ output.rows | length }}",
+                         "label": "run {{ output.flow }} v{{ output.version }}"}},
+            {"id": "use", "type": "transform", "depends_on": ["info"],
+             "template": {"rows": "{{ steps.info.outputs.rows }}",
+                          "total": "{{ steps.info.outputs.rows | sum(attribute='n') }}"}},
+        ],
+        "outputs": {"label": "{{ steps.info.outputs.label }}", "use": "{{ steps.use.output }}"},
+    })  # fmt: skip
+    fire = datetime(2026, 3, 1, 3, 0, tzinfo=UTC)
+    run = await engine.runs.trigger("context", inputs={}, trigger="schedule", fire_time=fire)
+    async with asyncio.timeout(10):
+        done = await engine.runs.wait(run.id)
+
+    assert done.status.value == "SUCCEEDED", done
+    steps = {s.step_id: s for s in await engine.runs.list_steps(run.id)}
+    assert steps["info"].output == {
+        "id": run.id, "flow": "context", "version": 1, "trigger": "schedule",
+        "at": fire.isoformat(), "rows": [{"n": 1}, {"n": 2}],
+    }  # fmt: skip
+    assert steps["info"].outputs == {"rows": [{"n": 1}, {"n": 2}], "count": 2,
+                                     "label": "run context v1"}  # fmt: skip
+    assert done.outputs == {"label": "run context v1",
+                            "use": {"rows": [{"n": 1}, {"n": 2}], "total": 3}}  # fmt: skip
