@@ -163,8 +163,13 @@ async def test_llm_decision_flow_runs_with_secrets_kept_out_of_the_database(
     home: Path, backend: Backend, text: str, taken: str, skipped: str
 ) -> None:
     backend.on("/tickets/T-1", Reply(body={"text": text, "echoed_token": API_TOKEN}))
-    backend.on("/escalate", Reply(body={"status": "SUCCESS", "output": {"queued": True}}))
-    backend.on("/reply", Reply(body={"status": "SUCCESS", "output": {"sent": True}}))
+    leaky_logs = [f"authorised with {API_TOKEN}", "done"]  # a careless backend logs the secret
+    backend.on(
+        "/escalate",
+        Reply(body={"status": "SUCCESS", "output": {"queued": True}, "logs": leaky_logs}),
+    )
+    backend.on("/reply", Reply(body={"status": "SUCCESS", "output": {"sent": True},
+                                     "logs": leaky_logs}))  # fmt: skip
     secrets = {"API_TOKEN": API_TOKEN, "OPENAI_API_KEY": LLM_KEY}
     with LlmServer(api_key=LLM_KEY) as llm:
         flow = {
@@ -197,6 +202,7 @@ async def test_llm_decision_flow_runs_with_secrets_kept_out_of_the_database(
         assert call["body"] == {"echo": text}
     # Neither secret is stored anywhere: outputs, events, logs, attempts, recorded exchanges.
     assert rows_containing(server.db_path, [text])  # the scan does see stored values
+    assert rows_containing(server.db_path, ["authorised with"])  # the log line was kept
     leaks = rows_containing(server.db_path, [API_TOKEN, LLM_KEY])
     assert leaks == [], leaks
 
