@@ -21,7 +21,7 @@ def hash_plugin() -> Path:
         importlib.metadata.distribution("loom-hash-step")
     except importlib.metadata.PackageNotFoundError:
         subprocess.run(
-            [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+            [sys.executable, "-m", "pip", "install", "-q", "--no-deps",
              "-e", str(PLUGIN_DIR)],
             check=True, capture_output=True, timeout=300,
         )  # fmt: skip
