@@ -24,6 +24,7 @@ from linkloom.engine.steps import builtin_executors
 from linkloom.engine.worker import Worker
 from linkloom.store import session
 from linkloom.store.notify import Notifier
+from linkloom.store.operations import ProcessHeartbeat, SqlOperations, head
 from linkloom.store.runs import SqlRunStore
 from linkloom.testing import StaticSecrets, SystemClock
 
@@ -47,6 +48,8 @@ class Services:
     workers: list[Worker] = field(default_factory=list)
     run_listeners: list[Any] = field(default_factory=list)
     notifications: Any = None  # notifications.service.NotificationService (None: disabled)
+    operations: SqlOperations | None = None  # queue figures, revision, worker heartbeats
+    heartbeat: ProcessHeartbeat | None = None  # while this process runs step workers
     pull: Any = None  # engine.pull.PullService: pull-mode workers and their task queues
     started: bool = False
 
@@ -92,11 +95,17 @@ class Services:
             await self.workers[0].recover_orphans()
         for w in self.workers:
             await w.start()
+        if self.workers and self.operations is not None and self.heartbeat is None:
+            self.heartbeat = ProcessHeartbeat(self.operations, role="worker")
+            await self.heartbeat.start()
         if self.notifications is not None:
             await self.notifications.start()
         self.started = True
 
     async def stop(self, *, grace: float = 10.0) -> None:
+        if self.heartbeat is not None:
+            await self.heartbeat.stop()
+            self.heartbeat = None
         for w in self.workers:
             await w.stop(grace=grace)
         await self.notifier.stop()
@@ -107,20 +116,31 @@ class Services:
         self.started = False
 
     async def readiness(self) -> dict[str, bool | str]:
-        db_ok = await self.db.ping()
-        current = None
-        if db_ok:
-            try:
-                current = await session.current_revision(self.db.url)
-            except Exception:
-                current = None
-        head = session.head_revision()
-        return {
-            "database": db_ok,
-            "migrations": current == head,
-            "revision": current or "none",
-            "workers": all(w.running for w in self.workers) if self.workers else "none",
-        }
+        """``/readyz``: database reachable, migrations current, workers alive (here, or, when
+        this process runs none, any worker process's heartbeat seen recently)."""
+        assert self.operations is not None
+        checks: dict[str, bool | str] = {"database": await self.db.ping()}
+        if not checks["database"]:
+            return {**checks, "migrations": False, "workers": False}
+        current = await self.operations.revision()
+        checks["migrations"] = current == head()
+        checks["revision"] = current or "none"
+        if current != head():
+            checks["migrations_error"] = f"database at {current}, code at {head()}: loom db upgrade"
+        if self.workers:
+            checks["workers"] = all(w.running for w in self.workers)
+            return checks
+        alive = await self.operations.alive(role="worker")
+        checks["workers"] = alive > 0
+        checks["worker_processes"] = str(alive)
+        if not alive:
+            checks["workers_error"] = "no worker process seen in the last 20s: start 'loom worker'"
+        return checks
+
+    async def queue_stats(self) -> Any:
+        """The work queue now (``metrics.QueueStatsSource``; ``/metrics`` reads it)."""
+        assert self.operations is not None
+        return await self.operations.queue_stats()
 
 
 def build_services(settings: Settings, *, http_transport: Any = None) -> Services:
@@ -167,6 +187,7 @@ def build_services(settings: Settings, *, http_transport: Any = None) -> Service
         executors=executors,
         notifier=notifier,
         pull=pull,
+        operations=SqlOperations(db, clock),
     )
     holder["s"] = services
     runs.on_run_finished = services._run_finished

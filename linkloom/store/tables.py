@@ -414,3 +414,17 @@ pull_workers = sa.Table(
     sa.Column("started_at", TS, nullable=False),
     sa.Column("last_heartbeat", TS, nullable=False),
 )
+
+# ---- process heartbeats (``linkloom.store.operations``): /readyz "workers alive" --------------
+process_heartbeats = sa.Table(
+    "process_heartbeats",
+    metadata,
+    sa.Column("id", sa.String(120), primary_key=True),  # host:pid:random, one per process
+    sa.Column("role", sa.String(16), nullable=False),  # worker | scheduler
+    sa.Column("host", sa.String(200), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("started_at", TS, nullable=False),
+    sa.Column("last_seen", TS, nullable=False),
+    sa.Index("ix_process_heartbeats_role_seen", "role", "last_seen"),
+)
