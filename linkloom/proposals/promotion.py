@@ -94,8 +94,10 @@ async def rollback(
     service: ProposalService, flow_id: str, *, to_version: int, actor: str
 ) -> PromotionResult:
     """Promote an earlier version again: a commit on main restoring its spec, a new version."""
+    from linkloom.proposals.service import check_flow_id
+
     runs = service.runs
-    old = await runs.get_flow_version(flow_id, to_version)
+    old = await runs.get_flow_version(check_flow_id(flow_id), to_version)
     current = await runs.get_flow(flow_id)
     spec = FlowSpec.model_validate(old.spec)
     repo = service.repo
@@ -224,7 +226,9 @@ async def sync(service: ProposalService, *, actor: str) -> dict[str, Any]:
 
 async def history(service: ProposalService, flow_id: str) -> list[dict[str, Any]]:
     """The flow's versions, newest first, each with its git commit's subject when known."""
-    versions = await service.runs.list_flow_versions(flow_id)
+    from linkloom.proposals.service import check_flow_id
+
+    versions = await service.runs.list_flow_versions(check_flow_id(flow_id))
     commits = {
         c.sha: c for c in await service.repo.log(f"{gitstore.FLOWS_DIR}/{flow_id}", limit=200)
     }

@@ -15,6 +15,7 @@ action writes an audit entry with its actor.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -27,6 +28,7 @@ from linkloom.access import AuditEntry
 from linkloom.engine.records import RunFilter
 from linkloom.errors import InvalidInput, LinkloomError
 from linkloom.flows import gitstore
+from linkloom.flows.spec import SLUG
 from linkloom.proposals import checks, errors
 from linkloom.proposals.models import (
     CHECK_ORDER,
@@ -48,6 +50,46 @@ log = structlog.get_logger(__name__)
 BRANCH_PREFIX = "proposals/"
 S = ProposalStatus
 REVIEWABLE = (S.READY, S.APPROVED, S.CHANGES_REQUESTED)
+
+
+_FLOW_ID = re.compile(SLUG)
+_REPO_FILE = re.compile(r"^flows/[a-z0-9][a-z0-9_-]{0,63}/[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
+
+
+def check_flow_id(flow_id: str) -> str:
+    """``flow_id`` when it is a flow id (a slug); else ``InvalidInput``."""
+    if not isinstance(flow_id, str) or not _FLOW_ID.match(flow_id):
+        raise InvalidInput(
+            f"{flow_id!r} is not a flow id: use lowercase letters, digits, '-' and '_'"
+        )
+    return flow_id
+
+
+def check_repo_file(path: str) -> str:
+    """``path`` when it is a file in a flow's directory (``flows/<id>/…``), else InvalidInput."""
+    if not _REPO_FILE.match(path) or ".." in path.split("/"):
+        raise InvalidInput(
+            f"{path!r} is not a flow file: proposals change files under flows/<flow-id>/ "
+            "(e.g. flows/daily-report/flow.yaml, flows/daily-report/fixtures/case.yaml)"
+        )
+    return path
+
+
+_REF = re.compile(r"^[A-Za-z0-9._/@{}^~][A-Za-z0-9._/@{}^~-]{0,199}$")
+
+
+def check_ref(ref: str) -> str:
+    if not _REF.match(ref):
+        raise InvalidInput(
+            f"{ref!r} is not a git ref: name a branch, tag or commit of the flows repo"
+        )
+    return ref
+
+
+def check_text(text: str, what: str) -> str:
+    if "\x00" in text:
+        raise InvalidInput(f"the {what} contains a NUL character")
+    return text
 
 
 def new_id() -> str:
@@ -134,14 +176,17 @@ class ProposalService:
         """Open a proposal from repo files (``{path: text}``), spec texts or a git ref."""
         if not title.strip():
             raise InvalidInput("a proposal needs a title: pass -m 'what and why'")
-        changes = {**(files or {}), **await self.files_for_specs(specs)}
+        check_text(title + description, "title or description")
+        changes = {
+            check_repo_file(path): text for path, text in (files or {}).items()
+        } | await self.files_for_specs(specs)
         if not changes and not ref:
             raise errors.NothingToPropose()
         proposal_id = new_id()
         branch = BRANCH_PREFIX + proposal_id
         base = await self.repo.head(gitstore.MAIN)
         if ref:
-            head = await self.repo.resolve(ref)
+            head = await self.repo.resolve(check_ref(ref))
             base = await self.repo.merge_base(gitstore.MAIN, head)
             await self.repo.create_branch(branch, head)
         else:
@@ -187,6 +232,7 @@ class ProposalService:
             flow_id = data.get("id") if isinstance(data, dict) else None
             if not isinstance(flow_id, str) or not flow_id:
                 raise InvalidInput("every spec needs an 'id' naming its flow")
+            check_flow_id(flow_id)
             existing = await self.repo.read_flow(flow_id, gitstore.MAIN)
             out[existing.path if existing else gitstore.spec_path(flow_id)] = text
         return out
@@ -204,10 +250,13 @@ class ProposalService:
         """Commit a new revision on the proposal's branch and run the checks again."""
         proposal = await self.get(proposal_id)
         self._require(proposal, "revise", allowed=tuple(s for s in S if not s.finished))
-        changes = {**(files or {}), **await self.files_for_specs(specs)}
+        changes = {
+            check_repo_file(path): text for path, text in (files or {}).items()
+        } | await self.files_for_specs(specs)
         if not changes:
             raise errors.NothingToPropose()
         revision = proposal.revision + 1
+        check_text(message, "message")
         head = await self.repo.commit_files(
             proposal.branch,
             changes,
@@ -482,7 +531,7 @@ class ProposalService:
 
     async def check_fixtures(self, flow_id: str, *, runs: int = 20) -> list[drift.DriftReport]:
         """Each repo fixture of the flow against recent production exchanges (oldest first)."""
-        texts = await self.repo.fixture_files(flow_id, gitstore.MAIN)
+        texts = await self.repo.fixture_files(check_flow_id(flow_id), gitstore.MAIN)
         recent: list[Any] = []
         page = await self.runs.list_runs(RunFilter(flow_id=flow_id), limit=runs)
         for run in reversed(page.items):

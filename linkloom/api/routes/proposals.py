@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request
 
 from linkloom.access import Role
 from linkloom.api.deps import Actor, require_role
@@ -309,7 +309,10 @@ async def close(
     responses=CHANGE,
 )
 async def promote_version(
-    flow_id: str, version: int, service: Proposals, actor: Actor
+    flow_id: str,
+    version: Annotated[int, Path(ge=1, le=2**31 - 1, description="The earlier version.")],
+    service: Proposals,
+    actor: Actor,
 ) -> PromotionOut:
     result = await service.rollback(flow_id, to_version=version, actor=actor.name)
     return PromotionOut(commit=result.commit, versions=result.versions)
