@@ -188,9 +188,17 @@ class SqlRunStore:
         )
 
     def _snapshot(
-        self, conn: Conn, run_id: str, *, parents_only: bool = False, lock: bool = False
+        self,
+        conn: Conn,
+        run_id: str,
+        *,
+        parents_only: bool = False,
+        lock: bool = False,
+        run_row: Any = None,
     ) -> RunSnapshot | None:
-        row = conn.execute(runs.select().where(runs.c.id == run_id)).first()
+        row = run_row
+        if row is None:
+            row = conn.execute(runs.select().where(runs.c.id == run_id)).first()
         if row is None:
             return None
         query = step_runs.select().where(step_runs.c.run_id == run_id)
@@ -221,10 +229,11 @@ class SqlRunStore:
                 runs.update()
                 .where(runs.c.id == run_id)
                 .values(lock_version=runs.c.lock_version + 1)
-            )
-            if locked.rowcount == 0:
+                .returning(*runs.c)  # the run row itself: no second read
+            ).first()
+            if locked is None:
                 return None
-            snapshot = self._snapshot(conn, run_id, lock=True)
+            snapshot = self._snapshot(conn, run_id, lock=True, run_row=locked)
             assert snapshot is not None
             before = snapshot.run
             results: list[RunChanges | Exception] = []
