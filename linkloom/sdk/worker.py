@@ -15,9 +15,11 @@ The worker registers (``POST /api/v1/workers``), long-polls its queues (``POST
 /api/v1/queues/poll``), runs each task's handler (a coroutine function, or a plain function in
 a thread), heartbeats every third of the lease while tasks run, and reports ``{status, output,
 logs, error}`` (``POST /api/v1/tasks/{token}/result``). A handler that raises reports FAILED
-with the exception's message; return a value to succeed. Tasks are delivered at least once: a
-task whose worker died is handed out again with the same ``idempotency_key`` (``deliveries`` > 1),
-so make handlers idempotent by that key. Needs only httpx.
+with the exception's message (``linkloom.sdk.Retryable``: retried per the step's policy; any
+other exception: failed for good, like a backend's FAILED); return a value to succeed. Tasks
+are delivered at least once: a task whose worker died is handed out again with the same
+``idempotency_key`` (``deliveries`` > 1), so make handlers idempotent by that key. Needs only
+httpx.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from typing import Any
 
 import httpx
 import structlog
+
+from linkloom.sdk.errors import Retryable
 
 log = structlog.get_logger(__name__)
 
@@ -261,6 +265,9 @@ class Worker:
                 output = await handler(job)
             else:
                 output = await asyncio.to_thread(handler, job)
+        except Retryable as exc:
+            log.warning("task_failed", task=job.task, token=job.token, error=repr(exc))
+            return {"status": "FAILED", "error": str(exc), "logs": job.logs, "retryable": True}
         except Exception as exc:
             log.warning("task_failed", task=job.task, token=job.token, error=repr(exc))
             return {"status": "FAILED", "error": f"{type(exc).__name__}: {exc}", "logs": job.logs}

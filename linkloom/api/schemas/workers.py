@@ -86,3 +86,6 @@ class ResultIn(BaseModel):
     output: Any = None
     logs: str | list[Any] | None = None
     error: str | None = None
+    retryable: bool = Field(
+        default=False, description="A FAILED result that may succeed later: retried per policy."
+    )
