@@ -135,9 +135,7 @@ class Senders:
             response = await self.http.post(
                 url, content=body, headers=headers, timeout=self.timeout
             )
-        except httpx.TimeoutException:
-            return SendResult(ok=False, retryable=True, error="timed out")
-        except httpx.HTTPError as exc:
+        except httpx.HTTPError as exc:  # refused, reset, timed out: the receiver may come back
             return SendResult(ok=False, retryable=True, error=_describe(exc))
         code = response.status_code
         if 200 <= code < 300:
@@ -218,5 +216,5 @@ def one_line_body(content: bytes, *, limit: int = 200) -> str:
 
 
 def _describe(exc: httpx.HTTPError) -> str:
-    text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"
+    text = str(exc) or ("timed out" if isinstance(exc, httpx.TimeoutException) else "")
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -235,12 +235,14 @@ class NotificationService:
                 rule=rule, key=event.key, scope=rules.scope(event), decide=decide, make=make
             )
             if found:
-                log.info(
+                log.debug(
                     "notification_admitted", kind=event.kind.value, key=event.key,
                     rule_id=rule.id, deliveries=len(found),
                 )  # fmt: skip
             else:
-                log.info("notification_held", kind=event.kind.value, key=event.key, rule_id=rule.id)
+                log.debug(
+                    "notification_held", kind=event.kind.value, key=event.key, rule_id=rule.id
+                )
             admitted += found
         if admitted:
             self._kick.set()
@@ -282,11 +284,12 @@ class NotificationService:
         )
         if due:
             async with asyncio.TaskGroup() as group:
-                for delivery in due:
-                    group.create_task(self._attempt(delivery), name=f"notify:{delivery.id}")
+                tasks = [group.create_task(self._attempt(d), name=f"notify:{d.id}") for d in due]
+            await self.store.finish_attempts([t.result() for t in tasks])
         return len(due)
 
-    async def _attempt(self, delivery: Delivery) -> Delivery:
+    async def _attempt(self, delivery: Delivery) -> tuple[Delivery, DeliveryAttempt]:
+        """One attempt: the delivery as it stands after it, and the attempt's log entry."""
         number = delivery.attempts + 1
         channel = await self.store.get_channel(delivery.channel_id)
         if channel is None or not channel.enabled:
@@ -322,12 +325,17 @@ class NotificationService:
                 delivery, status=DeliveryStatus.FAILED, attempts=number, lease_until=None,
                 last_error=result.error,
             )  # fmt: skip
-        await self.store.finish_attempt(updated, attempt)
-        log.info(
+        # A sent message is routine (debug); a failed attempt is worth a line, giving up a warning.
+        level = (
+            log.debug if result.ok
+            else log.warning if updated.status is DeliveryStatus.FAILED
+            else log.info
+        )  # fmt: skip
+        level(
             "notification_attempt", delivery_id=delivery.id, channel_id=delivery.channel_id,
             attempt=number, ok=result.ok, status=updated.status.value, error=result.error,
         )  # fmt: skip
-        return updated
+        return updated, attempt
 
     # ---- SLA watcher ------------------------------------------------------------------------
     async def _sla_loop(self) -> None:
@@ -462,7 +470,9 @@ class NotificationService:
             max_attempts=1,
         )
         await self.store.add_delivery(delivery)
-        return await self._attempt(delivery)
+        updated, attempt = await self._attempt(delivery)
+        await self.store.finish_attempts([(updated, attempt)])
+        return updated
 
     # ---- rules ------------------------------------------------------------------------------
     async def create_rule(

@@ -2,6 +2,10 @@
 quiet periods and flow health, over a ``Database``; and ``build_service`` wiring the
 ``NotificationService`` from the services.
 
+Every write goes through ``Database.run_write``: on SQLite that is the run store's own serial
+writer thread, so notification writes queue behind engine writes instead of contending for the
+file lock (and its busy-wait back-off) from a second connection.
+
 Channel secrets are a Fernet token (AES-128-CBC + HMAC) of their JSON, under a key derived from
 ``security.signing_key``; secrets written under a previous key (``previous_signing_keys``) still
 read, and are re-encrypted under the current key when the channel is next saved.
@@ -146,8 +150,7 @@ class SqlNotificationStore:
 
     async def get_channel(self, ref: str) -> Channel | None:
         query = channels_t.select().where(sa.or_(channels_t.c.id == ref, channels_t.c.name == ref))
-        async with self.db.read() as conn:
-            found = (await conn.execute(query)).all()
+        found = await self.db.run_read(lambda conn: conn.execute(query).all())
         by_id = [r for r in found if r.id == ref]
         chosen = by_id or found
         return self._channel(chosen[0]) if chosen else None
@@ -158,8 +161,9 @@ class SqlNotificationStore:
         return [self._channel(r) for r in found]
 
     async def delete_channel(self, channel_id: str) -> None:
-        async with self.db.begin() as conn:
-            await conn.execute(channels_t.delete().where(channels_t.c.id == channel_id))
+        await self.db.run_write(
+            lambda conn: conn.execute(channels_t.delete().where(channels_t.c.id == channel_id))
+        )
 
     # ---- rules --------------------------------------------------------------------------------
     @staticmethod
@@ -188,13 +192,16 @@ class SqlNotificationStore:
             "enabled": rule.enabled,
             "updated_at": _db(rule.updated_at),
         }
-        async with self.db.begin() as conn:
+
+        def write(conn: sa.Connection) -> None:
             if create:
-                await conn.execute(
+                conn.execute(
                     rules_t.insert().values(id=rule.id, created_at=_db(rule.created_at), **values)
                 )
             else:
-                await conn.execute(rules_t.update().where(rules_t.c.id == rule.id).values(**values))
+                conn.execute(rules_t.update().where(rules_t.c.id == rule.id).values(**values))
+
+        await self.db.run_write(write)
 
     async def get_rule(self, rule_id: str) -> Rule | None:
         async with self.db.read() as conn:
@@ -203,13 +210,15 @@ class SqlNotificationStore:
 
     async def list_rules(self) -> list[Rule]:
         query = rules_t.select().order_by(rules_t.c.created_at, rules_t.c.id)
-        async with self.db.read() as conn:
-            return [self._rule(r) for r in (await conn.execute(query)).all()]
+        found = await self.db.run_read(lambda conn: conn.execute(query).all())
+        return [self._rule(r) for r in found]
 
     async def delete_rule(self, rule_id: str) -> None:
-        async with self.db.begin() as conn:
-            await conn.execute(rules_t.delete().where(rules_t.c.id == rule_id))
-            await conn.execute(quiet_t.delete().where(quiet_t.c.rule_id == rule_id))
+        def write(conn: sa.Connection) -> None:
+            conn.execute(rules_t.delete().where(rules_t.c.id == rule_id))
+            conn.execute(quiet_t.delete().where(quiet_t.c.rule_id == rule_id))
+
+        await self.db.run_write(write)
 
     # ---- flow health and quiet periods ------------------------------------------------------
     async def swap_health(self, flow_id: str, outcome: str, *, at: datetime) -> str | None:
@@ -297,8 +306,8 @@ class SqlNotificationStore:
 
     # ---- deliveries ---------------------------------------------------------------------------
     async def add_delivery(self, delivery: Delivery) -> None:
-        async with self.db.begin() as conn:
-            await conn.execute(deliveries_t.insert().values(**_delivery_values(delivery)))
+        values = _delivery_values(delivery)
+        await self.db.run_write(lambda conn: conn.execute(deliveries_t.insert().values(**values)))
 
     async def claim_due(
         self, *, now: datetime, lease_until: datetime, limit: int
@@ -310,9 +319,9 @@ class SqlNotificationStore:
             sa.and_(d.c.status == DeliveryStatus.SENDING.value, d.c.lease_until <= at),
         )
         # A read first: the dispatcher polls, and on SQLite a write transaction takes the lock.
-        async with self.db.read() as conn:
-            if (await conn.execute(sa.select(d.c.id).where(due).limit(1))).first() is None:
-                return []
+        probe = sa.select(d.c.id).where(due).limit(1)
+        if await self.db.run_read(lambda conn: conn.execute(probe).first()) is None:
+            return []
 
         def write(conn: sa.Connection) -> list[Delivery]:
             query = d.select().where(due).order_by(d.c.next_attempt_at).limit(limit)
@@ -332,31 +341,37 @@ class SqlNotificationStore:
 
         return await self.db.run_write(write)  # type: ignore[no-any-return]
 
-    async def finish_attempt(self, delivery: Delivery, attempt: DeliveryAttempt) -> None:
-        async with self.db.begin() as conn:
-            await conn.execute(
-                attempts_t.insert().values(
-                    delivery_id=attempt.delivery_id,
-                    number=attempt.number,
-                    ok=attempt.ok,
-                    status_code=attempt.status_code,
-                    error=attempt.error,
-                    duration_ms=attempt.duration_ms,
-                    at=_db(attempt.at),
+    async def finish_attempts(self, results: Sequence[tuple[Delivery, DeliveryAttempt]]) -> None:
+        """Log each attempt and update its delivery, all in one transaction."""
+
+        def write(conn: sa.Connection) -> None:
+            for delivery, attempt in results:
+                conn.execute(
+                    attempts_t.insert().values(
+                        delivery_id=attempt.delivery_id,
+                        number=attempt.number,
+                        ok=attempt.ok,
+                        status_code=attempt.status_code,
+                        error=attempt.error,
+                        duration_ms=attempt.duration_ms,
+                        at=_db(attempt.at),
+                    )
                 )
-            )
-            await conn.execute(
-                deliveries_t.update()
-                .where(deliveries_t.c.id == delivery.id)
-                .values(
-                    status=delivery.status.value,
-                    attempts=delivery.attempts,
-                    next_attempt_at=_db(delivery.next_attempt_at),
-                    lease_until=_db(delivery.lease_until),
-                    last_error=delivery.last_error,
-                    sent_at=_db(delivery.sent_at),
+                conn.execute(
+                    deliveries_t.update()
+                    .where(deliveries_t.c.id == delivery.id)
+                    .values(
+                        status=delivery.status.value,
+                        attempts=delivery.attempts,
+                        next_attempt_at=_db(delivery.next_attempt_at),
+                        lease_until=_db(delivery.lease_until),
+                        last_error=delivery.last_error,
+                        sent_at=_db(delivery.sent_at),
+                    )
                 )
-            )
+
+        if results:
+            await self.db.run_write(write)
 
     async def get_delivery(self, delivery_id: str) -> Delivery | None:
         query = deliveries_t.select().where(deliveries_t.c.id == delivery_id)
@@ -446,13 +461,19 @@ def _delivery(row: Any, **overrides: Any) -> Delivery:
 def build_service(services: Any, *, senders: Any = None) -> Any:
     """The ``NotificationService`` over the services' database, run service and settings."""
     import httpx
+    import httpx_aiohttp
 
     from linkloom.notifications import channels
     from linkloom.notifications.service import NotificationService
 
     settings = services.settings
     options = settings.notifications
-    http = httpx.AsyncClient(timeout=options.timeout_seconds, follow_redirects=False)
+    # httpx's API over aiohttp, as the engine's client (httpx's own pool costs more CPU).
+    http = httpx.AsyncClient(
+        transport=httpx_aiohttp.AiohttpTransport(),
+        timeout=options.timeout_seconds,
+        follow_redirects=False,
+    )
     store = SqlNotificationStore(services.db, keys=settings.verification_keys)
     service = NotificationService(
         store=store,
@@ -477,12 +498,15 @@ def build_service(services: Any, *, senders: Any = None) -> Any:
 
 def _proposal_reader(db: Database) -> Callable[[str], Any]:
     from linkloom.notifications.rules import ProposalFacts
-    from linkloom.store.proposals import SqlProposalStore
 
-    store = SqlProposalStore(db)
+    stores: list[Any] = []
 
     async def read(proposal_id: str) -> ProposalFacts | None:
-        found = await store.get(proposal_id)
+        if not stores:  # imported on first use: the proposals package is slow to import
+            from linkloom.store.proposals import SqlProposalStore
+
+            stores.append(SqlProposalStore(db))
+        found = await stores[0].get(proposal_id)
         if found is None:
             return None
         return ProposalFacts(

@@ -25,6 +25,7 @@ from typing import Any
 from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from multidict import CIMultiDict
 
 
 def free_port() -> int:
@@ -36,7 +37,7 @@ def free_port() -> int:
 @dataclass
 class Received:
     path: str
-    headers: dict[str, str]
+    headers: CIMultiDict[str]  # case-insensitive, as HTTP header names are
     body: bytes
 
     @property
@@ -102,7 +103,7 @@ class WebhookReceiver(_Server):
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        self.received.append(Received(request.path, dict(request.headers), body))
+        self.received.append(Received(request.path, CIMultiDict(request.headers), body))
         self.answered.append(self.status)
         return web.json_response({"ok": self.status < 300}, status=self.status)
 

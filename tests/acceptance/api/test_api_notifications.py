@@ -100,7 +100,7 @@ async def test_api_notifications_rules_deliveries_and_test_route(api: Api) -> No
         refused = await admin.post("/api/v1/notifications/channels/hook/test")
         assert refused.status_code == 200
         assert refused.json()["status"] == "failed"
-        assert "ConnectError" in refused.json()["last_error"]
+        assert "Connect call failed" in refused.json()["last_error"]
         with WebhookReceiver(port=port) as receiver:
             sent = await admin.post(
                 "/api/v1/notifications/channels/hook/test", json={"text": "hello ops"}
