@@ -3,7 +3,6 @@ rebase, promote, close. Every command goes through the server's API."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,7 +35,6 @@ CHECK_STYLES = {
     "pending": "dim",
     "skipped": "dim",
 }
-_REPO_PATH = re.compile(r"(?:^|/)(flows/[^/]+/.+)$")
 
 
 def repo_files(paths: list[Path]) -> dict[str, Any]:
@@ -47,12 +45,25 @@ def repo_files(paths: list[Path]) -> dict[str, Any]:
         if not path.is_file():
             raise InvalidInput(f"{path} does not exist or is not a file")
         text = path.read_text()
-        match = _REPO_PATH.search(path.resolve().as_posix())
-        if match:
-            files[match.group(1)] = text
+        repo_path = _repo_path(path)
+        if repo_path:
+            files[repo_path] = text
         else:
             specs.append(text)
     return {"files": files, "specs": specs}
+
+
+def _repo_path(path: Path) -> str | None:
+    """``flows/<id>/flow.yaml`` or ``flows/<id>/fixtures/<case>.yaml`` from a checkout path."""
+    parts = path.resolve().parts
+    for i in range(len(parts) - 3, -1, -1):
+        rest = parts[i + 2 :]
+        if parts[i] == "flows" and (
+            (len(rest) == 1 and rest[0] in ("flow.yaml", "flow.yml", "flow.json"))
+            or (len(rest) == 2 and rest[0] == "fixtures")
+        ):
+            return "/".join(parts[i:])
+    return None
 
 
 def print_proposal(p: dict[str, Any]) -> None:
