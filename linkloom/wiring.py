@@ -49,7 +49,7 @@ class Services:
     run_listeners: list[Any] = field(default_factory=list)
     notifications: Any = None  # notifications.service.NotificationService (None: disabled)
     operations: SqlOperations | None = None  # queue figures, revision, worker heartbeats
-    heartbeat: ProcessHeartbeat | None = None  # while this process runs step workers
+    heartbeat: ProcessHeartbeat | None = None  # while this process runs workers (or schedules)
     pull: Any = None  # engine.pull.PullService: pull-mode workers and their task queues
     started: bool = False
 
@@ -95,12 +95,17 @@ class Services:
             await self.workers[0].recover_orphans()
         for w in self.workers:
             await w.start()
-        if self.workers and self.operations is not None and self.heartbeat is None:
-            self.heartbeat = ProcessHeartbeat(self.operations, role="worker")
-            await self.heartbeat.start()
+        if self.workers:
+            await self.beat(role="worker")
         if self.notifications is not None:
             await self.notifications.start()
         self.started = True
+
+    async def beat(self, *, role: str) -> None:
+        """Keep a heartbeat row for this process (``worker`` or ``scheduler``) until ``stop``."""
+        if self.operations is not None and self.heartbeat is None:
+            self.heartbeat = ProcessHeartbeat(self.operations, role=role)
+            await self.heartbeat.start()
 
     async def stop(self, *, grace: float = 10.0) -> None:
         if self.heartbeat is not None:
@@ -130,6 +135,7 @@ class Services:
         if self.workers:
             checks["workers"] = all(w.running for w in self.workers)
             return checks
+        checks["scheduler_processes"] = str(await self.operations.alive(role="scheduler"))
         alive = await self.operations.alive(role="worker")
         checks["workers"] = alive > 0
         checks["worker_processes"] = str(alive)

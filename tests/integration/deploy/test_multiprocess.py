@@ -175,6 +175,8 @@ async def test_deployment_api_scheduler_three_workers_survives_a_killed_worker(
                 async with httpx.AsyncClient(base_url=api, timeout=10) as client:
                     await _wait_healthy(client, server)
                     up_at = time.monotonic() - began
+                    # Readiness sees every process through its heartbeat row.
+                    early = await _poll(lambda: _all_seen(client), within=60)
                     triggered: list[str] = []
                     for _ in range(RUNS_PER_FLOW):
                         for flow_id in ("chain", "fanout", "retrying"):
@@ -232,6 +234,8 @@ async def test_deployment_api_scheduler_three_workers_survives_a_killed_worker(
     assert checks["migrations"] is True
     assert checks["workers"] is True, checks
     assert int(checks["worker_processes"]) >= 2, checks
+    assert checks["scheduler_processes"] == "0", "the stopped scheduler removed its heartbeat"
+    assert early["worker_processes"] == "3"
     # The API process created the manual runs; the workers finished them.
     for flow_id in ("chain", "fanout", "retrying"):
         labels = f'flow_id="{flow_id}",trigger="manual"'
@@ -274,3 +278,9 @@ async def _poll(read: Callable[[], Awaitable[Any]], *, within: float) -> Any:
             if value:
                 return value
             await asyncio.sleep(0.02)
+
+
+async def _all_seen(client: httpx.AsyncClient) -> dict[str, Any] | None:
+    checks: dict[str, Any] = (await client.get("/readyz")).json()["checks"]
+    seen = checks.get("worker_processes") == "3" and checks.get("scheduler_processes") == "1"
+    return checks if seen else None

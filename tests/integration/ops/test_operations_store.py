@@ -58,9 +58,12 @@ async def test_operations_heartbeats_make_a_split_api_server_ready(db_url: str) 
         alone = await api.readiness()
         assert api.operations is not None
         beat = ProcessHeartbeat(api.operations, role="worker", interval=0.05)
+        scheduler = ProcessHeartbeat(api.operations, role="scheduler")
         await beat.start()
+        await scheduler.start()
         seen = await api.readiness()
         await beat.stop()
+        await scheduler.stop()
         gone = await api.readiness()
         clock = FrozenClock(api.runs.clock.now())
         stale = SqlOperations(api.db, clock)
@@ -75,5 +78,7 @@ async def test_operations_heartbeats_make_a_split_api_server_ready(db_url: str) 
     assert "loom worker" in str(alone["workers_error"])
     assert seen["workers"] is True
     assert seen["worker_processes"] == "1"
+    assert alone["scheduler_processes"] == "0"
+    assert seen["scheduler_processes"] == "1"
     assert gone["workers"] is False  # a clean stop removes the row at once
     assert aged == 0
