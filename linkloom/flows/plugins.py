@@ -15,7 +15,9 @@ with its error (``loom plugins`` shows it) and never takes anything else down.
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import re
+import sys
 import typing
 from dataclasses import dataclass
 from typing import Any
@@ -123,11 +125,83 @@ def executors() -> dict[str, Any]:
 
 
 def _installed() -> list[Any]:
-    try:
-        return list(importlib.metadata.entry_points(group=GROUP))
-    except Exception as exc:  # a broken distribution's metadata must not stop the server
-        log.warning("step_plugins_unreadable", error=repr(exc))
-        return []
+    """The ``linkloom.steps`` entry points of the distributions on ``sys.path``.
+
+    A direct scan of ``*.dist-info/entry_points.txt`` (~30 ms) instead of
+    ``importlib.metadata.entry_points()``, which parses every distribution's metadata (0.3 s
+    and more) and would slow every ``loom`` command down.
+    """
+    found: list[Any] = []
+    seen: set[str] = set()
+    for folder in sys.path:
+        try:
+            entries = list(os.scandir(folder or "."))
+        except OSError:
+            continue
+        for entry in sorted(entries, key=lambda e: e.name):
+            if not entry.name.endswith((".dist-info", ".egg-info")):
+                continue
+            try:
+                with open(os.path.join(entry.path, "entry_points.txt"), encoding="utf-8") as f:
+                    text = f.read()
+            except OSError:
+                continue
+            if f"[{GROUP}]" not in text:
+                continue
+            stem = entry.name.rsplit(".", 1)[0]
+            dist, _, version = stem.partition("-")
+            dist = dist.replace("_", "-")
+            if dist in seen:  # an earlier sys.path entry shadows this one
+                continue
+            seen.add(dist)
+            for name, value in _section(text, GROUP):
+                ep = importlib.metadata.EntryPoint(name=name, value=value, group=GROUP)
+                found.append(_Found(ep, dist, version or None))
+    return found
+
+
+def _section(text: str, group: str) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    inside = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            inside = line == f"[{group}]"
+            continue
+        if inside and "=" in line:
+            name, value = line.split("=", 1)
+            out.append((name.strip(), value.strip()))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    entry_point: Any
+    dist_name: str
+    dist_version: str | None
+
+    @property
+    def name(self) -> str:
+        return str(self.entry_point.name)
+
+    @property
+    def value(self) -> str:
+        return str(self.entry_point.value)
+
+    @property
+    def dist(self) -> Any:
+        return _Dist(self.dist_name, self.dist_version)
+
+    def load(self) -> Any:
+        return self.entry_point.load()
+
+
+@dataclass(frozen=True, slots=True)
+class _Dist:
+    name: str
+    version: str | None
 
 
 def _check(executor: Any, spec: Any, *, taken: dict[str, type]) -> tuple[str, type]:
