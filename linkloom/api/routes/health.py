@@ -6,11 +6,13 @@ carry no token). The routes find their collaborators on ``app.state`` (or as met
 
 * ``readiness`` — an object with ``async readiness() -> Mapping[str, bool | str]``, one entry per
   check (``database``, ``migrations``, ``workers``…). A boolean is a check: ``False`` makes the
-  server not ready. A string is a detail shown as is (``revision: "0004"``, ``workers: "none"``
-  on an API server whose workers run elsewhere) and never fails the probe.
+  server not ready. A string is a detail shown as is (``revision: "0005"``,
+  ``worker_processes: "3"`` on an API server whose workers run elsewhere) and never fails the
+  probe. ``wiring.Services.readiness`` is the real provider.
   ``CompositeReadiness`` builds one from plain async check functions.
-* ``queue_stats`` — a ``metrics.QueueStatsSource``; when present, ``/metrics`` refreshes the
-  queue gauges from it on each scrape.
+* ``queue_stats`` — a ``metrics.QueueStatsSource`` (``Services.queue_stats``, backed by
+  ``store.operations``); when present, ``/metrics`` refreshes the queue gauges from it on
+  each scrape.
 * ``settings`` — when present and ``metrics.enabled`` is false, ``/metrics`` answers 404.
 """
 
