@@ -113,7 +113,8 @@ scheduler_fire_lateness = Histogram(
 )
 sandbox_run_duration = Histogram(
     "loom_sandbox_run_duration_seconds",
-    "Duration of one sandbox run of a proposal case, by backend and outcome.",
+    "Duration of one sandbox run (one flow's fixture cases in a proposal's checks), by backend "
+    "and outcome (succeeded, failed, error).",
     ["backend", "outcome"],
     buckets=SANDBOX_BUCKETS,
     registry=REGISTRY,
@@ -182,7 +183,7 @@ def scheduler_fired(*, lateness_seconds: float, kind: str = "cron") -> None:
 
 
 def sandbox_finished(*, backend: str, outcome: object, seconds: float) -> None:
-    """Record one sandbox run (``outcome``: succeeded, failed, timed_out, error)."""
+    """Record one sandbox run (``outcome``: succeeded, failed, error: backend unavailable)."""
     sandbox_run_duration.labels(backend=backend, outcome=_label(outcome)).observe(max(seconds, 0.0))
 
 
