@@ -141,7 +141,8 @@ async def test_async_step_completed_by_callback_after_restart_then_409(
         }
         await server.restart()
         assert (await server.steps(run.id))["report"].status == "RUNNING"
-        unsigned = await httpx.AsyncClient().post(url, json={"status": "SUCCESS"})
+        async with httpx.AsyncClient() as client:
+            unsigned = await client.post(url, json={"status": "SUCCESS"})
         assert unsigned.status_code == 401
         beat = await post_signed(call["headers"]["X-Loom-Heartbeat-Url"], {})
         assert beat.status_code < 300, beat.text
@@ -168,7 +169,7 @@ async def test_missed_heartbeat_fails_the_attempt_and_the_retry_completes(
     flow = spec({
         "id": "silent-backend",
         "steps": [{"id": "job", "type": "http", "url": f"{backend.url}/job", "mode": "async",
-                   "heartbeat_timeout": "1s", "retry": FAST_RETRY}],
+                   "heartbeat_timeout": "1.5s", "retry": FAST_RETRY}],
     })  # fmt: skip
     async with LoomServer(home) as server:
         await server.services.runs.apply_flow(flow)
@@ -176,7 +177,8 @@ async def test_missed_heartbeat_fails_the_attempt_and_the_retry_completes(
         await until(lambda: _n_calls(backend, "/job", 1))
         beat = await post_signed(backend.calls_to("/job")[0]["headers"]["X-Loom-Heartbeat-Url"], {})
         assert beat.is_success, beat.text  # one heartbeat, then silence
-        await until(lambda: _n_calls(backend, "/job", 2))  # attempt 1 timed out, 2 was sent
+        # attempt 1 timed out, 2 was sent
+        await until(lambda: _n_calls(backend, "/job", 2), within=20)
         second = backend.calls_to("/job")[1]
         assert second["headers"]["X-Loom-Attempt"] == "2"
         reply = await post_signed(
