@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from engine_harness import FAST_RETRY, Engine, Reply
+from engine_harness import FAST_RETRY, SECRET, Engine, Reply
 
 ONE_TRY = {"max_attempts": 1}
 
@@ -218,3 +218,52 @@ async def test_templates_see_run_context_and_declared_outputs_keep_json_types(
                                      "label": "run context v1"}  # fmt: skip
     assert done.outputs == {"label": "run context v1",
                             "use": {"rows": [{"n": 1}, {"n": 2}], "total": 3}}  # fmt: skip
+
+
+async def test_secrets_in_failures_logs_and_outputs_are_stored_scrubbed(engine: Engine) -> None:
+    b = engine.backend
+    b.on(
+        "/login",
+        Reply(
+            body={"status": "SUCCESS", "output": {"echo": SECRET}, "logs": [f"token was {SECRET}"]}
+        ),
+    )
+    b.on("/use", Reply(body={"status": "FAILED", "error": f"token {SECRET} expired",
+                             "logs": [f"rejected {SECRET}"]}))  # fmt: skip
+    await engine.apply({
+        "id": "secret-failures",
+        "steps": [
+            {"id": "login", "type": "http", "url": f"{b.url}/login",
+             "headers": {"X-Token": "{{ secrets.api_token }}"},
+             "body": {"token": "{{ secrets.api_token }}"},
+             "outputs": {"seen": "{{ output.echo }}"}},
+            {"id": "use", "type": "http", "url": f"{b.url}/use", "depends_on": ["login"],
+             "headers": {"Authorization": "Bearer {{ secrets.api_token }}"}, "retry": ONE_TRY},
+        ],
+    })  # fmt: skip
+
+    run = await engine.run("secret-failures")
+
+    assert run.status.value == "FAILED"
+    assert b.calls_to("/login")[0]["body"] == {"token": SECRET}  # the backend got the real value
+    assert b.calls_to("/use")[0]["headers"]["Authorization"] == f"Bearer {SECRET}"
+    steps = {s.step_id: s for s in await engine.runs.list_steps(run.id)}
+    assert "expired" in steps["use"].error["message"]
+    dump = await all_rows_text(engine)
+    assert "expired" in dump  # errors …
+    assert "rejected" in dump  # … and logs were stored …
+    assert SECRET not in dump  # … without the secret, in every table
+
+
+async def all_rows_text(engine: Engine) -> str:
+    """Every row of every table of the engine's database, as text."""
+    import sqlalchemy as sa
+
+    from linkloom.store.tables import metadata
+
+    parts: list[str] = []
+    async with engine.db.reader.connect() as conn:
+        for table in metadata.sorted_tables:
+            for row in (await conn.execute(sa.select(table))).all():
+                parts.append(" ".join(str(v) for v in row))
+    return "\n".join(parts)
