@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 import signal
 import socket
 import uuid
@@ -35,11 +36,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import structlog
 
 from linkloom.sdk.errors import Retryable
 
-log = structlog.get_logger(__name__)
+log = logging.getLogger(__name__)
 
 Handler = Callable[["Job"], Any] | Callable[["Job"], Awaitable[Any]]
 
@@ -201,12 +201,12 @@ class Worker:
             except httpx.HTTPError as exc:
                 if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code < 500:
                     raise
-                log.warning("worker_register_failed", error=str(exc), retry_in=delay)
+                log.warning("worker registration failed (%s); retrying in %.1fs", exc, delay)
                 if await self._sleep(delay):
                     return
         data = response.json()
         self.heartbeat_interval = float(data.get("heartbeat_interval") or 10.0)
-        log.info("worker_registered", worker_id=self.worker_id, queues=self.queues)
+        log.info("worker %s registered for queues %s", self.worker_id, self.queues)
 
     async def _poll_loop(self) -> None:
         failures = 0
@@ -238,7 +238,7 @@ class Worker:
             except httpx.HTTPError as exc:
                 failures += 1
                 delay = min(30.0, 0.5 * 2 ** min(failures, 6))
-                log.warning("worker_poll_failed", error=str(exc), retry_in=delay)
+                log.warning("poll failed (%s); retrying in %.1fs", exc, delay)
                 await self._sleep(delay)
                 continue
             for item in response.json().get("tasks", []):
@@ -266,10 +266,10 @@ class Worker:
             else:
                 output = await asyncio.to_thread(handler, job)
         except Retryable as exc:
-            log.warning("task_failed", task=job.task, token=job.token, error=repr(exc))
+            log.warning("task %s (%s) failed: %r", job.task, job.token, exc)
             return {"status": "FAILED", "error": str(exc), "logs": job.logs, "retryable": True}
         except Exception as exc:
-            log.warning("task_failed", task=job.task, token=job.token, error=repr(exc))
+            log.warning("task %s (%s) failed: %r", job.task, job.token, exc)
             return {"status": "FAILED", "error": f"{type(exc).__name__}: {exc}", "logs": job.logs}
         return {"status": "SUCCESS", "output": output, "logs": job.logs}
 
@@ -279,12 +279,12 @@ class Worker:
             try:
                 response = await self.http.post(f"/tasks/{job.token}/result", json=body)
             except httpx.HTTPError as exc:
-                log.warning("task_report_failed", token=job.token, error=str(exc), retry_in=delay)
+                log.warning("reporting %s failed (%s); retrying in %.1fs", job.token, exc, delay)
                 await asyncio.sleep(delay)
                 continue
             if response.status_code in (404, 409):
                 # Already reported (a redelivery raced us) or the attempt ended: nothing to do.
-                log.info("task_result_refused", token=job.token, status=response.status_code)
+                log.info("result of %s refused (%s)", job.token, response.status_code)
                 return
             if response.status_code >= 500:
                 await asyncio.sleep(delay)
@@ -304,7 +304,7 @@ class Worker:
                     continue
                 response.raise_for_status()
             except httpx.HTTPError as exc:
-                log.warning("worker_heartbeat_failed", error=str(exc))
+                log.warning("heartbeat failed: %s", exc)
 
     async def _sleep(self, seconds: float) -> bool:
         """Sleep unless stopping; True when stopping."""
