@@ -101,7 +101,13 @@ class HttpExecutor:
             return StepResult(
                 output=output,
                 logs=logs,
-                error=StepError(kind="backend", message=message or "FAILED", status=status),
+                error=StepError(
+                    kind="backend",
+                    message=message or "FAILED",
+                    status=status,
+                    # the SDK's TaskResult.failed(..., retryable=True): retried per the policy
+                    retryable=isinstance(parsed, dict) and parsed.get("retryable") is True,
+                ),
                 exchanges=done,
             )
         return StepResult(output=output, logs=logs, exchanges=done)

@@ -22,7 +22,7 @@ from werkzeug.serving import make_server
 
 from linkloom import signing
 from linkloom.flows.spec import FlowSpec
-from linkloom.sdk import TaskRequest
+from linkloom.sdk import TaskRequest, TaskResult
 from linkloom.sdk.errors import Retryable
 from linkloom.sdk.flask import loom_blueprint
 from tests.support.loom_server import SIGNING_KEY, LoomServer
@@ -244,8 +244,10 @@ class FlaskBackend:
         bp = loom_blueprint(signing_key=SIGNING_KEY, heartbeat_interval=0.2)
 
         @bp.task("/api/tasks/greet")
-        def greet(task: TaskRequest) -> dict[str, Any]:
+        def greet(task: TaskRequest) -> Any:
             self.deliveries.append(("greet", task.attempt))
+            if task.attempt == 1:
+                return TaskResult.failed("the greeter is busy", retryable=True)
             return {"greeting": f"hello {task.inputs['name']}"}
 
         @bp.task("/api/tasks/report", async_task=True)
@@ -282,7 +284,8 @@ async def test_flask_sdk_backend_serves_sync_and_async_steps_of_a_real_run(
         "id": "flask-flow",
         "inputs": {"name": {"type": "string"}},
         "steps": [
-            {"id": "greet", "type": "http", "url": f"{url}/api/tasks/greet"},
+            {"id": "greet", "type": "http", "url": f"{url}/api/tasks/greet",
+             "retry": FAST_RETRY},
             {"id": "report", "type": "http", "url": f"{url}/api/tasks/report",
              "depends_on": ["greet"], "mode": "async", "heartbeat_timeout": "0.5s",
              "retry": FAST_RETRY},
@@ -296,7 +299,11 @@ async def test_flask_sdk_backend_serves_sync_and_async_steps_of_a_real_run(
         attempts = await server.services.runs.list_attempts(run.id)
     assert done.status == "SUCCEEDED", done.error
     assert done.outputs == {"report": "HELLO ANN"}
-    assert flask_backend.deliveries == [("greet", 1), ("report", 1), ("report", 2)]
+    assert flask_backend.deliveries == [("greet", 1), ("greet", 2), ("report", 1), ("report", 2)]
+    greet = [a for a in attempts if a.step_id == "greet"]
+    # TaskResult.failed(..., retryable=True): a 200 FAILED the server retries.
+    assert [a.status for a in greet] == ["FAILED", "SUCCEEDED"]
+    assert greet[0].error["message"] == "the greeter is busy"
     report = [a for a in attempts if a.step_id == "report"]
     # Retryable raised in async work: a FAILED callback marked retryable, so a second attempt.
     assert [a.status for a in report] == ["FAILED", "SUCCEEDED"]

@@ -153,6 +153,19 @@ async def test_backend_failed_is_not_retryable_and_keeps_logs() -> None:
     assert [line.message for line in result.logs] == ["x"]
 
 
+async def test_backend_failed_marked_retryable_is_retryable() -> None:
+    _, pending = _run(
+        lambda r: httpx.Response(
+            200, json={"status": "FAILED", "error": "busy", "retryable": True}
+        ),
+        {"url": "http://b.test/x"},
+    )
+    result = await pending
+    assert result.error is not None
+    assert (result.error.kind, result.error.message) == ("backend", "busy")
+    assert result.error.retryable
+
+
 async def test_async_mode_sends_callback_urls_and_waits() -> None:
     seen: list[httpx.Request] = []
 
