@@ -152,11 +152,18 @@ async def get_version(flow_id: str, version: int, services: Services) -> FlowVer
 async def rollback(
     flow_id: str, body: RollbackIn, services: Services, audit: Audit, request: Request
 ) -> FlowVersionOut:
-    version = await services.runs.rollback(
-        flow_id, version=body.version, actor=request.state.actor.name
+    # One mechanism for rollback: a commit on the flows repo's main branch and a new version,
+    # exactly like promoting a proposal, so a later 'loom sync' cannot undo it.
+    from linkloom.api.routes.proposals import proposal_service
+
+    await services.runs.get_flow_version(flow_id, body.version)
+    await proposal_service(request.app).rollback(
+        flow_id, to_version=body.version, actor=request.state.actor.name
     )
-    await audit("flow.rollback", "flow", flow_id, to=body.version, version=version.version)
-    return FlowVersionOut.from_domain(version)
+    version = (await services.runs.get_flow(flow_id)).current_version
+    current = await services.runs.get_flow_version(flow_id, version)
+    await audit("flow.rollback", "flow", flow_id, to=body.version, version=current.version)
+    return FlowVersionOut.from_domain(current)
 
 
 @router.post(
