@@ -7,16 +7,17 @@ Pages answer HTML, never problem+json: ``WebRoute`` turns a missing session into
     runs.py       run page, step drawer, live stream (SSE), cancel and retry
     ops.py        login and logout, dead letters and re-drive, audit log
     proposals.py  proposal list and review page
+    notifications.py  deliveries and their attempts, channels and test messages
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from linkloom.web.routes import ops, pages, proposals, runs
+from linkloom.web.routes import notifications, ops, pages, proposals, runs
 
 router = APIRouter(include_in_schema=False)
-for _module in (pages, runs, ops, proposals):
+for _module in (pages, runs, ops, proposals, notifications):
     router.include_router(_module.router)
 
 __all__ = ["router"]
