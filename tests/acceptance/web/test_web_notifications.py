@@ -4,6 +4,9 @@ masked secrets and the test button for admins only."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+
+import pytest
 
 from linkloom.access import Role
 from linkloom.notifications.models import ChannelKind, DeliveryStatus, EventKind
@@ -89,3 +92,18 @@ async def test_web_notifications_test_button_records_a_delivery(api: Api) -> Non
     assert delivery.notification.kind is EventKind.TEST
     assert [a.ok for a in attempts] == [True]
     assert f'data-delivery="{delivery_id}" class="highlight"' in after.text
+
+
+async def test_web_notifications_disabled_say_so(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    from linkloom.web.routes import notifications
+
+    wired = dataclasses.replace(api.services, notifications=None)
+    monkeypatch.setattr(notifications, "services", lambda request: wired)
+    async with browser(api, Role.admin) as client:
+        page = await client.get("/notifications")
+        assert page.status_code == 200
+        assert "Notifications are disabled" in page.text
+        sent = await client.post(
+            "/notifications/channels/hook/test", data={"csrf": csrf_of(page.text)}
+        )
+        assert sent.status_code == 503
