@@ -73,8 +73,11 @@ async def _record_results(engine: AsyncEngine, loom: Loom) -> None:
         values: dict[str, Any] = {"status": "failed"}
         if run.status.value == "SUCCEEDED":
             values = {"status": "priced", "total": float(run.outputs["total"])}
+        # Match by the order id the run carries: a fast run can finish before create_order has
+        # stored its run id on the order.
+        order_id = int(run.inputs["order_id"])
         async with engine.begin() as conn:
-            await conn.execute(orders.update().where(orders.c.run_id == run.id).values(**values))
+            await conn.execute(orders.update().where(orders.c.id == order_id).values(**values))
 
 
 async def create_order(request: web.Request) -> web.Response:
