@@ -78,6 +78,11 @@ class Services:
             if asyncio.iscoroutine(result):
                 await result
 
+    def local_worker(self) -> Worker | None:
+        """The worker that takes new runs' first steps as they are created (the first one
+        running in this process)."""
+        return next((w for w in self.workers if w.running), None)
+
     def _wake(self) -> None:
         for worker in self.workers:
             worker.wake()
@@ -168,6 +173,7 @@ def build_services(settings: Settings, *, http_transport: Any = None) -> Service
         signing_key=signing_key,
         wake=lambda: holder["s"]._wake(),
         per_run_limit=settings.engine.per_run_limit,
+        local_worker=lambda: holder["s"].local_worker(),
     )
     step_services = StepServices(
         http=http,

@@ -12,15 +12,16 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from linkloom import metrics
 from linkloom.engine import callbacks, contexts, errors, transitions
 from linkloom.engine.inputs import validate_inputs
-from linkloom.engine.models import RunStatus
+from linkloom.engine.models import RunStatus, StepStatus
 from linkloom.engine.ports import Clock, SecretResolver
 from linkloom.engine.records import (
     Attempt,
+    Claim,
     DeadLetter,
     ExchangeRecord,
     Flow,
@@ -29,7 +30,9 @@ from linkloom.engine.records import (
     Run,
     RunEvent,
     RunFilter,
+    RunSnapshot,
     StepRun,
+    apply_changes,
 )
 from linkloom.engine.specs import SpecCache, content_hash, spec_to_json
 from linkloom.engine.store_port import RunStore
@@ -46,6 +49,14 @@ class _NoSecrets:
         return []
 
 
+class LocalWorker(Protocol):
+    """What ``trigger`` needs of a worker running in the same process."""
+
+    def claim_new_run(self) -> transitions.ReadyClaim | None: ...
+
+    def accept(self, claims: list[Claim]) -> None: ...
+
+
 class RunService:
     """Flows and runs: apply, trigger, inspect, cancel, retry, re-drive, callbacks."""
 
@@ -60,6 +71,7 @@ class RunService:
         per_run_limit: int | None = None,
         on_run_finished: Callable[[Run], Any] | None = None,
         on_cancel: Callable[[str], Any] | None = None,
+        local_worker: Callable[[], LocalWorker | None] | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -70,6 +82,8 @@ class RunService:
         self.per_run_limit = per_run_limit
         self.on_run_finished = on_run_finished
         self.on_cancel = on_cancel  # in-process workers abandon the run's in-flight attempts
+        # A worker in this process that takes a new run's first steps as the run is created.
+        self.local_worker = local_worker
         self._waiters: dict[str, list[asyncio.Future[Run]]] = {}
 
     def wake(self) -> None:
@@ -202,6 +216,15 @@ class RunService:
             max_parallel=min(limits) if limits else None,
         )
         steps = transitions.initial_steps(compiled.plan, run_id=run_id, now=now, seed=seed)
+        created = RunSnapshot(run=run, steps=tuple(steps))
+        worker = self.local_worker() if self.local_worker is not None else None
+        claim = worker.claim_new_run() if worker is not None else None
+        claimed: tuple[StepRun, ...] = ()
+        if claim is not None:
+            # This process's worker takes the first steps in the creating transaction itself.
+            taken = claim(created)
+            claimed = taken.steps
+            created = apply_changes(created, taken)
         event = RunEvent(
             run_id=run_id,
             kind="run_created",
@@ -209,10 +232,13 @@ class RunService:
             data={"version": compiled.version},
             at=now,
         )
-        await self.store.create_run(run, steps, [event])
+        await self.store.create_run(created.run, created.steps, [event])
         metrics.run_started(flow_id=flow_id, trigger=trigger)
-        self.wake()
-        return run
+        if worker is not None and claimed:
+            worker.accept([Claim(step=s, run=created.run, snapshot=claim.seen) for s in claimed])
+        if len(claimed) < sum(s.status is StepStatus.QUEUED for s in steps):
+            self.wake()
+        return created.run
 
     async def get_run(self, run_id: str) -> Run:
         run = await self.store.get_run(run_id)

@@ -139,7 +139,7 @@ class Worker:
         self.writes = WriteBatcher(
             store,
             claim=self._inline_claim if per_flow_limit is None else None,
-            on_claimed=self._spawn_all,
+            on_claimed=self.accept,
         )
         self.runner = StepRunner(
             store=store,
@@ -307,7 +307,15 @@ class Worker:
             owner=self.owner, now=self.clock.now(), lease_seconds=self.lease_seconds, limit=free
         )
 
-    def _spawn_all(self, claims: list[Claim]) -> None:
+    def claim_new_run(self) -> transitions.ReadyClaim | None:
+        """A claim for the first steps of a run being created in this process, so they are
+        taken in the transaction that creates the run (None: the claim loop takes them)."""
+        if not self.running or self.writes._claim is None:
+            return None
+        return self._inline_claim(0)
+
+    def accept(self, claims: list[Claim]) -> None:
+        """Start work this worker claimed outside its loop (``claim_new_run``)."""
         for claim in claims:
             self._spawn(claim)
 

@@ -57,6 +57,51 @@ _RUN_UPDATE_COLUMNS = ["status", "outputs", "error", "started_at", "finished_at"
 _NOT_HOLDING_A_SLOT = (FANOUT_OWNER, CALLBACK_OWNER)
 Conn = sa.Connection
 
+# The statements of the engine's hot path, built once: building a statement (and its cache key)
+# costs more than executing it on SQLite. Parameters are bound by name at execution.
+_RUN_BY_ID = runs.select().where(runs.c.id == sa.bindparam("b_run"))
+_LOCK_RUN = (
+    runs.update()
+    .where(runs.c.id == sa.bindparam("b_run"))
+    .values(lock_version=runs.c.lock_version + 1)
+    .returning(*runs.c)  # the run row itself: no second read
+)
+_UPDATE_RUN = (
+    runs.update()
+    .where(runs.c.id == sa.bindparam("b_run"))
+    .values({name: sa.bindparam(f"b_{name}") for name in _RUN_UPDATE_COLUMNS})
+)
+_UPDATE_STEP = (
+    step_runs.update()
+    .where(step_runs.c.id == sa.bindparam("b_id"))
+    .values({name: sa.bindparam(f"b_{name}") for name in _STEP_UPDATE_COLUMNS})
+)
+_INSERT_RUN = runs.insert()
+_INSERT_STEPS = step_runs.insert()
+_INSERT_ATTEMPTS = step_attempts.insert()
+_INSERT_EXCHANGES = exchanges.insert()
+_INSERT_EVENTS = run_events.insert()
+_INSERT_DEAD_LETTERS = dead_letters.insert()
+
+
+def _steps_of_run(*, parents_only: bool, lock: bool) -> sa.Select[Any]:
+    query = step_runs.select().where(step_runs.c.run_id == sa.bindparam("b_run"))
+    if parents_only:
+        query = query.where(step_runs.c.item_index.is_(None))
+    if lock:
+        # PostgreSQL: hold the step rows too. A concurrent claim (which locks rows, never the
+        # run) then skips them, or has committed before we read them. Order is always
+        # run → steps, and claims never wait, so this cannot deadlock.
+        query = query.with_for_update()
+    return query.order_by(step_runs.c.id)
+
+
+_STEPS_OF_RUN = {
+    (parents_only, lock): _steps_of_run(parents_only=parents_only, lock=lock)
+    for parents_only in (False, True)
+    for lock in (False, True)
+}
+
 
 class SqlRunStore:
     """A ``RunStore`` over a ``Database`` (SQLite or PostgreSQL)."""
@@ -64,11 +109,6 @@ class SqlRunStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._pg = db.dialect == "postgresql"
-        self._step_update = (
-            step_runs.update()
-            .where(step_runs.c.id == sa.bindparam("b_id"))
-            .values({name: sa.bindparam(f"b_{name}") for name in _STEP_UPDATE_COLUMNS})
-        )
 
     # ---- flows -------------------------------------------------------------------------
     async def save_flow_version(self, **kwargs: Any) -> tuple[FlowVersion, bool]:
@@ -103,11 +143,11 @@ class SqlRunStore:
         self, run: Run, steps: Sequence[StepRun], events: Sequence[RunEvent] = ()
     ) -> None:
         def tx(conn: Conn) -> None:
-            conn.execute(runs.insert().values(rows.run_values(run)))
+            conn.execute(_INSERT_RUN, rows.run_values(run))
             if steps:
-                conn.execute(step_runs.insert(), [rows.step_values(s) for s in steps])
+                conn.execute(_INSERT_STEPS, [rows.step_values(s) for s in steps])
             if events:
-                conn.execute(run_events.insert(), [rows.event_values(e) for e in events])
+                conn.execute(_INSERT_EVENTS, [rows.event_values(e) for e in events])
 
         try:
             await self.db.run_write(tx)
@@ -120,7 +160,7 @@ class SqlRunStore:
 
     async def get_run(self, run_id: str) -> Run | None:
         def q(conn: Conn) -> Run | None:
-            row = conn.execute(runs.select().where(runs.c.id == run_id)).first()
+            row = conn.execute(_RUN_BY_ID, {"b_run": run_id}).first()
             return rows.run(row) if row else None
 
         return await self.db.run_read(q)
@@ -198,18 +238,11 @@ class SqlRunStore:
     ) -> RunSnapshot | None:
         row = run_row
         if row is None:
-            row = conn.execute(runs.select().where(runs.c.id == run_id)).first()
+            row = conn.execute(_RUN_BY_ID, {"b_run": run_id}).first()
         if row is None:
             return None
-        query = step_runs.select().where(step_runs.c.run_id == run_id)
-        if parents_only:
-            query = query.where(step_runs.c.item_index.is_(None))
-        if lock and self._pg:
-            # Hold the step rows too: a concurrent claim (which locks rows, never the run) then
-            # skips them, or has committed before we read them. Order is always run → steps,
-            # and claims never wait, so this cannot deadlock.
-            query = query.with_for_update()
-        step_rows = conn.execute(query.order_by(step_runs.c.id)).all()
+        query = _STEPS_OF_RUN[parents_only, lock and self._pg]
+        step_rows = conn.execute(query, {"b_run": run_id}).all()
         return RunSnapshot(run=rows.run(row), steps=tuple(rows.step_run(r) for r in step_rows))
 
     async def update_run(self, run_id: str, mutate: Mutation) -> RunChanges | None:
@@ -225,12 +258,7 @@ class SqlRunStore:
     ) -> list[RunChanges | Exception] | None:
         def tx(conn: Conn) -> list[RunChanges | Exception] | None:
             # The first statement takes the run's row lock (PostgreSQL) / write lock (SQLite).
-            locked = conn.execute(
-                runs.update()
-                .where(runs.c.id == run_id)
-                .values(lock_version=runs.c.lock_version + 1)
-                .returning(*runs.c)  # the run row itself: no second read
-            ).first()
+            locked = conn.execute(_LOCK_RUN, {"b_run": run_id}).first()
             if locked is None:
                 return None
             snapshot = self._snapshot(conn, run_id, lock=True, run_row=locked)
@@ -259,9 +287,8 @@ class SqlRunStore:
         if changes.run is not None:
             values = rows.run_values(changes.run)
             conn.execute(
-                runs.update()
-                .where(runs.c.id == changes.run.id)
-                .values({k: values[k] for k in _RUN_UPDATE_COLUMNS})
+                _UPDATE_RUN,
+                {"b_run": changes.run.id, **{f"b_{k}": values[k] for k in _RUN_UPDATE_COLUMNS}},
             )
         if changes.steps:
             params = []
@@ -270,18 +297,18 @@ class SqlRunStore:
                 params.append(
                     {"b_id": step.id, **{f"b_{k}": values[k] for k in _STEP_UPDATE_COLUMNS}}
                 )
-            conn.execute(self._step_update, params)
+            conn.execute(_UPDATE_STEP, params)
         if changes.new_steps:
-            conn.execute(step_runs.insert(), [rows.step_values(s) for s in changes.new_steps])
+            conn.execute(_INSERT_STEPS, [rows.step_values(s) for s in changes.new_steps])
         if changes.attempts:
-            conn.execute(step_attempts.insert(), [rows.attempt_values(a) for a in changes.attempts])
+            conn.execute(_INSERT_ATTEMPTS, [rows.attempt_values(a) for a in changes.attempts])
         if changes.exchanges:
-            conn.execute(exchanges.insert(), [rows.exchange_values(x) for x in changes.exchanges])
+            conn.execute(_INSERT_EXCHANGES, [rows.exchange_values(x) for x in changes.exchanges])
         if changes.events:
-            conn.execute(run_events.insert(), [rows.event_values(e) for e in changes.events])
+            conn.execute(_INSERT_EVENTS, [rows.event_values(e) for e in changes.events])
         if changes.dead_letters:
             conn.execute(
-                dead_letters.insert(), [rows.dead_letter_values(d) for d in changes.dead_letters]
+                _INSERT_DEAD_LETTERS, [rows.dead_letter_values(d) for d in changes.dead_letters]
             )
 
     async def find_step_run(self, step_run_id: str) -> StepRun | None:

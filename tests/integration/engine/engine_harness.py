@@ -187,6 +187,7 @@ async def engine(db_url: str, backend: Backend) -> AsyncIterator[Engine]:
         secrets=secrets,
         signing_key=SIGNING_KEY,
         wake=lambda: holder["w"].wake() if "w" in holder else None,
+        local_worker=lambda: holder.get("w"),  # as wired in ``loom server``
     )
     http = make_http_client(concurrency=16)
     services = StepServices(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from engine_harness import Backend, _require, step
 
-from linkloom.config import load_settings
+from linkloom.config import Settings, load_settings
 from linkloom.engine.models import RunStatus
 from linkloom.flows.spec import FlowSpec
 from linkloom.wiring import build_services
@@ -80,13 +80,86 @@ async def test_embedded_restart_requeues_steps_of_the_dead_process(
     assert [c.step.step_id for c in claims] == ["a"]
     await first.stop()  # the "dead" process never finishes step a
 
-    second = build_services(settings)
-    await second.start()
+    assert (await _finish_in_new_services(settings, run.id)) is RunStatus.SUCCEEDED
+    [call] = backend.calls_to("/a")
+    assert call["headers"]["Idempotency-Key"] == f"{run.id}:a"
+
+
+async def _finish_in_new_services(settings: Settings, run_id: str) -> RunStatus:
+    """Start services (with a worker) on the same database and wait for the run to end."""
+    services = build_services(settings)
+    await services.start()
     try:
         async with asyncio.timeout(10):
-            done = await second.runs.wait(run.id, poll=0.05)
-        assert done.status is RunStatus.SUCCEEDED
-        [call] = backend.calls_to("/a")
-        assert call["headers"]["Idempotency-Key"] == f"{run.id}:a"
+            return (await services.runs.wait(run_id, poll=0.05)).status
     finally:
-        await second.stop()
+        await services.stop()
+
+
+async def test_a_worker_in_the_process_takes_a_new_runs_first_steps_as_it_is_created(
+    tmp_path: Path, backend: Backend
+) -> None:
+    """No claim round trip: the creating transaction already leases the roots to the worker,
+    within the run's max_parallel; the rest is claimed by the worker's loop as usual."""
+    settings = load_settings(home=tmp_path, engine={"poll_interval": 30})
+    services = build_services(settings)
+    await services.start()
+    try:
+        await services.runs.apply_flow(
+            FlowSpec.model_validate(
+                {
+                    "id": "inline",
+                    "concurrency": {"max_parallel_steps": 2},
+                    "steps": [
+                        step("a", backend),
+                        step("b", backend),
+                        step("c", backend),
+                        step("d", backend, depends_on=["a", "b", "c"]),
+                    ],
+                }
+            )
+        )
+        [worker] = services.workers
+        run = await services.runs.trigger("inline", inputs={})
+        assert run.status is RunStatus.RUNNING
+        assert run.started_at is not None
+        stored = await services.store.snapshot(run.id)
+        assert stored is not None
+        assert stored.run.status is RunStatus.RUNNING
+        by_status: dict[str, list[str]] = {}
+        for s in stored.steps:
+            by_status.setdefault(s.status.value, []).append(s.step_id)
+        assert sorted(by_status["RUNNING"]) == ["a", "b"]  # max_parallel_steps: 2
+        assert by_status["QUEUED"] == ["c"]
+        assert by_status["PENDING"] == ["d"]
+        assert {s.lease_owner for s in stored.steps if s.status.value == "RUNNING"} == {
+            worker.owner
+        }
+        async with asyncio.timeout(10):  # c is claimed at once (woken), not after the 30 s poll
+            done = await services.runs.wait(run.id, poll=0.05)
+        assert done.status is RunStatus.SUCCEEDED
+        assert sorted(c["path"] for c in backend.calls) == ["/a", "/b", "/c", "/d"]
+    finally:
+        await services.stop()
+
+
+async def test_without_a_running_worker_a_new_run_waits_pending_for_any_worker(
+    tmp_path: Path, backend: Backend
+) -> None:
+    settings = load_settings(home=tmp_path, engine={"poll_interval": 0.05})
+    api_only = build_services(settings)
+    await api_only.start(worker=False)
+    try:
+        await api_only.runs.apply_flow(
+            FlowSpec.model_validate({"id": "queued", "steps": [step("a", backend)]})
+        )
+        run = await api_only.runs.trigger("queued", inputs={})
+        assert run.status is RunStatus.PENDING
+        stored = await api_only.store.snapshot(run.id)
+        assert stored is not None
+        assert [(s.step_id, s.status.value, s.lease_owner) for s in stored.steps] == [
+            ("a", "QUEUED", None)
+        ]
+    finally:
+        await api_only.stop()
+    assert (await _finish_in_new_services(settings, run.id)) is RunStatus.SUCCEEDED
