@@ -235,6 +235,10 @@ class _YamlReader(Builder):
             if "\t" in self._line(position[0]):
                 hint = "indent with spaces; YAML does not allow tabs for indentation"
             message = (exc.problem or "invalid YAML").strip()
+            if "maximum nesting depth" in message:
+                # libyaml (PyYAML >= 6.0.3 wheels) refuses deep flow nesting while scanning,
+                # before the events reach our own depth check: the same problem.
+                self.check_depth(MAX_DEPTH + 1, position)
             if exc.context:
                 message = f"{message} ({exc.context.strip()})"
             self.stop(position, f"YAML syntax error: {message}", "yaml-syntax", hint)
