@@ -168,8 +168,17 @@ class InMemoryRunStore:
 
     # ---- runs --------------------------------------------------------------------------
     async def create_run(
-        self, run: Run, steps: Sequence[StepRun], events: Sequence[RunEvent] = ()
+        self,
+        run: Run,
+        steps: Sequence[StepRun],
+        events: Sequence[RunEvent] = (),
+        *,
+        if_current: bool = False,
     ) -> None:
+        if if_current:
+            flow = self.flows.get(run.flow_id)
+            if flow is None or flow.deleted_at is not None or flow.current_version != run.version:
+                raise errors.FlowChanged(flow_id=run.flow_id)
         if run.schedule_id is not None and run.fire_time is not None:
             found = await self.find_scheduled_run(
                 flow_id=run.flow_id, schedule_id=run.schedule_id, fire_time=run.fire_time

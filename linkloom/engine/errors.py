@@ -14,6 +14,7 @@ LinkloomError
     ├── InvalidTransition       the run is not in a state that allows this
     ├── DuplicateRun            a run for this (flow, schedule, fire time) already exists
     ├── CallbackAlreadyUsed     a second callback for the same attempt
+    ├── FlowChanged             the flow's current version changed while a run was created
     └── FlowPaused              the flow is paused and cannot be triggered
 """
 
@@ -83,6 +84,12 @@ class CallbackAlreadyUsed(Conflict):
     """This attempt already received its result; a callback is accepted once."""
 
     code = "callback_already_used"
+
+
+class FlowChanged(Conflict):
+    """Flow {flow_id!r} changed while the run was being created; trigger it again."""
+
+    code = "flow_changed"
 
 
 class FlowPaused(Conflict):

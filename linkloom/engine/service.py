@@ -85,6 +85,9 @@ class RunService:
         # A worker in this process that takes a new run's first steps as the run is created.
         self.local_worker = local_worker
         self._waiters: dict[str, list[asyncio.Future[Run]]] = {}
+        # Each flow's current version as last seen here: a hint that trigger() has the store
+        # confirm while creating the run (another process may have changed it since).
+        self._current_versions: dict[str, int] = {}
 
     def wake(self) -> None:
         self._wake()
@@ -109,13 +112,21 @@ class RunService:
             git_commit=git_commit,
             now=self.clock.now(),
         )
+        self._note_current(spec.id, version.version)
         return version
 
     async def get_flow(self, flow_id: str) -> Flow:
         flow = await self.store.get_flow(flow_id)
         if flow is None or flow.deleted_at is not None:
+            self._current_versions.pop(flow_id, None)
             raise errors.FlowNotFound(flow_id=flow_id)
+        self._note_current(flow_id, flow.current_version)
         return flow
+
+    def _note_current(self, flow_id: str, version: int) -> None:
+        if flow_id not in self._current_versions and len(self._current_versions) >= 4096:
+            self._current_versions.pop(next(iter(self._current_versions)))
+        self._current_versions[flow_id] = version
 
     async def list_flows(self) -> list[Flow]:
         return await self.store.list_flows()
@@ -141,6 +152,7 @@ class RunService:
         flow = await self.get_flow(flow_id)
         now = self.clock.now()
         await self.store.update_flow(replace(flow, deleted_at=now, updated_at=now))
+        self._current_versions.pop(flow_id, None)
 
     async def set_paused(self, flow_id: str, paused: bool) -> Flow:
         flow = replace(await self.get_flow(flow_id), paused=paused, updated_at=self.clock.now())
@@ -163,6 +175,7 @@ class RunService:
             git_commit=old.git_commit,
             now=self.clock.now(),
         )
+        self._note_current(flow_id, created.version)
         return created
 
     # ---- runs --------------------------------------------------------------------------
@@ -190,8 +203,42 @@ class RunService:
         """
         if trigger not in TRIGGERS:
             raise errors.InvalidInput(f"unknown trigger {trigger!r}; use one of {TRIGGERS}")
+        request = {
+            "inputs": inputs, "trigger": trigger, "trigger_info": trigger_info, "actor": actor,
+            "schedule_id": schedule_id, "fire_time": fire_time, "parent_run_id": parent_run_id,
+            "parent_step_id": parent_step_id, "sandbox": sandbox, "seed": seed,
+        }  # fmt: skip
+        known = self._current_versions.get(flow_id) if version is None else None
+        if known is not None:
+            # The version last seen current: the creating transaction checks it still is,
+            # which saves reading the flow first. Any doubt: read it and create as below.
+            try:
+                return await self._create_run(flow_id, known, if_current=True, **request)
+            except (errors.FlowChanged, errors.FlowVersionNotFound, errors.InputsInvalid):
+                self._current_versions.pop(flow_id, None)
         flow = await self.get_flow(flow_id)
-        compiled = await self.specs.get(flow_id, version or flow.current_version)
+        return await self._create_run(
+            flow_id, version or flow.current_version, if_current=False, **request
+        )
+
+    async def _create_run(
+        self,
+        flow_id: str,
+        version: int,
+        *,
+        if_current: bool,
+        inputs: dict[str, Any] | None,
+        trigger: str,
+        trigger_info: dict[str, Any] | None,
+        actor: str | None,
+        schedule_id: str | None,
+        fire_time: datetime | None,
+        parent_run_id: str | None,
+        parent_step_id: str | None,
+        sandbox: bool,
+        seed: Sequence[StepRun],
+    ) -> Run:
+        compiled = await self.specs.get(flow_id, version)
         checked = validate_inputs(compiled.spec, inputs)
         now = self.clock.now()
         run_id = transitions.new_id()
@@ -232,7 +279,7 @@ class RunService:
             data={"version": compiled.version},
             at=now,
         )
-        await self.store.create_run(created.run, created.steps, [event])
+        await self.store.create_run(created.run, created.steps, [event], if_current=if_current)
         metrics.run_started(flow_id=flow_id, trigger=trigger)
         if worker is not None and claimed:
             worker.accept([Claim(step=s, run=created.run, snapshot=claim.seen) for s in claimed])

@@ -77,12 +77,19 @@ class RunStore(Protocol):
 
     # ---- runs --------------------------------------------------------------------------
     async def create_run(
-        self, run: Run, steps: Sequence[StepRun], events: Sequence[RunEvent] = ()
+        self,
+        run: Run,
+        steps: Sequence[StepRun],
+        events: Sequence[RunEvent] = (),
+        *,
+        if_current: bool = False,
     ) -> None:
-        """Insert a run with its step runs.
+        """Insert a run with its step runs; with ``if_current``, only while ``run.version`` is
+        its flow's current version (in the same transaction).
 
         Raises:
             DuplicateRun: a run for the same (flow, schedule, fire time) exists.
+            FlowChanged: ``if_current`` and the flow is deleted or has another current version.
         """
         ...
 

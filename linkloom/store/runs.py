@@ -2,10 +2,10 @@
 
 Every method is one transaction written as a synchronous function of a connection and run by
 ``Database.run_write``/``run_read`` (SQLite: the store's own threads over pysqlite; PostgreSQL:
-``run_sync`` on psycopg's async connection). ``update_run_many`` starts with
-``UPDATE runs SET lock_version = lock_version + 1 WHERE id = :id``, which takes the run's row lock
-on PostgreSQL (and the database write lock on SQLite, where writers begin IMMEDIATE), then reads
-the snapshot, calls the pure mutations and writes their changes. ``claim`` uses
+``run_sync`` on psycopg's async connection). ``update_run_many`` starts by reading the run's
+row, on PostgreSQL ``FOR NO KEY UPDATE`` (the run's row lock; on SQLite writers begin IMMEDIATE,
+which already holds the database's write lock), then reads the snapshot, calls the pure
+mutations and writes their changes. ``claim`` uses
 ``FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite the single writer makes it exclusive.
 """
 
@@ -45,6 +45,7 @@ from linkloom.store.session import Database
 from linkloom.store.tables import (
     dead_letters,
     exchanges,
+    flows,
     run_events,
     runs,
     step_attempts,
@@ -60,12 +61,8 @@ Conn = sa.Connection
 # The statements of the engine's hot path, built once: building a statement (and its cache key)
 # costs more than executing it on SQLite. Parameters are bound by name at execution.
 _RUN_BY_ID = runs.select().where(runs.c.id == sa.bindparam("b_run"))
-_LOCK_RUN = (
-    runs.update()
-    .where(runs.c.id == sa.bindparam("b_run"))
-    .values(lock_version=runs.c.lock_version + 1)
-    .returning(*runs.c)  # the run row itself: no second read
-)
+# The lock an UPDATE of the row would take, without writing a new row version.
+_LOCK_RUN = _RUN_BY_ID.with_for_update(key_share=True)
 _UPDATE_RUN = (
     runs.update()
     .where(runs.c.id == sa.bindparam("b_run"))
@@ -75,6 +72,9 @@ _UPDATE_STEP = (
     step_runs.update()
     .where(step_runs.c.id == sa.bindparam("b_id"))
     .values({name: sa.bindparam(f"b_{name}") for name in _STEP_UPDATE_COLUMNS})
+)
+_FLOW_STATE = sa.select(flows.c.current_version, flows.c.deleted_at).where(
+    flows.c.id == sa.bindparam("b_flow")
 )
 _INSERT_RUN = runs.insert()
 _INSERT_STEPS = step_runs.insert()
@@ -140,9 +140,19 @@ class SqlRunStore:
 
     # ---- runs --------------------------------------------------------------------------
     async def create_run(
-        self, run: Run, steps: Sequence[StepRun], events: Sequence[RunEvent] = ()
+        self,
+        run: Run,
+        steps: Sequence[StepRun],
+        events: Sequence[RunEvent] = (),
+        *,
+        if_current: bool = False,
     ) -> None:
         def tx(conn: Conn) -> None:
+            if if_current:
+                flow = conn.execute(_FLOW_STATE, {"b_flow": run.flow_id}).first()
+                current = flow.current_version if flow and flow.deleted_at is None else None
+                if current != run.version:
+                    raise errors.FlowChanged(flow_id=run.flow_id)
             conn.execute(_INSERT_RUN, rows.run_values(run))
             if steps:
                 conn.execute(_INSERT_STEPS, [rows.step_values(s) for s in steps])
@@ -257,8 +267,8 @@ class SqlRunStore:
         self, run_id: str, mutations: Sequence[Mutation]
     ) -> list[RunChanges | Exception] | None:
         def tx(conn: Conn) -> list[RunChanges | Exception] | None:
-            # The first statement takes the run's row lock (PostgreSQL) / write lock (SQLite).
-            locked = conn.execute(_LOCK_RUN, {"b_run": run_id}).first()
+            # The row lock of the run (PostgreSQL); SQLite holds the write lock since BEGIN.
+            locked = conn.execute(_LOCK_RUN if self._pg else _RUN_BY_ID, {"b_run": run_id}).first()
             if locked is None:
                 return None
             snapshot = self._snapshot(conn, run_id, lock=True, run_row=locked)

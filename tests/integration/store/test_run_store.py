@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from linkloom.engine import transitions
-from linkloom.engine.errors import DuplicateRun
+from linkloom.engine.errors import DuplicateRun, FlowChanged, FlowNotFound
 from linkloom.engine.models import RunStatus, StepStatus
 from linkloom.engine.records import RunChanges, RunFilter
 from linkloom.engine.service import RunService
@@ -231,3 +231,48 @@ async def test_concurrent_sibling_completions_queue_the_join_once(store: SqlRunS
     assert {s.step_id: s.status for s in snap.steps}["j"] is StepStatus.QUEUED
     [join] = await store.claim(owner="w", now=clock.now(), lease_seconds=30, limit=5)
     assert join.step.step_id == "j"
+
+
+async def test_trigger_runs_the_current_version_even_when_another_process_changed_it(
+    store: SqlRunStore,
+) -> None:
+    """A service remembers each flow's current version and skips reading it before creating a
+    run; the creating transaction checks it, so a change made elsewhere is never missed."""
+    clock = FrozenClock(datetime.now(UTC))
+    here, elsewhere = RunService(store=store, clock=clock), RunService(store=store, clock=clock)
+    flow = f"moving-{uuid.uuid4().hex[:6]}"
+    one_input = {"id": flow, "inputs": {"a": {"type": "string"}}, "steps": [
+        {"id": "s", "type": "http", "url": "http://x/"}]}  # fmt: skip
+    await here.apply_flow(FlowSpec.model_validate(one_input))
+    assert (await here.trigger(flow, inputs={"a": "x"})).version == 1
+
+    await elsewhere.apply_flow(_spec(flow, 2))  # version 2 declares no inputs
+    again = await here.trigger(flow)  # valid for version 2, not for what `here` saw last
+    assert again.version == 2
+    assert (await here.trigger(flow)).version == 2
+    await elsewhere.apply_flow(_spec(flow, 3))  # same inputs: only the store's check sees it
+    assert (await here.trigger(flow)).version == 3
+
+    await elsewhere.delete_flow(flow)
+    with pytest.raises(FlowNotFound):
+        await here.trigger(flow)
+    runs = await store.list_runs(RunFilter(flow_id=flow))
+    assert sorted(r.version for r in runs.items) == [1, 2, 2, 3]
+
+
+async def test_create_run_if_current_refuses_a_version_that_is_no_longer_current(
+    store: SqlRunStore,
+) -> None:
+    clock = FrozenClock(datetime.now(UTC))
+    svc = RunService(store=store, clock=clock)
+    flow = f"stale-{uuid.uuid4().hex[:6]}"
+    await svc.apply_flow(_spec(flow, 1))
+    await svc.apply_flow(_spec(flow, 2))
+    run = await svc.trigger(flow, version=1)  # an explicit version is not checked
+    assert run.version == 1
+    stale = replace(run, id=str(uuid.uuid4()))
+    with pytest.raises(FlowChanged):
+        await store.create_run(stale, (), if_current=True)
+    assert await store.get_run(stale.id) is None
+    await store.create_run(replace(stale, version=2), (), if_current=True)
+    assert (await store.get_run(stale.id)) is not None
