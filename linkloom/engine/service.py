@@ -88,6 +88,9 @@ class RunService:
         # Each flow's current version as last seen here: a hint that trigger() has the store
         # confirm while creating the run (another process may have changed it since).
         self._current_versions: dict[str, int] = {}
+        # Runs whose first steps this process's worker took (oldest first, bounded): until
+        # ``notify_finished``, waiting for them needs no read.
+        self._running_here: dict[str, None] = {}
 
     def wake(self) -> None:
         self._wake()
@@ -282,6 +285,9 @@ class RunService:
         await self.store.create_run(created.run, created.steps, [event], if_current=if_current)
         metrics.run_started(flow_id=flow_id, trigger=trigger)
         if worker is not None and claimed:
+            if len(self._running_here) >= 10_000:
+                self._running_here.pop(next(iter(self._running_here)))
+            self._running_here[run_id] = None
             worker.accept([Claim(step=s, run=created.run, snapshot=claim.seen) for s in claimed])
         if len(claimed) < sum(s.status is StepStatus.QUEUED for s in steps):
             self.wake()
@@ -346,15 +352,19 @@ class RunService:
         """Wait until the run is terminal and return it (bound it with ``asyncio.timeout``).
 
         Woken at once when a worker in this process finishes the run (``notify_finished``);
-        polls every ``poll`` seconds for runs finished elsewhere.
+        polls every ``poll`` seconds for runs finished elsewhere. A run that this process's
+        worker is executing is not read before the first wait: its end is notified here.
         """
+        read = run_id not in self._running_here
         while True:
             future: asyncio.Future[Run] = asyncio.get_running_loop().create_future()
             self._waiters.setdefault(run_id, []).append(future)
             try:
-                run = await self.get_run(run_id)
-                if run.status.terminal:
-                    return run
+                if read:
+                    run = await self.get_run(run_id)
+                    if run.status.terminal:
+                        return run
+                read = True
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(poll):
                         return await future
@@ -367,6 +377,7 @@ class RunService:
 
     def notify_finished(self, run: Run) -> None:
         """Wake ``wait()`` callers of this run (workers in this process call it)."""
+        self._running_here.pop(run.id, None)
         for future in self._waiters.pop(run.id, []):
             if not future.done():
                 future.set_result(run)

@@ -7,7 +7,7 @@ import asyncio
 import time
 from pathlib import Path
 
-from engine_harness import Backend, _require, step
+from engine_harness import Backend, Reply, _require, step
 
 from linkloom.config import Settings, load_settings
 from linkloom.engine.models import RunStatus
@@ -163,3 +163,30 @@ async def test_without_a_running_worker_a_new_run_waits_pending_for_any_worker(
     finally:
         await api_only.stop()
     assert (await _finish_in_new_services(settings, run.id)) is RunStatus.SUCCEEDED
+
+
+async def test_waiting_here_for_a_run_cancelled_by_another_process_ends_at_the_next_poll(
+    tmp_path: Path, backend: Backend
+) -> None:
+    """A run executing in this process is waited for without reading it (its end is notified
+    here); an end decided elsewhere is still seen, by the polling read."""
+    backend.on("/slow", Reply(delay=3, body={"status": "SUCCESS"}))
+    settings = load_settings(home=tmp_path, engine={"poll_interval": 0.05})
+    here, elsewhere = build_services(settings), build_services(settings)
+    await here.start()
+    await elsewhere.start(worker=False, migrate=False)
+    try:
+        await here.runs.apply_flow(
+            FlowSpec.model_validate({"id": "waited", "steps": [step("slow", backend)]})
+        )
+        run = await here.runs.trigger("waited", inputs={})
+        assert run.status is RunStatus.RUNNING  # taken by this process's worker
+        waiting = asyncio.create_task(here.runs.wait(run.id, poll=0.1))
+        await asyncio.sleep(0.2)
+        await elsewhere.runs.cancel(run.id, actor="someone-else")
+        async with asyncio.timeout(2):  # well before the slow step would have answered
+            done = await waiting
+        assert done.status is RunStatus.CANCELLED
+    finally:
+        await elsewhere.stop()
+        await here.stop()
