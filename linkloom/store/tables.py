@@ -74,6 +74,8 @@ runs = sa.Table(
     sa.Column("finished_at", TS),
     sa.Column("sandbox", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("max_parallel", sa.Integer),
+    # No longer written (runs are locked with SELECT … FOR NO KEY UPDATE); kept, because
+    # dropping a column rebuilds the table on SQLite, and step_runs cascade from it.
     sa.Column("lock_version", sa.Integer, nullable=False, server_default="0"),
     sa.UniqueConstraint("flow_id", "schedule_id", "fire_time"),
     sa.Index("ix_runs_flow_created", "flow_id", "created_at"),
