@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -47,6 +47,22 @@ class _NoSecrets:
 
     def names(self) -> list[str]:
         return []
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _NewRun:
+    """What ``trigger`` was asked for, besides the flow and its version."""
+
+    inputs: dict[str, Any] | None
+    trigger: str
+    trigger_info: dict[str, Any]
+    actor: str | None
+    schedule_id: str | None
+    fire_time: datetime | None
+    parent_run_id: str | None
+    parent_step_id: str | None
+    sandbox: bool
+    seed: Sequence[StepRun]
 
 
 class LocalWorker(Protocol):
@@ -206,43 +222,30 @@ class RunService:
         """
         if trigger not in TRIGGERS:
             raise errors.InvalidInput(f"unknown trigger {trigger!r}; use one of {TRIGGERS}")
-        request = {
-            "inputs": inputs, "trigger": trigger, "trigger_info": trigger_info, "actor": actor,
-            "schedule_id": schedule_id, "fire_time": fire_time, "parent_run_id": parent_run_id,
-            "parent_step_id": parent_step_id, "sandbox": sandbox, "seed": seed,
-        }  # fmt: skip
+        request = _NewRun(
+            inputs=inputs, trigger=trigger, trigger_info=trigger_info or {}, actor=actor,
+            schedule_id=schedule_id, fire_time=fire_time, parent_run_id=parent_run_id,
+            parent_step_id=parent_step_id, sandbox=sandbox, seed=seed,
+        )  # fmt: skip
         known = self._current_versions.get(flow_id) if version is None else None
         if known is not None:
             # The version last seen current: the creating transaction checks it still is,
             # which saves reading the flow first. Any doubt: read it and create as below.
             try:
-                return await self._create_run(flow_id, known, if_current=True, **request)
+                return await self._create_run(flow_id, known, request, if_current=True)
             except (errors.FlowChanged, errors.FlowVersionNotFound, errors.InputsInvalid):
                 self._current_versions.pop(flow_id, None)
         flow = await self.get_flow(flow_id)
         return await self._create_run(
-            flow_id, version or flow.current_version, if_current=False, **request
+            flow_id, version or flow.current_version, request, if_current=False
         )
 
     async def _create_run(
-        self,
-        flow_id: str,
-        version: int,
-        *,
-        if_current: bool,
-        inputs: dict[str, Any] | None,
-        trigger: str,
-        trigger_info: dict[str, Any] | None,
-        actor: str | None,
-        schedule_id: str | None,
-        fire_time: datetime | None,
-        parent_run_id: str | None,
-        parent_step_id: str | None,
-        sandbox: bool,
-        seed: Sequence[StepRun],
+        self, flow_id: str, version: int, request: _NewRun, *, if_current: bool
     ) -> Run:
         compiled = await self.specs.get(flow_id, version)
-        checked = validate_inputs(compiled.spec, inputs)
+        checked = validate_inputs(compiled.spec, request.inputs)
+        trigger, actor = request.trigger, request.actor
         now = self.clock.now()
         run_id = transitions.new_id()
         limits = [
@@ -254,27 +257,27 @@ class RunService:
             version=compiled.version,
             status=RunStatus.PENDING,
             trigger=trigger,
-            trigger_info=trigger_info or {},
+            trigger_info=request.trigger_info,
             inputs=checked,
-            schedule_id=schedule_id,
-            fire_time=fire_time,
-            parent_run_id=parent_run_id,
-            parent_step_id=parent_step_id,
+            schedule_id=request.schedule_id,
+            fire_time=request.fire_time,
+            parent_run_id=request.parent_run_id,
+            parent_step_id=request.parent_step_id,
             created_by=actor,
             created_at=now,
-            sandbox=sandbox,
+            sandbox=request.sandbox,
             max_parallel=min(limits) if limits else None,
         )
-        steps = transitions.initial_steps(compiled.plan, run_id=run_id, now=now, seed=seed)
-        created = RunSnapshot(run=run, steps=tuple(steps))
+        steps = transitions.initial_steps(compiled.plan, run_id=run_id, now=now, seed=request.seed)
+        queued = created = RunSnapshot(run=run, steps=tuple(steps))
         worker = self.local_worker() if self.local_worker is not None else None
         claim = worker.claim_new_run() if worker is not None else None
         claimed: tuple[StepRun, ...] = ()
         if claim is not None:
             # This process's worker takes the first steps in the creating transaction itself.
-            taken = claim(created)
+            taken = claim(queued)
             claimed = taken.steps
-            created = apply_changes(created, taken)
+            created = apply_changes(queued, taken)
         event = RunEvent(
             run_id=run_id,
             kind="run_created",
@@ -288,7 +291,7 @@ class RunService:
             if len(self._running_here) >= 10_000:
                 self._running_here.pop(next(iter(self._running_here)))
             self._running_here[run_id] = None
-            worker.accept([Claim(step=s, run=created.run, snapshot=claim.seen) for s in claimed])
+            worker.accept([Claim(step=s, run=created.run, snapshot=queued) for s in claimed])
         if len(claimed) < sum(s.status is StepStatus.QUEUED for s in steps):
             self.wake()
         return created.run
