@@ -181,7 +181,8 @@ class Loom:
     async def trigger(
         self, flow_id: str, inputs: Mapping[str, Any] | None = None, *, actor: str | None = None
     ) -> Run:
-        """Start a run of the flow's current version; returns it at once (PENDING)."""
+        """Start a run of the flow's current version; returns it at once (RUNNING when this
+        Loom's worker took its first steps, else PENDING)."""
         return await self.runs.trigger(
             flow_id, inputs=dict(inputs or {}), trigger="manual", actor=actor
         )

@@ -79,20 +79,24 @@ class Services:
                 await result
 
     def local_worker(self) -> Worker | None:
-        """The worker that takes new runs' first steps as they are created (the first one
-        running in this process)."""
-        return next((w for w in self.workers if w.running), None)
+        """The worker that takes new runs' first steps as they are created: of those running
+        in this process, the one with the most free slots."""
+        running = [w for w in self.workers if w.running]
+        return max(running, key=lambda w: w.free_slots) if running else None
 
-    def _wake(self) -> None:
+    def _wake_workers(self) -> None:
         for worker in self.workers:
             worker.wake()
+
+    def _wake(self) -> None:
+        self._wake_workers()
         self.notifier.notify_soon()
 
     async def start(self, *, worker: bool = True, migrate: bool = True) -> None:
         """Migrate (when asked), listen for wake-ups, and start one worker (when asked)."""
         if migrate:
             await session.upgrade(self.db.url)
-        await self.notifier.start(on_wake=lambda: [w.wake() for w in self.workers])
+        await self.notifier.start(on_wake=self._wake_workers)
         if worker and not self.workers:
             self.make_worker()
         if self.workers and self.db.dialect == "sqlite":

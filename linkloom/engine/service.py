@@ -28,6 +28,7 @@ from linkloom.engine.records import (
     FlowVersion,
     Page,
     Run,
+    RunChanges,
     RunEvent,
     RunFilter,
     RunSnapshot,
@@ -66,11 +67,14 @@ class _NewRun:
 
 
 class LocalWorker(Protocol):
-    """What ``trigger`` needs of a worker running in the same process."""
+    """What ``trigger`` needs of a worker running in the same process
+    (``engine.worker.Worker``)."""
 
-    def claim_new_run(self) -> transitions.ReadyClaim | None: ...
+    def reserve_first_steps(self, created: RunSnapshot) -> RunChanges | None: ...
 
-    def accept(self, claims: list[Claim]) -> None: ...
+    def start_reserved(self, claims: list[Claim]) -> None: ...
+
+    def drop_reserved(self, count: int) -> None: ...
 
 
 class RunService:
@@ -269,15 +273,7 @@ class RunService:
             max_parallel=min(limits) if limits else None,
         )
         steps = transitions.initial_steps(compiled.plan, run_id=run_id, now=now, seed=request.seed)
-        queued = created = RunSnapshot(run=run, steps=tuple(steps))
-        worker = self.local_worker() if self.local_worker is not None else None
-        claim = worker.claim_new_run() if worker is not None else None
-        claimed: tuple[StepRun, ...] = ()
-        if claim is not None:
-            # This process's worker takes the first steps in the creating transaction itself.
-            taken = claim(queued)
-            claimed = taken.steps
-            created = apply_changes(queued, taken)
+        queued = RunSnapshot(run=run, steps=tuple(steps))
         event = RunEvent(
             run_id=run_id,
             kind="run_created",
@@ -285,16 +281,46 @@ class RunService:
             data={"version": compiled.version},
             at=now,
         )
-        await self.store.create_run(created.run, created.steps, [event], if_current=if_current)
+        worker = self.local_worker() if self.local_worker is not None else None
+        # This process's worker leases the first steps in the creating transaction itself.
+        taken = worker.reserve_first_steps(queued) if worker is not None else None
+        if worker is None or taken is None:
+            await self.store.create_run(run, steps, [event], if_current=if_current)
+            created, claimed = run, 0
+        else:
+            # Once the run may be written, its leased steps must be started (or their slots
+            # freed), even if our caller is cancelled meanwhile: shielded.
+            creating = asyncio.ensure_future(
+                self._create_leased(worker, queued, taken, event, if_current=if_current)
+            )
+            creating.add_done_callback(_retrieve)
+            created, claimed = await asyncio.shield(creating), len(taken.steps)
         metrics.run_started(flow_id=flow_id, trigger=trigger)
-        if worker is not None and claimed:
-            if len(self._running_here) >= 10_000:
-                self._running_here.pop(next(iter(self._running_here)))
-            self._running_here[run_id] = None
-            worker.accept([Claim(step=s, run=created.run, snapshot=queued) for s in claimed])
-        if len(claimed) < sum(s.status is StepStatus.QUEUED for s in steps):
+        if claimed < sum(s.status is StepStatus.QUEUED for s in steps):
             self.wake()
-        return created.run
+        return created
+
+    async def _create_leased(
+        self,
+        worker: LocalWorker,
+        queued: RunSnapshot,
+        taken: RunChanges,
+        event: RunEvent,
+        *,
+        if_current: bool,
+    ) -> Run:
+        created = apply_changes(queued, taken)
+        try:
+            await self.store.create_run(created.run, created.steps, [event], if_current=if_current)
+        except BaseException:
+            worker.drop_reserved(len(taken.steps))
+            raise
+        run = created.run
+        if len(self._running_here) >= 10_000:
+            self._running_here.pop(next(iter(self._running_here)))
+        self._running_here[run.id] = None
+        worker.start_reserved([Claim(step=s, run=run, snapshot=queued) for s in taken.steps])
+        return run
 
     async def get_run(self, run_id: str) -> Run:
         run = await self.store.get_run(run_id)
@@ -398,8 +424,11 @@ class RunService:
         return run
 
     async def _finished(self, run: Run) -> None:
+        """A run changed here: if it has ended, wake its waiters and listeners."""
+        if not run.status.terminal:
+            return
         self.notify_finished(run)
-        if self.on_run_finished is not None and run.status.terminal:
+        if self.on_run_finished is not None:
             result = self.on_run_finished(run)
             if asyncio.iscoroutine(result):
                 await result
@@ -546,6 +575,12 @@ class RunService:
             step.run_id, transitions.extend_deadline(step_run_id, attempt=attempt, until=until)
         )
         return until
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark a shielded task's outcome as seen (its caller may have been cancelled)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _step_order(order: Sequence[str]) -> Callable[[StepRun], tuple[Any, ...]]:

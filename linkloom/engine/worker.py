@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import os
 import socket
 import uuid
@@ -25,7 +26,7 @@ import structlog
 from linkloom.engine import transitions
 from linkloom.engine.execution import StepRunner
 from linkloom.engine.ports import Clock, StepExecutor, StepServices
-from linkloom.engine.records import Claim, Run, RunChanges
+from linkloom.engine.records import Claim, Run, RunChanges, RunSnapshot
 from linkloom.engine.specs import SpecCache
 from linkloom.engine.store_port import CALLBACK_OWNER, FANOUT_OWNER, Mutation, RunStore
 
@@ -37,8 +38,9 @@ class WriteBatcher:
     run are applied in ONE transaction (``update_run_many``). A fan-out's children finishing at
     once cost a few transactions instead of one each; with no concurrency it adds nothing.
 
-    With ``claim_limit``/``on_claimed`` the same transaction also claims the run's steps that
-    became ready (``transitions.claim_ready``), saving a claim round trip per step.
+    With ``claim``/``on_claimed`` the same transaction also claims the run's steps that became
+    ready (``transitions.ReadyClaim``), saving a claim round trip per step. ``on_claimed`` is
+    called once per claim when its write is over, with what it claimed (maybe nothing).
     """
 
     def __init__(
@@ -46,7 +48,7 @@ class WriteBatcher:
         store: RunStore,
         *,
         claim: Callable[[int], transitions.ReadyClaim | None] | None = None,
-        on_claimed: Callable[[list[Claim]], None] | None = None,
+        on_claimed: Callable[[transitions.ReadyClaim, list[Claim]], None] | None = None,
     ) -> None:
         self.store = store
         self._claim = claim
@@ -85,6 +87,7 @@ class WriteBatcher:
         claim = self._claim(len(items)) if self._claim is not None else None
         if claim is not None:
             mutations.append(claim)
+        results: list[RunChanges | Exception] | None = None
         try:
             results = await self.store.update_run_many(run_id, mutations)
         except Exception as exc:
@@ -92,12 +95,9 @@ class WriteBatcher:
                 if not future.done():
                     future.set_exception(exc)
             return
-        if claim is not None and results is not None and self._on_claimed is not None:
-            claimed = results[-1]
-            if isinstance(claimed, RunChanges) and claimed.steps and claimed.run is not None:
-                run = claimed.run
-                seen = claim.seen
-                self._on_claimed([Claim(step=s, run=run, snapshot=seen) for s in claimed.steps])
+        finally:
+            if claim is not None and self._on_claimed is not None:
+                self._on_claimed(claim, _claims_made(claim, results))
         for index, (_, future) in enumerate(items):
             if future.done():
                 continue
@@ -107,6 +107,15 @@ class WriteBatcher:
                 future.set_exception(results[index])  # type: ignore[arg-type]
             else:
                 future.set_result(results[index])  # type: ignore[arg-type]
+
+
+def _claims_made(
+    claim: transitions.ReadyClaim, results: list[RunChanges | Exception] | None
+) -> list[Claim]:
+    claimed = results[-1] if results else None
+    if not isinstance(claimed, RunChanges) or not claimed.steps or claimed.run is None:
+        return []
+    return [Claim(step=s, run=claimed.run, snapshot=claim.seen) for s in claimed.steps]
 
 
 def default_owner() -> str:
@@ -136,10 +145,13 @@ class Worker:
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
         self.per_flow_limit = per_flow_limit
+        # Claims made in a store transaction (a completion's, or a new run's in this process)
+        # need the run's rows, which a per-flow limit's count of other runs cannot see.
+        self._claims_inline = per_flow_limit is None
         self.writes = WriteBatcher(
             store,
-            claim=self._inline_claim if per_flow_limit is None else None,
-            on_claimed=self.accept,
+            claim=self._inline_claim if self._claims_inline else None,
+            on_claimed=self._claimed_inline,
         )
         self.runner = StepRunner(
             store=store,
@@ -153,6 +165,12 @@ class Worker:
         self._lost: set[str] = set()
         self._runs: dict[str, str] = {}  # in-flight step run id → run id
         self._claims: dict[str, Claim] = {}  # in-flight step run id → its claim
+        # Slots promised to claims whose transaction is still being written: counted as busy,
+        # so concurrent claims (loop, completions, new runs) never exceed ``concurrency``.
+        self._reserved = 0
+        self._starved = False  # the claim loop waits for a free slot: wake it when one frees
+        self._none_reserved = asyncio.Event()
+        self._none_reserved.set()
         self._event = asyncio.Event()
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
@@ -195,6 +213,10 @@ class Worker:
         self._event.set()
         if self._loop_task is not None:
             await asyncio.gather(self._loop_task, return_exceptions=True)
+        # Claims being written (new runs, completions) become in-flight attempts first.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                await self._none_reserved.wait()
         pending = list(self._inflight.values())
         if pending:
             _done, still = await asyncio.wait(pending, timeout=grace)
@@ -228,7 +250,7 @@ class Worker:
     async def _loop(self) -> None:
         while not self._stopping:
             self._event.clear()
-            free = self.concurrency - len(self._inflight)
+            free = self.free_slots
             try:
                 claimed = await self._claim_and_spawn()
             except Exception:
@@ -236,8 +258,10 @@ class Worker:
                 claimed = 0
             if self._stopping:
                 break
-            if claimed and claimed >= free and len(self._inflight) < self.concurrency:
+            if claimed and claimed >= free and self.free_slots > 0:
                 continue  # a full batch: there may be more ready work
+            # Asleep with every slot taken: a slot freeing up wakes it (``_execute``).
+            self._starved = self.free_slots <= 0
             await self._sleep()
 
     async def _sleep(self) -> None:
@@ -275,17 +299,38 @@ class Worker:
             if step.status.value == "QUEUED" and ready is not None and ready > now:
                 self._wake_at = ready if self._wake_at is None else min(ready, self._wake_at)
 
+    @property
+    def free_slots(self) -> int:
+        return self.concurrency - len(self._inflight) - self._reserved
+
+    def _reserve(self, count: int) -> None:
+        self._reserved += count
+        if self._reserved:
+            self._none_reserved.clear()
+
+    def _unreserve(self, count: int, *, wake: bool = True) -> None:
+        self._reserved = max(0, self._reserved - count)
+        if not self._reserved:
+            self._none_reserved.set()
+        if wake and self._starved and self.free_slots > 0:
+            self._event.set()  # the claim loop slept for want of a slot
+
     async def _claim_and_spawn(self) -> int:
-        free = self.concurrency - len(self._inflight)
+        free = self.free_slots
+        self._starved = free <= 0
         if free <= 0:
             return 0
-        claims = await self.store.claim(
-            owner=self.owner,
-            now=self.clock.now(),
-            lease_seconds=self.lease_seconds,
-            limit=free,
-            per_flow_limit=self.per_flow_limit,
-        )
+        self._reserve(free)
+        try:
+            claims = await self.store.claim(
+                owner=self.owner,
+                now=self.clock.now(),
+                lease_seconds=self.lease_seconds,
+                limit=free,
+                per_flow_limit=self.per_flow_limit,
+            )
+        finally:
+            self._unreserve(free, wake=False)  # the loop itself decides whether to go on
         if not claims:
             return 0
         pending = [c.run.id for c in claims if c.run.status.value == "PENDING"]
@@ -296,33 +341,54 @@ class Worker:
         return len(claims)
 
     def _inline_claim(self, completing: int) -> transitions.ReadyClaim | None:
-        """A claim for the run whose completions are being written; ``completing`` tasks are
-        about to free their slots."""
+        """A claim for the run whose completions are being written (``completing`` tasks are
+        about to free their slots); its slots stay reserved until the write is over."""
         if self._stopping:
             return None
-        free = self.concurrency - len(self._inflight) + completing
+        free = self.free_slots + completing
         if free <= 0:
             return None
+        self._reserve(free)
         return transitions.ReadyClaim(
             owner=self.owner, now=self.clock.now(), lease_seconds=self.lease_seconds, limit=free
         )
 
-    def claim_new_run(self) -> transitions.ReadyClaim | None:
-        """A claim for the first steps of a run being created in this process, so they are
-        taken in the transaction that creates the run (None: the claim loop takes them)."""
-        if not self.running or self.writes._claim is None:
-            return None
-        return self._inline_claim(0)
+    def _claimed_inline(self, claim: transitions.ReadyClaim, claims: list[Claim]) -> None:
+        self._unreserve(claim.limit)
+        for c in claims:
+            self._spawn(c)
 
-    def accept(self, claims: list[Claim]) -> None:
-        """Start work this worker claimed outside its loop (``claim_new_run``)."""
+    def reserve_first_steps(self, created: RunSnapshot) -> RunChanges | None:
+        """Lease the first steps of a run being created in this process (``created``, not yet
+        written) to this worker, within its free slots and the run's ``max_parallel``: the
+        changes to write with the run. Their slots stay reserved until ``start_reserved``
+        (the run was written) or ``drop_reserved`` (it was not). None: nothing leased."""
+        if not self.running or not self._claims_inline:
+            return None
+        claim = self._inline_claim(0)
+        if claim is None:
+            return None
+        taken = claim(created)
+        self._unreserve(claim.limit - len(taken.steps))
+        return taken if taken.steps else None
+
+    def start_reserved(self, claims: list[Claim]) -> None:
+        """Start the attempts ``reserve_first_steps`` leased, now that the run is written."""
+        self._unreserve(len(claims))
         for claim in claims:
             self._spawn(claim)
+
+    def drop_reserved(self, count: int) -> None:
+        """The run whose first steps were reserved was not written."""
+        self._unreserve(count)
 
     def _spawn(self, claim: Claim) -> None:
         step = claim.step
         label = step.step_id if step.item_index is None else f"{step.step_id}[{step.item_index}]"
-        task = asyncio.create_task(self._execute(claim), name=f"step:{label}:{step.id}")
+        # A context of its own: not the trigger's or the claiming task's (log ids, spans).
+        task = asyncio.create_task(
+            self._execute(claim), name=f"step:{label}:{step.id}", context=contextvars.Context()
+        )
         self._inflight[step.id] = task
         self._runs[step.id] = claim.run.id
         self._claims[step.id] = claim
@@ -340,13 +406,12 @@ class Worker:
             # Store unavailable or a bug: the lease expires and another worker takes over.
             log.exception("step_execution_failed", step_run_id=step_run_id)
         finally:
-            was_full = len(self._inflight) >= self.concurrency
             self._inflight.pop(step_run_id, None)
             self._runs.pop(step_run_id, None)
             self._claims.pop(step_run_id, None)
             self._lost.discard(step_run_id)
             self.steps_done += 1
-            if was_full or self.writes._claim is None:
+            if self._starved or not self._claims_inline:
                 # A slot opened that the claim loop may fill. (Work this step made ready in
                 # its own run was claimed inline when it was written.)
                 self._event.set()

@@ -76,6 +76,8 @@ _UPDATE_STEP = (
 _FLOW_STATE = sa.select(flows.c.current_version, flows.c.deleted_at).where(
     flows.c.id == sa.bindparam("b_flow")
 )
+# PostgreSQL: FOR SHARE waits for a new version or a delete being committed meanwhile.
+_FLOW_STATE_SHARED = _FLOW_STATE.with_for_update(read=True)
 _INSERT_RUN = runs.insert()
 _INSERT_STEPS = step_runs.insert()
 _INSERT_ATTEMPTS = step_attempts.insert()
@@ -149,7 +151,8 @@ class SqlRunStore:
     ) -> None:
         def tx(conn: Conn) -> None:
             if if_current:
-                flow = conn.execute(_FLOW_STATE, {"b_flow": run.flow_id}).first()
+                check = _FLOW_STATE_SHARED if self._pg else _FLOW_STATE
+                flow = conn.execute(check, {"b_flow": run.flow_id}).first()
                 current = flow.current_version if flow and flow.deleted_at is None else None
                 if current != run.version:
                     raise errors.FlowChanged(flow_id=run.flow_id)

@@ -50,6 +50,8 @@ class Backend:
     url: str = ""
     script: dict[str, list[Reply]] = field(default_factory=dict)
     calls: list[dict[str, Any]] = field(default_factory=list)
+    in_flight: int = 0
+    peak_in_flight: int = 0  # the most requests it was answering at once
 
     def on(self, path: str, *replies: Reply) -> None:
         self.script[path] = list(replies)
@@ -58,6 +60,14 @@ class Backend:
         return [c for c in self.calls if c["path"] == path]
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            return await self._answer(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         try:
             body = json.loads(raw) if raw else None

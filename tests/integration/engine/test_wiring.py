@@ -4,6 +4,7 @@ in another set of services through LISTEN/NOTIFY instead of waiting for its poll
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from engine_harness import Backend, Reply, _require, step
 
 from linkloom.config import Settings, load_settings
 from linkloom.engine.models import RunStatus
+from linkloom.engine.records import RunFilter
+from linkloom.engine.worker import Worker
 from linkloom.flows.spec import FlowSpec
 from linkloom.wiring import build_services
 
@@ -85,6 +88,14 @@ async def test_embedded_restart_requeues_steps_of_the_dead_process(
     assert call["headers"]["Idempotency-Key"] == f"{run.id}:a"
 
 
+async def _idle(worker: Worker) -> None:
+    """Until no claim of the worker is being written: a new run's first steps are leased to
+    the worker only from slots that no claim in progress may fill."""
+    async with asyncio.timeout(5):
+        while worker.free_slots < worker.concurrency:  # noqa: ASYNC110 (no event to await)
+            await asyncio.sleep(0.01)
+
+
 async def _finish_in_new_services(settings: Settings, run_id: str) -> RunStatus:
     """Start services (with a worker) on the same database and wait for the run to end."""
     services = build_services(settings)
@@ -120,6 +131,9 @@ async def test_a_worker_in_the_process_takes_a_new_runs_first_steps_as_it_is_cre
             )
         )
         [worker] = services.workers
+        await _idle(worker)
+        for slow in ("/a", "/b"):  # still running when the test looks
+            backend.on(slow, Reply(delay=0.5, body={"status": "SUCCESS"}))
         run = await services.runs.trigger("inline", inputs={})
         assert run.status is RunStatus.RUNNING
         assert run.started_at is not None
@@ -135,7 +149,7 @@ async def test_a_worker_in_the_process_takes_a_new_runs_first_steps_as_it_is_cre
         assert {s.lease_owner for s in stored.steps if s.status.value == "RUNNING"} == {
             worker.owner
         }
-        async with asyncio.timeout(10):  # c is claimed at once (woken), not after the 30 s poll
+        async with asyncio.timeout(10):  # c is claimed with a's or b's completion
             done = await services.runs.wait(run.id, poll=0.05)
         assert done.status is RunStatus.SUCCEEDED
         assert sorted(c["path"] for c in backend.calls) == ["/a", "/b", "/c", "/d"]
@@ -171,7 +185,7 @@ async def test_waiting_here_for_a_run_cancelled_by_another_process_ends_at_the_n
     """A run executing in this process is waited for without reading it (its end is notified
     here); an end decided elsewhere is still seen, by the polling read."""
     backend.on("/slow", Reply(delay=3, body={"status": "SUCCESS"}))
-    settings = load_settings(home=tmp_path, engine={"poll_interval": 0.05})
+    settings = load_settings(home=tmp_path, engine={"poll_interval": 30})
     here, elsewhere = build_services(settings), build_services(settings)
     await here.start()
     await elsewhere.start(worker=False, migrate=False)
@@ -179,6 +193,7 @@ async def test_waiting_here_for_a_run_cancelled_by_another_process_ends_at_the_n
         await here.runs.apply_flow(
             FlowSpec.model_validate({"id": "waited", "steps": [step("slow", backend)]})
         )
+        await _idle(here.workers[0])
         run = await here.runs.trigger("waited", inputs={})
         assert run.status is RunStatus.RUNNING  # taken by this process's worker
         waiting = asyncio.create_task(here.runs.wait(run.id, poll=0.1))
@@ -190,3 +205,88 @@ async def test_waiting_here_for_a_run_cancelled_by_another_process_ends_at_the_n
     finally:
         await elsewhere.stop()
         await here.stop()
+
+
+async def test_simultaneous_triggers_never_run_more_steps_than_the_worker_concurrency(
+    tmp_path: Path, backend: Backend
+) -> None:
+    backend.on("/busy", Reply(delay=0.2, body={"status": "SUCCESS"}))
+    settings = load_settings(home=tmp_path, engine={"concurrency": 2, "poll_interval": 30})
+    services = build_services(settings)
+    await services.start()
+    try:
+        await services.runs.apply_flow(
+            FlowSpec.model_validate({"id": "burst", "steps": [step("busy", backend)]})
+        )
+        await _idle(services.workers[0])
+        runs = await asyncio.gather(*(services.runs.trigger("burst") for _ in range(10)))
+        assert sum(r.status is RunStatus.RUNNING for r in runs) == 2  # the rest wait their turn
+        async with asyncio.timeout(20):
+            done = [await services.runs.wait(r.id, poll=0.05) for r in runs]
+        assert {d.status for d in done} == {RunStatus.SUCCEEDED}
+        assert len(backend.calls_to("/busy")) == 10
+        assert backend.peak_in_flight == 2
+    finally:
+        await services.stop()
+
+
+async def test_a_worker_stopping_while_a_run_is_created_finishes_the_steps_it_took(
+    tmp_path: Path, backend: Backend
+) -> None:
+    """The first steps leased in the creating transaction are in flight before the worker's
+    graceful stop decides what to wait for, so nothing stays RUNNING under a stopped worker."""
+    settings = load_settings(home=tmp_path, engine={"lease_seconds": 600, "poll_interval": 30})
+    services = build_services(settings)
+    await services.start()
+    await services.runs.apply_flow(
+        FlowSpec.model_validate({"id": "stopping", "steps": [step("a", backend)]})
+    )
+    await services.runs.wait((await services.runs.trigger("stopping")).id)  # spec now cached
+    await _idle(services.workers[0])
+    backend.on("/a", Reply(delay=0.2, body={"status": "SUCCESS"}))
+    triggering = asyncio.create_task(services.runs.trigger("stopping"))
+    await asyncio.sleep(0)  # the run is being written: nothing else to wait for
+    await services.stop()
+    run = await triggering
+    assert run.status is RunStatus.RUNNING
+    reader = build_services(settings)
+    await reader.start(worker=False, migrate=False)
+    try:
+        stored = await reader.store.snapshot(run.id)
+        assert stored is not None
+        assert stored.run.status is RunStatus.SUCCEEDED
+        assert [s.status.value for s in stored.steps] == ["SUCCEEDED"]
+    finally:
+        await reader.stop()
+
+
+async def test_a_trigger_cancelled_while_its_run_is_written_still_starts_the_run(
+    tmp_path: Path, backend: Backend
+) -> None:
+    """The caller going away (a timeout, a dropped request) must not strand the steps leased
+    in the creating transaction until their lease expires."""
+    settings = load_settings(home=tmp_path, engine={"lease_seconds": 600, "poll_interval": 0.05})
+    services = build_services(settings)
+    await services.start()
+    try:
+        await services.runs.apply_flow(
+            FlowSpec.model_validate({"id": "abandoned", "steps": [step("a", backend)]})
+        )
+        first = await services.runs.trigger("abandoned")  # the flow's spec is now cached
+        await services.runs.wait(first.id, poll=0.05)
+        await _idle(services.workers[0])
+        triggering = asyncio.create_task(services.runs.trigger("abandoned"))
+        await asyncio.sleep(0)  # the run is being written: nothing else to wait for
+        triggering.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await triggering
+        async with asyncio.timeout(10):  # not the 600 s lease
+            while True:
+                page = await services.store.list_runs(RunFilter(flow_id="abandoned"))
+                if len(page.items) == 2 and all(r.status.terminal for r in page.items):
+                    break
+                await asyncio.sleep(0.05)
+        assert [r.status for r in page.items] == [RunStatus.SUCCEEDED] * 2
+        assert len(backend.calls_to("/a")) == 2
+    finally:
+        await services.stop()

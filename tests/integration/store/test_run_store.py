@@ -241,13 +241,13 @@ async def test_trigger_runs_the_current_version_even_when_another_process_change
     clock = FrozenClock(datetime.now(UTC))
     here, elsewhere = RunService(store=store, clock=clock), RunService(store=store, clock=clock)
     flow = f"moving-{uuid.uuid4().hex[:6]}"
-    one_input = {"id": flow, "inputs": {"a": {"type": "string"}}, "steps": [
+    one_input = {"id": flow, "inputs": {"a": {"type": "string", "required": True}}, "steps": [
         {"id": "s", "type": "http", "url": "http://x/"}]}  # fmt: skip
     await here.apply_flow(FlowSpec.model_validate(one_input))
     assert (await here.trigger(flow, inputs={"a": "x"})).version == 1
 
     await elsewhere.apply_flow(_spec(flow, 2))  # version 2 declares no inputs
-    again = await here.trigger(flow)  # valid for version 2, not for what `here` saw last
+    again = await here.trigger(flow)  # valid for version 2, not for version 1 (`a` required)
     assert again.version == 2
     assert (await here.trigger(flow)).version == 2
     await elsewhere.apply_flow(_spec(flow, 3))  # same inputs: only the store's check sees it
