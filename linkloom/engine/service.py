@@ -147,9 +147,7 @@ class RunService:
         return flow
 
     def _note_current(self, flow_id: str, version: int) -> None:
-        if flow_id not in self._current_versions and len(self._current_versions) >= 4096:
-            self._current_versions.pop(next(iter(self._current_versions)))
-        self._current_versions[flow_id] = version
+        _remember(self._current_versions, flow_id, version, limit=4096)
 
     async def list_flows(self) -> list[Flow]:
         return await self.store.list_flows()
@@ -316,9 +314,7 @@ class RunService:
             worker.drop_reserved(len(taken.steps))
             raise
         run = created.run
-        if len(self._running_here) >= 10_000:
-            self._running_here.pop(next(iter(self._running_here)))
-        self._running_here[run.id] = None
+        _remember(self._running_here, run.id, None, limit=10_000)
         worker.start_reserved([Claim(step=s, run=run, snapshot=queued) for s in taken.steps])
         return run
 
@@ -575,6 +571,13 @@ class RunService:
             step.run_id, transitions.extend_deadline(step_run_id, attempt=attempt, until=until)
         )
         return until
+
+
+def _remember(table: dict[str, Any], key: str, value: Any, *, limit: int) -> None:
+    """Set ``table[key]``, forgetting the oldest entry when ``limit`` entries are kept."""
+    if key not in table and len(table) >= limit:
+        table.pop(next(iter(table)))
+    table[key] = value
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:

@@ -354,9 +354,7 @@ class Worker:
         )
 
     def _claimed_inline(self, claim: transitions.ReadyClaim, claims: list[Claim]) -> None:
-        self._unreserve(claim.limit)
-        for c in claims:
-            self._spawn(c)
+        self._start(claims, reserved=claim.limit)
 
     def reserve_first_steps(self, created: RunSnapshot) -> RunChanges | None:
         """Lease the first steps of a run being created in this process (``created``, not yet
@@ -374,7 +372,11 @@ class Worker:
 
     def start_reserved(self, claims: list[Claim]) -> None:
         """Start the attempts ``reserve_first_steps`` leased, now that the run is written."""
-        self._unreserve(len(claims))
+        self._start(claims, reserved=len(claims))
+
+    def _start(self, claims: list[Claim], *, reserved: int) -> None:
+        """Start claimed attempts; the ``reserved`` slots held for them are theirs now."""
+        self._unreserve(reserved)
         for claim in claims:
             self._spawn(claim)
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from engine_harness import Backend, Reply, _require, step
 
@@ -15,7 +17,7 @@ from linkloom.engine.models import RunStatus
 from linkloom.engine.records import RunFilter
 from linkloom.engine.worker import Worker
 from linkloom.flows.spec import FlowSpec
-from linkloom.wiring import build_services
+from linkloom.wiring import Services, build_services
 
 
 async def test_build_services_migrates_runs_and_stops(tmp_path: Path, backend: Backend) -> None:
@@ -96,15 +98,23 @@ async def _idle(worker: Worker) -> None:
             await asyncio.sleep(0.01)
 
 
-async def _finish_in_new_services(settings: Settings, run_id: str) -> RunStatus:
-    """Start services (with a worker) on the same database and wait for the run to end."""
+@contextlib.asynccontextmanager
+async def _started(settings: Settings, *flows: dict[str, Any]) -> AsyncIterator[Services]:
+    """Services with a worker and ``flows`` applied, stopped on the way out."""
     services = build_services(settings)
     await services.start()
     try:
-        async with asyncio.timeout(10):
-            return (await services.runs.wait(run_id, poll=0.05)).status
+        for raw in flows:
+            await services.runs.apply_flow(FlowSpec.model_validate(raw))
+        yield services
     finally:
         await services.stop()
+
+
+async def _finish_in_new_services(settings: Settings, run_id: str) -> RunStatus:
+    """Start services (with a worker) on the same database and wait for the run to end."""
+    async with _started(settings) as services, asyncio.timeout(10):
+        return (await services.runs.wait(run_id, poll=0.05)).status
 
 
 async def test_a_worker_in_the_process_takes_a_new_runs_first_steps_as_it_is_created(
@@ -113,23 +123,19 @@ async def test_a_worker_in_the_process_takes_a_new_runs_first_steps_as_it_is_cre
     """No claim round trip: the creating transaction already leases the roots to the worker,
     within the run's max_parallel; the rest is claimed by the worker's loop as usual."""
     settings = load_settings(home=tmp_path, engine={"poll_interval": 30})
-    services = build_services(settings)
-    await services.start()
-    try:
-        await services.runs.apply_flow(
-            FlowSpec.model_validate(
-                {
-                    "id": "inline",
-                    "concurrency": {"max_parallel_steps": 2},
-                    "steps": [
-                        step("a", backend),
-                        step("b", backend),
-                        step("c", backend),
-                        step("d", backend, depends_on=["a", "b", "c"]),
-                    ],
-                }
-            )
-        )
+    async with _started(
+        settings,
+        {
+            "id": "inline",
+            "concurrency": {"max_parallel_steps": 2},
+            "steps": [
+                step("a", backend),
+                step("b", backend),
+                step("c", backend),
+                step("d", backend, depends_on=["a", "b", "c"]),
+            ],
+        },
+    ) as services:
         [worker] = services.workers
         await _idle(worker)
         for slow in ("/a", "/b"):  # still running when the test looks
@@ -153,8 +159,6 @@ async def test_a_worker_in_the_process_takes_a_new_runs_first_steps_as_it_is_cre
             done = await services.runs.wait(run.id, poll=0.05)
         assert done.status is RunStatus.SUCCEEDED
         assert sorted(c["path"] for c in backend.calls) == ["/a", "/b", "/c", "/d"]
-    finally:
-        await services.stop()
 
 
 async def test_without_a_running_worker_a_new_run_waits_pending_for_any_worker(
@@ -212,12 +216,10 @@ async def test_simultaneous_triggers_never_run_more_steps_than_the_worker_concur
 ) -> None:
     backend.on("/busy", Reply(delay=0.2, body={"status": "SUCCESS"}))
     settings = load_settings(home=tmp_path, engine={"concurrency": 2, "poll_interval": 30})
-    services = build_services(settings)
-    await services.start()
-    try:
-        await services.runs.apply_flow(
-            FlowSpec.model_validate({"id": "burst", "steps": [step("busy", backend)]})
-        )
+    async with _started(
+        settings,
+        {"id": "burst", "steps": [step("busy", backend)]},
+    ) as services:
         await _idle(services.workers[0])
         runs = await asyncio.gather(*(services.runs.trigger("burst") for _ in range(10)))
         assert sum(r.status is RunStatus.RUNNING for r in runs) == 2  # the rest wait their turn
@@ -226,8 +228,6 @@ async def test_simultaneous_triggers_never_run_more_steps_than_the_worker_concur
         assert {d.status for d in done} == {RunStatus.SUCCEEDED}
         assert len(backend.calls_to("/busy")) == 10
         assert backend.peak_in_flight == 2
-    finally:
-        await services.stop()
 
 
 async def test_a_worker_stopping_while_a_run_is_created_finishes_the_steps_it_took(
@@ -266,12 +266,10 @@ async def test_a_trigger_cancelled_while_its_run_is_written_still_starts_the_run
     """The caller going away (a timeout, a dropped request) must not strand the steps leased
     in the creating transaction until their lease expires."""
     settings = load_settings(home=tmp_path, engine={"lease_seconds": 600, "poll_interval": 0.05})
-    services = build_services(settings)
-    await services.start()
-    try:
-        await services.runs.apply_flow(
-            FlowSpec.model_validate({"id": "abandoned", "steps": [step("a", backend)]})
-        )
+    async with _started(
+        settings,
+        {"id": "abandoned", "steps": [step("a", backend)]},
+    ) as services:
         first = await services.runs.trigger("abandoned")  # the flow's spec is now cached
         await services.runs.wait(first.id, poll=0.05)
         await _idle(services.workers[0])
@@ -288,5 +286,3 @@ async def test_a_trigger_cancelled_while_its_run_is_written_still_starts_the_run
                 await asyncio.sleep(0.05)
         assert [r.status for r in page.items] == [RunStatus.SUCCEEDED] * 2
         assert len(backend.calls_to("/a")) == 2
-    finally:
-        await services.stop()
