@@ -28,7 +28,7 @@ class LinkloomError(Exception):
         self.fields = fields
         for key, value in fields.items():
             setattr(self, key, value)
-        template = message or (self.__doc__ or self.code).strip().splitlines()[0]
+        template = message or _first_paragraph(self.__doc__ or self.code)
         try:
             self.message = template.format(**fields)
         except (KeyError, IndexError, ValueError):
@@ -37,6 +37,11 @@ class LinkloomError(Exception):
 
     def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, **_jsonable(self.fields)}
+
+
+def _first_paragraph(doc: str) -> str:
+    """A docstring's first paragraph as one line (a long message may wrap in the source)."""
+    return " ".join(line.strip() for line in doc.strip().split("\n\n")[0].splitlines())
 
 
 def _jsonable(fields: dict[str, Any]) -> dict[str, Any]:

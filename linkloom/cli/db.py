@@ -7,7 +7,6 @@ import asyncio
 import typer
 
 from linkloom.cli.apps import db_app
-from linkloom.config import load_settings
 
 
 @db_app.command("upgrade")
@@ -16,6 +15,7 @@ def upgrade(
     url: str = typer.Option("", "--url", help="Database URL (default: LOOM_DATABASE__URL)."),
 ) -> None:
     """Apply database migrations up to REVISION."""
+    from linkloom.config import load_settings
     from linkloom.store import session
 
     target = url or load_settings().database_url
@@ -29,6 +29,7 @@ def current(
     url: str = typer.Option("", "--url", help="Database URL (default: LOOM_DATABASE__URL)."),
 ) -> None:
     """Show the database's migration revision and the latest one available."""
+    from linkloom.config import load_settings
     from linkloom.store import session
 
     target = url or load_settings().database_url

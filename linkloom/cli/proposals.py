@@ -14,8 +14,6 @@ from linkloom.cli.apps import proposal_app
 from linkloom.cli.connection import connect
 from linkloom.cli.output import OutputFormat, OutputOption
 from linkloom.errors import InvalidInput
-from linkloom.proposals import diff as diffs
-from linkloom.proposals.models import ProposalDiff
 
 ProposalArg = Annotated[str, typer.Argument(help="The proposal id.")]
 PROPOSAL_COLUMNS: list[out.Column] = [
@@ -220,6 +218,9 @@ def diff(
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """The sandbox results against production, side by side, per case and step."""
+    from linkloom.proposals import diff as diffs
+    from linkloom.proposals.models import ProposalDiff
+
     with connect() as loom:
         data = loom.get(f"/proposals/{proposal}/diff")
     if output is not OutputFormat.table:

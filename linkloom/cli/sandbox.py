@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from linkloom.cli.apps import sandbox_app
-from linkloom.config import load_settings
 
-_out = Console()
+
+def _print(text: str) -> None:
+    from rich.console import Console
+
+    Console().print(text)
 
 
 @sandbox_app.command("build-image")
@@ -22,19 +24,21 @@ def build_image(
     ] = None,
 ) -> None:
     """Build the sandbox image from linkloom/sandbox/image/Dockerfile (no network needed)."""
+    from linkloom.config import load_settings
     from linkloom.sandbox import imagebuild
 
     settings = load_settings()
     tag = tag or settings.sandbox.image
     base = base_image or settings.sandbox.base_image
-    _out.print(f"building {tag} from {base} …")
+    _print(f"building {tag} from {base} …")
     image_id = imagebuild.build_image(tag=tag, base_image=base)
-    _out.print(f"[green]built[/green] {tag} ({image_id[:19]})")
+    _print(f"[green]built[/green] {tag} ({image_id[:19]})")
 
 
 @sandbox_app.command("status")
 def status() -> None:
     """Show which sandbox backend proposals would run in, and why."""
+    from linkloom.config import load_settings
     from linkloom.sandbox import docker, process
 
     settings = load_settings()
@@ -42,8 +46,8 @@ def status() -> None:
     image = engine and docker.image_exists(settings.sandbox.image)
     netns = process.network_namespace_available()
     mountns = process.namespaces_available("-rnm")
-    _out.print(f"configured backend: {settings.sandbox.backend}")
-    _out.print(f"docker engine: {'reachable' if engine else 'not reachable'}")
-    _out.print(f"image {settings.sandbox.image}: {'present' if image else 'missing'}")
-    _out.print(f"process backend network namespace: {'yes' if netns else 'NOT available'}")
-    _out.print(f"process backend read-only filesystem: {'yes' if mountns else 'NOT available'}")
+    _print(f"configured backend: {settings.sandbox.backend}")
+    _print(f"docker engine: {'reachable' if engine else 'not reachable'}")
+    _print(f"image {settings.sandbox.image}: {'present' if image else 'missing'}")
+    _print(f"process backend network namespace: {'yes' if netns else 'NOT available'}")
+    _print(f"process backend read-only filesystem: {'yes' if mountns else 'NOT available'}")

@@ -13,14 +13,17 @@ import signal
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import typer
 
 from linkloom.cli.apps import app, flow_app
-from linkloom.config import Settings, load_settings
 from linkloom.errors import InvalidInput
+
+# The database and the scheduler come with the server extra: imported inside the commands.
+if TYPE_CHECKING:
+    from linkloom.config import Settings
 
 T = TypeVar("T")
 
@@ -53,6 +56,12 @@ async def _with_services(work: Callable[[Any], Awaitable[T]], settings: Settings
         await services.stop()
 
 
+def _load_settings() -> Settings:
+    from linkloom.config import load_settings
+
+    return load_settings()
+
+
 def _local(moment: datetime, zone: str) -> str:
     try:
         return moment.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M:%S %Z")
@@ -82,7 +91,7 @@ def next_fires(
             _head, current = await scheduler.current(flow)
             return current
 
-        spec = asyncio.run(_with_services(read, load_settings()))
+        spec = asyncio.run(_with_services(read, _load_settings()))
     now = datetime.now(UTC)
     schedules = dict(zip(spec.schedule_ids(), spec.schedules, strict=True))
     merged = sorted(
@@ -129,7 +138,7 @@ def backfill(
             dry_run=dry_run,
         )
 
-    report = asyncio.run(_with_services(work, load_settings()))
+    report = asyncio.run(_with_services(work, _load_settings()))
     for sid, t in report.fire_times:
         typer.echo(f"{t.isoformat()}  {sid}")
     if dry_run:
@@ -143,14 +152,14 @@ def backfill(
 @flow_app.command("pause")
 def pause(flow: str = typer.Argument(..., help="The flow id.")) -> None:
     """Pause a flow: no schedule, webhook or event runs until it is resumed."""
-    asyncio.run(_with_services(lambda s: s.pause(flow), load_settings()))
+    asyncio.run(_with_services(lambda s: s.pause(flow), _load_settings()))
     typer.echo(f"flow {flow!r} paused; resume it with 'loom flow resume {flow}'")
 
 
 @flow_app.command("resume")
 def resume(flow: str = typer.Argument(..., help="The flow id.")) -> None:
     """Resume a paused flow; fires missed meanwhile follow its catch-up policy."""
-    asyncio.run(_with_services(lambda s: s.resume(flow), load_settings()))
+    asyncio.run(_with_services(lambda s: s.resume(flow), _load_settings()))
     typer.echo(f"flow {flow!r} resumed")
 
 
@@ -160,7 +169,7 @@ def scheduler_command() -> None:
     from linkloom import logs
     from linkloom.cli.server import observe
 
-    settings = load_settings()
+    settings = _load_settings()
     logs.configure(settings)
     observe(settings)
     asyncio.run(_serve(settings))

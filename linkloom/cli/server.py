@@ -22,19 +22,16 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import structlog
 import typer
 
-from linkloom import config, logs, metrics, tracing
-from linkloom.access import Role
 from linkloom.cli.apps import app, worker_app
 from linkloom.cli.settings import cli_config, save_cli_config
 from linkloom.errors import InvalidInput
 
+# These commands need the server extra; its modules are imported inside them, so that
+# ``loom --help`` and the client commands start fast and run on the base install.
 if TYPE_CHECKING:
-    from linkloom import wiring
-
-log = structlog.get_logger(__name__)
+    from linkloom import config, wiring
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_FLOWS = REPO_ROOT / "examples" / "flows"
@@ -73,6 +70,7 @@ def local_url(settings: config.Settings) -> str:
 
 async def bootstrap_admin(services: wiring.Services) -> str | None:
     """Create the first admin token when there is no active token; return its secret."""
+    from linkloom.access import Role
     from linkloom.store.tokens import SqlTokenStore
 
     tokens = SqlTokenStore(services.db)
@@ -85,6 +83,8 @@ async def bootstrap_admin(services: wiring.Services) -> str | None:
 
 
 def _settings(host: str | None, port: int | None, **server: Any) -> config.Settings:
+    from linkloom import config
+
     overrides = {k: v for k, v in {"host": host, "port": port, **server}.items() if v is not None}
     return config.load_settings(**({"server": overrides} if overrides else {}))
 
@@ -101,6 +101,8 @@ def server(
     ] = None,
 ) -> None:
     """Run the API, the scheduler and the workers in one process."""
+    from linkloom import logs, tracing
+
     settings = _settings(host, port, run_workers=workers, run_scheduler=scheduler)
     check_bind(settings)
     logs.configure(settings)
@@ -118,6 +120,8 @@ def demo(
     ] = True,
 ) -> None:
     """The server with the example flows and the example user backend (what scripts/start runs)."""
+    from linkloom import logs
+
     settings = _settings(host, port)
     check_bind(settings)
     logs.configure(settings)
@@ -144,6 +148,8 @@ def worker(ctx: typer.Context) -> None:
     'loom worker list' lists the pull-mode workers instead."""
     if ctx.invoked_subcommand is not None:
         return
+    from linkloom import config, logs
+
     settings = config.load_settings()
     logs.configure(settings)
     observe(settings)
@@ -154,6 +160,8 @@ def observe(settings: config.Settings) -> None:
     """For processes without the API (``loom worker``, ``loom scheduler``): start tracing when
     enabled and serve ``/metrics`` on ``metrics.port`` when set (each process has its own
     counters; Prometheus scrapes every one)."""
+    from linkloom import metrics, tracing
+
     tracing.configure(settings)
     if settings.metrics.enabled and settings.metrics.port:
         metrics.start_exporter(settings.metrics.port)
@@ -216,6 +224,8 @@ def _announce(url: str, secret: str | None, settings: config.Settings, *, demo: 
 
 async def sync_example_flows(services: wiring.Services) -> int:
     """Create the flows repo from ``examples/flows`` when missing; apply its flows as versions."""
+    import structlog
+
     from linkloom.flows import loading
     from linkloom.flows.gitstore import FlowsRepo
 
@@ -232,7 +242,7 @@ async def sync_example_flows(services: wiring.Services) -> int:
             spec, source="sync", actor="demo", git_commit=flow_file.commit
         )
         applied += 1
-    log.info("flows_synced", repo=str(repo.path), flows=applied)
+    structlog.get_logger(__name__).info("flows_synced", repo=str(repo.path), flows=applied)
     return applied
 
 

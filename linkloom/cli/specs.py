@@ -6,12 +6,15 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from linkloom.cli.apps import app
-from linkloom.flows import loading
-from linkloom.flows.models import Policy, Problem
+
+# The spec model (pydantic, plugins) is imported by the commands that use it, not by ``loom``.
+if TYPE_CHECKING:
+    from linkloom.flows.models import Problem
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -80,6 +83,9 @@ def validate(
     strict: bool = typer.Option(False, help="Treat warnings as errors."),
 ) -> None:
     """Validate flow specs; exit 0 when valid, 1 when any has an error, 2 on usage errors."""
+    from linkloom.flows import loading
+    from linkloom.flows.models import Policy
+
     files = _spec_files(paths)
     policy = Policy(
         allowed_hosts=allowed_hosts,
@@ -116,6 +122,8 @@ def convert(
     output: str = typer.Option("yaml", "--format", "-f", help="yaml or json."),
 ) -> None:
     """Print a spec in the canonical shape (YAML by default)."""
+    from linkloom.flows import loading
+
     if not file.is_file():
         typer.echo(f"error: no such file: {file}", err=True)
         raise typer.Exit(2)
@@ -138,7 +146,7 @@ def schema(
 ) -> None:
     """Print the JSON Schema (draft 2020-12) of the canonical flow spec, with the step types
     of installed plugins ('loom plugins')."""
-    from linkloom.flows import plugins
+    from linkloom.flows import loading, plugins
 
     out = loading.spec_json_schema()
     if no_plugins:

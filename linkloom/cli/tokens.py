@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from linkloom import config
 from linkloom.access import Role
 from linkloom.cli import output as out
 from linkloom.cli.apps import token_app
@@ -38,6 +37,7 @@ TOKEN_COLUMNS: list[out.Column] = [
 
 
 def _local(work: Callable[[SqlTokenStore], Awaitable[T]]) -> T:
+    from linkloom import config
     from linkloom.store import session
     from linkloom.store.tokens import SqlTokenStore
 

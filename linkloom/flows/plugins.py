@@ -15,6 +15,7 @@ with its error (``loom plugins`` shows it) and never takes anything else down.
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import os
 import re
 import sys
@@ -22,9 +23,10 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
-
-log = structlog.get_logger(__name__)
+# The standard library's logging, not structlog: this module is part of the base install (the
+# CLI validates specs with it), which has no structlog. ``logs.configure`` routes these records
+# into the server's structured log.
+log = logging.getLogger(__name__)
 
 GROUP = "linkloom.steps"
 _TYPE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
@@ -91,7 +93,7 @@ def discover(*, entry_points: Any = None) -> PluginReport:
         except Exception as exc:  # a plugin's import may raise anything
             error = f"{type(exc).__name__}: {exc}"
             failed.append(FailedPlugin(ep.name, ep.value, dist_name, dist_version, error))
-            log.warning("step_plugin_failed", plugin=ep.name, value=ep.value, error=error)
+            log.warning("step_plugin_failed: %s (%s): %s", ep.name, ep.value, error)
             continue
         models[type_name] = model
         summary = ((model.__doc__ or executor.__doc__ or "").strip().splitlines() or [""])[0]
@@ -120,7 +122,7 @@ def executors() -> dict[str, Any]:
         try:
             out[plugin.type_name] = plugin.executor()
         except Exception as exc:
-            log.warning("step_plugin_failed", plugin=plugin.name, error=repr(exc))
+            log.warning("step_plugin_failed: %s: %r", plugin.name, exc)
     return out
 
 
