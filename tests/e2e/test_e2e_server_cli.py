@@ -8,7 +8,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,16 +18,11 @@ import httpx
 import pytest
 
 from linkloom import config, wiring
+from tests.support.servers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 LOOM = [sys.executable, "-m", "linkloom"]
 KEY = "e2e-signing-key"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_http(url: str, *, proc: subprocess.Popen[bytes], within: float = 60.0) -> None:
@@ -70,7 +64,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 @pytest.fixture
 def backend(env: dict[str, str], tmp_path: Path) -> Iterator[int]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "examples.backend", "--port", str(port)],
         cwd=REPO,
@@ -95,7 +89,7 @@ def _loom(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 def test_e2e_server_backend_cli_daily_report(
     env: dict[str, str], backend: int, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "server.log"
     server = subprocess.Popen(
         [*LOOM, "server", "--port", str(port)],

@@ -34,6 +34,7 @@ from linkloom.store import session
 from linkloom.store.tokens import SqlTokenStore
 from linkloom.testing import SystemClock
 from tests.support.real import require
+from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SIGNING_KEY = "e2e-gitops-signing-key"
@@ -42,14 +43,6 @@ OLD_TEXT = "{{ steps.process.outputs.valid }} valid records"
 NEW_TEXT = "{{ steps.process.outputs.valid }} of {{ steps.fetch_data.outputs.count }} records valid"
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def flow(backend: str, *, text: str = OLD_TEXT, extra: list[dict[str, Any]] = ()) -> dict[str, Any]:  # type: ignore[assignment]
@@ -107,9 +100,9 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], log: Path, within: fl
 class World:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
-        self.backend_port = _free_port()
+        self.backend_port = free_port()
         self.backend = f"http://127.0.0.1:{self.backend_port}"
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.home = tmp / "home"
         self.processes: list[subprocess.Popen[bytes]] = []

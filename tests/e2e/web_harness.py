@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from linkloom.access import Role
 from linkloom.store import session
 from linkloom.store.tokens import SqlTokenStore
 from linkloom.testing import SystemClock
+from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SIGNING_KEY = "e2e-web-signing-key"
@@ -38,12 +38,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 SCREENSHOTS = ROOT / "tests" / "artifacts" / "screenshots"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def _prepare(url: str) -> dict[Role, str]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import threading
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -30,59 +29,10 @@ from typing import Any
 from aiohttp import web
 
 from linkloom import signing
+from tests.support.servers import ThreadedAiohttpServer
 
 FAULTS = ("ok", "http_500", "hang", "reset", "not_json", "huge")
 HUGE_BYTES = 50 * 1024 * 1024
-
-
-class _ThreadedServer:
-    """Starts ``self.handle`` on 127.0.0.1:<free port> in a daemon thread."""
-
-    def __init__(self) -> None:
-        self.url = ""
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._error: BaseException | None = None
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:  # pragma: no cover
-        raise NotImplementedError
-
-    def __enter__(self) -> Any:
-        self._thread = threading.Thread(target=self._main, name=type(self).__name__, daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10) or self._error is not None:
-            raise RuntimeError(f"{type(self).__name__} did not start: {self._error!r}")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(10)
-
-    def _main(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as exc:  # reported by __enter__
-            self._error = exc
-            self._ready.set()
-
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        app = web.Application(client_max_size=16 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self.handle)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
-        self._ready.set()
-        await self._stop.wait()
-        await runner.cleanup()
 
 
 @dataclass
@@ -93,7 +43,7 @@ class Effect:
     run_id: str
 
 
-class IdempotentBackend(_ThreadedServer):
+class IdempotentBackend(ThreadedAiohttpServer):
     """Exactly-once effects by ``Idempotency-Key``; see the module docstring."""
 
     def __init__(
@@ -167,7 +117,7 @@ class FaultPlan:
     )
 
 
-class FaultyBackend(_ThreadedServer):
+class FaultyBackend(ThreadedAiohttpServer):
     """Random faults per delivery; see the module docstring."""
 
     def __init__(

@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import json
 import re
-import socket
-import threading
-import time
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+
+from tests.support.servers import ThreadedUvicorn
 
 _STATUS = re.compile(r"\[status:(\d{3})\]")
 
@@ -39,33 +37,20 @@ class LlmServer:
         self.api_key = api_key
         self.requests: list[dict[str, Any]] = []
         self.app = self._build_app()
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
-        self.port = self._sock.getsockname()[1]
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
-        )
+        self._server = ThreadedUvicorn()
+        self.port = self._server.port
+        self._serving = self._server.serving(self.app, lifespan="off")
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def __enter__(self) -> LlmServer:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the fake LLM server did not start")
-            time.sleep(0.01)
+        self._serving.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-        self._sock.close()
+        self._serving.__exit__(None, None, None)
 
     # ------------------------------------------------------------------ the app
 

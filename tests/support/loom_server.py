@@ -10,7 +10,6 @@ the same database and port, like a server restart.
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +20,9 @@ from linkloom import signing
 from linkloom.api.app import create_app
 from linkloom.config import load_settings
 from linkloom.wiring import Services, build_services
+from tests.support.servers import free_port
 
 SIGNING_KEY = "wired-server-signing-key"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class HostRewrite(httpx.AsyncBaseTransport):

@@ -9,13 +9,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import email
 import ipaddress
 import json
-import socket
 import ssl
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import Message
@@ -27,11 +24,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from multidict import CIMultiDict
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.servers import ThreadedAiohttpServer, free_port
 
 
 @dataclass
@@ -45,56 +38,7 @@ class Received:
         return json.loads(self.body)
 
 
-class _Server:
-    def __init__(self, *, port: int = 0) -> None:
-        self.port = port
-        self.url = ""
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._error: BaseException | None = None
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:  # pragma: no cover
-        raise NotImplementedError
-
-    def __enter__(self) -> Any:
-        self._thread = threading.Thread(target=self._main, name=type(self).__name__, daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10) or self._error is not None:
-            raise RuntimeError(f"{type(self).__name__} did not start: {self._error!r}")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(10)
-
-    def _main(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as exc:
-            self._error = exc
-            self._ready.set()
-
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self.handle)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", self.port, reuse_address=True)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._ready.set()
-        await self._stop.wait()
-        await runner.cleanup()
-
-
-class WebhookReceiver(_Server):
+class WebhookReceiver(ThreadedAiohttpServer):
     def __init__(self, *, port: int = 0, status: int = 200) -> None:
         super().__init__(port=port)
         self.status = status
@@ -111,7 +55,7 @@ class WebhookReceiver(_Server):
         return [r for r in self.received if r.path == path and r.headers.get("X-Loom-Event") != ""]
 
 
-class TaskBackend(_Server):
+class TaskBackend(ThreadedAiohttpServer):
     """Answers every task with SUCCESS, or FAILED with ``error`` while ``fail`` is set."""
 
     def __init__(self) -> None:

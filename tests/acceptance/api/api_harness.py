@@ -8,11 +8,8 @@ user backend behind the engine's HTTP transport (``api.backend``).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
-import shutil
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,8 +20,8 @@ import pytest
 from linkloom import config, wiring
 from linkloom.access import Role
 from linkloom.api.app import create_app
-from linkloom.store import session
-from tests.support.real import POSTGRES_URL, require
+from tests.support import databases
+from tests.support.real import POSTGRES_URL
 
 SIGNING_KEY = "acceptance-signing-key"
 BACKEND = "http://backend.test"
@@ -147,42 +144,23 @@ async def start_api(
 
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("api-sqlite") / "loom.db"
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, session.upgrade(f"sqlite+aiosqlite:///{path}")).result()
-    return path
+    return databases.migrated_sqlite(tmp_path_factory.mktemp("api-sqlite") / "loom.db")
 
 
 @pytest.fixture(scope="module")
-def pg_database() -> Any:
+def pg_database() -> Iterator[str | None]:
+    """This module's migrated PostgreSQL database (None without a server)."""
     if not POSTGRES_URL:
         yield None
         return
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    base = make_url(POSTGRES_URL)
-    name = f"loom_api_{uuid.uuid4().hex[:10]}"
-    admin = base.set(drivername="postgresql", database="postgres").render_as_string(False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = base.set(database=name).render_as_string(False)
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, session.upgrade(url)).result()
-    yield url
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _sqlite_url(template: Path, tmp_path: Path) -> str:
-    shutil.copy(template, tmp_path / "loom.db")
-    return f"sqlite+aiosqlite:///{tmp_path / 'loom.db'}"
+    with databases.fresh_database("api", migrate=True) as url:
+        yield url
 
 
 @pytest.fixture
 async def api(sqlite_template: Path, tmp_path: Path) -> AsyncIterator[Api]:
     """The API on a fresh SQLite database."""
-    running, lifespan = await start_api(_sqlite_url(sqlite_template, tmp_path), tmp_path)
+    running, lifespan = await start_api(databases.copy_sqlite(sqlite_template, tmp_path), tmp_path)
     yield running
     await lifespan.__aexit__(None, None, None)
 
@@ -191,10 +169,10 @@ async def api(sqlite_template: Path, tmp_path: Path) -> AsyncIterator[Api]:
 async def any_api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Api]:
     """The API on SQLite, then on this module's PostgreSQL database (distinct flow ids)."""
     if request.param == "sqlite":
-        url = _sqlite_url(request.getfixturevalue("sqlite_template"), tmp_path)
+        url = databases.copy_sqlite(request.getfixturevalue("sqlite_template"), tmp_path)
     else:
+        databases.require_postgres()
         url = request.getfixturevalue("pg_database")
-        require(bool(url), "PostgreSQL not configured: set LOOM_TEST_POSTGRES_URL")
     running, lifespan = await start_api(url, tmp_path)
     yield running
     await lifespan.__aexit__(None, None, None)

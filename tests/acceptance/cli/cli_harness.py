@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from typer.testing import CliRunner
 
 from linkloom import config, logs, wiring
@@ -31,6 +27,7 @@ from linkloom.errors import LinkloomError
 from linkloom.store import session
 from linkloom.store.tokens import SqlTokenStore
 from tests.acceptance.api.api_harness import SIGNING_KEY, FakeBackend
+from tests.support.servers import ThreadedUvicorn
 
 
 @dataclass
@@ -88,13 +85,11 @@ def cli_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliServer]:
     db_url = f"sqlite+aiosqlite:///{home / 'loom.db'}"
     tokens = asyncio.run(_tokens(db_url))
     backend = FakeBackend()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
+    server = ThreadedUvicorn()
     settings = config.load_settings(
         home=home,
         database={"url": db_url},
-        server={"run_scheduler": False, "port": port},
+        server={"run_scheduler": False, "port": server.port},
         engine={"poll_interval": 0.05},
         security={"signing_key": SIGNING_KEY},
     )
@@ -102,28 +97,12 @@ def cli_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliServer]:
     logs.configure(settings, fmt="json", level="WARNING", stream=io.StringIO())
     services = wiring.build_services(settings, http_transport=httpx.MockTransport(backend.handler))
     application = create_app(settings, services)
-    server = uvicorn.Server(
-        uvicorn.Config(application, log_config=None, access_log=False, lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test API server did not start")
-        time.sleep(0.02)
     try:
-        yield CliServer(
-            url=f"http://127.0.0.1:{port}",
-            tokens=tokens,
-            backend=backend,
-            home=home,
-            db_url=db_url,
-        )
+        with server.serving(application):
+            yield CliServer(
+                url=server.url, tokens=tokens, backend=backend, home=home, db_url=db_url
+            )
     finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
         logs.reset()
 
 

@@ -1,7 +1,7 @@
 """Real engine processes and fresh databases for the crash and fault tests.
 
 ``fresh_database(kind, tmp_path)`` yields the URL of an empty, migrated database: a SQLite file,
-or a new PostgreSQL database (dropped afterwards) when ``LOOM_TEST_POSTGRES_URL`` is set.
+or a new PostgreSQL database (dropped afterwards; ``tests.support.databases``).
 ``EngineProcess`` starts ``python -m linkloom worker`` (or ``server``) with ``LOOM_*`` settings,
 logs to a file, waits for its readiness line, and can be SIGKILLed or stopped.
 """
@@ -12,12 +12,10 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from linkloom.store import session
-from tests.support.real import POSTGRES_URL, require
+from tests.support import databases
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 # Each restart would otherwise compile every module again when the environment sets
@@ -42,28 +40,9 @@ async def fresh_database(kind: str, tmp_path: Path) -> AsyncIterator[str]:
         await session.upgrade(url)
         yield url
         return
-    require(POSTGRES_URL, "PostgreSQL not configured: set LOOM_TEST_POSTGRES_URL")
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    base = make_url(POSTGRES_URL)
-    name = f"loom_proof_{uuid.uuid4().hex[:10]}"
-    admin = base.set(drivername="postgresql", database="postgres").render_as_string(False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = base.set(database=name).render_as_string(False)
-    try:
+    with databases.fresh_database("proof") as url:
         await session.upgrade(url)
         yield url
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class EngineProcess:

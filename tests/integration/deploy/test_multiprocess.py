@@ -31,10 +31,10 @@ from linkloom.testing import SystemClock
 from tests.integration.crash.engine_process import (
     SIGNING_KEY,
     EngineProcess,
-    free_port,
     fresh_database,
 )
 from tests.support.backends import IdempotentBackend
+from tests.support.servers import free_port
 
 RUNS_PER_FLOW = 8
 FLAKY_FAILURES = 2  # each flaky key answers 500 this many times before it succeeds

@@ -4,12 +4,8 @@ available) calling a real local HTTP backend whose answers each test scripts."""
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
-import os
-import shutil
-import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +23,9 @@ from linkloom.store import session
 from linkloom.store.runs import SqlRunStore
 from linkloom.testing import StaticSecrets, SystemClock
 from linkloom.wiring import make_http_client
+from tests.support import databases
+from tests.support.real import POSTGRES_URL
 
-POSTGRES_URL = os.environ.get("LOOM_TEST_POSTGRES_URL", "")
 SIGNING_KEY = "test-signing-key"
 SECRET = "sup3r-secret-token"
 
@@ -110,35 +107,19 @@ async def backend() -> AsyncIterator[Backend]:
 
 
 @pytest.fixture(scope="module")
-def pg_database() -> Any:
-    """A fresh PostgreSQL database for this module, dropped afterwards."""
+def pg_database() -> Iterator[str | None]:
+    """A fresh migrated PostgreSQL database for this module (None without a server)."""
     if not POSTGRES_URL:
         yield None
         return
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    base = make_url(POSTGRES_URL)
-    name = f"loom_t_{uuid.uuid4().hex[:10]}"
-    admin = base.set(drivername="postgresql", database="postgres").render_as_string(False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = base.set(database=name).render_as_string(False)
-    # Requested lazily from an async fixture, so migrate on a thread with its own loop.
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, session.upgrade(url)).result()
-    yield url
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with databases.fresh_database("t", migrate=True) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated SQLite file, copied for each test (migrating takes most of a second)."""
-    path = tmp_path_factory.mktemp("sqlite-template") / "loom.db"
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, session.upgrade(f"sqlite+aiosqlite:///{path}")).result()
-    return path
+    return databases.migrated_sqlite(tmp_path_factory.mktemp("sqlite-template") / "loom.db")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -146,23 +127,10 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     """Each test gets an empty migrated SQLite file, or this module's PostgreSQL database
     (tests use distinct flow ids, so they do not see each other's data)."""
     if request.param == "sqlite":
-        template = request.getfixturevalue("sqlite_template")
-        shutil.copy(template, tmp_path / "loom.db")
-        yield f"sqlite+aiosqlite:///{tmp_path / 'loom.db'}"
+        yield databases.copy_sqlite(request.getfixturevalue("sqlite_template"), tmp_path)
         return
-    pg = request.getfixturevalue("pg_database")
-    _require(bool(pg), "PostgreSQL not configured: set LOOM_TEST_POSTGRES_URL")
-    yield pg
-
-
-def _require(condition: bool, reason: str) -> None:
-    """Same rule as the root conftest's ``require`` (skip loudly locally, fail in CI); a copy
-    because a module imported by a nested conftest cannot import the root ``conftest``."""
-    if condition:
-        return
-    if os.environ.get("LOOM_TEST_REQUIRE_ALL") == "1" or os.environ.get("CI") == "true":
-        pytest.fail(f"CI requires this test to run, but: {reason}")
-    pytest.skip(f"SKIPPED (missing real dependency): {reason}")
+    databases.require_postgres()
+    yield request.getfixturevalue("pg_database")
 
 
 @dataclass

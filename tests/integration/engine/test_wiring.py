@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from engine_harness import Backend, Reply, _require, step
+from engine_harness import Backend, Reply, step
 
 from linkloom.config import Settings, load_settings
 from linkloom.engine.models import RunStatus
@@ -18,6 +18,7 @@ from linkloom.engine.records import RunFilter
 from linkloom.engine.worker import Worker
 from linkloom.flows.spec import FlowSpec
 from linkloom.wiring import Services, build_services
+from tests.support import databases
 
 
 async def test_build_services_migrates_runs_and_stops(tmp_path: Path, backend: Backend) -> None:
@@ -43,7 +44,7 @@ async def test_build_services_migrates_runs_and_stops(tmp_path: Path, backend: B
 
 
 async def test_notify_wakes_a_worker_in_other_services(pg_database: str, backend: Backend) -> None:
-    _require(bool(pg_database), "PostgreSQL not configured: set LOOM_TEST_POSTGRES_URL")
+    databases.require_postgres()
     api_side = build_services(load_settings(database={"url": pg_database}))
     worker_side = build_services(
         load_settings(database={"url": pg_database}, engine={"poll_interval": 30})

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from linkloom.embed import Loom
-from tests.support.real import POSTGRES_URL, require
+from tests.support import databases
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -50,22 +49,12 @@ notes = sa.Table(
 
 @pytest.fixture
 async def pg_engine() -> AsyncIterator[AsyncEngine]:
-    require(bool(POSTGRES_URL), "PostgreSQL not configured: set LOOM_TEST_POSTGRES_URL")
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    base = make_url(POSTGRES_URL)
-    name = f"loom_embed_{uuid.uuid4().hex[:10]}"
-    admin = base.set(drivername="postgresql", database="postgres").render_as_string(False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    engine = create_async_engine(base.set(database=name).render_as_string(False))
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with databases.fresh_database("embed") as url:
+        engine = create_async_engine(url)
+        try:
+            yield engine
+        finally:
+            await engine.dispose()
 
 
 async def _exercise(engine: AsyncEngine, flows: Path) -> None:

@@ -4,7 +4,6 @@ to two workers; leases, release and the worker registry round-trip."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,38 +13,25 @@ import pytest
 from linkloom.engine.pull import ACTIVE, LOST, QueuedTask, WorkerInfo
 from linkloom.store import session
 from linkloom.store.pull import SqlPullStore
-from tests.support.real import POSTGRES_URL, require
+from tests.support import databases
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlPullStore]:
-    admin = name = None
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'p.db'}"
-    else:
-        require(bool(POSTGRES_URL), "PostgreSQL not configured: set LOOM_TEST_POSTGRES_URL")
-        import psycopg
-        from sqlalchemy.engine import make_url
-
-        base = make_url(POSTGRES_URL)
-        name = f"loom_pull_{uuid.uuid4().hex[:10]}"
-        admin = base.set(drivername="postgresql", database="postgres").render_as_string(False)
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        url = base.set(database=name).render_as_string(False)
-    await session.upgrade(url)
-    db = session.Database(url)
+    postgres = request.param == "postgres"
+    url = databases.create_database("pull") if postgres else databases.sqlite_url(tmp_path / "p.db")
     try:
-        yield SqlPullStore(db)
+        await session.upgrade(url)
+        db = session.Database(url)
+        try:
+            yield SqlPullStore(db)
+        finally:
+            await db.dispose()
     finally:
-        await db.dispose()
-        if admin is not None:
-            import psycopg
-
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if postgres:
+            databases.drop_database(url)
 
 
 def _task(n: int, queue: str = "q") -> QueuedTask:

@@ -11,10 +11,8 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +21,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from linkloom import config, logs, wiring
 from linkloom.access import Role
@@ -31,6 +28,7 @@ from linkloom.api.app import create_app
 from linkloom.flows.spec import FlowSpec
 from linkloom.store import session
 from linkloom.store.tokens import SqlTokenStore
+from tests.support.servers import ThreadedUvicorn
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
@@ -85,13 +83,11 @@ async def _prepare(db_url: str) -> tuple[str, str]:
 def server(tmp_path: Path) -> Iterator[Server]:
     db_url = f"sqlite+aiosqlite:///{tmp_path / 'loom.db'}"
     author, viewer = asyncio.run(_prepare(db_url))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
+    http = ThreadedUvicorn()
     settings = config.load_settings(
         home=tmp_path,
         database={"url": db_url},
-        server={"run_scheduler": False, "port": port},
+        server={"run_scheduler": False, "port": http.port},
         engine={"poll_interval": 0.05},
         pull={"lease_seconds": 1.5, "lost_after": 3.0},
     )
@@ -99,20 +95,10 @@ def server(tmp_path: Path) -> Iterator[Server]:
         settings, fmt="json", level="WARNING", stream=(tmp_path / "server.log").open("w")
     )
     app = create_app(settings, wiring.build_services(settings))
-    srv = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert thread.is_alive(), "the API server did not start"
-        assert time.monotonic() < deadline, "the API server did not start in time"
-        time.sleep(0.02)
     try:
-        yield Server(url=f"http://127.0.0.1:{port}", token=author, viewer=viewer)
+        with http.serving(app):
+            yield Server(url=http.url, token=author, viewer=viewer)
     finally:
-        srv.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
         logs.reset()
 
 

@@ -23,10 +23,10 @@ from linkloom.testing import SystemClock
 from tests.integration.crash.engine_process import (
     SIGNING_KEY,
     EngineProcess,
-    free_port,
     fresh_database,
 )
 from tests.support.backends import FaultyBackend
+from tests.support.servers import free_port
 
 RUNS = 3
 FANOUT = 40

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +20,7 @@ from linkloom.proposals.models import (
 )
 from linkloom.store import session
 from linkloom.store.proposals import SqlProposalStore
-from tests.support.real import POSTGRES_URL, require
+from tests.support import databases
 
 T = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
 
@@ -35,22 +34,11 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         yield SqlProposalStore(db)
         await db.dispose()
         return
-    require(bool(POSTGRES_URL), "PostgreSQL not configured: set LOOM_TEST_POSTGRES_URL")
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    base = make_url(POSTGRES_URL)
-    name = f"loom_prop_{uuid.uuid4().hex[:10]}"
-    admin = base.set(drivername="postgresql", database="postgres").render_as_string(False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = base.set(database=name).render_as_string(False)
-    await session.upgrade(url)
-    db = session.Database(url)
-    yield SqlProposalStore(db)
-    await db.dispose()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with databases.fresh_database("prop") as url:
+        await session.upgrade(url)
+        db = session.Database(url)
+        yield SqlProposalStore(db)
+        await db.dispose()
 
 
 def proposal(pid: str, **changes: object) -> Proposal:

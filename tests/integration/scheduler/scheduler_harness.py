@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,32 +17,11 @@ from linkloom.store import session
 from linkloom.store.runs import SqlRunStore
 from linkloom.store.schedules import SqlSchedulerStore, leader_lock
 from linkloom.testing import FrozenClock
-from tests.support.real import POSTGRES_URL, require
+from tests.support import databases
+from tests.support.real import POSTGRES_URL
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 SIGNING_KEY = "test-signing-key"
-
-
-def create_pg_database() -> tuple[str, str]:
-    """Create an empty PostgreSQL database; return (url, admin url)."""
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    base = make_url(POSTGRES_URL)
-    name = f"loom_s_{uuid.uuid4().hex[:10]}"
-    admin = base.set(drivername="postgresql", database="postgres").render_as_string(False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return base.set(database=name).render_as_string(False), admin
-
-
-def drop_pg_database(url: str, admin: str) -> None:
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    name = make_url(url).database
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +29,8 @@ def pg_url() -> Iterator[str | None]:
     if not POSTGRES_URL:
         yield None
         return
-    url, admin = create_pg_database()
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, session.upgrade(url)).result()
-    yield url
-    drop_pg_database(url, admin)
+    with databases.fresh_database("s", migrate=True) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -67,8 +40,8 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         await session.upgrade(url)
         yield url
         return
+    databases.require_postgres()
     url = request.getfixturevalue("pg_url")
-    require(bool(url), "LOOM_TEST_POSTGRES_URL is not set")
     yield url
     db = session.Database(url)
     try:

@@ -14,9 +14,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from scheduler_harness import create_pg_database, drop_pg_database
 
-from tests.support.real import POSTGRES_URL, require
+from tests.support import databases
 
 FLOWS = 5  # five flows with an every-second schedule: ~230 fire times checked in 50 s
 RUN_SECONDS = 50
@@ -65,10 +64,8 @@ def _wait_for_leader(url: str, *, exclude: set[str], timeout: float) -> tuple[st
 
 @pytest.fixture
 def pg() -> Iterator[str]:
-    require(bool(POSTGRES_URL), "LOOM_TEST_POSTGRES_URL is not set")
-    url, admin = create_pg_database()
-    yield url
-    drop_pg_database(url, admin)
+    with databases.fresh_database("s") as url:
+        yield url
 
 
 @pytest.mark.slow

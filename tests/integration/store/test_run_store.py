@@ -4,10 +4,8 @@ pagination, flow versions, atomic run updates."""
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,39 +23,17 @@ from linkloom.store import session
 from linkloom.store.runs import SqlRunStore
 from linkloom.store.tables import metadata
 from linkloom.testing import FrozenClock
-
-POSTGRES_URL = os.environ.get("LOOM_TEST_POSTGRES_URL", "")
-
-
-def require(condition: bool, reason: str) -> None:
-    """The root conftest's rule (skip loudly locally, fail in CI); a copy, because which module
-    ``conftest`` names depends on the directories pytest collected."""
-    if condition:
-        return
-    if os.environ.get("LOOM_TEST_REQUIRE_ALL") == "1" or os.environ.get("CI") == "true":
-        pytest.fail(f"CI requires this test to run, but: {reason}")
-    pytest.skip(f"SKIPPED (missing real dependency): {reason}")
+from tests.support import databases
+from tests.support.real import POSTGRES_URL
 
 
 @pytest.fixture(scope="module")
-def pg_url() -> Any:
+def pg_url() -> Iterator[str | None]:
     if not POSTGRES_URL:
         yield None
         return
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    base = make_url(POSTGRES_URL)
-    name = f"loom_s_{uuid.uuid4().hex[:10]}"
-    admin = base.set(drivername="postgresql", database="postgres").render_as_string(False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = base.set(database=name).render_as_string(False)
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, session.upgrade(url)).result()
-    yield url
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with databases.fresh_database("s", migrate=True) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -66,8 +42,8 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         url = f"sqlite+aiosqlite:///{tmp_path / 's.db'}"
         await session.upgrade(url)
     else:
+        databases.require_postgres()
         url = request.getfixturevalue("pg_url")
-        require(bool(url), "PostgreSQL not configured: set LOOM_TEST_POSTGRES_URL")
     db = session.Database(url)
     if request.param == "postgres":  # claims see every run: start each test empty
         async with db.begin() as conn:
