@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import sys
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -184,7 +185,9 @@ class Database:
 def alembic_config(url: str) -> Any:
     from alembic.config import Config
 
-    cfg = Config()
+    # Alembic's default stdout is the sys.stdout of the moment alembic.config was imported
+    # (a test runner's capture, since closed, when a CLI test imported it first): name it.
+    cfg = Config(stdout=sys.stdout)
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", normalize_url(url).replace("%", "%%"))
     return cfg
