@@ -1,7 +1,8 @@
-"""Redaction of what the engine persists: sensitive headers and rendered secret values.
+"""Redaction of what the engine persists: sensitive headers and values derived from secrets.
 
-Anything recorded (exchanges, logs, outputs, errors) passes through ``scrub`` with the values of
-every secret the resolver knows, so a secret rendered into a URL, header or body is stored as
+Anything recorded (exchanges, logs, outputs, errors) passes through ``scrub``: a value a template
+rendered from ``secrets.*`` (marked by ``linkloom.flows.taint``, whatever filters it went through)
+is stored as ``***`` whole, and every occurrence of a secret's value elsewhere is replaced by
 ``***``. Header names that look like credentials are always redacted.
 """
 
@@ -11,7 +12,9 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-MASK = "***"
+from linkloom.flows import taint
+
+MASK = taint.MASK
 _SENSITIVE = re.compile(
     r"^(authorization|proxy-authorization|cookie|set-cookie|x-loom-signature)$"
     r"|token|key|secret|password|passwd|credential|session",
@@ -29,16 +32,18 @@ def is_sensitive_header(name: str) -> bool:
 def redact_headers(headers: Mapping[str, str], secrets: Iterable[str] = ()) -> dict[str, str]:
     values = _usable(secrets)
     return {
-        name: MASK if is_sensitive_header(name) else _scrub_text(value, values)
+        name: MASK
+        if is_sensitive_header(name) or taint.is_marked(value)
+        else _scrub_text(value, values)
         for name, value in headers.items()
     }
 
 
 def scrub(value: Any, secrets: Iterable[str]) -> Any:
-    """Replace every occurrence of a secret value inside strings (keys too), recursively."""
+    """Mask values derived from secrets whole, and secret values inside strings (keys too)."""
     values = _usable(secrets)
     if not values:
-        return value
+        return taint.mask(value)
     return _scrub(value, values)
 
 
@@ -48,13 +53,19 @@ def _usable(secrets: Iterable[str]) -> list[str]:
 
 
 def _scrub(value: Any, values: list[str]) -> Any:
+    if taint.is_marked(value):
+        return MASK
     if isinstance(value, str):
         return _scrub_text(value, values)
     if isinstance(value, Mapping):
-        return {_scrub_text(str(k), values): _scrub(v, values) for k, v in value.items()}
+        return {_scrub_key(k, values): _scrub(v, values) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_scrub(v, values) for v in value]
     return value
+
+
+def _scrub_key(key: Any, values: list[str]) -> str:
+    return MASK if taint.is_marked(key) else _scrub_text(str(key), values)
 
 
 def _scrub_text(text: str, values: list[str]) -> str:

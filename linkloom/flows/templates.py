@@ -29,6 +29,7 @@ from jinja2.parser import Parser
 from jinja2.runtime import Undefined
 
 from linkloom.errors import InvalidInput
+from linkloom.flows import taint
 from linkloom.flows import template_guards as guards
 
 Limits = guards.Limits
@@ -259,11 +260,13 @@ def render(value: Any, context: Mapping[str, Any], *, limits: Limits = DEFAULT_L
         if not is_template(value):
             return value
         compiled = _compiled(value)
-        if compiled.lookup is not None:  # the hot path: "{{ steps.a.output }}"
+        if compiled.reads_secrets:
+            pass  # the secrets view is no plain dict: the fast paths cannot read it
+        elif compiled.lookup is not None:  # the hot path: "{{ steps.a.output }}"
             found = _fast_lookup(compiled.lookup, context)
             if found is not _MISS:
                 return found
-        elif compiled.pieces is not None:  # "Bearer {{ secrets.TOKEN }}"
+        elif compiled.pieces is not None:  # "Report for {{ inputs.day }}"
             text = _fast_text(compiled.pieces, context)
             if text is not None:
                 return text
@@ -300,6 +303,12 @@ def _render_value(value: Any, scope: dict[str, Any]) -> Any:
 
 def _render_string(text: str, scope: dict[str, Any]) -> Any:
     compiled = _compiled(text)
+    if compiled.reads_secrets:  # whatever a template makes of a secret is masked when stored
+        return taint.mark(_evaluate(compiled, scope))
+    return _evaluate(compiled, scope)
+
+
+def _evaluate(compiled: _Compiled, scope: dict[str, Any]) -> Any:
     if compiled.lookup is not None:
         found = _fast_lookup(compiled.lookup, scope)
         if found is not _MISS:
@@ -384,6 +393,7 @@ class _Compiled:
     lookup: _Lookup | None = None
     # For text made of literal pieces and pure paths only: the pieces, rendered without Jinja.
     pieces: tuple[str | _Lookup, ...] | None = None
+    reads_secrets: bool = False  # the template loads the name ``secrets``: its result is marked
 
 
 _WHOLE = re.compile(r"\A\s*\{\{[-+]?(.*?)[-+]?\}\}\s*\Z", re.DOTALL)
@@ -397,11 +407,20 @@ def _compiled(text: str) -> _Compiled:
         return _compile_expression(whole.group(1))
     tree = _parse(source)
     pieces = _text_pieces(tree)  # before compiling: compiling rewrites the tree
+    secret = _reads_secrets(tree)
     try:
         template = _ENV.from_string(tree)
     except TemplateSyntaxError as exc:  # unknown filters and tests are found when compiling
         raise TemplateError(exc.message or str(exc), line=exc.lineno) from None
-    return _Compiled(template=template, whole=False, pure_path=False, pieces=pieces)
+    return _Compiled(
+        template=template, whole=False, pure_path=False, pieces=pieces, reads_secrets=secret
+    )
+
+
+def _reads_secrets(node: nodes.Node) -> bool:
+    return any(n.name == "secrets" and n.ctx == "load" for n in node.find_all(nodes.Name)) or (
+        isinstance(node, nodes.Name) and node.name == "secrets"
+    )
 
 
 def _text_pieces(tree: nodes.Template) -> tuple[str | _Lookup, ...] | None:
@@ -433,6 +452,7 @@ def _compile_expression(expression: str) -> _Compiled:
     except RecursionError:
         raise TemplateError("the expression is nested too deeply") from None
     path, rest = _path(expr)
+    secret = _reads_secrets(expr)
     body = [nodes.Assign(nodes.Name("result", "store"), expr, lineno=1)]
     tree = nodes.Template(body, lineno=1)
     tree.set_environment(_ENV)
@@ -442,7 +462,11 @@ def _compile_expression(expression: str) -> _Compiled:
         raise TemplateError(exc.message or str(exc), line=exc.lineno) from None
     pure = path is not None and not rest
     return _Compiled(
-        template=template, whole=True, pure_path=pure, lookup=_lookup_keys(expr) if pure else None
+        template=template,
+        whole=True,
+        pure_path=pure,
+        lookup=_lookup_keys(expr) if pure else None,
+        reads_secrets=secret,
     )
 
 

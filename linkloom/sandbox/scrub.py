@@ -52,11 +52,17 @@ def sensitive_header(name: str) -> bool:
 
 @functools.lru_cache(maxsize=8192)
 def sensitive_key(name: str) -> bool:
-    """Whether a JSON key or query parameter names a credential."""
+    """Whether a JSON key or query parameter names a credential.
+
+    Identifiers are not credentials: ``idempotency_key`` and names ending in ``id``/``ids``
+    (``token_id``, ``keyIds``) keep their values, so replays and diffs can still match on them.
+    """
+    words = [w for w in _WORD_SPLIT.split(_CAMEL.sub("_", name).lower()) if w]
+    if not words or words[-1] in ("id", "ids") or words[:2] == ["idempotency", "key"]:
+        return False
     lowered = name.lower()
     if any(p in lowered for p in _SENSITIVE_KEY_PARTS):
         return True
-    words = _WORD_SPLIT.split(_CAMEL.sub("_", name).lower())
     return "key" in words or "auth" in words or "pwd" in words
 
 

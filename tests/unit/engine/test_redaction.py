@@ -44,3 +44,58 @@ def test_secret_in_an_innocent_header_value_is_scrubbed() -> None:
 
 def test_short_secrets_are_not_used_for_scrubbing() -> None:
     assert scrub("a b c", ["a"]) == "a b c"
+
+
+# ------------------------------------------------------------------ values derived from secrets
+
+
+def test_whatever_a_template_makes_of_a_secret_is_masked_whole() -> None:
+    from linkloom.engine.ports import _SecretsView
+    from linkloom.flows import templates
+    from tests.support.step_context import Secrets
+
+    context = {"secrets": _SecretsView(Secrets({"Token": "tok-3f9a2c"})), "inputs": {"n": 2}}
+    rendered = templates.render(
+        {
+            "upper": "{{ secrets.Token | upper }}",
+            "reverse": "{{ secrets.Token | reverse }}",
+            "joined": "{{ secrets.Token | join('.') }}",
+            "slice": "{{ secrets.Token[2:5] }}",
+            "length": "{{ secrets.Token | length }}",
+            "prefixed": "id-{{ secrets.Token | upper }}-x",
+            "listed": "{{ [secrets.Token, 'plain'] }}",
+            "plain": "n={{ inputs.n }}",
+            "number": "{{ inputs.n }}",
+        },
+        context,
+    )
+    assert rendered["upper"] == "TOK-3F9A2C"  # the real value is used …
+    stored = scrub(rendered, ["tok-3f9a2c"])  # … and stored masked, with no value to match
+    assert stored == {
+        "upper": MASK,
+        "reverse": MASK,
+        "joined": MASK,
+        "slice": MASK,
+        "length": MASK,
+        "prefixed": MASK,
+        "listed": [MASK, MASK],
+        "plain": "n=2",
+        "number": 2,
+    }
+    assert scrub(rendered, []) == stored  # no secret values known: the marks still mask
+    assert redact_headers({"X-Id": rendered["prefixed"], "Accept": "a/b"}) == {
+        "X-Id": MASK,
+        "Accept": "a/b",
+    }
+
+
+def test_identifiers_are_never_scrubbed_as_credentials() -> None:
+    from linkloom.sandbox.scrub import Scrubber
+
+    data = {"idempotency_key": "run-1:fetch", "token_id": "t-9", "api_key": "k", "keyIds": [1]}
+    assert Scrubber().data(data) == {
+        "idempotency_key": "run-1:fetch",
+        "token_id": "t-9",
+        "api_key": "***",
+        "keyIds": [1],
+    }
