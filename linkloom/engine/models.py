@@ -63,6 +63,11 @@ class StepError:
         return out
 
 
+# The httpx request extension through which a step hands the transport what it records of a
+# request ({"record": Exchange, "step_id", "item_index"}): the sandbox's replay matches on it.
+RECORD_EXTENSION = "loom.record"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Exchange:
     """One recorded external call (HTTP or LLM), secrets already redacted."""

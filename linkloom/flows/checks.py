@@ -77,6 +77,7 @@ def check(data: dict[str, Any], *, reporter: Reporter, policy: Policy | None) ->
     _merge_sources(view, reporter)
     _schedules(data, reporter)
     _urls(view, reporter, policy)
+    _bodiless(view, reporter)
     if policy is not None:
         _policy(view, reporter, policy)
     reference_checks.check(view, reporter)
@@ -303,6 +304,20 @@ def _urls(view: SpecView, reporter: Reporter, policy: Policy | None) -> None:
                     code="policy-host",
                     hint="allowed hosts: " + ", ".join(policy.allowed_hosts),
                 )
+
+
+def _bodiless(view: SpecView, reporter: Reporter) -> None:
+    for n, step in view.steps:
+        method = str(step.get("method") or "POST").upper()
+        if step.get("type") == "http" and method in ("GET", "HEAD") and "body" in step:
+            if step["body"] is None:
+                continue
+            reporter.add(
+                ("steps", n, "body"),
+                f"a {method} request carries no body, so this body would never be sent",
+                code="body-not-sent",
+                hint="send the values as query: parameters, or use method: POST",
+            )
 
 
 def _url_problem(url: str) -> tuple[str | None, str | None]:

@@ -1,13 +1,18 @@
 """The ``http`` step: call a user backend (or any HTTP API) following the wire contract.
 
-Request: the rendered url/query/headers; the rendered ``body`` if the step declares one, else the
-task envelope (run, flow, step, attempt, idempotency key, inputs, upstream outputs, item, index,
-callback). Headers carry ``Idempotency-Key`` (stable across retries), ``X-Loom-*`` metadata and an
-HMAC signature. Response: ``{"status": "SUCCESS"|"FAILED", "output", "logs", "error"}`` or any
-other JSON as the output; ``mode: async`` backends answer 202 and call back later.
+Request: the rendered url/query/headers; for methods other than GET and HEAD, the rendered
+``body`` if the step declares one, else the task envelope (run, flow, step, attempt, idempotency
+key, inputs, upstream outputs, item, index, callback); GET and HEAD send no body. Headers carry
+``Idempotency-Key`` (stable across retries), ``X-Loom-*`` metadata and an HMAC signature of the
+body actually sent. Response: ``{"status": "SUCCESS"|"FAILED", "output", "logs", "error"}`` or
+any other JSON as the output; ``mode: async`` backends answer 202 and call back later.
 Failures are returned as ``StepError`` data: connection errors, timeouts, 5xx and 429 are
 retryable (429/503 honour ``Retry-After``); other statuses, oversized and non-JSON bodies are not.
-Every exchange is recorded in ``ctx.exchanges`` (the worker redacts it before persisting).
+
+Every exchange is recorded in ``ctx.exchanges`` as it was sent: the full URL with its query
+string, the body (none for GET/HEAD) and the headers, with values rendered from secrets already
+masked (the worker also masks secret values before persisting). The request carries the same
+record in its ``loom.record`` extension, so the sandbox's replay matches what was recorded.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import asyncio
 import email.utils
 import json
 import time
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -24,10 +30,29 @@ import httpx
 
 from linkloom import metrics, signing, tracing
 from linkloom.engine import callbacks, rendering
-from linkloom.engine.models import Exchange, StepError, StepResult
+from linkloom.engine.models import RECORD_EXTENSION, Exchange, StepError, StepResult
 from linkloom.engine.ports import StepContext
+from linkloom.flows import taint
 
 MAX_RECORDED_TEXT = 1_000_000
+BODILESS = frozenset({"GET", "HEAD"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Request:
+    method: str
+    url: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    content: bytes
+    record: Exchange  # what is recorded of it: secrets masked, no body for GET/HEAD
+    step_id: str
+    item_index: int | None
+
+    @property
+    def origin(self) -> dict[str, Any]:
+        """The ``loom.record`` extension: the record and the step attempt that sends it."""
+        return {"record": self.record, "step_id": self.step_id, "item_index": self.item_index}
 
 
 class HttpExecutor:
@@ -51,20 +76,19 @@ class HttpExecutor:
             request = self._render(ctx, step)
         except rendering.TemplateError as exc:
             return StepResult(error=StepError(kind="template", message=str(exc)))
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, httpx.InvalidURL) as exc:
             return StepResult(error=StepError(kind="config", message=str(exc)))
-        method, url, query, headers, payload, content = request
+        url = request.url
         if not url.startswith(("http://", "https://")):
+            shown = taint.mask(url)
             return StepResult(
-                error=StepError(kind="config", message=f"url must be http(s), got {url!r}")
+                error=StepError(kind="config", message=f"url must be http(s), got {shown!r}")
             )
-        exchange = Exchange(method=method, url=url, request_headers=headers, request_body=payload)
+        exchange = request.record
         started = time.perf_counter()
         try:
             async with self._semaphore(url):
-                status, resp_headers, body, error = await self._send(
-                    ctx, method, url, query, headers, content
-                )
+                status, resp_headers, body, error = await self._send(ctx, request)
         finally:
             duration = (time.perf_counter() - started) * 1000
         if error is None or error.kind not in ("config", "unrecorded"):  # a call went out
@@ -112,11 +136,9 @@ class HttpExecutor:
             )
         return StepResult(output=output, logs=logs, exchanges=done)
 
-    def _render(
-        self, ctx: StepContext, step: Any
-    ) -> tuple[str, str, dict[str, str], dict[str, str], Any, bytes]:
+    def _render(self, ctx: StepContext, step: Any) -> _Request:
         tctx = ctx.template_context()
-        url = str(rendering.render(step.url, tctx))
+        url = taint.text(rendering.render(step.url, tctx))
         query = {k: _str(v) for k, v in (rendering.render(step.query, tctx) or {}).items()}
         user_headers = {k: _str(v) for k, v in (rendering.render(step.headers, tctx) or {}).items()}
         callback = None
@@ -126,7 +148,10 @@ class HttpExecutor:
                 ctx.services.signing_key, step_run_id=step_run_id, attempt=int(attempt or 0)
             )
             callback = callbacks.callback_urls(ctx.services.public_url, token)
-        if step.body is not None:
+        payload: Any
+        if step.method in BODILESS:
+            payload = None
+        elif step.body is not None:
             payload = rendering.render(step.body, tctx)
         else:
             deps = step.depends_on or list(ctx.upstream)
@@ -147,8 +172,12 @@ class HttpExecutor:
                 "index": ctx.index,
                 "callback": callback,
             }
-        content = json.dumps(payload, separators=(",", ":"), default=str).encode()
-        headers = {"Content-Type": "application/json", **user_headers}
+        content = (
+            b""
+            if payload is None
+            else json.dumps(payload, separators=(",", ":"), default=str).encode()
+        )
+        headers = {"Content-Type": "application/json", **user_headers} if content else user_headers
         headers.update(
             {
                 "Idempotency-Key": ctx.idempotency_key,
@@ -165,29 +194,33 @@ class HttpExecutor:
             headers["X-Loom-Heartbeat-Url"] = callback["heartbeat_url"]
         if ctx.services.signing_key:
             headers.update(signing.sign(ctx.services.signing_key, content))
-        return step.method, url, query, headers, payload, content
+        record = Exchange(
+            method=step.method,
+            url=recorded_url(url, query),
+            request_headers=taint.mask(headers),
+            request_body=taint.mask(payload),
+        )
+        return _Request(
+            method=step.method, url=url, query=query, headers=headers, content=content,
+            record=record, step_id=step.id, item_index=ctx.index,
+        )  # fmt: skip
 
     async def _send(
-        self,
-        ctx: StepContext,
-        method: str,
-        url: str,
-        query: dict[str, str],
-        headers: dict[str, str],
-        content: bytes,
+        self, ctx: StepContext, request: _Request
     ) -> tuple[int | None, dict[str, str], bytes, StepError | None]:
         limit = ctx.services.max_response_bytes
         status: int | None = None
         resp_headers: dict[str, str] = {}
+        url = request.record.url
         try:
-            request = ctx.services.http.build_request(
-                method,
-                url,
-                params=query or None,
-                headers=headers,
-                content=content if method not in ("GET", "HEAD") else None,
+            built = ctx.services.http.build_request(
+                request.method,
+                _with_query(request.url, request.query),
+                headers=request.headers,
+                content=request.content or None,
+                extensions={RECORD_EXTENSION: request.origin},
             )
-            response = await ctx.services.http.send(request, stream=True)
+            response = await ctx.services.http.send(built, stream=True)
             try:
                 status = response.status_code
                 resp_headers = dict(response.headers)
@@ -234,13 +267,28 @@ class HttpExecutor:
         return status, resp_headers, b"".join(chunks), None
 
 
-def _with(exchange: Exchange, **changes: Any) -> Exchange:
-    from dataclasses import replace
+def _with_query(url: str, query: dict[str, str]) -> httpx.URL:
+    """``url`` with ``query`` added to the query string it already has (httpx's ``params=``
+    would replace it)."""
+    return httpx.URL(url).copy_merge_params(query) if query else httpx.URL(url)
 
+
+def recorded_url(url: str, query: dict[str, str]) -> str:
+    """The URL as sent, values rendered from secrets masked (a URL built from one whole)."""
+    return str(_with_query(taint.MASK if taint.is_marked(url) else url, taint.mask(query)))
+
+
+def _with(exchange: Exchange, **changes: Any) -> Exchange:
     return replace(exchange, **changes)
 
 
 def _str(value: Any) -> str:
+    """A query or header value as text; one rendered from a secret stays marked."""
+    text = _text_of(value)
+    return taint.SecretStr(text) if taint.is_marked(value) else text
+
+
+def _text_of(value: Any) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, bool):

@@ -317,3 +317,32 @@ async def test_per_flow_limit_caps_running_steps_across_runs() -> None:
     assert (
         await h.store.claim(owner="w", now=now, lease_seconds=30, limit=50, per_flow_limit=5) == []
     )
+
+
+async def test_outputs_derived_from_a_secret_are_stored_masked_whatever_the_filters() -> None:
+    h = Harness(ok)
+    run_id = await h.start(
+        {
+            "id": "filters",
+            "steps": [
+                {
+                    "id": "forms",
+                    "type": "transform",
+                    "template": {
+                        "up": "{{ secrets.token | upper }}",
+                        "rev": "{{ secrets.token | reverse }}",
+                        "head": "{{ secrets.token[0:6] }}",
+                        "plain": "kept",
+                    },
+                },
+                http("use", depends_on=["forms"], body={"echo": "{{ secrets.token | title }}"}),
+            ],
+        }
+    )
+    assert (await h.runs.get_run(run_id)).status is RunStatus.SUCCEEDED
+    [forms] = [s for s in await h.runs.list_steps(run_id) if s.step_id == "forms"]
+    assert forms.output == {"up": "***", "rev": "***", "head": "***", "plain": "kept"}
+    [request] = h.requests
+    assert json.loads(request.content) == {"echo": SECRET.title()}  # sent for real
+    [exchange] = await h.runs.list_exchanges(run_id)
+    assert exchange.request["body"] == {"echo": "***"}  # recorded masked

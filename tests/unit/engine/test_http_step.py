@@ -194,3 +194,71 @@ async def test_template_errors_fail_without_a_request() -> None:
     result = await pending
     assert result.error is not None
     assert result.error.kind == "template"
+
+
+# ---------------------------------------------------------------------- what is recorded
+
+
+async def test_get_with_query_is_recorded_as_sent_without_a_body() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"rate": 1.2})
+
+    _, pending = _run(
+        handler,
+        {
+            "method": "GET",
+            "url": "http://shop.test/rates?v=2",
+            "query": {"region": "{{ inputs.region }}", "n": "{{ inputs.n }}"},
+        },
+        inputs={"region": "eu", "n": 3},
+    )
+    result = await pending
+    assert result.ok, result.error
+    [request] = seen
+    assert request.content == b""  # a GET sends no body …
+    assert "content-type" not in request.headers
+    signing.verify("key", b"", request.headers)  # … and signs the body it sends
+    [exchange] = result.exchanges
+    assert exchange.url == "http://shop.test/rates?v=2&region=eu&n=3"
+    assert str(request.url) == exchange.url
+    assert exchange.request_body is None
+
+
+async def test_a_secret_in_the_query_or_a_filtered_header_is_recorded_masked() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"ok": True})
+
+    _, pending = _run(
+        handler,
+        {
+            "method": "POST",
+            "url": "http://shop.test/orders",
+            "query": {"sig": "{{ secrets.token | reverse }}", "region": "eu"},
+            "headers": {"X-Token": "v1 {{ secrets.token | upper }}"},
+            "body": {"who": "{{ secrets.token[2:8] }}", "n": 1},
+        },
+        services={"secrets": {"token": "tok-secret-value"}},
+    )
+    result = await pending
+    assert result.ok, result.error
+    [request] = seen
+    assert request.url.params["sig"] == "eulav-terces-kot"  # the real values are sent
+    assert request.headers["x-token"] == "v1 TOK-SECRET-VALUE"
+    assert json.loads(request.content) == {"who": "k-secr", "n": 1}
+    [exchange] = result.exchanges
+    recorded = json.dumps([exchange.url, exchange.request_headers, exchange.request_body])
+    for form in ("eulav-terces-kot", "TOK-SECRET-VALUE", "k-secr", "tok-secret-value"):
+        assert form not in recorded
+    assert exchange.url == "http://shop.test/orders?sig=%2A%2A%2A&region=eu"
+    assert exchange.request_body == {"who": "***", "n": 1}
+    assert exchange.request_headers["X-Token"] == "***"
+    # The transport sees the same record (the sandbox's replay matches on it).
+    origin = request.extensions["loom.record"]
+    assert origin["record"].url == exchange.url
+    assert origin["step_id"] == "s"
