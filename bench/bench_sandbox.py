@@ -33,7 +33,7 @@ from linkloom.engine.steps import builtin_executors
 from linkloom.engine.worker import Worker
 from linkloom.flows.loading import check_flow
 from linkloom.flows.spec import FlowSpec
-from linkloom.proposals import diff
+from linkloom.proposals import diff, render
 from linkloom.sandbox import fixtures
 from linkloom.sandbox.bundle import SandboxBundle
 from linkloom.sandbox.docker import DockerRunner, docker_available, image_exists
@@ -158,7 +158,7 @@ async def main() -> None:
         med = statistics.median(times)
         print(
             f"{name:9} validate+sandbox+diff:          {med * 1000:8.1f} ms  "
-            f"({med / base:5.1f}x baseline)  diff: {diff.summary_line(d.summary)}"
+            f"({med / base:5.1f}x baseline)  diff: {render.summary_line(d.summary)}"
         )
 
 

@@ -122,6 +122,12 @@ class EngineSettings(BaseModel):
         ge=0,
         description="How many recent successful production runs a proposal is replayed against.",
     )
+    recent_failed_fixture_runs: int = Field(
+        default=5,
+        ge=0,
+        description="How many recent failed production runs a proposal is replayed against "
+        "(a fix shows as newly passing).",
+    )
 
 
 class FlowsSettings(BaseModel):
@@ -215,6 +221,11 @@ class SecuritySettings(BaseModel):
     )
     required_approvals: int = Field(
         default=1, ge=1, description="Approvals a proposal needs before it can be promoted."
+    )
+    block_promotion_on: list[Literal["failed", "error", "attention"]] = Field(
+        default_factory=lambda: ["failed", "error"],
+        description="Check statuses that block promotion (JSON list). A check that needs "
+        "`attention` and is not listed needs an approval given after it finished.",
     )
     allowed_hosts: list[str] = Field(
         default_factory=list,

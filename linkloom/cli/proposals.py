@@ -1,8 +1,16 @@
 """``loom proposal``: open, list, show, plan, diff, checks, comment, approve, request-changes,
-rebase, promote, close. Every command goes through the server's API."""
+rebase, promote, close. Every command goes through the server's API.
+
+``checks`` and ``diff`` exit with the verdict, so CI can gate on it: 0 passed, 1 failed (a case
+newly fails, a request has no recording and no stub, an invalid spec), 8 attention (results
+differ from production: a reviewer must look), 6 a check could not run (run them again later),
+124 still running (``--wait`` ran out of ``--timeout``).
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,9 +19,13 @@ from rich.text import Text
 
 from linkloom.cli import output as out
 from linkloom.cli.apps import proposal_app
-from linkloom.cli.connection import connect
+from linkloom.cli.connection import Connection, connect
+from linkloom.cli.flows import WAIT_TIMEOUT_EXIT
 from linkloom.cli.output import OutputFormat, OutputOption
 from linkloom.errors import InvalidInput
+
+ATTENTION_EXIT = 8  # the checks finished and results differ from production: a reviewer must look
+UNAVAILABLE_EXIT = 6  # a check could not run (e.g. no sandbox backend): run them again later
 
 ProposalArg = Annotated[str, typer.Argument(help="The proposal id.")]
 PROPOSAL_COLUMNS: list[out.Column] = [
@@ -27,6 +39,7 @@ PROPOSAL_COLUMNS: list[out.Column] = [
 ]
 CHECK_STYLES = {
     "passed": "green",
+    "attention": "yellow",
     "failed": "red",
     "error": "red",
     "running": "cyan",
@@ -93,6 +106,13 @@ def print_proposal(p: dict[str, Any]) -> None:
         console.print(f"  💬 {comment['author']}: {comment['body']}")
     if p.get("promoted_commit"):
         console.print(f"promoted as {p['promoted_commit'][:12]}: {p.get('promoted_versions')}")
+    promotion = p.get("promotion") or {}
+    for flow_id, owners in (promotion.get("owners") or {}).items():
+        console.print(f"owners of {flow_id}: {', '.join(owners)} (one must approve)")
+    if promotion.get("reasons"):
+        console.print("[yellow]promotion blocked:[/yellow]")
+        for reason in promotion["reasons"]:
+            console.print(f"  - {reason}", markup=False)
 
 
 def _style(status: str) -> str:
@@ -163,24 +183,61 @@ def show(proposal: ProposalArg, output: OutputOption = OutputFormat.table) -> No
         _show(loom.get(f"/proposals/{proposal}"), output)
 
 
+def verdict(statuses: Iterable[str]) -> int:
+    """The exit code of a set of check statuses (see the module docstring)."""
+    found = set(statuses)
+    if not found or found & {"pending", "running"}:
+        return WAIT_TIMEOUT_EXIT
+    if "failed" in found:
+        return 1
+    if "error" in found:
+        return UNAVAILABLE_EXIT
+    if "attention" in found:
+        return ATTENTION_EXIT
+    return 0
+
+
+def _wait_for_checks(loom: Connection, proposal: str, timeout: float) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    pause = 0.5
+    while True:
+        data: list[dict[str, Any]] = loom.get(f"/proposals/{proposal}/checks")
+        if verdict(c["status"] for c in data) != WAIT_TIMEOUT_EXIT:
+            return data
+        if time.monotonic() + pause > deadline:
+            return data
+        time.sleep(pause)
+        pause = min(pause * 1.5, 5.0)
+
+
 @proposal_app.command("checks")
 def checks(
     proposal: ProposalArg,
     rerun: Annotated[bool, typer.Option("--run", help="Run the checks again first.")] = False,
+    wait: Annotated[bool, typer.Option(help="Wait until every check has finished.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds --wait waits at most.")] = 900.0,
     output: OutputOption = OutputFormat.table,
 ) -> None:
-    """The checks of the current revision (``--run`` runs them again)."""
+    """The checks of the current revision; the exit code is their verdict (0 passed, 1 failed,
+    8 attention, 6 could not run, 124 still running)."""
     with connect() as loom:
         if rerun:
-            loom.post(f"/proposals/{proposal}/checks")
-        data = loom.get(f"/proposals/{proposal}/checks")
+            loom.call("POST", f"/proposals/{proposal}/checks", json={"background": wait})
+        data = (
+            _wait_for_checks(loom, proposal, timeout)
+            if wait
+            else loom.get(f"/proposals/{proposal}/checks")
+        )
+    code = verdict(c["status"] for c in data)
     if output is not OutputFormat.table:
         out.emit(data, output=output)
-        return
+        raise typer.Exit(code)
     console = out.console()
+    if not data:
+        console.print("no checks yet (they start when the proposal is opened or revised)")
     for check in data:
         style = CHECK_STYLES.get(check["status"], "white")
-        console.print(f"[{style}]{check['status']:8}[/] {check['name']:9} {check['summary']}")
+        console.print(f"[{style}]{check['status']:9}[/] {check['name']:9} {check['summary']}")
         if check["name"] == "validate":
             for result in (check["details"].get("flows") or {}).values():
                 for problem in result.get("problems") or []:
@@ -189,6 +246,19 @@ def checks(
                         f"{problem['severity']}: {problem['message']}",
                         markup=False,
                     )
+        if check["name"] == "diff":
+            for flow_id, flow_diff in (check["details"].get("flows") or {}).items():
+                _print_findings(console, flow_id, flow_diff)
+    raise typer.Exit(code)
+
+
+def _print_findings(console: Any, flow_id: str, data: dict[str, Any]) -> None:
+    marks = {"failed": ("✗", "red"), "attention": ("!", "yellow"), "info": ("·", "dim")}
+    for finding in data.get("findings") or []:
+        mark, style = marks.get(finding.get("severity"), ("·", "white"))
+        line = Text(f"    {mark} ", style=style)
+        line.append(f"{flow_id} / {finding.get('text')}")
+        console.print(line)
 
 
 @proposal_app.command("plan")
@@ -214,25 +284,42 @@ def plan(proposal: ProposalArg, output: OutputOption = OutputFormat.table) -> No
 @proposal_app.command("diff")
 def diff(
     proposal: ProposalArg,
-    all_steps: Annotated[bool, typer.Option("--all", help="Show unchanged steps too.")] = False,
+    cases: Annotated[bool, typer.Option("--cases", help="Also one table per case.")] = False,
+    all_steps: Annotated[
+        bool, typer.Option("--all", help="Show unchanged steps in the tables too.")
+    ] = False,
+    markdown: Annotated[bool, typer.Option(help="Print the findings as Markdown.")] = False,
     output: OutputOption = OutputFormat.table,
 ) -> None:
-    """The sandbox results against production, side by side, per case and step."""
-    from linkloom.proposals import diff as diffs
+    """What the proposal does differently from production on recorded cases: the findings
+    grouped by step and change, then (``--cases``) side-by-side tables per case. Exits with
+    the diff check's verdict (0 passed, 1 failed, 8 attention, 124 not finished)."""
+    from linkloom.proposals import render
     from linkloom.proposals.models import ProposalDiff
 
     with connect() as loom:
         data = loom.get(f"/proposals/{proposal}/diff")
+    code = verdict([data["status"]]) if data["status"] != "skipped" else 1
+    if markdown:
+        typer.echo(data.get("markdown") or "no diff yet")
+        raise typer.Exit(code)
     if output is not OutputFormat.table:
         out.emit(data, output=output)
-        return
+        raise typer.Exit(code)
     console = out.console()
-    console.print(f"diff: {data['status']}  {data['summary']}  (sandbox: {data.get('backend')})")
+    style = CHECK_STYLES.get(data["status"], "white")
+    console.print(
+        f"diff: [{style}]{data['status']}[/]  {data['summary']}  "
+        f"(sandbox: {data.get('backend') or '?'})"
+    )
     for flow_id, flow_diff in (data.get("flows") or {}).items():
         console.print(f"[bold]{flow_id}[/bold]")
         console.print(
-            diffs.render_terminal(ProposalDiff.from_dict(flow_diff), show_unchanged=all_steps)
+            render.render_terminal(
+                ProposalDiff.from_dict(flow_diff), show_unchanged=all_steps, cases=cases
+            )
         )
+    raise typer.Exit(code)
 
 
 def _review(command: str, proposal: str, comment: str, output: OutputFormat) -> None:

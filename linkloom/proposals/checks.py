@@ -1,10 +1,14 @@
 """Running a proposal's checks: validate, plan, sandbox, diff (in that order).
 
-Each check ends ``passed``, ``failed`` (the proposal needs a new revision), ``skipped`` (an
-earlier check failed) or ``error`` (the check could not run, e.g. no sandbox backend; run the
-checks again later). What a flow does in the sandbox is data: failing steps, unrecorded
-requests and changed outputs go to the diff for reviewers; only a sandbox that could not finish
-a case (timeout, limit hit, crash) fails the sandbox check.
+Each check ends ``passed``, ``attention`` (it finished and a reviewer must look), ``failed`` (the
+proposal needs a new revision), ``skipped`` (an earlier check failed) or ``error`` (the check
+could not run, e.g. no sandbox backend; run the checks again later).
+
+The sandbox runs every case on the proposed version and on the current production version (and
+on the version that recorded it, when production moved since); it fails only when it could not
+finish a case (timeout, limit hit, crash). The diff check then tells the truth about what the
+proposal changes: ``failed`` when a case newly fails or a request has no recording and no stub,
+``attention`` when results change, ``passed`` when nothing does.
 """
 
 from __future__ import annotations
@@ -22,10 +26,18 @@ from linkloom.engine.records import RunFilter
 from linkloom.errors import LinkloomError
 from linkloom.flows import gitstore, loading
 from linkloom.flows.spec import FlowSpec
-from linkloom.proposals import diff, plan
-from linkloom.proposals.models import CheckName, CheckStatus, Proposal, ProposalSettings
+from linkloom.proposals import diff, plan, render
+from linkloom.proposals.models import (
+    CheckName,
+    CheckStatus,
+    DiffSummary,
+    Proposal,
+    ProposalSettings,
+    Severity,
+)
 from linkloom.sandbox import collection, fixtures
 from linkloom.sandbox.bundle import SandboxBundle
+from linkloom.sandbox.errors import InvalidFixture
 from linkloom.sandbox.runner import SandboxRunner
 
 log = structlog.get_logger(__name__)
@@ -87,12 +99,20 @@ class Checker:
 
     # ------------------------------------------------------------------ validate
 
-    def validate(self, flows: list[Proposed]) -> Outcome:
+    async def validate(self, proposal: Proposal, flows: list[Proposed]) -> Outcome:
+        """Every spec as ``loom validate`` checks it, and the files beside it at the head: fixture
+        cases, ``stubs.yaml`` and ``policy.yaml`` must parse."""
         details: dict[str, Any] = {}
         errors = warnings = 0
         for flow in flows:
+            companions = await self.companion_problems(flow.flow_id, proposal.head_commit)
             if flow.text is None:
-                details[flow.flow_id] = {"ok": True, "deleted": True, "problems": []}
+                errors += len(companions)
+                details[flow.flow_id] = {
+                    "ok": not companions,
+                    "deleted": True,
+                    "problems": companions,
+                }
                 continue
             result = loading.check_flow(
                 flow.text, filename=flow.path or "", policy=self.settings.policy
@@ -112,6 +132,7 @@ class Checker:
                         "code": "id-mismatch",
                     }
                 )
+            problems += companions
             ok = not any(p["severity"] == "error" for p in problems)
             flow.spec = result.spec if ok else None
             errors += sum(p["severity"] == "error" for p in problems)
@@ -120,6 +141,30 @@ class Checker:
         status = CheckStatus.FAILED if errors else CheckStatus.PASSED
         text = f"{len(flows)} flow(s): {errors} error(s), {warnings} warning(s)"
         return Outcome(status=status, summary=text, details={"flows": details})
+
+    async def companion_problems(self, flow_id: str, ref: str) -> list[dict[str, Any]]:
+        """Problems of the fixture cases, stubs and policy files of ``flow_id`` at ``ref``."""
+        from linkloom.proposals import policy
+
+        out: list[dict[str, Any]] = []
+        directory = f"{gitstore.FLOWS_DIR}/{flow_id}"
+        for name, text in (await self.repo.fixture_files(flow_id, ref)).items():
+            path = f"{directory}/fixtures/{name}.yaml"
+            try:
+                if name == fixtures.STUBS_FILE:
+                    fixtures.stubs_from_texts({name: text})
+                else:
+                    fixtures.loads(text, name=name)
+            except InvalidFixture as exc:
+                out.append(_problem(path, exc.message, "invalid-fixture"))
+        path = f"{directory}/{policy.POLICY_FILE}"
+        text = await self.repo.file_at(ref, path)
+        if text is not None:
+            try:
+                policy.parse(text, where=path)
+            except LinkloomError as exc:
+                out.append(_problem(path, exc.message, "invalid-policy"))
+        return out
 
     # ------------------------------------------------------------------ plan
 
@@ -159,10 +204,45 @@ class Checker:
 
     async def cases(self, flow_id: str, ref: str) -> list[fixtures.FixtureCase]:
         production = await collection.production_cases(
-            self.runs, flow_id, limit=self.settings.fixture_runs, secrets=self.settings.secrets
+            self.runs,
+            flow_id,
+            limit=self.settings.fixture_runs,
+            failed=self.settings.failed_fixture_runs,
+            secrets=self.settings.secrets,
         )
         texts = await self.repo.fixture_files(flow_id, ref)
         return collection.flow_cases(production, texts)
+
+    async def bundle(self, proposal: Proposal, flow: Proposed) -> SandboxBundle | None:
+        """What the sandbox runs for one flow: the proposed and production specs, the specs
+        of older versions that recorded cases, the proposal's stubs and the cases (None: no
+        cases). Raises ``InvalidFixture`` for a case or stubs file that does not parse."""
+        assert flow.spec is not None
+        cases = await self.cases(flow.flow_id, proposal.head_commit)
+        if not cases:
+            return None
+        texts = await self.repo.fixture_files(flow.flow_id, proposal.head_commit)
+        production, version = await self.production_spec(flow.flow_id)
+        versions: dict[int, dict[str, Any]] = {}
+        for case in cases:
+            recorded = case.version
+            if production is None or recorded in (None, version) or recorded in versions:
+                continue
+            try:
+                spec = await self.runs.get_spec(flow.flow_id, recorded)
+            except LinkloomError:
+                continue  # that version is gone: the case cannot be checked for reproduction
+            versions[recorded] = _dump(spec)
+        return SandboxBundle(
+            flow=_dump(flow.spec),
+            production=_dump(production) if production is not None else None,
+            production_version=version if production is not None else None,
+            versions=versions,
+            stubs=fixtures.stubs_from_texts(texts),
+            cases=tuple(cases),
+            settings=self.settings.bundle,
+            label=f"proposal {proposal.id} revision {proposal.revision}",
+        )
 
     async def sandbox_and_diff(
         self, proposal: Proposal, flows: list[Proposed]
@@ -183,16 +263,15 @@ class Checker:
         for flow in flows:
             if flow.spec is None:
                 continue
-            cases = await self.cases(flow.flow_id, proposal.head_commit)
-            if not cases:
+            try:
+                bundle = await self.bundle(proposal, flow)
+            except InvalidFixture as exc:
+                sandbox_ok = False
+                results[flow.flow_id] = {"backend": runner.name, "cases": [], "error": exc.message}
+                continue
+            if bundle is None:
                 results[flow.flow_id] = {"backend": runner.name, "cases": [], "note": "no cases"}
                 continue
-            bundle = SandboxBundle(
-                flow=flow.spec.model_dump(mode="json", by_alias=True, exclude_none=True),
-                cases=tuple(cases),
-                settings=self.settings.bundle,
-                label=f"proposal {proposal.id} revision {proposal.revision}",
-            )
             began = time.perf_counter()
             try:
                 result = await runner.run(bundle)
@@ -210,7 +289,10 @@ class Checker:
             sandbox_ok = sandbox_ok and result.ok
             results[flow.flow_id] = result.to_dict()
             diffs[flow.flow_id] = diff.diff_results(
-                cases, result, ignore=self.settings.ignore
+                bundle.cases,
+                result,
+                ignore=self.settings.ignore,
+                production_version=bundle.production_version,
             ).to_dict()
         elapsed = round((time.perf_counter() - started) * 1000, 1)
         if unavailable is not None:
@@ -228,6 +310,17 @@ class Checker:
         return sandbox, diff_outcome(diffs, backend=backend)
 
 
+def _problem(path: str, message: str, code: str) -> dict[str, Any]:
+    return {
+        "file": path, "line": 1, "column": 1, "path": "$", "message": message, "hint": "",
+        "severity": "error", "code": code,
+    }  # fmt: skip
+
+
+def _dump(spec: FlowSpec) -> dict[str, Any]:
+    return spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
 def _sandbox_summary(results: Mapping[str, Any], *, backend: str, cases: int, ok: bool) -> str:
     if ok:
         return f"{cases} case(s) replayed in {backend}"
@@ -242,20 +335,29 @@ def _sandbox_summary(results: Mapping[str, Any], *, backend: str, cases: int, ok
 
 
 def diff_outcome(diffs: Mapping[str, Any], *, backend: str) -> Outcome:
-    """The diff check: passed when computed; ``attention`` flags what reviewers must look at."""
+    """The diff check: ``failed`` when a case newly fails or a call has no answer, ``attention``
+    when results change, ``passed`` when nothing does (or there is nothing to compare)."""
     parts = []
-    attention = False
+    severities = set()
     for flow_id, data in diffs.items():
-        summary = diff.DiffSummary.from_dict(data.get("summary") or {})
-        parts.append(f"{flow_id}: {diff.summary_line(summary)}")
-        attention = attention or bool(
-            summary.newly_failing or summary.unrecorded or summary.sandbox_errors
-        )
+        summary = DiffSummary.from_dict(data.get("summary") or {})
+        parts.append(f"{flow_id}: {render.summary_line(summary)}")
+        severities.add(summary.severity)
+    if Severity.FAILED in severities:
+        status = CheckStatus.FAILED
+    elif Severity.ATTENTION in severities:
+        status = CheckStatus.ATTENTION
+    else:
+        status = CheckStatus.PASSED
     text = "; ".join(parts) or "nothing to compare (no fixture cases)"
     return Outcome(
-        status=CheckStatus.PASSED,
+        status=status,
         summary=text,
-        details={"backend": backend, "attention": attention, "flows": dict(diffs)},
+        details={
+            "backend": backend,
+            "attention": status is not CheckStatus.PASSED,
+            "flows": dict(diffs),
+        },
     )
 
 

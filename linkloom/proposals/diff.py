@@ -1,40 +1,49 @@
-"""Result diffing: what a proposal did differently from production on the same fixture cases.
+"""Result diffing: what a proposal does differently from current production on the same cases.
 
-``diff_results(cases, sandbox_result, ignore=[...])`` compares each case's production results
-(``FixtureCase.expected`` / ``run_status`` / ``run_outputs``) with the proposal's sandbox results
-and classifies every step: unchanged, changed (a deepdiff turned into ``{path, production,
-proposed}`` entries), added, removed, newly failing, newly passing. Requests the proposal made that
-production never made ("would have called") come from the sandbox's unrecorded list.
+For every fixture case the sandbox ran the proposed version and the current production version
+on the same inputs, recordings and frozen clock (``sandbox.runner.CaseResult``).
+``diff_results(cases, sandbox_result, ignore=[...])`` compares those two runs step by step —
+unchanged, changed (a deepdiff turned into ``{path, production, proposed}`` entries), added,
+removed, newly failing (a step added by the proposal that fails counts too), newly passing, not
+reached (skipped because an upstream step now fails) — and the requests each sent: the proposal's
+requests that differ from production's are "sent differently", those nothing could answer
+"would have called", those a stub answered "stubbed".
+
+Separately, each case's recording is checked against a replay of the version that recorded it
+(production's, or the older recording version's when production moved since): a mismatch marks
+the case *not reproducible* (fixture drift or non-determinism, with the first differing step and
+path); such cases are shown apart and never counted as changes of the proposal. A flow that is
+new in the proposal has no production to replay: its cases' expected results stand in.
 
 Ignore rules are globs on result paths (``output.generated_at``, ``*.timestamp``,
 ``output.rows[*].id``); a rule also ignores everything below the path it matches.
-``render_terminal`` gives a coloured Rich rendering, ``render_html`` escaped HTML for the UI.
+``findings.group`` turns the result into grouped findings; ``render`` draws it.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import html
 import json
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from deepdiff import DeepDiff
-from rich.console import Group, RenderableType
-from rich.table import Table
-from rich.text import Text
 
+from linkloom.proposals import findings
 from linkloom.proposals.models import (
     CaseDiff,
     DiffSummary,
     FieldChange,
     ProposalDiff,
+    Reproduction,
     StepChange,
     StepDiff,
 )
 from linkloom.sandbox import fixtures, replay, runner
 
-_FAILING = frozenset({"FAILED", "CANCELLED", "ERROR"})
+FAILING = frozenset({"FAILED", "CANCELLED", "ERROR", runner.SANDBOX_ERROR})
+_UPSTREAM_FAILED = "join"  # skip_reason of a step whose upstream failed
 _CATEGORY_KIND = {
     "dictionary_item_added": "added",
     "iterable_item_added": "added",
@@ -52,98 +61,132 @@ def diff_results(
     result: runner.SandboxResult,
     *,
     ignore: Sequence[str] = (),
+    production_version: int | None = None,
 ) -> ProposalDiff:
-    """Diff every case of a sandbox run against its production recording."""
+    """Diff every case of a sandbox run: the proposal against production, both replayed."""
     by_name = {c.case: c for c in result.cases}
     diffs = []
     for case in cases:
-        proposed = by_name.get(case.name) or runner.CaseResult(
-            case=case.name,
-            run_status=runner.SANDBOX_ERROR,
-            error=result.error or "the sandbox returned no result for this case",
+        ran = by_name.get(case.name) or runner.CaseResult.failed(
+            case.name, result.error or "the sandbox returned no result for this case"
         )
-        diffs.append(diff_case(case, proposed, ignore=ignore))
+        diffs.append(diff_case(case, ran, ignore=ignore, production_version=production_version))
+    summary = summarise(diffs)
     return ProposalDiff(
         cases=tuple(diffs),
-        summary=summarise(diffs),
+        summary=summary,
+        findings=findings.group(diffs),
         backend=result.backend,
         ignore=tuple(ignore),
+        production_version=production_version,
     )
 
 
 def diff_case(
-    case: fixtures.FixtureCase, proposed: runner.CaseResult, *, ignore: Sequence[str] = ()
+    case: fixtures.FixtureCase,
+    result: runner.CaseResult,
+    *,
+    ignore: Sequence[str] = (),
+    production_version: int | None = None,
 ) -> CaseDiff:
-    steps: list[StepDiff] = []
-    if proposed.error is None:
-        for step_id in _ordered_ids(case.expected, proposed.steps):
-            steps.append(
-                diff_step(step_id, case.expected.get(step_id), proposed.steps.get(step_id), ignore)
-            )
+    proposed = result.proposed
+    baseline = result.production or _expected_run(case)
+    info = _case_info(case)
+    error = result.error
+    if error is not None:
+        return CaseDiff(
+            case=case.name,
+            production_status=baseline.run_status,
+            proposed_status=proposed.run_status,
+            unrecorded=tuple(proposed.unrecorded),
+            sandbox_error=error,
+            **info,
+        )
+    steps = [
+        diff_step(step_id, baseline.steps.get(step_id), proposed.steps.get(step_id), ignore)
+        for step_id in _ordered_ids(baseline.steps, proposed.steps)
+    ]
+    sent, stubbed = request_changes(baseline.requests, proposed.requests, ignore=ignore)
     return CaseDiff(
         case=case.name,
-        production_status=case.run_status,
+        production_status=baseline.run_status,
         proposed_status=proposed.run_status,
         steps=tuple(steps),
         run_output_changes=tuple(
-            changes(case.run_outputs, proposed.run_outputs, ignore=ignore, prefix="outputs")
-        )
-        if proposed.error is None
-        else (),
+            changes(baseline.run_outputs, proposed.run_outputs, ignore=ignore, prefix="outputs")
+        ),
         unrecorded=tuple(proposed.unrecorded),
-        changed_requests=tuple(_request_change(c, ignore) for c in proposed.changed_requests),
-        sandbox_error=proposed.error,
+        changed_requests=tuple(sent),
+        stubbed=tuple(stubbed),
+        not_reproducible=reproduction(
+            case, result, ignore=ignore, production_version=production_version
+        ),
+        **info,
     )
 
 
-def _request_change(call: Mapping[str, Any], ignore: Sequence[str]) -> dict[str, Any]:
-    volatile = replay.DEFAULT_IGNORED_PATHS
-    found = changes(
-        replay.drop_paths(call.get("recorded_body"), volatile),
-        replay.drop_paths(call.get("body"), volatile),
-        ignore=ignore,
-        prefix="body",
-    )
+def _case_info(case: fixtures.FixtureCase) -> dict[str, Any]:
     return {
-        "method": call.get("method"),
-        "url": call.get("url"),
-        "step_id": call.get("step_id"),
-        "changes": [c.to_dict() for c in found],
+        "inputs": dict(case.inputs),
+        "source": dict(case.source),
+        "recorded_at": case.recorded_at.isoformat(),
+        "recorded_status": case.run_status,
     }
+
+
+def _expected_run(case: fixtures.FixtureCase) -> runner.CaseRun:
+    """A new flow has no production to replay: the case's expected results stand in."""
+    return runner.CaseRun(
+        run_status=case.run_status or "SUCCEEDED",
+        steps={
+            k: runner.StepOutcome(
+                status=v.status, output=v.output, outputs=v.outputs, error=v.error
+            )
+            for k, v in case.expected.items()
+        },
+        run_outputs=dict(case.run_outputs),
+        requests=tuple(
+            replay.SentRequest(
+                step_id=x.step_id, item_index=x.item_index, method=x.method, url=x.url,
+                body=x.request_body, answer="recording",
+            )
+            for x in case.exchanges
+        ),
+    )  # fmt: skip
 
 
 def diff_step(
     step_id: str,
-    production: fixtures.ExpectedStep | None,
+    production: runner.StepOutcome | fixtures.ExpectedStep | None,
     proposed: runner.StepOutcome | None,
     ignore: Sequence[str] = (),
 ) -> StepDiff:
-    if production is None and proposed is not None:
+    if production is None:
+        assert proposed is not None
+        failing = proposed.status in FAILING
         return StepDiff(
             step_id=step_id,
-            change=StepChange.ADDED,
+            change=StepChange.NEWLY_FAILING if failing else StepChange.ADDED,
             proposed_status=proposed.status,
             proposed_error=proposed.error,
         )
     if proposed is None:
-        assert production is not None
         return StepDiff(
-            step_id=step_id, change=StepChange.REMOVED, production_status=production.status
+            step_id=step_id,
+            change=StepChange.REMOVED,
+            production_status=production.status,
+            production_error=production.error,
         )
-    assert production is not None
-    before = {
-        "status": production.status,
-        "output": production.output,
-        "outputs": production.outputs,
-    }
-    after = {"status": proposed.status, "output": proposed.output, "outputs": proposed.outputs}
-    found = tuple(changes(before, after, ignore=ignore))
-    was_failing = production.status in _FAILING
-    is_failing = proposed.status in _FAILING
+    found = tuple(changes(_view(production), _view(proposed), ignore=ignore))
+    was_failing = production.status in FAILING
+    is_failing = proposed.status in FAILING
+    upstream_failed = getattr(proposed, "skip_reason", None) == _UPSTREAM_FAILED
     if not was_failing and is_failing:
         change = StepChange.NEWLY_FAILING
-    elif was_failing and not is_failing:
+    elif was_failing and proposed.status == "SUCCEEDED":
         change = StepChange.NEWLY_PASSING
+    elif proposed.status == "SKIPPED" and production.status != "SKIPPED" and upstream_failed:
+        change = StepChange.NOT_REACHED
     else:
         change = StepChange.CHANGED if found else StepChange.UNCHANGED
     return StepDiff(
@@ -153,7 +196,140 @@ def diff_step(
         proposed_status=proposed.status,
         changes=found,
         proposed_error=proposed.error,
+        production_error=production.error,
     )
+
+
+def _view(step: runner.StepOutcome | fixtures.ExpectedStep) -> dict[str, Any]:
+    view = {"status": step.status, "output": step.output, "outputs": step.outputs}
+    if step.status in FAILING:
+        view["error"] = step.error
+    return view
+
+
+# ---------------------------------------------------------------------------- reproduction
+
+
+def reproduction(
+    case: fixtures.FixtureCase,
+    result: runner.CaseResult,
+    *,
+    ignore: Sequence[str] = (),
+    production_version: int | None = None,
+) -> Reproduction | None:
+    """Whether replaying the version that recorded ``case`` gives the recorded result.
+
+    Returns None when it does (or when nothing can tell: a new flow, or a recording version
+    whose spec is gone); else where it first differs. A hand-written case is checked against
+    production for the steps it lists.
+    """
+    replayed = result.recorded
+    if replayed is None and case.version in (None, production_version):
+        replayed = result.production
+    if replayed is None:
+        return None
+    if replayed.unrecorded:
+        call = replayed.unrecorded[0]
+        return Reproduction(
+            reason=f"the replay of production made a request with no recording: "
+            f"{call.get('method')} {call.get('url')} (the case was recorded before "
+            "this request was recorded as sent, or production now sends it otherwise)",
+            step_id=call.get("step_id"),
+        )
+    for step_id, expected in case.expected.items():
+        got = replayed.steps.get(step_id)
+        if got is None:
+            return Reproduction(reason="the replay did not run this step", step_id=step_id)
+        found = changes(_view(expected), _view(got), ignore=ignore)
+        if found:
+            first = found[0]
+            return Reproduction(
+                reason="the replay's result differs from the recorded one",
+                step_id=step_id,
+                path=first.path,
+                recorded=first.production,
+                replayed=first.proposed,
+            )
+    if case.run_status and case.run_status != replayed.run_status and case.expected:
+        return Reproduction(
+            reason=f"the run ended {replayed.run_status} in the replay, "
+            f"{case.run_status} when recorded"
+        )
+    return None
+
+
+# ---------------------------------------------------------------------------- requests
+
+
+def request_changes(
+    production: Sequence[replay.SentRequest],
+    proposed: Sequence[replay.SentRequest],
+    *,
+    ignore: Sequence[str] = (),
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The proposal's requests that differ from production's, and those a stub answered.
+
+    Requests are paired per step (and fan-out item) in the order sent, retries of one request
+    counted once; a pair differs when its method, URL or body (volatile paths dropped) does.
+    """
+    before = _per_step(production)
+    sent: list[dict[str, Any]] = []
+    stubbed: list[dict[str, Any]] = []
+    for key, requests in _per_step(proposed).items():
+        previous = before.get(key, [])
+        for n, request in enumerate(requests):
+            if request.answer == "stub":
+                stubbed.append(
+                    {"method": request.method, "url": request.url, "step_id": request.step_id,
+                     "item_index": request.item_index, "stub": request.stub}
+                )  # fmt: skip
+                continue
+            if request.answer == "unrecorded" or n >= len(previous):
+                continue  # unrecorded requests are listed on their own
+            other = previous[n]
+            found = _request_diff(other, request, ignore)
+            if found:
+                sent.append(
+                    {"method": request.method, "url": request.url, "step_id": request.step_id,
+                     "item_index": request.item_index, "changes": [c.to_dict() for c in found]}
+                )  # fmt: skip
+    return sent, stubbed
+
+
+def _per_step(
+    requests: Iterable[replay.SentRequest],
+) -> dict[tuple[str | None, int | None], list[replay.SentRequest]]:
+    out: dict[tuple[str | None, int | None], list[replay.SentRequest]] = defaultdict(list)
+    for request in requests:
+        group = out[(request.step_id, request.item_index)]
+        if group and group[-1].key == request.key:
+            continue  # a retry of the same request
+        group.append(request)
+    return out
+
+
+def _request_diff(
+    before: replay.SentRequest, after: replay.SentRequest, ignore: Sequence[str]
+) -> list[FieldChange]:
+    volatile = replay.DEFAULT_IGNORED_PATHS
+    found: list[FieldChange] = []
+    if before.method != after.method:
+        found.append(FieldChange(path="method", kind="changed", production=before.method,
+                                 proposed=after.method))  # fmt: skip
+    if replay.normalise_url(before.url) != replay.normalise_url(after.url):
+        found.append(
+            FieldChange(path="url", kind="changed", production=before.url, proposed=after.url)
+        )
+    found += changes(
+        replay.drop_paths(before.body, volatile),
+        replay.drop_paths(after.body, volatile),
+        ignore=ignore,
+        prefix="body",
+    )
+    return found
+
+
+# ---------------------------------------------------------------------------- field changes
 
 
 def changes(
@@ -212,34 +388,49 @@ def ignored(path: str, patterns: Sequence[str]) -> bool:
 
 
 def summarise(cases: Iterable[CaseDiff]) -> DiffSummary:
+    """Counts over reproducible cases; not reproducible ones are only counted as such."""
     counts = dict.fromkeys(StepChange, 0)
-    total = changed_cases = unrecorded = changed_requests = errors = 0
+    total = changed_cases = failing = unrecorded = changed_requests = stubbed = errors = 0
+    apart = 0
     for case in cases:
+        if case.sandbox_error is not None:
+            errors += 1
+            total += 1
+            changed_cases += 1
+            continue
+        if not case.reproducible:
+            apart += 1
+            continue
         total += 1
         changed_cases += case.changed
+        failing += case.newly_failing
         unrecorded += len(case.unrecorded)
         changed_requests += len(case.changed_requests)
-        errors += case.sandbox_error is not None
+        stubbed += len(case.stubbed)
         for step in case.steps:
             counts[step.change] += 1
     return DiffSummary(
         cases=total,
         cases_changed=changed_cases,
+        cases_failing=failing,
         unchanged=counts[StepChange.UNCHANGED],
         changed=counts[StepChange.CHANGED],
         added=counts[StepChange.ADDED],
         removed=counts[StepChange.REMOVED],
         newly_failing=counts[StepChange.NEWLY_FAILING],
         newly_passing=counts[StepChange.NEWLY_PASSING],
+        not_reached=counts[StepChange.NOT_REACHED],
         unrecorded=unrecorded,
         changed_requests=changed_requests,
+        stubbed=stubbed,
         sandbox_errors=errors,
+        not_reproducible=apart,
     )
 
 
-def _ordered_ids(expected: Mapping[str, Any], proposed: Mapping[str, Any]) -> list[str]:
-    ids = list(expected)
-    ids += [s for s in proposed if s not in expected]
+def _ordered_ids(production: Mapping[str, Any], proposed: Mapping[str, Any]) -> list[str]:
+    ids = list(production)
+    ids += [s for s in proposed if s not in production]
     return ids
 
 
@@ -250,176 +441,3 @@ def _plain(value: Any) -> Any:
     except (TypeError, ValueError):
         return repr(value)
     return value
-
-
-# ------------------------------------------------------------------------------- rendering
-
-_STYLE = {
-    StepChange.UNCHANGED: "dim",
-    StepChange.CHANGED: "yellow",
-    StepChange.ADDED: "green",
-    StepChange.REMOVED: "red",
-    StepChange.NEWLY_FAILING: "bold red",
-    StepChange.NEWLY_PASSING: "bold green",
-}
-
-
-def summary_line(summary: DiffSummary) -> str:
-    return (
-        f"{summary.cases} cases, {summary.cases_changed} with differences: "
-        f"{summary.changed} changed, {summary.added} added, {summary.removed} removed, "
-        f"{summary.newly_failing} newly failing, {summary.newly_passing} newly passing, "
-        f"{summary.unrecorded} unrecorded requests, "
-        + (f"{summary.changed_requests} changed requests, " if summary.changed_requests else "")
-        + f"{summary.unchanged} unchanged steps"
-        + (f", {summary.sandbox_errors} sandbox errors" if summary.sandbox_errors else "")
-    )
-
-
-def _short(value: Any, limit: int = 300) -> str:
-    if value is None:
-        return "—"
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def render_terminal(diff: ProposalDiff, *, show_unchanged: bool = False) -> RenderableType:
-    """Side-by-side, coloured: one table per case with production and proposed values."""
-    colour = "green" if diff.summary.clean else "yellow"
-    parts: list[RenderableType] = [
-        Text(summary_line(diff.summary), style=f"bold {colour}"),
-        Text(f"sandbox backend: {diff.backend or '?'}", style="dim"),
-    ]
-    for case in diff.cases:
-        title = f"case {case.case}: {case.production_status or '?'} → {case.proposed_status}"
-        table = Table(title=title, title_justify="left", expand=True, show_lines=False)
-        table.add_column("step")
-        table.add_column("change")
-        table.add_column("path")
-        table.add_column("production", style="red", overflow="fold")
-        table.add_column("proposed", style="green", overflow="fold")
-        if case.sandbox_error:
-            table.add_row("—", Text("sandbox error", style="bold red"), "", "", case.sandbox_error)
-        for step in case.steps:
-            if step.change is StepChange.UNCHANGED and not show_unchanged:
-                continue
-            label = Text(step.change.value.replace("_", " "), style=_STYLE[step.change])
-            if not step.changes:
-                table.add_row(
-                    step.step_id,
-                    label,
-                    "status",
-                    _short(step.production_status),
-                    _short(step.proposed_status)
-                    + (f" ({step.proposed_error})" if step.proposed_error else ""),
-                )
-            for n, change in enumerate(step.changes):
-                table.add_row(
-                    step.step_id if n == 0 else "",
-                    label if n == 0 else "",
-                    change.path,
-                    _short(change.production),
-                    _short(change.proposed),
-                )
-        for change in case.run_output_changes:
-            table.add_row(
-                "(run)", "changed", change.path, _short(change.production), _short(change.proposed)
-            )
-        for call in case.changed_requests:
-            for n, change in enumerate(call.get("changes") or [{}]):
-                table.add_row(
-                    (call.get("step_id") or "?") if n == 0 else "",
-                    Text("sent differently", style="magenta") if n == 0 else "",
-                    f"{call.get('method')} {call.get('url')} {change.get('path', '')}",
-                    _short(change.get("production")),
-                    _short(change.get("proposed")),
-                )
-        for call in case.unrecorded:
-            table.add_row(
-                call.get("step_id") or "?",
-                Text("would have called", style="bold magenta"),
-                "",
-                "(never called in production)",
-                f"{call.get('method')} {call.get('url')}",
-            )
-        parts.append(table)
-    return Group(*parts)
-
-
-HTML_STYLE = """
-.loom-diff table{border-collapse:collapse;width:100%;margin:0 0 1.5em}
-.loom-diff th,.loom-diff td{border:1px solid #ddd;padding:.3em .5em;vertical-align:top;
-  font-family:ui-monospace,monospace;font-size:.9em;white-space:pre-wrap;word-break:break-word}
-.loom-diff .production{background:#fff0f0}.loom-diff .proposed{background:#f0fff0}
-.loom-diff .change-unchanged{color:#888}.loom-diff .change-changed{color:#a60}
-.loom-diff .change-added,.loom-diff .change-newly_passing{color:#070}
-.loom-diff .change-removed,.loom-diff .change-newly_failing,.loom-diff .sandbox-error{color:#b00}
-.loom-diff .unrecorded,.loom-diff .changed-request{color:#808}
-"""
-
-
-def render_html(diff: ProposalDiff, *, show_unchanged: bool = False) -> str:
-    """An HTML fragment (``<div class="loom-diff">``); every value is escaped."""
-    e = html.escape
-    out = ['<div class="loom-diff">', f'<p class="summary">{e(summary_line(diff.summary))}</p>']
-    out.append(f'<p class="backend">sandbox backend: {e(diff.backend or "?")}</p>')
-    for case in diff.cases:
-        out.append(
-            f'<section class="case" data-case="{e(case.case)}"><h3>case {e(case.case)}: '
-            f"{e(case.production_status or '?')} → {e(case.proposed_status)}</h3>"
-        )
-        out.append(
-            "<table><thead><tr><th>step</th><th>change</th><th>path</th>"
-            "<th>production</th><th>proposed</th></tr></thead><tbody>"
-        )
-        if case.sandbox_error:
-            out.append(
-                '<tr class="sandbox-error"><td>—</td><td>sandbox error</td><td></td><td></td>'
-                f"<td>{e(case.sandbox_error)}</td></tr>"
-            )
-        for step in case.steps:
-            if step.change is StepChange.UNCHANGED and not show_unchanged:
-                continue
-            cls = f"change-{step.change.value}"
-            rows = step.changes or (
-                FieldChange(
-                    path="status",
-                    kind="changed",
-                    production=step.production_status,
-                    proposed=step.proposed_status
-                    + (f" ({step.proposed_error})" if step.proposed_error else "")
-                    if step.proposed_status
-                    else None,
-                ),
-            )
-            for change in rows:
-                out.append(
-                    f'<tr class="{cls}" data-step="{e(step.step_id)}"><td>{e(step.step_id)}</td>'
-                    f"<td>{e(step.change.value.replace('_', ' '))}</td><td>{e(change.path)}</td>"
-                    f'<td class="production">{e(_short(change.production, 2000))}</td>'
-                    f'<td class="proposed">{e(_short(change.proposed, 2000))}</td></tr>'
-                )
-        for change in case.run_output_changes:
-            out.append(
-                f'<tr class="change-changed"><td>(run)</td><td>changed</td><td>{e(change.path)}'
-                f'</td><td class="production">{e(_short(change.production, 2000))}</td>'
-                f'<td class="proposed">{e(_short(change.proposed, 2000))}</td></tr>'
-            )
-        for call in case.changed_requests:
-            for change in call.get("changes") or [{}]:
-                out.append(
-                    f'<tr class="changed-request"><td>{e(str(call.get("step_id") or "?"))}</td>'
-                    f"<td>sent differently</td><td>{e(str(call.get('method')))} "
-                    f"{e(str(call.get('url')))} {e(str(change.get('path', '')))}</td>"
-                    f'<td class="production">{e(_short(change.get("production"), 2000))}</td>'
-                    f'<td class="proposed">{e(_short(change.get("proposed"), 2000))}</td></tr>'
-                )
-        for call in case.unrecorded:
-            out.append(
-                f'<tr class="unrecorded"><td>{e(str(call.get("step_id") or "?"))}</td>'
-                "<td>would have called</td><td></td><td>(never called in production)</td>"
-                f"<td>{e(str(call.get('method')))} {e(str(call.get('url')))}</td></tr>"
-            )
-        out.append("</tbody></table></section>")
-    out.append("</div>")
-    return "\n".join(out)

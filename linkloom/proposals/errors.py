@@ -9,7 +9,8 @@ LinkloomError
 │   ├── NotPromotable             approvals missing, checks not green, or stale
 │   └── PromotionFailed           promotion failed part-way; production was restored
 ├── InvalidInput
-│   └── NothingToPropose          the files or ref change no flow
+│   ├── NothingToPropose          the files or ref change no flow
+│   └── InvalidPolicy             a policy.yaml on main cannot be read
 └── NotPermitted
     └── SelfApproval              an author approving their own proposal
 """
@@ -59,3 +60,9 @@ class SelfApproval(NotPermitted):
     """{actor!r} opened proposal {proposal_id!r}; authors cannot approve their own proposals, ask another reviewer."""  # noqa: E501  -- the message is one line on purpose
 
     code = "self_approval"
+
+
+class InvalidPolicy(InvalidInput):
+    """The promotion policy in {where} is invalid: {reason}; fix it on main."""
+
+    code = "invalid_policy"

@@ -20,10 +20,11 @@ from linkloom.sandbox.bundle import BundleSettings
 class StepChange(StrEnum):
     UNCHANGED = "unchanged"  # same status, output and outputs (after ignore rules)
     CHANGED = "changed"  # same pass/fail, different output, outputs or status
-    ADDED = "added"  # the proposed flow ran a step production does not have
+    ADDED = "added"  # the proposed flow ran a step production does not have (and it passed)
     REMOVED = "removed"  # production ran a step the proposed flow does not have
-    NEWLY_FAILING = "newly_failing"  # passed in production, fails in the proposal
+    NEWLY_FAILING = "newly_failing"  # passed (or did not exist) in production, fails proposed
     NEWLY_PASSING = "newly_passing"  # failed in production, passes in the proposal
+    NOT_REACHED = "not_reached"  # ran in production; skipped in the proposal (upstream failed)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,6 +62,7 @@ class StepDiff:
     proposed_status: str | None = None
     changes: tuple[FieldChange, ...] = ()
     proposed_error: str | None = None
+    production_error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +72,7 @@ class StepDiff:
             "proposed_status": self.proposed_status,
             "changes": [c.to_dict() for c in self.changes],
             "proposed_error": self.proposed_error,
+            "production_error": self.production_error,
         }
 
     @classmethod
@@ -81,12 +84,44 @@ class StepDiff:
             proposed_status=data.get("proposed_status"),
             changes=tuple(FieldChange.from_dict(c) for c in data.get("changes") or ()),
             proposed_error=data.get("proposed_error"),
+            production_error=data.get("production_error"),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reproduction:
+    """Why a case is not reproducible: replaying the version that recorded it did not give the
+    recorded result (fixture drift or non-determinism), at the first differing step and path."""
+
+    reason: str
+    step_id: str | None = None
+    path: str | None = None
+    recorded: Any = None
+    replayed: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reason": self.reason,
+            "step_id": self.step_id,
+            "path": self.path,
+            "recorded": self.recorded,
+            "replayed": self.replayed,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Reproduction:
+        return cls(
+            reason=str(data.get("reason") or ""),
+            step_id=data.get("step_id"),
+            path=data.get("path"),
+            recorded=data.get("recorded"),
+            replayed=data.get("replayed"),
         )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CaseDiff:
-    """One fixture case: production's results against the proposal's."""
+    """One fixture case: the current production version and the proposal, both replayed on it."""
 
     case: str
     production_status: str | None
@@ -94,9 +129,29 @@ class CaseDiff:
     steps: tuple[StepDiff, ...] = ()
     run_output_changes: tuple[FieldChange, ...] = ()
     unrecorded: tuple[dict[str, Any], ...] = ()  # "would have called": {method, url, body, step_id}
-    # Requests sent with another body than production's: {method, url, step_id, changes: [...]}
+    # Requests the proposal sent otherwise than production: {method, url, step_id, changes: [...]}
     changed_requests: tuple[dict[str, Any], ...] = ()
+    stubbed: tuple[dict[str, Any], ...] = ()  # answered by a stub: {method, url, step_id, stub}
     sandbox_error: str | None = None
+    # Where the case comes from: the recorded run and version (none for a hand-written case).
+    inputs: dict[str, Any] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)  # {run_id, flow_version}
+    recorded_at: str | None = None
+    recorded_status: str | None = None  # the run's status when it was recorded
+    not_reproducible: Reproduction | None = None  # set: shown apart, never counted as a change
+
+    @property
+    def reproducible(self) -> bool:
+        return self.not_reproducible is None
+
+    @property
+    def newly_failing(self) -> bool:
+        """The proposal fails where production passes (a step, the run, or a new call)."""
+        return bool(
+            self.unrecorded
+            or any(s.change is StepChange.NEWLY_FAILING for s in self.steps)
+            or (self.production_status == "SUCCEEDED" and self.proposed_status != "SUCCEEDED")
+        )
 
     @property
     def changed(self) -> bool:
@@ -104,6 +159,7 @@ class CaseDiff:
             self.sandbox_error
             or self.unrecorded
             or self.changed_requests
+            or self.stubbed
             or self.run_output_changes
             or self.production_status != self.proposed_status
             or any(s.change is not StepChange.UNCHANGED for s in self.steps)
@@ -113,17 +169,25 @@ class CaseDiff:
         return {
             "case": self.case,
             "changed": self.changed,
+            "reproducible": self.reproducible,
             "production_status": self.production_status,
             "proposed_status": self.proposed_status,
             "steps": [s.to_dict() for s in self.steps],
             "run_output_changes": [c.to_dict() for c in self.run_output_changes],
             "unrecorded": [dict(u) for u in self.unrecorded],
             "changed_requests": [dict(c) for c in self.changed_requests],
+            "stubbed": [dict(c) for c in self.stubbed],
             "sandbox_error": self.sandbox_error,
+            "inputs": self.inputs,
+            "source": dict(self.source),
+            "recorded_at": self.recorded_at,
+            "recorded_status": self.recorded_status,
+            "not_reproducible": self.not_reproducible.to_dict() if self.not_reproducible else None,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CaseDiff:
+        reproduction = data.get("not_reproducible")
         return cls(
             case=str(data["case"]),
             production_status=data.get("production_status"),
@@ -134,61 +198,116 @@ class CaseDiff:
             ),
             unrecorded=tuple(dict(u) for u in data.get("unrecorded") or ()),
             changed_requests=tuple(dict(c) for c in data.get("changed_requests") or ()),
+            stubbed=tuple(dict(c) for c in data.get("stubbed") or ()),
             sandbox_error=data.get("sandbox_error"),
+            inputs=dict(data.get("inputs") or {}),
+            source=dict(data.get("source") or {}),
+            recorded_at=data.get("recorded_at"),
+            recorded_status=data.get("recorded_status"),
+            not_reproducible=Reproduction.from_dict(reproduction)
+            if isinstance(reproduction, Mapping)
+            else None,
+        )
+
+
+class Severity(StrEnum):
+    FAILED = "failed"  # the proposal breaks something: a case newly fails, a call has no answer
+    ATTENTION = "attention"  # results differ: a reviewer must look
+    INFO = "info"  # worth knowing, not a change of the proposal (e.g. not reproducible cases)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finding:
+    """One kind of difference, grouped over the cases that show it ("total: output.gross
+    doubled in 4 of 4 cases"); ``cases`` name them, for the per-case tables."""
+
+    severity: Severity
+    kind: str  # a StepChange value, unrecorded, sent_differently, stubbed, run_outputs, …
+    text: str
+    step_id: str | None = None
+    cases: tuple[str, ...] = ()
+    of: int = 0  # out of how many (reproducible) cases
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "severity": self.severity.value,
+            "kind": self.kind,
+            "text": self.text,
+            "step_id": self.step_id,
+            "cases": list(self.cases),
+            "of": self.of,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Finding:
+        return cls(
+            severity=Severity(data.get("severity") or "attention"),
+            kind=str(data.get("kind") or ""),
+            text=str(data.get("text") or ""),
+            step_id=data.get("step_id"),
+            cases=tuple(data.get("cases") or ()),
+            of=int(data.get("of") or 0),
         )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DiffSummary:
-    """Counts over every case of a proposal."""
+    """Counts over the reproducible cases of a proposal (not reproducible ones apart)."""
 
     cases: int = 0
     cases_changed: int = 0
+    cases_failing: int = 0  # cases where the proposal newly fails
     unchanged: int = 0
     changed: int = 0
     added: int = 0
     removed: int = 0
     newly_failing: int = 0
     newly_passing: int = 0
+    not_reached: int = 0
     unrecorded: int = 0
     changed_requests: int = 0
+    stubbed: int = 0
     sandbox_errors: int = 0
+    not_reproducible: int = 0
 
     @property
     def clean(self) -> bool:
         """Nothing differs from production at all."""
-        return self.cases_changed == 0
+        return self.cases_changed == 0 and self.sandbox_errors == 0
+
+    @property
+    def severity(self) -> Severity | None:
+        """``failed``, ``attention`` or None (nothing changes): what the diff check reports."""
+        if self.cases_failing or self.newly_failing or self.unrecorded or self.sandbox_errors:
+            return Severity.FAILED
+        if self.cases_changed or (self.not_reproducible and not self.cases):
+            return Severity.ATTENTION
+        return None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "cases": self.cases,
-            "cases_changed": self.cases_changed,
-            "unchanged": self.unchanged,
-            "changed": self.changed,
-            "added": self.added,
-            "removed": self.removed,
-            "newly_failing": self.newly_failing,
-            "newly_passing": self.newly_passing,
-            "unrecorded": self.unrecorded,
-            "changed_requests": self.changed_requests,
-            "sandbox_errors": self.sandbox_errors,
-            "clean": self.clean,
+        out: dict[str, Any] = {
+            name: getattr(self, name)
+            for name in self.__dataclass_fields__  # type: ignore[attr-defined]
         }
+        out["clean"] = self.clean
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DiffSummary:
-        names = cls.__dataclass_fields__
+        names = cls.__dataclass_fields__  # type: ignore[attr-defined]
         return cls(**{k: int(v) for k, v in data.items() if k in names})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProposalDiff:
-    """The diff check of a proposal: per case, per step, plus a summary."""
+    """The diff check of one flow: findings, per case and step, and a summary."""
 
     cases: tuple[CaseDiff, ...] = ()
     summary: DiffSummary = field(default_factory=DiffSummary)
-    backend: str = ""  # the sandbox backend that produced the proposed results
+    findings: tuple[Finding, ...] = ()
+    backend: str = ""  # the sandbox backend that produced the results
     ignore: tuple[str, ...] = ()
+    production_version: int | None = None  # the version replayed as production (None: new flow)
 
     def case(self, name: str) -> CaseDiff:
         for case in self.cases:
@@ -199,18 +318,23 @@ class ProposalDiff:
     def to_dict(self) -> dict[str, Any]:
         return {
             "summary": self.summary.to_dict(),
+            "findings": [f.to_dict() for f in self.findings],
             "backend": self.backend,
             "ignore": list(self.ignore),
+            "production_version": self.production_version,
             "cases": [c.to_dict() for c in self.cases],
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ProposalDiff:
+        version = data.get("production_version")
         return cls(
             cases=tuple(CaseDiff.from_dict(c) for c in data.get("cases") or ()),
             summary=DiffSummary.from_dict(data.get("summary") or {}),
+            findings=tuple(Finding.from_dict(f) for f in data.get("findings") or ()),
             backend=str(data.get("backend") or ""),
             ignore=tuple(data.get("ignore") or ()),
+            production_version=version if isinstance(version, int) else None,
         )
 
 
@@ -246,7 +370,8 @@ CHECK_ORDER = (CheckName.VALIDATE, CheckName.PLAN, CheckName.SANDBOX, CheckName.
 class CheckStatus(StrEnum):
     PENDING = "pending"  # not started yet
     RUNNING = "running"  # started, not finished
-    PASSED = "passed"  # finished green
+    PASSED = "passed"  # finished green: nothing to look at
+    ATTENTION = "attention"  # finished; results differ from production: a reviewer must look
     FAILED = "failed"  # finished red: the proposal needs a new revision
     SKIPPED = "skipped"  # not run because an earlier check failed
     ERROR = "error"  # the check itself could not run (sandbox backend down); retry later
@@ -316,6 +441,10 @@ class Check:
     @property
     def green(self) -> bool:
         return self.status is CheckStatus.PASSED
+
+    @property
+    def finished(self) -> bool:
+        return self.status not in (CheckStatus.PENDING, CheckStatus.RUNNING)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -396,10 +525,13 @@ def _replay_bundle() -> BundleSettings:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProposalSettings:
-    """Operator settings of the change flow (``security.*``, ``engine.recent_fixture_runs``)."""
+    """Operator settings of the change flow (``security.*``, ``engine.recent_*fixture_runs``)."""
 
     required_approvals: int = 1
     fixture_runs: int = 10  # recent successful production runs replayed per flow
+    failed_fixture_runs: int = 5  # recent failed production runs replayed per flow
+    # Check statuses that block promotion outright (``attention`` needs a fresh approval).
+    block_on: tuple[str, ...] = ("failed", "error")
     policy: Policy = field(default_factory=Policy)
     secrets: tuple[str, ...] = ()  # values scrubbed from fixture cases
     bundle: BundleSettings = field(default_factory=_replay_bundle)

@@ -39,14 +39,10 @@ async def promote(service: ProposalService, proposal_id: str, *, actor: str) -> 
         raise errors.ProposalStale(proposal_id=proposal.id)
     if proposal.status.finished:
         service._require(proposal, "promote", allowed=())
-    reasons = list(await service.green(proposal))
-    approvers = await service.approvers(proposal)
-    needed = service.settings.required_approvals
-    if len(approvers) < needed:
-        reasons.insert(
-            0, f"{len(approvers)} of {needed} approval(s) on revision {proposal.revision}"
-        )
-    if proposal.status is not ProposalStatus.APPROVED:
+    decision = await service.decision(proposal)
+    approvers = list(decision.approvers)
+    reasons = list(decision.reasons)
+    if proposal.status is not ProposalStatus.APPROVED and not reasons:
         reasons.append(f"its status is {proposal.status.value}, not approved")
     if reasons:
         raise errors.NotPromotable(

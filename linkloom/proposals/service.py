@@ -9,12 +9,13 @@ changes.
     rollback / sync / history (``promotion.py``)
 
 Key contracts: an author never approves their own proposal; approvals count for the current
-revision only; promotion needs ``required_approvals``, green checks and a non-stale base; every
-action writes an audit entry with its actor.
+revision only; promotion needs what the promotion policy asks (``policy.py``: approvals, owners,
+check results) and a non-stale base; every action writes an audit entry with its actor.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from collections.abc import Mapping, Sequence
@@ -29,7 +30,7 @@ from linkloom.engine.records import RunFilter
 from linkloom.errors import InvalidInput, LinkloomError
 from linkloom.flows import gitstore
 from linkloom.flows.spec import SLUG
-from linkloom.proposals import checks, errors
+from linkloom.proposals import checks, errors, policy
 from linkloom.proposals.models import (
     CHECK_ORDER,
     Check,
@@ -50,6 +51,7 @@ log = structlog.get_logger(__name__)
 BRANCH_PREFIX = "proposals/"
 S = ProposalStatus
 REVIEWABLE = (S.READY, S.APPROVED, S.CHANGES_REQUESTED)
+_REVIEWABLE_DIFF = (CheckStatus.PASSED, CheckStatus.ATTENTION, CheckStatus.FAILED)
 
 
 _FLOW_ID = re.compile(SLUG)
@@ -135,7 +137,12 @@ class ProposalService:
         flow_id: str | None = None,
         limit: int = 100,
     ) -> list[Proposal]:
-        return await self.store.list(statuses=statuses, flow_id=flow_id, limit=limit)
+        """Proposals, newest first; unfinished ones are marked stale when production moved."""
+        wanted = set(statuses)
+        fetch = wanted | {s for s in S if not s.finished} if S.STALE in wanted else wanted
+        found = await self.store.list(statuses=tuple(fetch), flow_id=flow_id, limit=limit)
+        fresh = [await self._refresh_staleness(p) for p in found]
+        return [p for p in fresh if not wanted or p.status in wanted]
 
     async def checks(self, proposal_id: str, *, revision: int | None = None) -> list[Check]:
         proposal = await self.get(proposal_id)
@@ -159,6 +166,43 @@ class ProposalService:
             if review.revision == proposal.revision and review.reviewer != proposal.author:
                 latest[review.reviewer] = review
         return sorted(r for r, v in latest.items() if v.decision is ReviewDecision.APPROVE)
+
+    async def policies(self, proposal: Proposal) -> dict[str, policy.FlowPolicy]:
+        """Each changed flow's promotion policy as ``main`` has it, with the settings'."""
+        base = policy.FlowPolicy(
+            required_approvals=self.settings.required_approvals,
+            block_on=policy.statuses(list(self.settings.block_on), where="the settings"),
+        )
+        owners_file = None
+        for path in policy.CODEOWNERS_PATHS:
+            owners_file = await self.repo.file_at(gitstore.MAIN, path)
+            if owners_file is not None:
+                break
+        out: dict[str, policy.FlowPolicy] = {}
+        for flow_id in proposal.flows:
+            found = base
+            path = f"{gitstore.FLOWS_DIR}/{flow_id}/{policy.POLICY_FILE}"
+            text = await self.repo.file_at(gitstore.MAIN, path)
+            if text is not None:
+                try:
+                    found = found.stricter(policy.parse(text, where=path))
+                except errors.InvalidPolicy as exc:  # fail closed, but keep proposals readable
+                    found = found.stricter(policy.FlowPolicy(problems=(exc.message,)))
+            if owners_file is not None:
+                owners = policy.owners_of(owners_file, gitstore.spec_path(flow_id))
+                found = found.stricter(policy.FlowPolicy(required_approvals=0, owners=owners))
+            out[flow_id] = found
+        return out
+
+    async def decision(self, proposal: Proposal) -> policy.Decision:
+        """Whether the current revision may be promoted under the policy, and why not."""
+        return policy.decide(
+            proposal=proposal,
+            checks=await self.store.list_checks(proposal.id, revision=proposal.revision),
+            reviews=await self.store.list_reviews(proposal.id),
+            policies=await self.policies(proposal),
+            check_names=[name.value for name in CHECK_ORDER],
+        )
 
     # ------------------------------------------------------------------ opening and revising
 
@@ -325,7 +369,8 @@ class ProposalService:
         for name in CHECK_ORDER:
             saved[name] = await self._save_check(proposal, name, CheckStatus.PENDING, "")
         flows = await self.checker.proposed_flows(proposal)
-        outcome = await self._run_check(proposal, saved[CheckName.VALIDATE], self._validate, flows)
+        validate = functools.partial(self.checker.validate, proposal)
+        outcome = await self._run_check(proposal, saved[CheckName.VALIDATE], validate, flows)
         plan = await self._run_check(proposal, saved[CheckName.PLAN], self.checker.plan, flows)
         green = outcome.status is CheckStatus.PASSED and plan.status is CheckStatus.PASSED
         if green:
@@ -342,7 +387,9 @@ class ProposalService:
                 diffed = checks.Outcome(status=CheckStatus.SKIPPED, summary="the sandbox failed")
             for name, result in ((CheckName.SANDBOX, sandbox), (CheckName.DIFF, diffed)):
                 await self._finish_check(saved[name], result)
-            green = sandbox.status is CheckStatus.PASSED and diffed.status is CheckStatus.PASSED
+            # The diff's verdict (failed, attention) is for reviewers and the promotion policy:
+            # the proposal is reviewable once the sandbox ran and the diff could be computed.
+            green = sandbox.status is CheckStatus.PASSED and diffed.status in _REVIEWABLE_DIFF
         else:
             for name in (CheckName.SANDBOX, CheckName.DIFF):
                 await self._finish_check(
@@ -358,9 +405,6 @@ class ProposalService:
         )
         log.info("proposal_checked", proposal_id=proposal.id, green=green, revision=revision)
         return proposal
-
-    async def _validate(self, flows: list[checks.Proposed]) -> checks.Outcome:
-        return self.checker.validate(flows)
 
     async def _run_check(
         self, proposal: Proposal, check: Check, run: Any, flows: list[checks.Proposed]
@@ -403,20 +447,6 @@ class ProposalService:
         await self.store.save_check(done)
         return done
 
-    async def green(self, proposal: Proposal) -> list[str]:
-        """Why the current revision's checks are not green ([] when they are)."""
-        found = {
-            c.name: c for c in await self.store.list_checks(proposal.id, revision=proposal.revision)
-        }
-        reasons = []
-        for name in CHECK_ORDER:
-            check = found.get(name)
-            if check is None:
-                reasons.append(f"check {name.value} has not run")
-            elif check.status is not CheckStatus.PASSED:
-                reasons.append(f"check {name.value} is {check.status.value}")
-        return reasons
-
     # ------------------------------------------------------------------ review
 
     async def comment(self, proposal_id: str, *, author: str, body: str) -> Comment:
@@ -446,8 +476,8 @@ class ProposalService:
         await self._review(proposal, reviewer, ReviewDecision.APPROVE, comment)
         approvers = await self.approvers(proposal)
         blocked = await self._changes_requested(proposal)
-        enough = len(approvers) >= self.settings.required_approvals and not blocked
-        status = S.APPROVED if enough else S.CHANGES_REQUESTED if blocked else S.READY
+        decision = await self.decision(proposal)
+        status = S.APPROVED if decision.approved else S.CHANGES_REQUESTED if blocked else S.READY
         proposal = await self._save(proposal, status=status)
         await self._audit(
             reviewer, "proposal.approve", proposal, revision=proposal.revision, approvers=approvers

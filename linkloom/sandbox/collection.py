@@ -1,8 +1,9 @@
-"""Gathering a flow's fixture cases: recent successful production runs plus the repo's cases.
+"""Gathering a flow's fixture cases: recent production runs plus the repo's cases.
 
-``production_cases`` reads runs through the engine's ``RunService`` (or anything with its
-``list_runs``/``list_steps``/``list_exchanges``); ``flow_cases`` adds the hand-written cases from
-``flows/<id>/fixtures/`` in the flows repo (a repo case with the same name wins).
+``production_cases`` reads the last successful and the last failed runs through the engine's
+``RunService`` (or anything with its ``list_runs``/``list_steps``/``list_exchanges``): failed runs
+are cases too, so a fix can show as "newly passing". ``flow_cases`` adds the hand-written cases
+from ``flows/<id>/fixtures/`` in the flows repo (a repo case with the same name wins).
 """
 
 from __future__ import annotations
@@ -16,15 +17,30 @@ from linkloom.sandbox import fixtures
 
 
 async def production_cases(
-    runs: Any, flow_id: str, *, limit: int = 10, secrets: Iterable[str] = ()
+    runs: Any,
+    flow_id: str,
+    *,
+    limit: int = 10,
+    failed: int = 0,
+    secrets: Iterable[str] = (),
 ) -> list[fixtures.FixtureCase]:
-    """The last ``limit`` successful non-sandbox runs of ``flow_id`` as scrubbed cases."""
+    """The last ``limit`` successful and ``failed`` failed non-sandbox runs of ``flow_id`` as
+    scrubbed cases, newest first within each."""
     secret_values = list(secrets)
     found: list[fixtures.FixtureCase] = []
+    for status, wanted in ((RunStatus.SUCCEEDED, limit), (RunStatus.FAILED, failed)):
+        found += await _cases(runs, flow_id, status, wanted, secret_values)
+    return found
+
+
+async def _cases(
+    runs: Any, flow_id: str, status: RunStatus, wanted: int, secrets: list[str]
+) -> list[fixtures.FixtureCase]:
+    found: list[fixtures.FixtureCase] = []
     cursor: str | None = None
-    while len(found) < limit:
+    while len(found) < wanted:
         page = await runs.list_runs(
-            RunFilter(flow_id=flow_id, status=RunStatus.SUCCEEDED), limit=limit, cursor=cursor
+            RunFilter(flow_id=flow_id, status=status), limit=wanted, cursor=cursor
         )
         for run in page.items:
             if getattr(run, "sandbox", False):
@@ -34,10 +50,10 @@ async def production_cases(
                     run=run,
                     steps=await runs.list_steps(run.id),
                     exchanges=await runs.list_exchanges(run.id),
-                    secrets=secret_values,
+                    secrets=secrets,
                 )
             )
-            if len(found) >= limit:
+            if len(found) >= wanted:
                 break
         cursor = page.next_cursor
         if cursor is None:

@@ -82,6 +82,9 @@ async def run_case(
             output=step.output,
             outputs=dict(step.outputs or {}),
             error=str(error) if error else None,
+            skip_reason=(step.state or {}).get("skip_reason")
+            if step.status.value == "SKIPPED"
+            else None,
         )
     return CaseOutcome(
         run_status=run.status.value, steps=steps, run_outputs=dict(run.outputs or {})

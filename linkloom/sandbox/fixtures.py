@@ -12,16 +12,19 @@ A case is stored as YAML at ``flows/<flow-id>/fixtures/<name>.yaml`` in the flow
       - step_id: fetch
         item_index: null
         method: POST
-        url: http://127.0.0.1:8081/api/tasks/fetch-data
-        request_body: {…}
+        url: http://127.0.0.1:8081/api/tasks/fetch-data?region=eu   # the query as sent
+        request_headers: {content-type: application/json}           # never credentials
+        request_body: {…}          # null for GET and HEAD: nothing was sent
         status: 200
         response_headers: {content-type: application/json}
         response_body: {status: SUCCESS, output: {…}}
         error: null              # a connection error production saw instead of a response
     expected:                    # production's step results
       fetch: {status: SUCCEEDED, output: {…}, outputs: {}}
-    run_status: SUCCEEDED
+    run_status: SUCCEEDED        # a failed run is a case too ("newly passing" needs one)
     run_outputs: {…}
+    stubs: [...]                 # optional: answers for requests production never made
+                                 # (``sandbox/stubs.py``; flow-wide ones live in stubs.yaml)
 
 Everything is scrubbed (``sandbox/scrub.py``) before it is built into a case.
 """
@@ -37,11 +40,27 @@ from typing import Any
 
 import yaml
 
+from linkloom.sandbox import stubs as stub_rules
 from linkloom.sandbox.errors import InvalidFixture
-from linkloom.sandbox.scrub import Scrubber
+from linkloom.sandbox.scrub import Scrubber, sensitive_header
 
 _DROP_RESPONSE_HEADERS = frozenset(
     {"content-length", "content-encoding", "transfer-encoding", "connection", "date", "server"}
+)
+# Request headers worth keeping in a case: those that can change the answer (content type,
+# accept, the step's own headers). Transport details and per-attempt metadata are not.
+_DROP_REQUEST_HEADERS = frozenset(
+    {
+        "content-length",
+        "host",
+        "connection",
+        "accept-encoding",
+        "user-agent",
+        "idempotency-key",
+        "traceparent",
+        "tracestate",
+        "x-loom-timestamp",
+    }
 )
 
 
@@ -53,6 +72,7 @@ class RecordedExchange:
     item_index: int | None = None
     method: str
     url: str
+    request_headers: dict[str, str] = field(default_factory=dict)
     request_body: Any = None
     status: int | None = None
     response_headers: dict[str, str] = field(default_factory=dict)
@@ -65,6 +85,7 @@ class RecordedExchange:
             "item_index": self.item_index,
             "method": self.method,
             "url": self.url,
+            "request_headers": dict(self.request_headers),
             "request_body": self.request_body,
             "status": self.status,
             "response_headers": dict(self.response_headers),
@@ -79,6 +100,9 @@ class RecordedExchange:
             item_index=data.get("item_index"),
             method=str(data.get("method", "GET")).upper(),
             url=str(data["url"]),
+            request_headers={
+                str(k).lower(): str(v) for k, v in (data.get("request_headers") or {}).items()
+            },
             request_body=data.get("request_body"),
             status=data.get("status"),
             response_headers={
@@ -132,9 +156,16 @@ class FixtureCase:
     expected: dict[str, ExpectedStep] = field(default_factory=dict)
     run_status: str | None = None
     run_outputs: dict[str, Any] = field(default_factory=dict)
+    stubs: tuple[stub_rules.Stub, ...] = ()
+
+    @property
+    def version(self) -> int | None:
+        """The flow version that recorded the case (None: written by hand)."""
+        value = self.source.get("flow_version")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "flow_id": self.flow_id,
             "description": self.description,
@@ -146,6 +177,9 @@ class FixtureCase:
             "run_status": self.run_status,
             "run_outputs": self.run_outputs,
         }
+        if self.stubs:
+            out["stubs"] = [s.to_dict() for s in self.stubs]
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, name: str | None = None) -> FixtureCase:
@@ -169,6 +203,7 @@ class FixtureCase:
                 },
                 run_status=data.get("run_status"),
                 run_outputs=dict(data.get("run_outputs") or {}),
+                stubs=stub_rules.parse_list(data.get("stubs"), where=f"case {case_name}"),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise InvalidFixture(name=case_name, reason=str(exc) or type(exc).__name__) from exc
@@ -210,8 +245,20 @@ def load_dir(directory: Path) -> list[FixtureCase]:
 
 
 def cases_from_texts(texts: Mapping[str, str]) -> list[FixtureCase]:
-    """Parse ``{name: yaml text}`` (what ``FlowsRepo.fixture_files`` returns), sorted by name."""
-    return [loads(texts[name], name=name) for name in sorted(texts)]
+    """Parse ``{name: yaml text}`` (what ``FlowsRepo.fixture_files`` returns), sorted by name.
+
+    ``stubs`` (the flow-wide stubs file) is not a case: ``stubs_from_texts`` reads it.
+    """
+    return [loads(texts[name], name=name) for name in sorted(texts) if name != STUBS_FILE]
+
+
+STUBS_FILE = "stubs"  # flows/<id>/fixtures/stubs.yaml: the flow's stubs, not a case
+
+
+def stubs_from_texts(texts: Mapping[str, str]) -> tuple[stub_rules.Stub, ...]:
+    """The flow-wide stubs of ``flows/<id>/fixtures/stubs.yaml`` (none when absent)."""
+    text = texts.get(STUBS_FILE)
+    return () if text is None else stub_rules.loads(text)
 
 
 def case_from_run(
@@ -280,18 +327,37 @@ def exchange_from_record(exchange: Any, scrub: Scrubber) -> RecordedExchange:
         for k, v in (headers or {}).items()
         if str(k).lower() not in _DROP_RESPONSE_HEADERS
     }
+    sent = field_of(exchange, "request_headers", default=None)
+    if sent is None and isinstance(request, Mapping):
+        sent = request.get("headers")
     error = field_of(exchange, "error", default=None)
+    method = str(field_of(exchange, "method", default="GET")).upper()
     return RecordedExchange(
         step_id=field_of(exchange, "step_id", default=None),
         item_index=field_of(exchange, "item_index", "index", default=None),
-        method=str(field_of(exchange, "method", default="GET")).upper(),
+        method=method,
         url=scrub.url(str(field_of(exchange, "url"))),
-        request_body=scrub.data(request_body),
+        request_headers=request_headers(sent),
+        request_body=None if method in ("GET", "HEAD") else scrub.data(request_body),
         status=field_of(exchange, "status", default=None),
         response_headers=scrub.headers(kept),
         response_body=scrub.data(response_body),
         error=scrub.text(str(error)) if error else None,
     )
+
+
+def request_headers(headers: Mapping[str, Any] | None) -> dict[str, str]:
+    """The request headers a case keeps: those that can change the answer, never credentials
+    (sensitive names are dropped, not masked) nor per-attempt metadata (``X-Loom-*`` ids)."""
+    kept: dict[str, str] = {}
+    for name, value in (headers or {}).items():
+        lowered = str(name).lower()
+        if lowered in _DROP_REQUEST_HEADERS or sensitive_header(lowered):
+            continue
+        if lowered.startswith("x-loom-"):
+            continue
+        kept[lowered] = str(value)
+    return kept
 
 
 def field_of(obj: Any, *names: str, default: Any = ...) -> Any:

@@ -1,9 +1,11 @@
 """Running fixture cases in this process, on the production engine, with replayed HTTP.
 
-For each case: a ``Replayer`` over its exchanges becomes the ``httpx.AsyncClient`` transport, the
+For each case and each version it needs (the proposal's, production's, and the recording one's
+when production moved since): a ``Replayer`` over the case's exchanges becomes the
+``httpx.AsyncClient`` transport (with the proposal's stubs for the proposed version only), the
 clock is frozen at the case's ``recorded_at``, every secret reads as ``REDACTED`` (what the scrubbed
-recordings hold), and the ``CaseEngine`` named in the bundle settings runs the flow. A case that
-raises or exceeds ``case_timeout`` becomes a failed ``CaseResult``; nothing escapes.
+recordings hold), and the ``CaseEngine`` named in the bundle settings runs the flow. A run that
+raises or exceeds ``case_timeout`` comes back with its ``error``; nothing escapes.
 
 This runner has no isolation of its own: the ``process`` and ``docker`` backends run it (through
 ``linkloom.sandbox.entry``) behind OS limits. Use it directly only for trusted specs and tests.
@@ -24,12 +26,17 @@ from linkloom.sandbox.errors import InvalidBundle
 from linkloom.sandbox.fixtures import FixtureCase
 from linkloom.sandbox.replay import Replayer
 from linkloom.sandbox.runner import (
+    PRODUCTION,
+    PROPOSED,
+    RECORDED,
     SANDBOX_ERROR,
     CaseEngine,
     CaseResult,
+    CaseRun,
     SandboxResult,
 )
 from linkloom.sandbox.scrub import REDACTED, Scrubber
+from linkloom.sandbox.stubs import Stub
 
 CaseHook = Callable[[str, CaseResult | None], Awaitable[None] | None]
 
@@ -76,13 +83,36 @@ def load_engine(ref: str) -> CaseEngine:
 
 
 async def run_case(bundle: SandboxBundle, case: FixtureCase, engine: CaseEngine) -> CaseResult:
-    """Run one case; failures of any kind come back as a ``CaseResult`` with ``error``."""
+    """Run one case on every version it needs (proposed, production, recorded); failures of any
+    kind come back inside the ``CaseResult``."""
+    runs: dict[str, CaseRun] = {}
+    for side, flow in bundle.sides(case):
+        stubs = bundle.stubs + case.stubs if side == PROPOSED else ()
+        runs[side] = await run_side(bundle, case, engine, flow=flow, stubs=stubs)
+    return CaseResult(
+        case=case.name,
+        proposed=runs[PROPOSED],
+        production=runs.get(PRODUCTION),
+        recorded=runs.get(RECORDED),
+    )
+
+
+async def run_side(
+    bundle: SandboxBundle,
+    case: FixtureCase,
+    engine: CaseEngine,
+    *,
+    flow: dict[str, Any],
+    stubs: tuple[Stub, ...] = (),
+) -> CaseRun:
+    """One version of the flow on one case, against the case's recordings (and ``stubs``)."""
     settings = bundle.settings
     replayer = Replayer(
         case.exchanges,
         ignore_paths=settings.ignore_paths,
         scrub=Scrubber(),
         on_body_mismatch=settings.on_body_mismatch,
+        stubs=stubs,
     )
     started = time.perf_counter()
     error: str | None = None
@@ -91,7 +121,7 @@ async def run_case(bundle: SandboxBundle, case: FixtureCase, engine: CaseEngine)
         async with httpx.AsyncClient(transport=replayer.transport()) as http:
             async with asyncio.timeout(settings.case_timeout):
                 outcome = await engine.run(
-                    flow=bundle.flow,
+                    flow=flow,
                     case=case,
                     http=http,
                     clock=FrozenClock(case.recorded_at),
@@ -104,23 +134,21 @@ async def run_case(bundle: SandboxBundle, case: FixtureCase, engine: CaseEngine)
         error = f"{type(exc).__name__}: {exc}"
     duration_ms = (time.perf_counter() - started) * 1000
     unrecorded = tuple(call.to_dict() for call in replayer.unrecorded)
-    changed_requests = tuple(replayer.changed_requests)
+    requests = tuple(replayer.requests)
     if outcome is None:
-        return CaseResult(
-            case=case.name,
+        return CaseRun(
             run_status=SANDBOX_ERROR,
+            requests=requests,
             unrecorded=unrecorded,
-            changed_requests=changed_requests,
             duration_ms=duration_ms,
             error=error,
         )
-    return CaseResult(
-        case=case.name,
+    return CaseRun(
         run_status=outcome.run_status,
         steps=dict(outcome.steps),
         run_outputs=dict(outcome.run_outputs),
+        requests=requests,
         unrecorded=unrecorded,
-        changed_requests=changed_requests,
         duration_ms=duration_ms,
     )
 

@@ -2,10 +2,13 @@
 
 Matching key: method, normalised URL (lower-case scheme and host, default port dropped, query
 sorted, credentials scrubbed) and the canonical JSON body (sorted keys, credentials scrubbed, the
-ignored volatile paths removed). Headers never take part. Identical requests replay their
-recordings in recorded order; once those run out, the last recording answers again.
+ignored volatile paths removed), taken from what the engine records of the request. Headers never
+take part. Identical requests replay their recordings in recorded order; once those run out, the
+last recording answers again. A request with no recording of its own is answered by the first
+matching stub (``sandbox/stubs.py``), else (with ``on_body_mismatch="replay"``) by a recording of
+the same method and URL ("sent differently").
 
-A request with no recording raises ``UnrecordedRequest`` ("unrecorded request: POST https://…"),
+A request nothing answers raises ``UnrecordedRequest`` ("unrecorded request: POST https://…"),
 a non-retryable transport error the http step turns into a failed step, and is collected in
 ``Replayer.unrecorded`` so the diff can list what the proposal "would have called".
 """
@@ -16,15 +19,17 @@ import fnmatch
 import functools
 import json
 from collections import defaultdict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
+from linkloom.engine.models import RECORD_EXTENSION
 from linkloom.sandbox.fixtures import RecordedExchange
 from linkloom.sandbox.scrub import Scrubber
+from linkloom.sandbox.stubs import Stub
 
 # Fields of the task envelope that differ on every run or attempt.
 DEFAULT_IGNORED_PATHS: tuple[str, ...] = (
@@ -133,8 +138,66 @@ def request_key(
     )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SentRequest:
+    """A request one run sent in the sandbox, as it would be recorded, and how it was answered.
+
+    ``answer``: ``recording`` (its own recording), ``endpoint`` (a recording of the same method
+    and URL with another body: "sent differently"), ``stub`` (a stub of the proposal) or
+    ``unrecorded`` (nothing could answer; the step failed).
+    """
+
+    step_id: str | None
+    item_index: int | None = None
+    method: str
+    url: str
+    body: Any = None
+    answer: str
+    stub: str | None = None
+    recorded_body: Any = None  # for ``endpoint``: the body of the recording that answered
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.method, self.url, json.dumps(self.body, sort_keys=True, default=str))
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "step_id": self.step_id,
+            "item_index": self.item_index,
+            "method": self.method,
+            "url": self.url,
+            "body": self.body,
+            "answer": self.answer,
+        }
+        if self.stub is not None:
+            out["stub"] = self.stub
+        if self.answer == "endpoint":
+            out["recorded_body"] = self.recorded_body
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SentRequest:
+        index = data.get("item_index")
+        return cls(
+            step_id=data.get("step_id"),
+            item_index=index if isinstance(index, int) else None,
+            method=str(data.get("method") or "GET"),
+            url=str(data.get("url") or ""),
+            body=data.get("body"),
+            answer=str(data.get("answer") or "recording"),
+            stub=data.get("stub"),
+            recorded_body=data.get("recorded_body"),
+        )
+
+
 class Replayer:
-    """Serves recorded exchanges as an ``httpx`` transport; one per case run."""
+    """Serves recorded exchanges (then stubs) as an ``httpx`` transport; one per case run.
+
+    Requests are matched on what the engine records of them (the ``loom.record`` extension the
+    http step attaches: the URL with its query, the body actually sent, values derived from
+    secrets masked), so a replay compares like with like; requests without it (other clients)
+    are matched on their URL and content. Every request is logged in ``requests``.
+    """
 
     def __init__(
         self,
@@ -143,10 +206,12 @@ class Replayer:
         ignore_paths: Sequence[str] = DEFAULT_IGNORED_PATHS,
         scrub: Scrubber | None = None,
         on_body_mismatch: str = "fail",
+        stubs: Sequence[Stub] = (),
     ) -> None:
         self.ignore_paths = tuple(ignore_paths)
         self.scrub = scrub or Scrubber()
         self.on_body_mismatch = on_body_mismatch  # "fail" | "replay"
+        self.stubs = tuple(stubs)
         self._queues: dict[tuple[str, str, str], deque[RecordedExchange]] = defaultdict(deque)
         self._last: dict[tuple[str, str, str], RecordedExchange] = {}
         self._endpoints: dict[tuple[str, str], list[tuple[str, str, str]]] = defaultdict(list)
@@ -155,13 +220,10 @@ class Replayer:
             self._queues[key].append(exchange)
             if key not in self._endpoints[key[:2]]:
                 self._endpoints[key[:2]].append(key)
+        self.requests: list[SentRequest] = []
         self.unrecorded: list[UnrecordedCall] = []
-        # With on_body_mismatch="replay": calls answered from a recording of the same endpoint
-        # although their body differs, with both bodies ({method, url, step_id, recorded_body,
-        # body}); the diff shows what the proposal would have sent differently.
-        self.changed_requests: list[dict[str, Any]] = []
-        self._changed_keys: set[tuple[str, str, str]] = set()
         self._unrecorded_keys: set[tuple[str, str, str]] = set()
+        self._by_endpoint: set[tuple[str, str, str]] = set()  # answered by another recording
         self.served = 0
 
     def _key(self, method: str, url: str, body: Any) -> tuple[str, str, str]:
@@ -171,35 +233,68 @@ class Replayer:
         return httpx.MockTransport(self.handle)
 
     def handle(self, request: httpx.Request) -> httpx.Response:
-        body: Any = request.content
-        key = self._key(request.method, str(request.url), body)
+        origin = request.extensions.get(RECORD_EXTENSION)
+        record = origin.get("record") if isinstance(origin, Mapping) else None
+        step_id: str | None
+        item_index: int | None
+        if isinstance(origin, Mapping) and record is not None:
+            method, url, body = record.method, record.url, record.request_body
+            step_id = origin.get("step_id")
+            item_index = origin.get("item_index")
+        else:
+            method, url, body = request.method, str(request.url), request.content
+            step_id = request.headers.get("x-loom-step-id")
+            item_index = None
+        key = self._key(method, url, body)
+        shown_url = self.scrub.url(url)
+        shown_body = _plain_body(body, self.scrub)
+
+        def log(answer: str, **extra: Any) -> None:
+            self.requests.append(
+                SentRequest(
+                    step_id=step_id, item_index=item_index, method=method.upper(),
+                    url=shown_url, body=shown_body, answer=answer, **extra,
+                )
+            )  # fmt: skip
+
         queue = self._queues.get(key)
         if queue:
             exchange = queue.popleft()
             self._last[key] = exchange
-        elif key in self._last:
+            log("recording")
+        elif key in self._last:  # a repeat: the same answer, the same way
             exchange = self._last[key]
+            if key in self._by_endpoint:
+                log("endpoint", recorded_body=exchange.request_body)
+            else:
+                log("recording")
+        elif (stub := self._stub(method, key[1])) is not None:
+            log("stub", stub=stub.label)
+            self.served += 1
+            return stub.answer(request, body=shown_body)
         elif self.on_body_mismatch == "replay" and self._endpoints.get(key[:2]):
-            exchange = self._same_endpoint(key, request)
+            exchange = self._same_endpoint(key)
+            self._by_endpoint.add(key)
+            log("endpoint", recorded_body=exchange.request_body)
         else:
-            url = self.scrub.url(str(request.url))
+            log("unrecorded")
             call = UnrecordedCall(
-                method=request.method,
-                url=url,
-                body=_json_or_text(request.content, self.scrub),
-                step_id=request.headers.get("x-loom-step-id"),
+                method=method.upper(), url=shown_url, body=shown_body, step_id=step_id
             )
             if key not in self._unrecorded_keys:  # retries of one request are listed once
                 self._unrecorded_keys.add(key)
                 self.unrecorded.append(call)
-            raise UnrecordedRequest(request.method, url, request=request)
+            raise UnrecordedRequest(method.upper(), shown_url, request=request)
         self.served += 1
         if exchange.error and exchange.status is None:
             raise httpx.ConnectError(exchange.error, request=request)
         return _response(exchange, request)
 
-    def _same_endpoint(self, key: tuple[str, str, str], request: httpx.Request) -> RecordedExchange:
-        """Answer from the endpoint's next unused recording (else its last) and note the change."""
+    def _stub(self, method: str, url: str) -> Stub | None:
+        return next((s for s in self.stubs if s.matches(method, url)), None)
+
+    def _same_endpoint(self, key: tuple[str, str, str]) -> RecordedExchange:
+        """Answer from the endpoint's next unused recording (else its last)."""
         keys = self._endpoints[key[:2]]
         used = next((k for k in keys if self._queues[k]), None)
         if used is not None:
@@ -209,17 +304,6 @@ class Replayer:
             used = keys[-1]
             exchange = self._last.get(used) or self._queues[used][0]
         self._last[key] = exchange  # an identical retry gets the same answer
-        if key not in self._changed_keys:
-            self._changed_keys.add(key)
-            self.changed_requests.append(
-                {
-                    "method": request.method,
-                    "url": self.scrub.url(str(request.url)),
-                    "step_id": request.headers.get("x-loom-step-id"),
-                    "recorded_body": exchange.request_body,
-                    "body": _json_or_text(request.content, self.scrub),
-                }
-            )
         return exchange
 
 
@@ -238,11 +322,14 @@ def _response(exchange: RecordedExchange, request: httpx.Request) -> httpx.Respo
     )
 
 
-def _json_or_text(content: bytes, scrub: Scrubber) -> Any:
-    if not content:
-        return None
-    text = content.decode("utf-8", "replace")
-    try:
-        return scrub.data(json.loads(text))
-    except ValueError:
-        return scrub.text(text[:2000])
+def _plain_body(body: Any, scrub: Scrubber) -> Any:
+    """A body as JSON data (scrubbed), or text when it is not JSON; None when empty."""
+    if isinstance(body, bytes | bytearray):
+        if not body:
+            return None
+        text = bytes(body).decode("utf-8", "replace")
+        try:
+            return scrub.data(json.loads(text))
+        except ValueError:
+            return scrub.text(text[:2000])
+    return scrub.data(body)

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from linkloom.sandbox.replay import SentRequest
+
 if TYPE_CHECKING:
     import httpx
 
@@ -41,14 +43,18 @@ class StepOutcome:
     output: Any = None
     outputs: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    skip_reason: str | None = None  # for SKIPPED: join (an upstream failed), branch, when
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "status": self.status,
             "output": self.output,
             "outputs": self.outputs,
             "error": self.error,
         }
+        if self.skip_reason:
+            out["skip_reason"] = self.skip_reason
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StepOutcome:
@@ -57,6 +63,7 @@ class StepOutcome:
             output=data.get("output"),
             outputs=dict(data.get("outputs") or {}),
             error=data.get("error"),
+            skip_reason=data.get("skip_reason"),
         )
 
 
@@ -69,45 +76,115 @@ class CaseOutcome:
     run_outputs: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CaseResult:
-    """One fixture case run on the proposed flow."""
+PROPOSED = "proposed"  # the proposal's version of the flow
+PRODUCTION = "production"  # the current production version, replayed on the same case
+RECORDED = "recorded"  # the version that recorded the case, when production has moved since
 
-    case: str
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CaseRun:
+    """One version of the flow run on one case."""
+
     run_status: str  # a RunStatus value, or SANDBOX_ERROR
     steps: dict[str, StepOutcome] = field(default_factory=dict)
     run_outputs: dict[str, Any] = field(default_factory=dict)
+    requests: tuple[SentRequest, ...] = ()  # every request sent, as recorded, and its answer
     unrecorded: tuple[dict[str, Any], ...] = ()  # {"method", "url", "body", "step_id"}
-    # Answered from a same-endpoint recording despite another body (on_body_mismatch="replay"):
-    # {"method", "url", "step_id", "recorded_body", "body"}
-    changed_requests: tuple[dict[str, Any], ...] = ()
     duration_ms: float = 0.0
-    error: str | None = None  # why the sandbox could not finish the case
+    error: str | None = None  # why the sandbox could not finish this run
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "case": self.case,
             "run_status": self.run_status,
             "steps": {k: v.to_dict() for k, v in self.steps.items()},
             "run_outputs": self.run_outputs,
+            "requests": [r.to_dict() for r in self.requests],
             "unrecorded": [dict(u) for u in self.unrecorded],
-            "changed_requests": [dict(c) for c in self.changed_requests],
             "duration_ms": self.duration_ms,
             "error": self.error,
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CaseResult:
+    def from_dict(cls, data: Mapping[str, Any]) -> CaseRun:
         return cls(
-            case=str(data["case"]),
             run_status=str(data.get("run_status", SANDBOX_ERROR)),
             steps={k: StepOutcome.from_dict(v) for k, v in (data.get("steps") or {}).items()},
             run_outputs=dict(data.get("run_outputs") or {}),
+            requests=tuple(SentRequest.from_dict(r) for r in data.get("requests") or ()),
             unrecorded=tuple(dict(u) for u in data.get("unrecorded") or ()),
-            changed_requests=tuple(dict(c) for c in data.get("changed_requests") or ()),
             duration_ms=float(data.get("duration_ms") or 0.0),
             error=data.get("error"),
         )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CaseResult:
+    """One fixture case: the proposed version's run, and replays of production on it.
+
+    ``production`` is the current production version replayed on the same inputs and
+    recordings (what the proposal is diffed against); ``recorded`` the version that recorded the
+    case, replayed when production has moved since (what the recording is checked against).
+    """
+
+    case: str
+    proposed: CaseRun
+    production: CaseRun | None = None
+    recorded: CaseRun | None = None
+
+    # The proposed run, read directly (most callers want it).
+    @property
+    def run_status(self) -> str:
+        return self.proposed.run_status
+
+    @property
+    def steps(self) -> dict[str, StepOutcome]:
+        return self.proposed.steps
+
+    @property
+    def run_outputs(self) -> dict[str, Any]:
+        return self.proposed.run_outputs
+
+    @property
+    def unrecorded(self) -> tuple[dict[str, Any], ...]:
+        return self.proposed.unrecorded
+
+    @property
+    def error(self) -> str | None:
+        """Why the sandbox could not finish one of the case's runs."""
+        for run in self.runs().values():
+            if run.error:
+                return run.error
+        return None
+
+    @property
+    def duration_ms(self) -> float:
+        return sum(r.duration_ms for r in self.runs().values())
+
+    def runs(self) -> dict[str, CaseRun]:
+        found = {PROPOSED: self.proposed, PRODUCTION: self.production, RECORDED: self.recorded}
+        return {side: run for side, run in found.items() if run is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"case": self.case, **{side: r.to_dict() for side, r in self.runs().items()}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CaseResult:
+        def side(name: str) -> CaseRun | None:
+            found = data.get(name)
+            return CaseRun.from_dict(found) if isinstance(found, Mapping) else None
+
+        proposed = side(PROPOSED) or CaseRun.from_dict(data)  # older results: one flat run
+        return cls(
+            case=str(data["case"]),
+            proposed=proposed,
+            production=side(PRODUCTION),
+            recorded=side(RECORDED),
+        )
+
+    @classmethod
+    def failed(cls, case: str, error: str) -> CaseResult:
+        """A case the sandbox could not run at all."""
+        return cls(case=case, proposed=CaseRun(run_status=SANDBOX_ERROR, error=error))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -246,7 +323,7 @@ def collect(
         reason = error or "not run"
         if case.name == running:
             reason = f"{reason} (while running case {case.name!r})"
-        cases.append(CaseResult(case=case.name, run_status=SANDBOX_ERROR, error=reason))
+        cases.append(CaseResult.failed(case.name, reason))
     return SandboxResult(
         backend=backend,
         cases=tuple(cases),

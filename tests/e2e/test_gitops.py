@@ -241,7 +241,9 @@ def test_gitops_end_to_end_with_docker_sandbox(world: World) -> None:
     proposal = json.loads(opened.output)
     pid = proposal["id"]
     assert proposal["status"] == "ready-for-review", proposal
-    assert [c["status"] for c in proposal["checks"]] == ["passed"] * 4, proposal["checks"]
+    # The summary's text changes in every case: the diff check asks a reviewer to look.
+    statuses = [c["status"] for c in proposal["checks"]]
+    assert statuses == ["passed", "passed", "passed", "attention"], proposal["checks"]
     assert repo.commit(f"proposals/{pid}").message.startswith("Say how many of all")
 
     with world.api("viewer") as viewer:
@@ -269,9 +271,10 @@ def test_gitops_end_to_end_with_docker_sandbox(world: World) -> None:
         assert case["changed_requests"] == []
         assert case["run_output_changes"] == []
     assert any("~ step summary: template.text" in line for line in plan["text"])
-    rendered = world.loom("viewer", "proposal", "diff", pid)
-    assert rendered.exit_code == 0, rendered.output
-    assert "4 of 5 records valid" in rendered.output
+    rendered = world.loom("viewer", "proposal", "diff", pid, "--cases")
+    assert rendered.exit_code == 8, rendered.output  # attention
+    assert "summary: output.text" in rendered.output  # the finding
+    assert "4 of 5 records valid" in rendered.output  # the per-case table
 
     # The author's own approval is refused; another reviewer approves; promotion merges.
     refused = world.loom("ann", "proposal", "approve", pid)
@@ -340,8 +343,9 @@ def test_gitops_end_to_end_with_docker_sandbox(world: World) -> None:
             ("POST", f"{world.backend}/api/tasks/audit-trail")
         ]
         (audit,) = [s for s in case["steps"] if s["step_id"] == "audit"]
-        assert audit["change"] == "added"
+        assert audit["change"] == "newly_failing"  # an added step that fails
         assert "unrecorded request: POST" in audit["proposed_error"]
+    assert diff["status"] == "failed"
 
     with world.api("ops") as ops:
         entries = ops.get("/audit", params={"object_id": pid, "limit": 100}).json()["items"]

@@ -282,8 +282,12 @@ def test_web_reviewer_reads_a_proposal_diff_and_approves_it(page: Any, server: L
         page.wait_for_timeout(500)
         page.reload()
     expect(status).to_have_text("ready for review")
-    expect(page.locator("li[data-check='diff'] .badge")).to_have_text("passed")
+    # The valid count changes in the case: the diff asks the reviewer to look, and says what.
+    expect(page.locator("li[data-check='diff'] .badge")).to_have_text("attention")
     expect(page.locator("pre.unified .u-add")).to_contain_text("output.valid * 2")
+    finding = page.locator(".result-diff details.finding-attention").first
+    expect(finding).to_contain_text("process: outputs.valid doubled in")
+    page.click(".result-diff details.cases > summary")  # the per-case tables, one click away
     changed = page.locator(".result-diff tr.change-changed[data-step='process']").first
     expect(changed.locator("td.production")).to_be_visible()
     expect(changed).to_contain_text("outputs.valid")

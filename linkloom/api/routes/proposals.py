@@ -23,6 +23,7 @@ from linkloom.api.schemas.proposals import (
     CommentOut,
     DiffOut,
     PlanOut,
+    PromotionCheckOut,
     PromotionOut,
     ProposalDetailOut,
     ProposalIn,
@@ -32,7 +33,8 @@ from linkloom.api.schemas.proposals import (
     RevisionIn,
 )
 from linkloom.proposals import plan as plans
-from linkloom.proposals.models import CheckName, ProposalStatus
+from linkloom.proposals import render
+from linkloom.proposals.models import CheckName, ProposalDiff, ProposalStatus
 from linkloom.proposals.service import ProposalService
 
 router = APIRouter(prefix="/api/v1", tags=["proposals"])
@@ -65,13 +67,23 @@ def _texts(specs: list[str | dict[str, Any]]) -> list[str]:
 async def _detail(service: ProposalService, proposal_id: str) -> ProposalDetailOut:
     proposal = await service.get(proposal_id)
     base = ProposalOut.from_domain(proposal).model_dump()
+    decision = await service.decision(proposal)
+    promotion = None
+    if not proposal.status.finished:
+        promotion = PromotionCheckOut(
+            allowed=decision.allowed and proposal.status is ProposalStatus.APPROVED,
+            reasons=list(decision.reasons),
+            required_approvals=decision.needed,
+            owners={f: list(p.owners) for f, p in decision.policies.items() if p.owners},
+        )
     return ProposalDetailOut(
         **base,
         checks=[CheckOut.from_domain(c, details=False) for c in await service.checks(proposal_id)],
         reviews=[ReviewOut.from_domain(r) for r in await service.reviews(proposal_id)],
         comments=[CommentOut.from_domain(c) for c in await service.comments(proposal_id)],
-        approvers=await service.approvers(proposal),
-        required_approvals=service.settings.required_approvals,
+        approvers=list(decision.approvers),
+        required_approvals=decision.needed,
+        promotion=promotion,
     )
 
 
@@ -215,12 +227,17 @@ async def get_diff(proposal_id: str, service: Proposals) -> DiffOut:
     check = await service.check(proposal_id, CheckName.DIFF)
     if check is None:
         return DiffOut(status="pending", summary="the diff has not run yet")
+    flows = dict(check.details.get("flows") or {})
+    parsed = {flow_id: ProposalDiff.from_dict(data) for flow_id, data in flows.items()}
     return DiffOut(
         status=check.status.value,
         summary=check.summary,
         backend=str(check.details.get("backend") or ""),
         attention=bool(check.details.get("attention")),
-        flows=dict(check.details.get("flows") or {}),
+        flows=flows,
+        markdown=render.render_markdown(parsed, title=f"Proposal {proposal_id}: diff")
+        if parsed
+        else "",
     )
 
 

@@ -143,12 +143,26 @@ class CommentOut(BaseModel):
         return cls(id=c.id, author=c.author, body=c.body, at=c.at)
 
 
+class PromotionCheckOut(BaseModel):
+    allowed: bool = Field(description="Whether the current revision may be promoted now.")
+    reasons: list[str] = Field(
+        default_factory=list, description="Every reason it may not: approvals, owners, checks."
+    )
+    required_approvals: int = 1
+    owners: dict[str, list[str]] = Field(
+        default_factory=dict, description="Per flow: its owners (one must approve)."
+    )
+
+
 class ProposalDetailOut(ProposalOut):
     checks: list[CheckOut] = Field(default_factory=list)
     reviews: list[ReviewOut] = Field(default_factory=list)
     comments: list[CommentOut] = Field(default_factory=list)
     approvers: list[str] = Field(default_factory=list)
     required_approvals: int = 1
+    promotion: PromotionCheckOut | None = Field(
+        default=None, description="What the promotion policy says now (unfinished proposals)."
+    )
 
 
 class PlanOut(BaseModel):
@@ -159,11 +173,16 @@ class PlanOut(BaseModel):
 
 
 class DiffOut(BaseModel):
-    status: str
+    status: str = Field(description="passed, attention, failed (or pending, running, skipped).")
     summary: str
     backend: str = ""
     attention: bool = False
-    flows: dict[str, Any] = Field(default_factory=dict, description="ProposalDiff per flow.")
+    flows: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Per flow: its ProposalDiff (summary, findings grouped by step and change, "
+        "and the per-case diffs).",
+    )
+    markdown: str = Field(default="", description="The findings as Markdown (pull requests).")
 
 
 class PromotionOut(BaseModel):

@@ -3,7 +3,7 @@ diffs side by side, comments, approve / request changes / promote / close for th
 
 Roles as in the API: a viewer reads; an author comments and closes; a reviewer approves and
 requests changes; a reviewer or admin promotes. The proposal service enforces the rest itself
-(an author never approves their own proposal; promotion needs approvals and green checks) and
+(an author never approves their own proposal; promotion needs what the promotion policy asks) and
 writes the audit entries; a refusal comes back on the page as a problem next to the buttons.
 """
 
@@ -99,7 +99,8 @@ async def _page(
     by_name = {_value(c.name): c for c in checks}
     plans = list((getattr(by_name.get("plan"), "details", None) or {}).get("flows") or [])
     result_diffs = _result_diffs(by_name.get("diff"))
-    approvers = list(await service.approvers(proposal))
+    decision = await service.decision(proposal)
+    approvers = list(decision.approvers)
     status = _value(proposal.status)
     role = actor.role
     return rendering.page(
@@ -116,7 +117,9 @@ async def _page(
         reviews=list(await service.reviews(proposal_id)),
         comments=list(await service.comments(proposal_id)),
         approvers=approvers,
-        required=getattr(getattr(service, "settings", None), "required_approvals", 1),
+        required=decision.needed,
+        blockers=[] if status in ("promoted", "closed") else list(decision.reasons),
+        owners={f: p.owners for f, p in decision.policies.items() if p.owners},
         problem=problem,
         own=actor.name == proposal.author,
         may_review=role.allows(Role.reviewer) and status in (*REVIEWABLE, "stale"),
@@ -142,10 +145,11 @@ def _plan_text(plans: list[dict[str, Any]]) -> str:
 
 
 def _result_diffs(check: Any) -> list[dict[str, Any]]:
-    """Per flow: the proposal diff rendered as escaped HTML (``proposals.diff.render_html``)."""
+    """Per flow: the proposal diff rendered as escaped HTML (``proposals.render.render_html``):
+    the grouped findings first, each expandable to its cases, then the per-case tables."""
     if check is None:
         return []
-    from linkloom.proposals import diff
+    from linkloom.proposals import render
     from linkloom.proposals.models import ProposalDiff
 
     out = []
@@ -154,11 +158,11 @@ def _result_diffs(check: Any) -> list[dict[str, Any]]:
         out.append(
             {
                 "flow_id": flow_id,
-                "summary": diff.summary_line(parsed.summary),
+                "summary": render.summary_line(parsed.summary),
                 "clean": parsed.summary.clean,
                 "unrecorded": parsed.summary.unrecorded,
                 # render_html escapes every value it writes; it emits classes, no styles.
-                "html": Markup(diff.render_html(parsed, show_unchanged=True)),
+                "html": Markup(render.render_html(parsed, show_unchanged=True)),
             }
         )
     return out

@@ -12,6 +12,7 @@ import pytest
 
 from linkloom.access import Role
 from linkloom.errors import NotPermitted
+from linkloom.proposals.policy import Decision
 from tests.acceptance.api.api_harness import Api
 from tests.acceptance.web.web_client import browser, csrf_of
 
@@ -93,6 +94,11 @@ class FakeProposals:
 
     async def approvers(self, proposal: Any) -> list[str]:
         return [r.reviewer for r in self.reviews_ if r.decision == "approve"]
+
+    async def decision(self, proposal: Any) -> Decision:
+        approvers = tuple(await self.approvers(proposal))
+        missing = () if approvers else ("0 of 1 approval(s) on revision 1",)
+        return Decision(review_reasons=missing, approvers=approvers, needed=1)
 
     async def comment(self, proposal_id: str, *, author: str, body: str) -> None:
         self.comments_.append(SimpleNamespace(author=author, body=body, at=NOW))

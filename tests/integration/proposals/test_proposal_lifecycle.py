@@ -38,7 +38,12 @@ async def test_open_runs_checks_and_diff_shows_only_the_changed_output(world: Wo
     assert world.repo.file_at(p.branch, SPEC_PATH) == changed_title()
     assert world.repo.file_at("main", SPEC_PATH) == flow_yaml()
     checks = {c.name: c for c in await world.service.checks(p.id)}
-    assert {n: c.status for n, c in checks.items()} == dict.fromkeys(CheckName, CheckStatus.PASSED)
+    assert {n: c.status for n, c in checks.items()} == {
+        CheckName.VALIDATE: CheckStatus.PASSED,
+        CheckName.PLAN: CheckStatus.PASSED,
+        CheckName.SANDBOX: CheckStatus.PASSED,
+        CheckName.DIFF: CheckStatus.ATTENTION,  # the title changes: a reviewer must look
+    }
     plan = checks[CheckName.PLAN].details["flows"][0]
     assert plan["steps"]["changed"] == [{"step_id": "shape", "fields": ["template.title"]}]
     assert plan["schedules"][0]["change"] == "unchanged"
@@ -139,7 +144,8 @@ async def test_new_endpoint_is_listed_as_unrecorded(world: World) -> None:
         ("POST", "http://127.0.0.1:8081/api/tasks/audit")
     ]
     audit = next(s for s in case["steps"] if s["step_id"] == "audit")
-    assert audit["change"] == "added"
+    assert audit["change"] == "newly_failing"  # an added step that fails is newly failing
+    assert (await world.service.check(p.id, CheckName.DIFF)).status is CheckStatus.FAILED
     assert "unrecorded request: POST http://127.0.0.1:8081/api/tasks/audit" in (
         audit["proposed_error"] or ""
     )
@@ -152,6 +158,10 @@ async def test_promoting_one_proposal_makes_another_stale_until_rebased(world: W
     second = await world.service.open(title="B", author="dan", files={SPEC_PATH: flow_yaml(other)})
     await world.service.approve(first.id, reviewer="bob")
     await world.service.promote(first.id, actor="bob")
+    # Listing shows it stale (as `loom proposal list` does), also when filtering by status.
+    assert [p.id for p in await world.service.list(statuses=[ProposalStatus.STALE])] == [second.id]
+    listed = {p.id: p.status for p in await world.service.list()}
+    assert listed[second.id] is ProposalStatus.STALE
     second = await world.service.get(second.id)
     assert second.status is ProposalStatus.STALE
     with pytest.raises(errors.ProposalStale):
@@ -222,3 +232,24 @@ async def test_open_from_a_git_ref_touching_two_flows(world: World) -> None:
     assert p.status is ProposalStatus.READY
     with pytest.raises(errors.NothingToPropose):
         await world.service.open(title="Nothing", author="ann", ref="main")
+
+
+async def test_broken_fixture_stubs_and_policy_files_fail_the_validate_check(world: World) -> None:
+    p = await world.service.open(
+        title="Broken companions",
+        author="ann",
+        files={
+            "flows/daily-report/fixtures/stubs.yaml": "stubs: [{url: x, response: {status: 9}}]",
+            "flows/daily-report/fixtures/case-1.yaml": "recorded_at: yesterday-ish\n",
+            "flows/daily-report/policy.yaml": "owners: alice\n",
+        },
+    )
+    assert p.status is ProposalStatus.OPEN
+    validate = await world.service.check(p.id, CheckName.VALIDATE)
+    assert validate.status is CheckStatus.FAILED
+    problems = validate.details["flows"]["daily-report"]["problems"]
+    assert sorted((x["file"], x["code"]) for x in problems) == [
+        ("flows/daily-report/fixtures/case-1.yaml", "invalid-fixture"),
+        ("flows/daily-report/fixtures/stubs.yaml", "invalid-fixture"),
+        ("flows/daily-report/policy.yaml", "invalid-policy"),
+    ]

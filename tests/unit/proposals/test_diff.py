@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 from rich.console import Console
 
-from linkloom.proposals import diff
+from linkloom.proposals import diff, render
 from linkloom.proposals.models import ProposalDiff, StepChange
 from linkloom.sandbox.fixtures import ExpectedStep, FixtureCase
-from linkloom.sandbox.runner import CaseResult, SandboxResult, StepOutcome
+from linkloom.sandbox.runner import CaseResult, CaseRun, SandboxResult, StepOutcome
 
 T0 = datetime(2026, 11, 21, tzinfo=UTC)
 
@@ -41,10 +41,12 @@ def _result(**overrides: object) -> SandboxResult:
     }
     case = CaseResult(
         case="c1",
-        run_status="FAILED",
-        steps=steps,
-        run_outputs={"total": 3},
-        unrecorded=({"method": "POST", "url": "https://new/x", "body": {}, "step_id": "send"},),
+        proposed=CaseRun(
+            run_status="FAILED",
+            steps=steps,
+            run_outputs={"total": 3},
+            unrecorded=({"method": "POST", "url": "https://new/x", "body": {}, "step_id": "send"},),
+        ),
     )
     return SandboxResult(backend="docker", cases=(case,), **overrides)  # type: ignore[arg-type]
 
@@ -116,7 +118,10 @@ def test_diff_identical_results_are_clean() -> None:
     result = SandboxResult(
         backend="process",
         cases=(
-            CaseResult(case="c1", run_status="SUCCEEDED", steps=steps, run_outputs={"total": 3}),
+            CaseResult(
+                case="c1",
+                proposed=CaseRun(run_status="SUCCEEDED", steps=steps, run_outputs={"total": 3}),
+            ),
         ),
     )
     d = diff.diff_results([case], result)
@@ -128,7 +133,7 @@ def test_diff_identical_results_are_clean() -> None:
 def test_diff_sandbox_error_and_missing_case() -> None:
     result = SandboxResult(
         backend="docker",
-        cases=(CaseResult(case="c1", run_status="ERROR", error="wall-clock limit exceeded"),),
+        cases=(CaseResult.failed("c1", "wall-clock limit exceeded"),),
     )
     other = FixtureCase(name="c2", recorded_at=T0)
     d = diff.diff_results([_case(), other], result)
@@ -147,7 +152,7 @@ def test_diff_is_json_serialisable_and_round_trips() -> None:
 def test_render_terminal_shows_both_sides_and_would_have_called() -> None:
     d = diff.diff_results([_case()], _result(), ignore=["output.at"])
     console = Console(width=160, record=True, color_system=None)
-    console.print(diff.render_terminal(d))
+    console.print(render.render_terminal(d, cases=True))
     text = console.export_text()
     assert "output.title" in text
     assert "Report" in text
@@ -159,7 +164,7 @@ def test_render_terminal_shows_both_sides_and_would_have_called() -> None:
 
 def test_render_html_escapes_values() -> None:
     d = diff.diff_results([_case()], _result(), ignore=["output.at"])
-    page = diff.render_html(d)
+    page = render.render_html(d)
     assert "&lt;b&gt;Daily&lt;/b&gt;" in page
     assert "<b>Daily</b>" not in page
     assert 'class="change-newly_failing"' in page

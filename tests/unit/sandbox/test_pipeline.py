@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +16,7 @@ from linkloom.engine.service import RunService
 from linkloom.engine.steps import builtin_executors
 from linkloom.engine.worker import Worker
 from linkloom.flows.spec import FlowSpec
-from linkloom.proposals import diff
+from linkloom.proposals import diff, render
 from linkloom.proposals.models import StepChange
 from linkloom.sandbox import fixtures
 from linkloom.sandbox.bundle import BundleSettings, SandboxBundle
@@ -92,7 +93,7 @@ async def test_pipeline_unchanged_flow_replays_to_a_clean_diff() -> None:
     # The stored YAML is what the sandbox gets.
     case = fixtures.loads(fixtures.dumps(case))
     d = await sandbox_diff(FLOW, case)
-    assert d.summary.clean, diff.summary_line(d.summary)
+    assert d.summary.clean, render.summary_line(d.summary)
     assert d.summary.unchanged == 3
 
 
@@ -131,12 +132,13 @@ async def test_pipeline_new_endpoint_is_listed_as_would_have_called() -> None:
         "fetch": StepChange.UNCHANGED,
         "shape": StepChange.UNCHANGED,
         "send": StepChange.UNCHANGED,
-        "audit": StepChange.ADDED,
+        "audit": StepChange.NEWLY_FAILING,  # an added step that fails counts as newly failing
     }
     assert [(u["method"], u["url"]) for u in case_diff.unrecorded] == [
         ("POST", f"{BACKEND}/api/tasks/audit")
     ]
     assert d.summary.unrecorded == 1
+    assert d.summary.newly_failing == 1
 
 
 async def test_pipeline_replay_mode_shows_the_changed_request_instead_of_failing() -> None:
@@ -162,7 +164,7 @@ async def test_pipeline_replay_mode_shows_the_changed_request_instead_of_failing
         ("body.upstream.shape.output.title", "Report for 2026-11-21", "Daily report 2026-11-21")
     ]
     assert d.summary.changed_requests == 1
-    assert "sent differently" in diff.render_html(d)
+    assert "sent differently" in render.render_html(d)
 
 
 async def test_pipeline_production_cases_come_from_recent_successful_runs() -> None:
@@ -190,3 +192,157 @@ async def test_pipeline_production_cases_come_from_recent_successful_runs() -> N
     merged = collection.flow_cases(cases, {"empty-day": hand})
     assert [c.name for c in merged][-1] == "empty-day"
     assert len(merged) == 3
+
+
+# -------------------------------------------------- both sides: production replayed beside
+
+
+async def both_sides(proposed: dict[str, Any], case: fixtures.FixtureCase, **bundle: Any) -> Any:
+    settings = BundleSettings(on_body_mismatch="replay")
+    result = await InProcessRunner().run(
+        SandboxBundle(
+            flow=proposed, production=FLOW, production_version=1, cases=(case,),
+            settings=settings, **bundle,
+        )
+    )  # fmt: skip
+    return diff.diff_results([case], result, production_version=1)
+
+
+async def test_both_sides_unchanged_flow_is_clean_and_reproducible() -> None:
+    case = await production_case()
+    d = await both_sides(copy.deepcopy(FLOW), case)
+    (c,) = d.cases
+    assert c.reproducible
+    assert d.summary.clean, render.summary_line(d.summary)
+    assert d.findings == ()
+
+
+async def test_both_sides_a_changed_body_is_sent_differently_against_production() -> None:
+    case = await production_case()
+    proposed = copy.deepcopy(FLOW)
+    proposed["steps"][1]["template"]["title"] = "Daily report {{ inputs.day }}"
+    d = await both_sides(proposed, case)
+    (c,) = d.cases
+    assert {s.step_id: s.change for s in c.steps} == {
+        "fetch": StepChange.UNCHANGED,
+        "shape": StepChange.CHANGED,
+        "send": StepChange.UNCHANGED,
+    }
+    (sent,) = c.changed_requests
+    assert [ch["path"] for ch in sent["changes"]] == ["body.upstream.shape.output.title"]
+    assert [f.text for f in d.findings] == [
+        'shape: output.title "Report for 2026-11-21" → "Daily report 2026-11-21" in 1 of 1 case(s)',
+        "send: sent differently (body.upstream.shape.output.title): POST "
+        f"{BACKEND}/api/tasks/send-email in 1 of 1 case(s)",
+    ]
+
+
+async def test_a_case_recorded_by_an_older_version_is_checked_on_that_version() -> None:
+    case = await production_case()  # recorded by version 1 (FLOW)
+    newer = copy.deepcopy(FLOW)
+    newer["steps"][1]["template"]["title"] = "Daily report {{ inputs.day }}"
+    result = await InProcessRunner().run(
+        SandboxBundle(
+            flow=newer, production=newer, production_version=2, versions={1: FLOW},
+            cases=(case,), settings=BundleSettings(on_body_mismatch="replay"),
+        )
+    )  # fmt: skip
+    (ran,) = result.cases
+    assert ran.recorded is not None  # version 1 replayed for the reproduction check
+    d = diff.diff_results([case], result, production_version=2)
+    (c,) = d.cases
+    assert c.reproducible  # the recording reproduces on the version that made it
+    assert d.summary.clean  # and the proposal equals production (version 2): no difference
+
+
+async def test_a_case_that_does_not_reproduce_is_shown_apart_and_not_counted() -> None:
+    case = await production_case()
+    tampered = dict(case.expected)
+    tampered["shape"] = fixtures.ExpectedStep(status="SUCCEEDED", output={"title": "edited"})
+    drifted = replace(case, expected=tampered)
+    proposed = copy.deepcopy(FLOW)
+    proposed["steps"][1]["template"]["title"] = "Daily report {{ inputs.day }}"
+    d = await both_sides(proposed, drifted)
+    (c,) = d.cases
+    assert not c.reproducible
+    assert c.not_reproducible is not None
+    assert (c.not_reproducible.step_id, c.not_reproducible.path) == ("shape", "output.count")
+    assert (d.summary.cases, d.summary.changed, d.summary.not_reproducible) == (0, 0, 1)
+    (finding,) = d.findings
+    assert finding.kind == "not_reproducible"
+    assert finding.severity.value == "info"
+
+
+# -------------------------------------------------- a fan-out of GETs with query strings
+
+FANOUT: dict[str, Any] = {
+    "id": "stock",
+    "inputs": {"skus": {"type": "array"}},
+    "steps": [
+        {
+            "id": "levels",
+            "type": "http",
+            "method": "GET",
+            "url": f"{BACKEND}/stock",
+            "for_each": "{{ inputs.skus }}",
+            "query": {"sku": "{{ item }}", "warehouse": "KYIV-1"},
+        },
+        {
+            "id": "low",
+            "type": "transform",
+            "depends_on": ["levels"],
+            "template": {"low": "{{ steps.levels.output | selectattr('qty', 'lt', 5) | list }}"},
+        },
+    ],
+}
+
+
+def stock(request: httpx.Request) -> httpx.Response:
+    assert request.method == "GET"
+    assert request.content == b""
+    sku = request.url.params["sku"]
+    return httpx.Response(200, json={"sku": sku, "qty": len(sku)})
+
+
+async def test_a_fanout_of_gets_with_query_replays_item_by_item_on_both_sides() -> None:
+    store = InMemoryRunStore()
+    clock = FrozenClock(T0)
+    secrets = StaticSecrets({})
+    runs = RunService(store=store, clock=clock, secrets=secrets)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(stock)) as http:
+        services = StepServices(http=http, clock=clock, secrets=secrets)
+        worker = Worker(
+            store=store, executors=builtin_executors(), services=services, specs=runs.specs
+        )
+        await runs.apply_flow(FlowSpec.model_validate(FANOUT))
+        run = await runs.trigger("stock", inputs={"skus": ["ab", "abcdef", "xyz"]})
+        await worker.run_until_idle()
+    case = fixtures.case_from_run(
+        run=await runs.get_run(run.id),
+        steps=await runs.list_steps(run.id),
+        exchanges=await runs.list_exchanges(run.id),
+    )
+    assert sorted(x.url for x in case.exchanges) == [
+        f"{BACKEND}/stock?sku={sku}&warehouse=KYIV-1" for sku in ("ab", "abcdef", "xyz")
+    ]
+    assert {x.item_index for x in case.exchanges} == {0, 1, 2}
+    proposed = copy.deepcopy(FANOUT)
+    proposed["steps"][1]["template"]["low"] = (
+        "{{ steps.levels.output | selectattr('qty', 'lt', 3) | list }}"
+    )
+    result = await InProcessRunner().run(
+        SandboxBundle(
+            flow=proposed, production=FANOUT, production_version=1, cases=(case,),
+            settings=BundleSettings(on_body_mismatch="replay"),
+        )
+    )  # fmt: skip
+    d = diff.diff_results([case], result, production_version=1)
+    (c,) = d.cases
+    assert c.reproducible
+    assert c.unrecorded == ()
+    assert c.changed_requests == ()
+    assert {s.step_id: s.change for s in c.steps} == {
+        "levels": StepChange.UNCHANGED,
+        "low": StepChange.CHANGED,
+    }
+    assert [f.text for f in d.findings] == ["low: output.low[1] removed in 1 of 1 case(s)"]

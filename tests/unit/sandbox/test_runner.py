@@ -10,7 +10,14 @@ from typing import Any
 from linkloom.sandbox.bundle import BundleSettings, SandboxBundle
 from linkloom.sandbox.fixtures import FixtureCase, RecordedExchange
 from linkloom.sandbox.inprocess import InProcessRunner
-from linkloom.sandbox.runner import CaseOutcome, CaseResult, StepOutcome, collect, event_line
+from linkloom.sandbox.runner import (
+    CaseOutcome,
+    CaseResult,
+    CaseRun,
+    StepOutcome,
+    collect,
+    event_line,
+)
 
 T0 = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 
@@ -95,7 +102,7 @@ def test_collect_keeps_finished_cases_and_blames_the_running_one() -> None:
         flow={"id": "f"},
         cases=tuple(FixtureCase(name=n, recorded_at=T0) for n in ("c1", "c2", "c3")),
     )
-    done = CaseResult(case="c1", run_status="SUCCEEDED")
+    done = CaseResult(case="c1", proposed=CaseRun(run_status="SUCCEEDED"))
     lines = [
         event_line("case_started", case="c1"),
         event_line("case", result=done.to_dict()),
