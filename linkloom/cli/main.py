@@ -58,6 +58,7 @@ EXTRA_OF_MODULE: dict[str, str] = {
             "multipart",
             "python_multipart",
             "cryptography",
+            "codeowners",
         ),
         "server",
     ),

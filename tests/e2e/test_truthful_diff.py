@@ -56,7 +56,7 @@ from linkloom.store.tokens import SqlTokenStore
 from tests.support.real import POSTGRES_URL, require
 from tests.support.shop_backend import ShopBackend
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # ~100 s on a quiet machine
 
 SECRET = "Sh0pKey-7f3a9c21e4"
 SECRET_FORMS = {
