@@ -27,21 +27,19 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import copy
 import io
-import socket
 import subprocess
-import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 from typer.testing import CliRunner
 
@@ -53,7 +51,9 @@ from linkloom.errors import LinkloomError
 from linkloom.sandbox.docker import docker_available, image_exists
 from linkloom.store import session
 from linkloom.store.tokens import SqlTokenStore
-from tests.support.real import POSTGRES_URL, require
+from tests.support import databases
+from tests.support.real import require
+from tests.support.servers import ThreadedUvicorn
 from tests.support.shop_backend import ShopBackend
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # ~100 s on a quiet machine
@@ -224,8 +224,7 @@ class World:
             return api.post(f"/proposals/{proposal_id}/{action}")
 
 
-async def _setup_db(db_url: str) -> dict[str, str]:
-    await session.upgrade(db_url)
+async def _tokens(db_url: str) -> dict[str, str]:
     db = session.Database(db_url)
     try:
         store = SqlTokenStore(db)
@@ -238,25 +237,11 @@ async def _setup_db(db_url: str) -> dict[str, str]:
         }
         out = {}
         for name, role in people.items():
-            from datetime import UTC, datetime
-
             secret, _ = await store.create(name=name, role=role, now=datetime.now(UTC))
             out[name] = secret
         return out
     finally:
         await db.dispose()
-
-
-def _pg_database() -> tuple[str, str, str]:
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    base = make_url(POSTGRES_URL)
-    name = f"loom_truth_{uuid.uuid4().hex[:10]}"
-    admin = base.set(drivername="postgresql", database="postgres").render_as_string(False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return base.set(database=name).render_as_string(False), admin, name
 
 
 @pytest.fixture(
@@ -267,30 +252,22 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
     if sandbox == "docker":
         require(docker_available(), "no Docker engine: run scripts/provision-docker")
         require(image_exists(IMAGE), f"no sandbox image {IMAGE}: run scripts/provision-docker")
-    dropper = None
-    if store == "postgres":
-        require(bool(POSTGRES_URL), "PostgreSQL not configured: set LOOM_TEST_POSTGRES_URL")
-        db_url, admin_url, name = _pg_database()
-        dropper = (admin_url, name)
-    else:
-        db_url = f"sqlite+aiosqlite:///{tmp_path / 'loom.db'}"
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        tokens = pool.submit(asyncio.run, _setup_db(db_url)).result()
-    with ShopBackend() as backend:
+    with contextlib.ExitStack() as stack:
+        if store == "postgres":
+            db_url = stack.enter_context(databases.fresh_database("truth", migrate=True))
+        else:
+            db_url = databases.sqlite_url(databases.migrated_sqlite(tmp_path / "loom.db"))
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            tokens = pool.submit(asyncio.run, _tokens(db_url)).result()
+        backend = stack.enter_context(ShopBackend())
         seed = tmp_path / "seed" / "pricing"
         seed.mkdir(parents=True)
         (seed / "flow.yaml").write_text(dump(pricing(backend.url)))
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+        server = ThreadedUvicorn()
         settings = config.load_settings(
             home=tmp_path,
             database={"url": db_url},
-            server={
-                "run_scheduler": False,
-                "port": port,
-                "public_url": f"http://127.0.0.1:{port}",
-            },
+            server={"run_scheduler": False, "port": server.port, "public_url": server.url},
             engine={
                 "poll_interval": 0.05,
                 "recent_fixture_runs": 10,
@@ -302,36 +279,18 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
             secrets={"shop_key": SECRET},
         )
         logs.configure(settings, fmt="json", level="WARNING", stream=io.StringIO())
+        stack.callback(logs.reset)
         services = wiring.build_services(settings)
-        app = create_app(settings, services)
-        server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive(), "the server died while starting"
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.02)
-        try:
-            yield World(
-                url=f"http://127.0.0.1:{port}",
-                tokens=tokens,
-                home=tmp_path,
-                db_url=db_url,
-                backend=backend,
-                services=services,
-                checkout=tmp_path / "checkout",
-            )
-        finally:
-            server.should_exit = True
-            thread.join(timeout=30)
-            sock.close()
-            logs.reset()
-    if dropper is not None:
-        import psycopg
-
-        with psycopg.connect(dropper[0], autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{dropper[1]}" WITH (FORCE)')
+        stack.enter_context(server.serving(create_app(settings, services)))
+        yield World(
+            url=server.url,
+            tokens=tokens,
+            home=tmp_path,
+            db_url=db_url,
+            backend=backend,
+            services=services,
+            checkout=tmp_path / "checkout",
+        )
 
 
 # ------------------------------------------------------------------------------- helpers

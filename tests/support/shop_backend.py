@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.support.backends import _ThreadedServer
+from tests.support.servers import ThreadedAiohttpServer
 
 RATES = {"eu": 1.2, "us": 1.0, "uk": 1.3}
 
@@ -33,7 +33,7 @@ class Sent:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class ShopBackend(_ThreadedServer):
+class ShopBackend(ThreadedAiohttpServer):
     def __init__(self) -> None:
         super().__init__()
         self.requests: list[Sent] = []
