@@ -29,7 +29,7 @@ import httpx
 from linkloom.engine.models import RECORD_EXTENSION
 from linkloom.sandbox.fixtures import RecordedExchange
 from linkloom.sandbox.scrub import Scrubber
-from linkloom.sandbox.stubs import Stub
+from linkloom.sandbox.stubs import Stub, http_response
 
 # Fields of the task envelope that differ on every run or attempt.
 DEFAULT_IGNORED_PATHS: tuple[str, ...] = (
@@ -308,17 +308,11 @@ class Replayer:
 
 
 def _response(exchange: RecordedExchange, request: httpx.Request) -> httpx.Response:
-    headers = dict(exchange.response_headers)
-    body = exchange.response_body
-    if isinstance(body, str) and "json" not in headers.get("content-type", ""):
-        content = body.encode()
-    elif body is None:
-        content = b""
-    else:
-        content = json.dumps(body, ensure_ascii=False).encode()
-        headers.setdefault("content-type", "application/json")
-    return httpx.Response(
-        status_code=exchange.status or 200, headers=headers, content=content, request=request
+    return http_response(
+        status=exchange.status or 200,
+        headers=exchange.response_headers,
+        body=exchange.response_body,
+        request=request,
     )
 
 

@@ -83,17 +83,9 @@ class Stub:
         }
         rendered = templates.render(self.body, {"request": view})
         headers = {k.lower(): v for k, v in self.headers.items()}
-        if isinstance(rendered, str) and "json" not in headers.get("content-type", ""):
-            content = rendered.encode()
+        if isinstance(rendered, str):
             headers.setdefault("content-type", "text/plain")
-        elif rendered is None:
-            content = b""
-        else:
-            content = json.dumps(rendered, ensure_ascii=False).encode()
-            headers.setdefault("content-type", "application/json")
-        return httpx.Response(
-            status_code=self.status, headers=headers, content=content, request=request
-        )
+        return http_response(status=self.status, headers=headers, body=rendered, request=request)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"method": self.method, "url": self.url}
@@ -106,6 +98,21 @@ class Stub:
             response["body"] = self.body
         out["response"] = response
         return out
+
+
+def http_response(
+    *, status: int, headers: Mapping[str, str], body: Any, request: httpx.Request
+) -> httpx.Response:
+    """An answer with ``body``: text as is unless the content type says JSON, else JSON."""
+    headers = dict(headers)
+    if isinstance(body, str) and "json" not in headers.get("content-type", ""):
+        content = body.encode()
+    elif body is None:
+        content = b""
+    else:
+        content = json.dumps(body, ensure_ascii=False).encode()
+        headers.setdefault("content-type", "application/json")
+    return httpx.Response(status_code=status, headers=headers, content=content, request=request)
 
 
 def parse(data: Any, *, where: str) -> Stub:
