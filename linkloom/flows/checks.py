@@ -17,7 +17,7 @@ from typing import Any
 
 from croniter import croniter
 
-from linkloom.flows import reference_checks
+from linkloom.flows import reference_checks, references
 from linkloom.flows.diagnostics import Reporter, did_you_mean
 from linkloom.flows.graph import StepGraph
 from linkloom.flows.models import Policy
@@ -172,9 +172,9 @@ def _branches(view: SpecView, reporter: Reporter) -> None:
                 severity="warning",
             )
         condition = step.get("condition")
-        if isinstance(condition, str | bool) and not _TEMPLATE.search(str(condition)):
-            taken = "then" if str(condition).strip().lower() in ("true", "1", "yes") else "else"
-            other = "else" if taken == "then" else "then"
+        constant = references.constant_condition(condition)
+        if constant is not None:  # not a template, not a bare expression: a boolean word
+            other = "else" if constant else "then"
             if branches[other]:
                 reporter.add(
                     ("steps", n, "condition"),

@@ -2,9 +2,12 @@
 
 Every template in a step may read ``inputs``, ``steps``, ``run`` and ``secrets``; ``item`` and
 ``index`` exist in steps with ``for_each`` (not in ``for_each`` itself); a step's ``outputs``
-also see ``output`` (its result) and, for http steps, ``response``. A step may only read
-``steps.<id>`` of steps it depends on, directly or transitively. The flow's ``outputs`` may read
-any step.
+also see ``output`` (its result) and, for http steps, ``response``. A transform's ``template``
+also sees ``input`` (the transform's input), and its ``where`` and ``mapping`` templates see the
+record at hand as ``item`` and its position as ``index`` (engine/steps/transform.py). ``when``,
+``condition`` and ``where`` may also be bare expressions (``inputs.amount > 100``), checked as
+the template they stand for. A step may only read ``steps.<id>`` of steps it depends on,
+directly or transitively. The flow's ``outputs`` may read any step.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ ROOTS = ("inputs", "steps", "run", "secrets")
 STEP_KEYS = ("output", "outputs", "status")
 RUN_KEYS = ("id", "flow", "version", "trigger", "scheduled_at", "sandbox")
 _NOT_TEMPLATES = frozenset({"id", "type", "name", "description", "depends_on", "then", "else"})
+_CONDITIONS = frozenset({"when", "condition", "where"})  # templates or bare expressions
 
 
 @dataclass(slots=True, kw_only=True)
@@ -53,9 +57,17 @@ def check(view: SpecView, reporter: Reporter) -> None:
             extra: set[str] = set()
             if key == "outputs":
                 extra = {"output"} | ({"response"} if step.get("type") == "http" else set())
-            if key == "where" or (each and key != "for_each"):
+            transform = step.get("type") == "transform"
+            if key == "where" or (key == "mapping" and transform) or (each and key != "for_each"):
                 extra |= {"item", "index"}
-            for path, text in _templates(value, ("steps", n, key)):
+            if key == "template" and transform:
+                extra |= {"input"}
+            if key in _CONDITIONS and isinstance(value, str):
+                text = references.condition_template(value)
+                found = [(("steps", n, key), text)] if text is not None else []
+            else:
+                found = list(_templates(value, ("steps", n, key)))
+            for path, text in found:
                 for ref in _references(text, path, reporter, reads):
                     _reference(
                         ref,

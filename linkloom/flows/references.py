@@ -44,6 +44,35 @@ def is_template(text: str) -> bool:
     return templates.is_template(text)
 
 
+# Words ``templates.evaluate`` reads as booleans (a unit test keeps the two in step).
+TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
+FALSE_WORDS = frozenset({"", "false", "0", "no", "off", "none", "null"})
+
+
+def constant_condition(value: object) -> bool | None:
+    """The value of a ``when``/``condition``/``where`` that reads nothing: a boolean or a
+    boolean word. None for a template or a bare expression (``inputs.amount > 100``)."""
+    if isinstance(value, bool):
+        return value
+    if not isinstance(value, str) or is_template(value):
+        return None
+    word = value.strip().lower()
+    if word in TRUE_WORDS or word in FALSE_WORDS:
+        return word in TRUE_WORDS
+    return None
+
+
+def condition_template(text: str) -> str | None:
+    """The template a ``when``/``condition``/``where`` text stands for, as
+    ``templates.evaluate`` reads it: a template as it is, a bare expression inside ``{{ }}``,
+    None for a boolean word."""
+    if is_template(text):
+        return text
+    if constant_condition(text) is not None:
+        return None
+    return "{{ " + text + " }}"
+
+
 def normalize(text: str) -> str:
     """Go-template references made Jinja: ``{{ .a.b }}`` → ``{{ a.b }}``."""
     if not _MAYBE_GO_DOT.search(text):

@@ -209,6 +209,65 @@ def test_for_each_steps_may_read_item_and_index():
     assert check_flow(text).problems == []
 
 
+def test_a_transform_template_reads_its_input_and_a_mapping_reads_each_item():
+    """What engine/steps/transform.py provides: ``input`` in ``template``, ``item``/``index``
+    in ``mapping`` and ``where``."""
+    text = make_spec_text(
+        steps="  - {id: a, type: transform, input: [{first: A, last: B}]}\n"
+        "  - id: count\n    type: transform\n    depends_on: [a]\n"
+        "    template: {n: '{{ input | length }}', first: '{{ input[0].first }}'}\n"
+        "  - id: names\n    type: transform\n    depends_on: [a]\n    operation: map\n"
+        "    mapping: {full: '{{ item.first }} {{ item.last }}', at: '{{ index }}'}\n"
+    )
+    assert check_flow(text).problems == []
+
+
+def test_input_is_unknown_outside_a_transform_template():
+    text = make_spec_text(
+        steps="  - {id: a, type: transform, input: '{{ input }}'}\n"
+        "  - {id: b, type: http, url: 'http://x.example/{{ input }}'}\n"
+    )
+    assert [(p.code, p.path) for p in check_flow(text).errors] == [
+        ("unknown-reference", "$.steps[0].input"),
+        ("unknown-reference", "$.steps[1].url"),
+    ]
+
+
+def test_a_bare_expression_condition_is_checked_not_taken_for_a_constant():
+    """``condition: inputs.amount > 100`` is evaluated at run time (templates.evaluate): no
+    "constant condition" warning, and its references are checked like a template's."""
+    steps = (
+        "  - {id: c, type: condition, condition: 'inputs.amount > 100', then: [a], else: [b]}\n"
+        "  - {id: a, type: delay, duration: 1s, depends_on: [c]}\n"
+        "  - {id: b, type: delay, duration: 1s, depends_on: [c], when: 'inputs.amont > 1'}\n"
+    )
+    text = make_spec_text(steps=steps).replace("steps:", "inputs: {amount: {type: number}}\nsteps:")
+    assert [(p.code, p.path, p.hint) for p in check_flow(text).problems] == [
+        ("unknown-input", "$.steps[2].when", "did you mean 'amount'?")
+    ]
+
+
+@pytest.mark.parametrize(("word", "branch"), [("yes", "else"), ("off", "then"), ("TRUE", "else")])
+def test_a_constant_condition_warns_that_one_branch_never_runs(word: object, branch: str):
+    steps = (
+        f"  - {{id: c, type: condition, condition: {word!r}, then: [a], else: [b]}}\n"
+        "  - {id: a, type: delay, duration: 1s, depends_on: [c]}\n"
+        "  - {id: b, type: delay, duration: 1s, depends_on: [c]}\n"
+    )
+    [problem] = check_flow(make_spec_text(steps=steps)).problems
+    assert problem.code == "unreachable"
+    assert f"its '{branch}' branch never runs" in problem.message
+
+
+def test_the_validators_boolean_words_are_the_engines():
+    from linkloom.flows import references, templates
+
+    for word in references.TRUE_WORDS | references.FALSE_WORDS:
+        assert templates.evaluate(word, {}) is (word in references.TRUE_WORDS)
+    with pytest.raises(templates.TemplateError):
+        templates.evaluate("maybe", {})  # not a word: a bare expression reading 'maybe'
+
+
 def test_a_template_may_read_an_ancestor_two_steps_up():
     text = make_spec_text(
         steps="  - {id: a, type: transform, template: 1}\n"
