@@ -4,6 +4,7 @@ It serves the flows of the design documents and the endpoints tests need to obse
 
 * daily-report: ``POST /api/tasks/fetch-data`` → ``/api/tasks/process`` → ``/api/tasks/send-email``
 * Automata sync-orders (plain JSON, not the task format): ``GET /crm/orders``, ``POST /erp/import``
+* MBFlow wf-123 (plain JSON): ``GET /users``
 * parallel A/B → merge: ``POST /api/tasks/process-a``, ``POST /api/tasks/process-b``
 * an async step with heartbeats: ``POST /api/tasks/slow-report``
 * exactly-once effects: ``POST /api/tasks/charge`` records one effect per Idempotency-Key;
@@ -43,6 +44,10 @@ ORDERS = [
     {"id": "o-1001", "customer": "ACME", "total": 120.5, "status": "paid"},
     {"id": "o-1002", "customer": "Globex", "total": 75.0, "status": "paid"},
     {"id": "o-1003", "customer": "Initech", "total": 310.25, "status": "pending"},
+]
+USERS = [
+    {"id": 1, "name": "ann", "email": "ann@example.com"},
+    {"id": 2, "name": "bob", "email": "bob@example.com"},
 ]
 
 
@@ -252,6 +257,12 @@ def _plain_routes(app: FastAPI, state: BackendState) -> None:
         """Automata sync-orders: a plain JSON API, not the task format."""
         _count(state, "crm-orders")
         return {"data": ORDERS}
+
+    @app.get("/users")
+    def users() -> list[dict[str, Any]]:
+        """MBFlow wf-123: a plain JSON list."""
+        _count(state, "users")
+        return USERS
 
     @app.post("/erp/import")
     async def erp_import(request: Request) -> dict[str, Any]:
