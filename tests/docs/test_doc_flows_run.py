@@ -91,7 +91,7 @@ async def test_every_documented_flow_runs_against_the_example_backend(tmp_path: 
         calls = backend.state.calls
     assert not failures, "documented flows that do not run:\n" + "\n".join(failures)
     # The flows reached the backend's task endpoints and its plain JSON API.
-    reached = {"fetch-data", "charge", "crm-orders", "erp-import", "users"}
+    reached = {"fetch-data", "charge", "slow-report", "crm-orders", "erp-import", "users"}
     assert {name for name in reached if calls[name]} == reached
 
 
