@@ -211,13 +211,9 @@ class SqlRunStore:
         if filters.created_before is not None:
             query = query.where(runs.c.created_at < filters.created_before)
         if cursor:
+            # A row-value comparison: both dialects seek the (…, created_at, id) index to it.
             created, run_id = decode_cursor(cursor)
-            query = query.where(
-                sa.or_(
-                    runs.c.created_at < created,
-                    sa.and_(runs.c.created_at == created, runs.c.id < run_id),
-                )
-            )
+            query = query.where(sa.tuple_(runs.c.created_at, runs.c.id) < (created, run_id))
         query = query.order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit + 1)
         found = await self.db.run_read(lambda c: [rows.run(r) for r in c.execute(query).all()])
         page = found[:limit]

@@ -78,10 +78,15 @@ runs = sa.Table(
     # dropping a column rebuilds the table on SQLite, and step_runs cascade from it.
     sa.Column("lock_version", sa.Integer, nullable=False, server_default="0"),
     sa.UniqueConstraint("flow_id", "schedule_id", "fire_time"),
-    sa.Index("ix_runs_flow_created", "flow_id", "created_at"),
-    sa.Index("ix_runs_status", "status"),
-    sa.Index("ix_runs_created", "created_at"),
-    sa.Index("ix_runs_parent", "parent_run_id"),
+    # Lists are newest first with a keyset cursor on (created_at, id): each filter has an
+    # index ending in those two columns, so a page reads `limit` index entries at any history
+    # size (migration 0006). Retention walks ix_runs_created from the oldest end.
+    sa.Index("ix_runs_created", "created_at", "id"),
+    sa.Index("ix_runs_flow_created", "flow_id", "created_at", "id"),
+    sa.Index("ix_runs_status_created", "status", "created_at", "id"),
+    sa.Index("ix_runs_flow_status_created", "flow_id", "status", "created_at", "id"),
+    sa.Index("ix_runs_trigger_created", "trigger", "created_at", "id"),
+    sa.Index("ix_runs_parent", "parent_run_id", "created_at", "id"),
 )
 
 step_runs = sa.Table(
@@ -182,6 +187,8 @@ dead_letters = sa.Table(
     sa.Column("redriven_at", TS),
     sa.Column("redrive_run_id", sa.String(64)),
     sa.Index("ix_dead_letters_flow", "flow_id", "created_at"),
+    sa.Index("ix_dead_letters_created", "created_at"),
+    sa.Index("ix_dead_letters_run", "run_id"),  # retention deletes a run's letters with it
 )
 
 # ---- scheduler (logic in linkloom.scheduler / store.schedules) ------------------------------

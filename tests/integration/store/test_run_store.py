@@ -128,6 +128,41 @@ async def test_list_runs_pages_newest_first_with_a_cursor(store: SqlRunStore) ->
     assert len(pending.items) == 5
 
 
+async def test_list_runs_pages_past_ties_with_every_filter(store: SqlRunStore) -> None:
+    """Runs created in the same instant page by id: no run is repeated or skipped, whichever
+    filter picks the index."""
+    clock = FrozenClock(datetime.now(UTC))
+    svc = RunService(store=store, clock=clock)
+    flow = f"ties-{uuid.uuid4().hex[:6]}"
+    await svc.apply_flow(_spec(flow))
+    parent = await svc.trigger(flow)
+    clock.advance(1)
+    made = set()
+    for i in range(7):
+        run = await svc.trigger(flow, trigger="webhook", parent_run_id=parent.id)
+        made.add(run.id)
+        if i == 3:
+            clock.advance(1)  # two instants, four and three runs each
+    filters = [
+        RunFilter(flow_id=flow, trigger="webhook"),
+        RunFilter(flow_id=flow, status=RunStatus.PENDING, trigger="webhook"),
+        RunFilter(trigger="webhook", parent_run_id=parent.id),
+        RunFilter(parent_run_id=parent.id),
+        RunFilter(flow_id=flow, created_after=clock.now() - timedelta(seconds=1)),
+    ]
+    for filters_ in filters:
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = await svc.list_runs(filters_, limit=2, cursor=cursor)
+            seen.extend(r.id for r in page.items)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert len(seen) == len(set(seen)), filters_
+        assert set(seen) == made, filters_
+
+
 async def test_flow_versions_only_change_with_content(store: SqlRunStore) -> None:
     svc = RunService(store=store, clock=FrozenClock(datetime.now(UTC)))
     flow = f"vers-{uuid.uuid4().hex[:6]}"
