@@ -283,6 +283,47 @@ class PullSettings(BaseModel):
     )
 
 
+class RetentionSettings(BaseModel):
+    runs_days: float | None = Field(
+        default=None,
+        gt=0,
+        description="Delete finished runs (with their steps, attempts, events, logs, recorded "
+        "exchanges and dead letters) older than this many days. Empty: keep every run.",
+    )
+    flows: dict[str, float | None] = Field(
+        default_factory=dict,
+        description="Per-flow days, overriding `runs_days` (JSON object, flow id → days; null "
+        "keeps that flow's runs forever): LOOM_RETENTION__FLOWS='{\"noisy-poller\": 2}'.",
+    )
+    batch_size: int = Field(
+        default=200,
+        ge=1,
+        le=10_000,
+        description="Runs deleted per transaction; small batches keep each write short, so the "
+        "engine is never blocked for long.",
+    )
+    pause_seconds: float = Field(
+        default=0.05, ge=0, description="Pause between two batches of one purge."
+    )
+    interval_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Seconds between purges (run by the process that runs the scheduler).",
+    )
+
+    @field_validator("flows")
+    @classmethod
+    def _positive_days(cls, value: dict[str, float | None]) -> dict[str, float | None]:
+        bad = [flow for flow, days in value.items() if days is not None and days <= 0]
+        if bad:
+            raise ValueError(f"days must be > 0 (or null to keep forever) for {', '.join(bad)}")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return self.runs_days is not None or any(d is not None for d in self.flows.values())
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOOM_", env_nested_delimiter="__", extra="ignore")
 
@@ -311,6 +352,7 @@ class Settings(BaseSettings):
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     pull: PullSettings = Field(default_factory=PullSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     secrets: dict[str, SecretStr] = Field(
         default_factory=dict,
         description="Secrets flows read as {{ secrets.NAME }}: LOOM_SECRETS__NAME=value.",

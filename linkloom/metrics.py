@@ -126,6 +126,12 @@ backend_responses = Counter(
     ["host", "code"],
     registry=REGISTRY,
 )
+retention_purged_runs = Counter(
+    "loom_retention_purged_runs",
+    "Finished runs deleted by retention (with their steps, events, logs and exchanges), by flow.",
+    ["flow_id"],
+    registry=REGISTRY,
+)
 api_request_duration = Histogram(
     "loom_api_request_duration_seconds",
     "API request latency by method, route template and response status.",
@@ -185,6 +191,12 @@ def scheduler_fired(*, lateness_seconds: float, kind: str = "cron") -> None:
 def sandbox_finished(*, backend: str, outcome: object, seconds: float) -> None:
     """Record one sandbox run (``outcome``: succeeded, failed, error: backend unavailable)."""
     sandbox_run_duration.labels(backend=backend, outcome=_label(outcome)).observe(max(seconds, 0.0))
+
+
+def runs_purged(*, flow_id: str, count: int) -> None:
+    """Count runs deleted by retention."""
+    if count:
+        retention_purged_runs.labels(flow_id=flow_id).inc(count)
 
 
 def api_request(*, method: str, route: str, status: int, seconds: float) -> None:

@@ -25,6 +25,7 @@ from linkloom.engine.worker import Worker
 from linkloom.store import session
 from linkloom.store.notify import Notifier
 from linkloom.store.operations import ProcessHeartbeat, SqlOperations, head
+from linkloom.store.retention import RetentionJob, RetentionPolicy, SqlRetention
 from linkloom.store.runs import SqlRunStore
 from linkloom.testing import StaticSecrets, SystemClock
 
@@ -51,6 +52,7 @@ class Services:
     operations: SqlOperations | None = None  # queue figures, revision, worker heartbeats
     heartbeat: ProcessHeartbeat | None = None  # while this process runs workers (or schedules)
     pull: Any = None  # engine.pull.PullService: pull-mode workers and their task queues
+    retention: RetentionJob | None = None  # purges old runs where the scheduler runs (if set)
     started: bool = False
 
     def make_worker(self, **overrides: Any) -> Worker:
@@ -116,7 +118,15 @@ class Services:
             self.heartbeat = ProcessHeartbeat(self.operations, role=role)
             await self.heartbeat.start()
 
+    def start_retention(self) -> None:
+        """Purge old runs now and every ``retention.interval_seconds`` (the process that runs
+        the scheduler calls it; with no retention configured it does nothing)."""
+        if self.retention is not None:
+            self.retention.start()
+
     async def stop(self, *, grace: float = 10.0) -> None:
+        if self.retention is not None:
+            await self.retention.stop()
         if self.heartbeat is not None:
             await self.heartbeat.stop()
             self.heartbeat = None
@@ -205,6 +215,10 @@ def build_services(settings: Settings, *, http_transport: Any = None) -> Service
         pull=pull,
         operations=SqlOperations(db, clock),
     )
+    if settings.retention.enabled:
+        services.retention = RetentionJob(
+            retention(settings, db, clock), interval_seconds=settings.retention.interval_seconds
+        )
     holder["s"] = services
     runs.on_run_finished = services._run_finished
     runs.on_cancel = lambda run_id: [w.abandon_run(run_id) for w in services.workers]
@@ -214,6 +228,19 @@ def build_services(settings: Settings, *, http_transport: Any = None) -> Service
         services.notifications = notifications.build_service(services)
         services.run_listeners.append(services.notifications.on_run_finished)
     return services
+
+
+def retention(settings: Settings, db: session.Database, clock: Any) -> SqlRetention:
+    """The retention of ``settings.retention`` on ``db`` (``loom db purge`` uses it too)."""
+    rules = settings.retention
+    policy = RetentionPolicy(
+        runs_days=rules.runs_days,
+        flows=dict(rules.flows),
+        batch_size=rules.batch_size,
+        pause_seconds=rules.pause_seconds,
+        fixture_runs=settings.engine.recent_fixture_runs,
+    )
+    return SqlRetention(db, clock=clock, policy=policy)
 
 
 def _pull_service(settings: Settings, db: session.Database, runs: RunService, clock: Any) -> Any:

@@ -130,6 +130,7 @@ def _lifespan(start_services: bool) -> Any:
         if run_scheduler:
             services.run_listeners.append(scheduler.on_run_finished)
             await scheduler.start()
+            services.start_retention()
         log.info(
             "api_started",
             workers=len(services.workers),

@@ -190,6 +190,7 @@ async def _serve(settings: Settings) -> None:
             await session.upgrade(settings.database_url)
         scheduler = build_scheduler(db=services.db, runs=services.runs, settings=settings)
         await scheduler.start()
+        services.start_retention()  # old runs are purged where schedules fire
         await services.beat(role="scheduler")  # /readyz on the API shows scheduler_processes
         await stop.wait()
         await scheduler.stop()
