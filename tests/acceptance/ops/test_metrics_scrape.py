@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,7 @@ async def test_metrics_every_family_gains_samples_from_real_work(
         f"sqlite+aiosqlite:///{tmp_path / 'loom.db'}",
         tmp_path,
         server={"run_scheduler": True, "auth": False},
+        retention={"runs_days": 30},
         scheduler={"tick_seconds": 0.2},
         flows={"seed_from": str(tmp_path / "seed")},
     )
@@ -131,6 +133,12 @@ async def test_metrics_every_family_gains_samples_from_real_work(
                 if (await services.runs.list_runs(RunFilter(flow_id="ticking"))).items:
                     break
                 await asyncio.sleep(0.1)
+        # Retention, 60 days on: the failed run goes (the succeeded one is a fixture case).
+        later = services.runs.clock.now() + timedelta(days=60)
+        purged = await wiring.retention(settings, services.db, services.runs.clock).purge(
+            now=later
+        )
+        assert purged.by_flow == {"broken": 1}
         after_text = (await client.get("/metrics")).text
     after = scrape_values(after_text)
 
