@@ -147,10 +147,22 @@ class SchedulerSettings(BaseModel):
 
 
 class SandboxSettings(BaseModel):
-    backend: Literal["auto", "docker", "process"] = Field(
+    backend: Literal["auto", "docker", "process", "remote"] = Field(
         default="auto",
         description="Where proposals run: `docker` (isolated, no network), `process` (local "
-        "subprocess, for development), `auto` (docker when an engine answers).",
+        "subprocess, for development), `remote` (a `loom sandbox serve` service at "
+        "`remote_url`, e.g. on Kubernetes), `auto` (docker when an engine answers).",
+    )
+    remote_url: str = Field(
+        default="",
+        description="The sandbox service for `backend=remote`: http://host:port, or "
+        "unix:///path/to/socket.",
+    )
+    remote_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="Key signing bundles sent to the sandbox service; the service "
+        "(`loom sandbox serve`) refuses bundles not signed with it. Not the server's "
+        "signing key: the sandbox service never holds that one.",
     )
     image: str = Field(
         default="linkloom/sandbox:latest", description="Sandbox runner image for `docker`."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated
 
 import typer
@@ -47,7 +48,46 @@ def status() -> None:
     netns = process.network_namespace_available()
     mountns = process.namespaces_available("-rnm")
     _print(f"configured backend: {settings.sandbox.backend}")
+    if settings.sandbox.backend == "remote":
+        _print(f"sandbox service: {settings.sandbox.remote_url or 'NOT set (remote_url)'}")
     _print(f"docker engine: {'reachable' if engine else 'not reachable'}")
     _print(f"image {settings.sandbox.image}: {'present' if image else 'missing'}")
     _print(f"process backend network namespace: {'yes' if netns else 'NOT available'}")
     _print(f"process backend read-only filesystem: {'yes' if mountns else 'NOT available'}")
+
+
+@sandbox_app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8081,
+    unix: Annotated[
+        str | None, typer.Option(help="Listen on this Unix socket instead of host:port.")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(help="Bundles run at once.", min=1)] = 2,
+) -> None:
+    """Run the sandbox as a service: the `remote` backend sends it signed bundles over HTTP
+    and it runs each in a limited subprocess (the `process` backend). It needs only
+    LOOM_SANDBOX__REMOTE_KEY: no database, no signing key."""
+    import asyncio
+
+    from linkloom import logs
+    from linkloom.config import load_settings
+    from linkloom.errors import InvalidInput
+    from linkloom.sandbox import backends, service
+
+    settings = load_settings()
+    key = settings.sandbox.remote_key.get_secret_value()
+    if not key:
+        raise InvalidInput(
+            "set LOOM_SANDBOX__REMOTE_KEY: the service refuses every bundle not signed with it"
+        )
+    logs.configure(settings)
+    sandbox = service.SandboxService(
+        runner=backends.process_runner(settings.sandbox), key=key, concurrency=concurrency
+    )
+
+    def ready(url: str) -> None:
+        _print(f"sandbox service listening on {url}")
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(service.serve(sandbox, host=host, port=port, unix=unix, ready=ready))

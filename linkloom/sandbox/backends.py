@@ -1,5 +1,6 @@
 """Choosing the sandbox backend from settings: ``docker`` where an engine and the image exist,
-else ``process``; ``auto`` decides per call, so a Docker engine that comes back is used again."""
+else ``process``; ``auto`` decides per call, so a Docker engine that comes back is used again.
+``remote`` sends bundles to a sandbox service (``loom sandbox serve``) at ``remote_url``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from linkloom.sandbox.docker import DockerRunner, docker_available, image_exists
 from linkloom.sandbox.errors import SandboxUnavailable
 from linkloom.sandbox.process import ProcessRunner
+from linkloom.sandbox.remote import RemoteRunner
 from linkloom.sandbox.runner import SandboxRunner
 
 
@@ -26,6 +28,14 @@ def process_runner(settings: Any) -> ProcessRunner:
     return ProcessRunner(wall_clock=settings.wall_clock_seconds, max_processes=settings.pids_limit)
 
 
+def remote_runner(settings: Any) -> RemoteRunner:
+    return RemoteRunner(
+        url=settings.remote_url,
+        key=settings.remote_key.get_secret_value(),
+        wall_clock=settings.wall_clock_seconds,
+    )
+
+
 async def select_runner(settings: Any) -> SandboxRunner:
     """The runner for ``settings`` (``config.SandboxSettings``: backend, image, limits).
 
@@ -35,6 +45,8 @@ async def select_runner(settings: Any) -> SandboxRunner:
     backend = getattr(settings, "backend", "auto")
     if backend == "process":
         return process_runner(settings)
+    if backend == "remote":
+        return remote_runner(settings)
     usable = await asyncio.to_thread(lambda: docker_available() and image_exists(settings.image))
     if usable:
         return docker_runner(settings)

@@ -32,10 +32,10 @@ COUNTERPARTS = {
 # Settings that differ on purpose, per compose service.
 COMPOSE_ONLY = {
     # Compose runs proposals in docker containers through the host's socket; Kubernetes has no
-    # docker socket to give a pod.
-    "api": {"LOOM_SANDBOX__BACKEND", "LOOM_SANDBOX__IMAGE"},
+    # docker socket to give a pod: the API sends them to the sandbox service instead.
+    "api": {"LOOM_SANDBOX__IMAGE"},
 }
-KUBERNETES_ONLY: dict[str, set[str]] = {}
+KUBERNETES_ONLY = {"api": {"LOOM_SANDBOX__REMOTE_URL", "LOOM_SANDBOX__REMOTE_KEY"}}
 
 
 def render(overlay: str) -> list[dict[str, Any]]:
@@ -114,6 +114,10 @@ def test_every_pod_runs_locked_down_with_resources(rendered: list[dict[str, Any]
                 for e in container.get("env", [])
                 if "secretKeyRef" in e.get("valueFrom", {})
             }
+            if name == "linkloom-sandbox":  # the bundle key, nothing else
+                assert secrets == {"LOOM_SANDBOX__REMOTE_KEY": "linkloom-secrets"}
+                assert "envFrom" not in container
+                continue
             assert secrets.get("LOOM_DATABASE__URL") == "linkloom-secrets", name
             assert secrets.get("LOOM_SECURITY__SIGNING_KEY") == "linkloom-secrets", name
     for doc in rendered:  # no secret value is ever shipped in the manifests
@@ -135,6 +139,26 @@ def test_api_probes_workers_autoscale_and_budgets(rendered: list[dict[str, Any]]
         budget = find(rendered, "PodDisruptionBudget", f"linkloom-{component}")
         labels = budget["spec"]["selector"]["matchLabels"]
         assert labels["app.kubernetes.io/component"] == component
+
+
+def test_the_sandbox_service_has_no_egress_and_takes_bundles_only_from_the_api(
+    rendered: list[dict[str, Any]],
+) -> None:
+    sandbox = pod_spec(find(rendered, "Deployment", "linkloom-sandbox"))
+    assert sandbox["containers"][0]["args"][:2] == ["sandbox", "serve"]
+    policy = find(rendered, "NetworkPolicy", "linkloom-sandbox")["spec"]
+    assert policy["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "sandbox"
+    assert "Egress" in policy["policyTypes"]
+    assert policy["egress"] == []
+    (allowed,) = policy["ingress"]
+    (source,) = allowed["from"]
+    assert source["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "api"
+    api = pod_spec(find(rendered, "Deployment", "linkloom-api"))["containers"][0]
+    env = {e["name"]: e.get("value") for e in api["env"]}
+    assert env["LOOM_SANDBOX__BACKEND"] == "remote"
+    service = find(rendered, "Service", "linkloom-sandbox")
+    port = service["spec"]["ports"][0]["port"]
+    assert env["LOOM_SANDBOX__REMOTE_URL"] == f"http://linkloom-sandbox:{port}"
 
 
 def test_production_runs_two_schedulers_and_at_least_two_workers() -> None:
