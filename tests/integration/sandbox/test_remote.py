@@ -27,7 +27,7 @@ from linkloom.access import Role
 from linkloom.sandbox.errors import SandboxUnavailable
 from linkloom.sandbox.process import namespaces_available
 from linkloom.sandbox.remote import RemoteRunner, client_for
-from tests.integration.crash.engine_process import fresh_database
+from tests.support import databases
 from tests.support.real import require
 
 KEY = "remote-sandbox-test-key"
@@ -202,7 +202,7 @@ async def pg_api(tmp_path: Path, service: Service) -> AsyncIterator[Any]:
     seed = tmp_path / "seed" / "report"
     seed.mkdir(parents=True)
     (seed / "flow.yaml").write_text(yaml.safe_dump(FLOW, sort_keys=False))
-    async with fresh_database("postgres", tmp_path) as url:
+    with databases.fresh_database("remote_sandbox", migrate=True) as url:
         running, lifespan = await start_api(
             url,
             tmp_path,

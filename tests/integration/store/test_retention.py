@@ -35,7 +35,7 @@ from linkloom.store import session, tables
 from linkloom.store.retention import PURGE_LOCK_KEY, RetentionPolicy, SqlRetention
 from linkloom.store.runs import SqlRunStore
 from linkloom.testing import FrozenClock, StaticSecrets, SystemClock
-from tests.integration.crash.engine_process import fresh_database
+from tests.support import databases
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 PER_RUN = (
@@ -49,7 +49,14 @@ PER_RUN = (
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[session.Database]:
-    async with fresh_database(request.param, tmp_path) as url:
+    if request.param == "sqlite":
+        url = databases.sqlite_url(tmp_path / "loom.db")
+        await session.upgrade(url)
+        database = session.Database(url)
+        yield database
+        await database.dispose()
+        return
+    with databases.fresh_database("retention", migrate=True) as url:
         database = session.Database(url)
         yield database
         await database.dispose()
@@ -271,8 +278,8 @@ async def test_a_second_purging_process_steps_aside_on_postgresql(db: session.Da
 async def test_the_engine_runs_flows_while_a_purge_deletes_in_batches(
     db: session.Database,
 ) -> None:
-    """A purge of 300 runs in batches of 20 and a 3-step flow triggered meanwhile: the run
-    finishes while the purge is still deleting."""
+    """A purge of 300 runs in batches of 10 (6 s of pauses at least) and a 3-step flow
+    triggered meanwhile: the run finishes while the purge is still deleting."""
     store = SqlRunStore(db)
     for i in range(300):
         await seed_run(store, "history", age_days=40 + i / 1000)
@@ -300,7 +307,7 @@ async def test_the_engine_runs_flows_while_a_purge_deletes_in_batches(
             SqlRetention(
                 db,
                 clock=FrozenClock(NOW),
-                policy=RetentionPolicy(runs_days=30, batch_size=20, pause_seconds=0.02),
+                policy=RetentionPolicy(runs_days=30, batch_size=10, pause_seconds=0.2),
             ).purge()
         )
         try:
@@ -314,7 +321,7 @@ async def test_the_engine_runs_flows_while_a_purge_deletes_in_batches(
             await worker.stop()
     assert done.status is RunStatus.SUCCEEDED
     assert report.runs == 300
-    assert report.batches == 15
+    assert report.batches == 30
     assert purging_when_done, "the run should have finished before the purge did"
 
 
