@@ -452,6 +452,81 @@ async def purge_while_running(url: str, *, newest: datetime, requests: int) -> N
     )
 
 
+# ---- fan-out ----------------------------------------------------------------------------------
+def rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def fanout(args: argparse.Namespace) -> None:
+    """A ``for_each`` over N items of a transform step (engine cost only, no HTTP), then the
+    run read back as the API reads it (every step row)."""
+    sizes = sorted(int(n) for n in args.items.split(","))
+    for kind in args.db.split(","):
+        if kind == "postgres" and not os.environ.get("LOOM_TEST_POSTGRES_URL"):
+            print("LOOM_TEST_POSTGRES_URL is not set: skipping PostgreSQL")
+            continue
+        rows = []
+        for size in sizes:
+            async with database(kind) as url, engine(url) as services:
+                spec = {
+                    "id": "fan",
+                    "inputs": {"n": {"type": "integer"}},
+                    "steps": [
+                        {
+                            "id": "each",
+                            "type": "transform",
+                            "for_each": "{{ range(inputs.n) | list }}",
+                            "template": "{{ item * 2 }}",
+                        },
+                        {"id": "done", "type": "transform", "depends_on": ["each"],
+                         "template": "{{ steps.each.output | length }}"},
+                    ],
+                }  # fmt: skip
+                await services.runs.apply_flow(FlowSpec.model_validate(spec))
+                idle = rss_mb()
+                started = time.perf_counter()
+                cpu = time.process_time()
+                run = await services.runs.trigger("fan", inputs={"n": size})
+                try:
+                    async with asyncio.timeout(args.timeout):
+                        done = await services.runs.wait(run.id, poll=1)
+                except TimeoutError:
+                    rows.append((size, None, None, None, None, f"not done in {args.timeout:.0f} s"))
+                    continue
+                wall = time.perf_counter() - started
+                cpu = time.process_time() - cpu
+                peak = rss_mb()
+                read = time.perf_counter()
+                steps = await services.runs.list_steps(run.id)
+                read = time.perf_counter() - read
+                note = done.status.value if done.status.value != "SUCCEEDED" else ""
+                if done.error:
+                    note += f" {done.error.get('message', '')[:60]}"
+                rows.append((size, wall, cpu, peak - idle, read, note or f"{len(steps)} rows"))
+            print(f"[{kind}] {size:,} items done; load average {load()}", flush=True)
+        small = next((r for r in rows if r[1] is not None), None)
+        print(f"\n## fan-out on {kind} (transform children; per-item time against the smallest)\n")
+        print(f"{'items':>8} {'wall s':>9} {'ms/item':>9} {'ratio':>7} {'cpu ms/item':>12} "
+              f"{'RSS +MB':>8} {'MB/10k':>7} {'read run s':>11}  note")  # fmt: skip
+        for size, wall, cpu, grown, read, note in rows:
+            if wall is None:
+                blank = " ".join(f"{'-':>{w}}" for w in (9, 9, 7, 12, 8, 7, 11))
+                print(f"{size:>8,} {blank}  {note}")
+                continue
+            per = wall / size * 1000
+            base = small[1] / small[0] * 1000 if small else per
+            print(
+                f"{size:>8,} {wall:>9.2f} {per:>9.3f} {per / base:>6.2f}× "
+                f"{cpu / size * 1000:>12.3f} {grown:>8.1f} {grown / size * 10_000:>7.1f} "
+                f"{read:>11.2f}  {note}"
+            )
+    print(f"load average at the end: {load()}")
+
+
 # ---- main -------------------------------------------------------------------------------------
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -460,10 +535,16 @@ def main() -> None:
     hist.add_argument("--db", default="sqlite,postgres")
     hist.add_argument("--sizes", default="10000,100000,1000000")
     hist.add_argument("--requests", type=int, default=30)
+    fan = sub.add_parser("fanout", help="for_each over N items: time per item, RSS, reading it")
+    fan.add_argument("--db", default="sqlite,postgres")
+    fan.add_argument("--items", default="1000,10000,100000")
+    fan.add_argument("--timeout", type=float, default=1800)
     args = parser.parse_args()
     print(f"bench_scale {args.what}; load average {load()}; {os.cpu_count()} cores")
     if args.what == "history":
         asyncio.run(history(args))
+    elif args.what == "fanout":
+        asyncio.run(fanout(args))
 
 
 if __name__ == "__main__":
