@@ -27,6 +27,7 @@ from linkloom.access import Role
 from linkloom.sandbox.errors import SandboxUnavailable
 from linkloom.sandbox.process import namespaces_available
 from linkloom.sandbox.remote import RemoteRunner, client_for
+from linkloom.sandbox.runner import SandboxResult
 from tests.support import databases
 from tests.support.real import require
 
@@ -157,7 +158,8 @@ async def test_the_service_accepts_only_bundles_signed_with_its_key_once(
         headers = signing.sign(KEY, body)
         first = await client.post("/v1/bundles", content=body, headers=headers)
         assert first.status_code == 200, first.text
-        assert first.json()["cases"][0]["run_status"] == "SUCCEEDED"
+        (case,) = SandboxResult.from_dict(first.json()).cases
+        assert case.run_status == "SUCCEEDED"
         replayed = await client.post("/v1/bundles", content=body, headers=headers)
         assert replayed.status_code == 409
         assert replayed.json()["code"] == "bundle_replayed"
