@@ -217,6 +217,14 @@ class InMemoryRunStore:
         more = len(runs) > limit
         return Page(items=tuple(page), next_cursor=encode_cursor(page[-1]) if more else None)
 
+    async def recent_runs(self, flow_ids: Sequence[str], *, limit: int) -> dict[str, list[Run]]:
+        found: dict[str, list[Run]] = {flow_id: [] for flow_id in flow_ids}
+        for run in sorted(self.runs.values(), key=lambda r: (r.created_at, r.id), reverse=True):
+            runs = found.get(run.flow_id)
+            if runs is not None and len(runs) < limit:
+                runs.append(run)
+        return found
+
     async def count_active_runs(self, flow_id: str) -> int:
         active = (RunStatus.PENDING, RunStatus.RUNNING)
         return sum(1 for r in self.runs.values() if r.flow_id == flow_id and r.status in active)

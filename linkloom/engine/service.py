@@ -331,6 +331,10 @@ class RunService:
             filters or RunFilter(), limit=max(1, min(limit, 1000)), cursor=cursor
         )
 
+    async def recent_runs(self, flow_ids: Sequence[str], *, limit: int) -> dict[str, list[Run]]:
+        """Each flow's newest ``limit`` runs, newest first, in one read."""
+        return await self.store.recent_runs(flow_ids, limit=max(0, min(limit, 1000)))
+
     async def list_steps(self, run_id: str) -> list[StepRun]:
         snapshot = await self.store.snapshot(run_id)
         if snapshot is None:

@@ -105,6 +105,10 @@ class RunStore(Protocol):
         """Newest first. ``cursor`` is the ``next_cursor`` of the previous page."""
         ...
 
+    async def recent_runs(self, flow_ids: Sequence[str], *, limit: int) -> dict[str, list[Run]]:
+        """Each flow's newest ``limit`` runs, newest first (one read for many flows)."""
+        ...
+
     async def count_active_runs(self, flow_id: str) -> int:
         """Runs of the flow that are PENDING or RUNNING."""
         ...

@@ -48,12 +48,13 @@ async def dashboard(request: Request, q: str = "", status: str = "", tag: str = 
     now = svc.runs.clock.now()
     rows = []
     tags: set[str] = set()
-    for flow in sorted(await svc.runs.list_flows(), key=lambda f: f.id):
-        if flow.deleted_at is not None:
-            continue
-        spec = await _spec(svc, flow.id)
+    flows = [f for f in sorted(await svc.runs.list_flows(), key=lambda f: f.id) if not f.deleted_at]
+    # One read for every flow's recent runs; specs come from the cache by the version just read.
+    recent_by_flow = await svc.runs.recent_runs([f.id for f in flows], limit=RECENT)
+    for flow in flows:
+        spec = await _spec(svc, flow.id, flow.current_version)
         tags.update(spec.tags if spec else ())
-        recent = (await svc.runs.list_runs(RunFilter(flow_id=flow.id), limit=RECENT)).items
+        recent = recent_by_flow.get(flow.id, [])
         last = recent[0] if recent else None
         rows.append(
             {

@@ -287,3 +287,23 @@ async def test_create_run_if_current_refuses_a_version_that_is_no_longer_current
     assert await store.get_run(stale.id) is None
     await store.create_run(replace(stale, version=2), (), if_current=True)
     assert (await store.get_run(stale.id)) is not None
+
+
+async def test_recent_runs_reads_each_flows_newest_runs_at_once(store: SqlRunStore) -> None:
+    clock = FrozenClock(datetime.now(UTC))
+    svc = RunService(store=store, clock=clock)
+    flows = [f"recent-{uuid.uuid4().hex[:6]}" for _ in range(3)]
+    made: dict[str, list[str]] = {f: [] for f in flows}
+    for flow in flows:
+        await svc.apply_flow(_spec(flow))
+    for i in range(5):
+        for flow in flows[:2]:  # the third flow never runs
+            made[flow].append((await svc.trigger(flow)).id)
+        clock.advance(1 if i != 2 else 0)  # ties too
+    found = await svc.recent_runs([*flows, "no-such-flow"], limit=3)
+    for flow in flows[:2]:
+        expected = await svc.list_runs(RunFilter(flow_id=flow), limit=3)
+        assert [r.id for r in found[flow]] == [r.id for r in expected.items]
+        assert {r.id for r in found[flow]} <= set(made[flow])
+    assert found[flows[2]] == []
+    assert found["no-such-flow"] == []
