@@ -527,6 +527,97 @@ async def fanout(args: argparse.Namespace) -> None:
     print(f"load average at the end: {load()}")
 
 
+# ---- schedules ----------------------------------------------------------------------------------
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def schedules(args: argparse.Namespace) -> None:
+    """``--schedules`` hourly cron schedules (``M * * * *``, minutes spread evenly) in flows of
+    100, fired by ``--processes`` real ``loom scheduler`` processes on PostgreSQL for
+    ``--seconds``; lateness of every fire (run created − fire time) and CPU per tick."""
+    if not os.environ.get("LOOM_TEST_POSTGRES_URL"):
+        raise SystemExit("set LOOM_TEST_POSTGRES_URL: this bench runs on PostgreSQL")
+    per_flow = 100
+    async with database("postgres") as url:
+        async with engine(url) as services:
+            for f in range(args.schedules // per_flow):
+                spec = {
+                    "id": f"sched-{f:04d}",
+                    "schedules": [
+                        {"id": f"s{i:03d}", "cron": f"{(f * per_flow + i) % 60} * * * *"}
+                        for i in range(per_flow)
+                    ],
+                    "steps": [{"id": "t", "type": "transform", "template": 1}],
+                }
+                await services.runs.apply_flow(FlowSpec.model_validate(spec))
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("LOOM_")},
+            "LOOM_DATABASE__URL": url,
+            "LOOM_SCHEDULER__TICK_SECONDS": "1",
+            "LOOM_LOG__LEVEL": "WARNING",
+            "LOOM_NOTIFICATIONS__ENABLED": "false",
+        }
+        with tempfile.TemporaryDirectory() as home:
+            env["LOOM_HOME"] = home
+            procs = [
+                subprocess.Popen(  # noqa: ASYNC220 - started once, before anything is timed
+                    [LOOM, "scheduler"],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                for _ in range(args.processes)
+            ]
+            try:
+                await asyncio.sleep(15)  # start-up and the first (initialising) tick
+                started = {p.pid: cpu_seconds(p.pid) for p in procs}
+                since = datetime.now(UTC)
+                await asyncio.sleep(args.seconds)
+                spent = {p.pid: cpu_seconds(p.pid) - started[p.pid] for p in procs}
+                until = datetime.now(UTC)
+            finally:
+                for p in procs:
+                    p.terminate()
+                for p in procs:
+                    p.wait(15)
+        db = session.Database(url)
+        async with db.read() as conn:
+            found = (
+                await conn.execute(
+                    sa.text(
+                        "SELECT extract(epoch FROM created_at - fire_time) FROM runs "
+                        "WHERE trigger = 'schedule' AND fire_time >= :since AND fire_time < :until"
+                    ),
+                    {"since": since, "until": until},
+                )
+            ).all()
+            duplicates = (
+                await conn.execute(
+                    sa.text(
+                        "SELECT count(*) - count(DISTINCT (flow_id, schedule_id, fire_time)) "
+                        "FROM runs WHERE trigger = 'schedule'"
+                    )
+                )
+            ).scalar_one()
+        await db.dispose()
+    late = sorted(float(r[0]) for r in found)
+    expected = args.schedules * args.seconds / 3600
+    print(f"\n## {args.schedules:,} cron schedules, {args.processes} scheduler processes, "
+          f"{args.seconds:.0f} s on PostgreSQL (load average {load()})\n")  # fmt: skip
+    if late:
+        print(f"fires: {len(late):,} (≈{expected:,.0f} expected); lateness p50 "
+              f"{pct(late, 0.5) * 1000:.0f} ms, p99 {pct(late, 0.99) * 1000:.0f} ms, max "
+              f"{late[-1] * 1000:.0f} ms (target p99 < 1 s); "
+              f"duplicate runs: {duplicates}")  # fmt: skip
+    else:
+        print(f"no fires in the window (≈{expected:,.0f} expected)")
+    for pid, seconds in spent.items():
+        print(f"scheduler pid {pid}: CPU {seconds:.2f} s = {seconds / args.seconds * 1000:.1f} "
+              f"ms per 1-second tick")  # fmt: skip
+
+
 # ---- main -------------------------------------------------------------------------------------
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -539,12 +630,18 @@ def main() -> None:
     fan.add_argument("--db", default="sqlite,postgres")
     fan.add_argument("--items", default="1000,10000,100000")
     fan.add_argument("--timeout", type=float, default=1800)
+    sched = sub.add_parser("schedules", help="cron schedules fired by scheduler processes")
+    sched.add_argument("--schedules", type=int, default=10_000)
+    sched.add_argument("--processes", type=int, default=2)
+    sched.add_argument("--seconds", type=float, default=180)
     args = parser.parse_args()
     print(f"bench_scale {args.what}; load average {load()}; {os.cpu_count()} cores")
     if args.what == "history":
         asyncio.run(history(args))
     elif args.what == "fanout":
         asyncio.run(fanout(args))
+    elif args.what == "schedules":
+        asyncio.run(schedules(args))
 
 
 if __name__ == "__main__":
