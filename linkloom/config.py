@@ -315,7 +315,11 @@ class RetentionSettings(BaseModel):
         "engine is never blocked for long.",
     )
     pause_seconds: float = Field(
-        default=0.05, ge=0, description="Pause between two batches of one purge."
+        default=0.05,
+        ge=0,
+        description="Shortest pause between two batches of one purge; a purge also rests at "
+        "least as long as its last batch took, so it uses at most about half of the "
+        "database's time.",
     )
     interval_seconds: float = Field(
         default=3600.0,

@@ -2,7 +2,8 @@
 
 ``RetentionPolicy`` says how long runs are kept (``retention.runs_days``, per flow
 ``retention.flows``). ``SqlRetention.purge()`` deletes, for each rule, the finished runs created
-before its cutoff, oldest first, ``batch_size`` runs per transaction with a pause between two:
+before its cutoff, oldest first, ``batch_size`` runs per transaction with a pause between two
+(at least ``pause_seconds``, and at least as long as the batch took):
 
 * a run and everything that hangs off it go in the same transaction: step runs, attempts,
   events (log lines), recorded exchanges, dead letters. The run row is deleted first and only
@@ -159,9 +160,11 @@ class SqlRetention:
         for rule in self.rules(now):
             after: tuple[datetime, str] | None = None
             while True:
+                batch_started = time.perf_counter()
                 outcome = await self.db.run_write(
                     lambda c, rule=rule, after=after: self._batch(c, rule, after, keep)
                 )
+                took = time.perf_counter() - batch_started
                 if outcome is None:  # another process holds the purge lock
                     interrupted = True
                     break
@@ -174,7 +177,10 @@ class SqlRetention:
                         metrics.runs_purged(flow_id=flow_id, count=count)
                 if after is None:
                     break
-                await asyncio.sleep(self.policy.pause_seconds)
+                # Rest at least as long as the batch took: a purge uses at most about half of
+                # the database's time, whatever the machine (at 1M runs on two loaded cores, a
+                # 50 ms pause alone slowed concurrent runs 2.5×).
+                await asyncio.sleep(max(self.policy.pause_seconds, took))
             if interrupted:
                 break
         report = PurgeReport(
