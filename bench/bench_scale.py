@@ -618,6 +618,113 @@ async def schedules(args: argparse.Namespace) -> None:
               f"ms per 1-second tick")  # fmt: skip
 
 
+# ---- workers ----------------------------------------------------------------------------------
+async def workers(args: argparse.Namespace) -> None:
+    """``--runs`` runs of a 3-step http flow (a local backend answering at once) executed by 1,
+    then 2 real ``loom worker`` processes on PostgreSQL: runs/s, each worker's share, and the
+    database's commits and rollbacks per second (claims that collide show as rollbacks)."""
+    if not os.environ.get("LOOM_TEST_POSTGRES_URL"):
+        raise SystemExit("set LOOM_TEST_POSTGRES_URL: this bench runs on PostgreSQL")
+    from bench.bench_engine import backend_process
+
+    with backend_process() as backend:
+        results = []
+        for count in (1, 2):
+            async with database("postgres") as url:
+                results.append(await _workers_round(url, backend, count, args.runs))
+            print(f"[{count} worker(s)] done; load average {load()}", flush=True)
+    base = results[0]["rate"]
+    print(f"\n## {args.runs} runs of 3 http steps on PostgreSQL (load average {load()})\n")
+    print(f"{'workers':>8} {'runs/s':>8} {'ratio':>7} {'commits/s':>10} {'rollbacks/s':>12}  share")
+    for found in results:
+        share = " / ".join(str(n) for n in found["share"])
+        print(
+            f"{found['workers']:>8} {found['rate']:>8.1f} {found['rate'] / base:>6.2f}× "
+            f"{found['commits']:>10.0f} {found['rollbacks']:>12.1f}  {share} steps"
+        )
+
+
+async def _workers_round(url: str, backend: str, count: int, runs: int) -> dict[str, Any]:
+    import socket
+
+    ports = []
+    for _ in range(count):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            ports.append(sock.getsockname()[1])
+    settings = config.load_settings(
+        database={"url": url}, log={"level": "WARNING"}, notifications={"enabled": False}
+    )
+    services = wiring.build_services(settings)
+    await services.start(worker=False, migrate=False)
+    steps = [
+        {"id": f"s{i}", "type": "http", "url": f"{backend}/s{i}"}
+        | ({"depends_on": [f"s{i - 1}"]} if i else {})
+        for i in range(3)
+    ]
+    await services.runs.apply_flow(FlowSpec.model_validate({"id": "work", "steps": steps}))
+    base_env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("LOOM_")},
+        "LOOM_DATABASE__URL": url,
+        "LOOM_LOG__LEVEL": "WARNING",
+        "LOOM_NOTIFICATIONS__ENABLED": "false",
+    }
+    with tempfile.TemporaryDirectory() as home:
+        procs = [
+            subprocess.Popen(  # noqa: ASYNC220 - started before anything is timed
+                [LOOM, "worker"],
+                env={**base_env, "LOOM_HOME": home, "LOOM_METRICS__PORT": str(port)},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for port in ports
+        ]
+        try:
+            await asyncio.sleep(8)  # the workers connect and listen
+            db = session.Database(url)
+            stats = sa.text(
+                "SELECT xact_commit, xact_rollback FROM pg_stat_database "
+                "WHERE datname = current_database()"
+            )
+            async with db.read() as conn:
+                before = (await conn.execute(stats)).one()
+            started = time.perf_counter()
+            ids = [(await services.runs.trigger("work")).id for _ in range(runs)]
+            for run_id in ids:
+                await services.runs.wait(run_id, poll=0.2)
+            seconds = time.perf_counter() - started
+            await asyncio.sleep(0.5)  # pg_stat counters are flushed now and then
+            async with db.read() as conn:
+                after = (await conn.execute(stats)).one()
+            await db.dispose()
+            share = []
+            async with httpx.AsyncClient() as client:
+                for port in ports:
+                    text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+                    share.append(
+                        int(
+                            sum(
+                                float(line.rsplit(" ", 1)[1])
+                                for line in text.splitlines()
+                                if line.startswith("loom_step_attempt_duration_seconds_count")
+                            )
+                        )
+                    )
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.wait(30)
+            await services.stop()
+    return {
+        "workers": count,
+        "rate": runs / seconds,
+        "commits": (after[0] - before[0]) / seconds,
+        "rollbacks": (after[1] - before[1]) / seconds,
+        "share": share,
+    }
+
+
 # ---- main -------------------------------------------------------------------------------------
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -634,6 +741,8 @@ def main() -> None:
     sched.add_argument("--schedules", type=int, default=10_000)
     sched.add_argument("--processes", type=int, default=2)
     sched.add_argument("--seconds", type=float, default=180)
+    work = sub.add_parser("workers", help="1 and 2 worker processes on the same work")
+    work.add_argument("--runs", type=int, default=300)
     args = parser.parse_args()
     print(f"bench_scale {args.what}; load average {load()}; {os.cpu_count()} cores")
     if args.what == "history":
@@ -642,6 +751,8 @@ def main() -> None:
         asyncio.run(fanout(args))
     elif args.what == "schedules":
         asyncio.run(schedules(args))
+    elif args.what == "workers":
+        asyncio.run(workers(args))
 
 
 if __name__ == "__main__":
