@@ -74,6 +74,22 @@ async def test_declared_body_is_sent_as_is_with_query_and_headers() -> None:
     assert request.headers["X-Extra"] == "yes"
 
 
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+async def test_bodiless_methods_are_signed_over_the_empty_body_they_send(method: str) -> None:
+    """GET and HEAD carry no body, so the signature covers ``"<ts>."`` (docs/protocol.md)."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"status": "SUCCESS", "output": 1})
+
+    _, pending = _run(handler, {"url": "http://b.test/x", "method": method})
+    assert (await pending).ok
+    [request] = seen
+    assert request.content == b""
+    signing.verify("key", b"", request.headers)
+
+
 @pytest.mark.parametrize(
     ("status", "retryable"), [(500, True), (503, True), (429, True), (404, False), (422, False)]
 )
