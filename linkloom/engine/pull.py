@@ -84,7 +84,8 @@ class PullStore(Protocol):
     async def save_worker(self, worker: WorkerInfo) -> None: ...
 
     async def touch_worker(self, worker_id: str, *, now: datetime) -> bool:
-        """Record a heartbeat (a lost worker becomes active again); False if unknown."""
+        """Record a heartbeat (a lost worker becomes active again); False if unknown or
+        stopped (a stopped worker must register again)."""
         ...
 
     async def mark_lost(self, *, before: datetime) -> list[str]:

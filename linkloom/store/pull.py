@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from linkloom.engine.pull import ACTIVE, LOST, QueuedTask, WorkerInfo
+from linkloom.engine.pull import ACTIVE, LOST, STOPPED, QueuedTask, WorkerInfo
 from linkloom.store.rows import utc
 from linkloom.store.session import Database
 from linkloom.store.tables import pull_tasks as T
@@ -146,8 +146,12 @@ class SqlPullStore:
 
     async def touch_worker(self, worker_id: str, *, now: datetime) -> bool:
         def write(conn: sa.Connection) -> bool:
+            # A stopped worker stays stopped: a long poll still open when it said goodbye must
+            # not revive it (it would be marked lost later); it registers again to come back.
             done = conn.execute(
-                W.update().where(W.c.id == worker_id).values(last_heartbeat=now, status=ACTIVE)
+                W.update()
+                .where(W.c.id == worker_id, W.c.status != STOPPED)
+                .values(last_heartbeat=now, status=ACTIVE)
             )
             return bool(done.rowcount)
 

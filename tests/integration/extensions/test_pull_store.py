@@ -87,3 +87,9 @@ async def test_pull_store_worker_registry(store: SqlPullStore) -> None:
     await store.set_status("w1", "stopped")
     assert await store.list_workers(include_stopped=False) == []
     assert len(await store.list_workers(include_stopped=True)) == 1
+    # a long poll still open when the worker stopped does not bring it back
+    assert not await store.touch_worker("w1", now=NOW + timedelta(seconds=9))
+    [stopped] = await store.list_workers(include_stopped=True)
+    assert stopped.status == "stopped"
+    await store.save_worker(worker)  # registering again does
+    assert await store.touch_worker("w1", now=NOW + timedelta(seconds=10))

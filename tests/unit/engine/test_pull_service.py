@@ -76,7 +76,7 @@ class MemoryPullStore:
         self.workers[worker.id] = worker
 
     async def touch_worker(self, worker_id: str, *, now: datetime) -> bool:
-        if worker_id not in self.workers:
+        if worker_id not in self.workers or self.workers[worker_id].status == STOPPED:
             return False
         self.workers[worker_id] = replace(
             self.workers[worker_id], last_heartbeat=now, status=ACTIVE
