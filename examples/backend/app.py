@@ -227,9 +227,14 @@ def _failures(router: LoomRouter, state: BackendState) -> None:
 
     @router.task("/api/tasks/fail")
     def fail(task: TaskRequest) -> TaskResult:
-        """Always FAILED, with ``inputs.error`` as the message."""
+        """Always FAILED, with ``inputs.error`` as the message; retryable when
+        ``inputs.retryable`` is true."""
         _count(state, "fail")
-        return TaskResult.failed(str(task.inputs.get("error", "the example backend failed")))
+        state.record("fail", key=task.idempotency_key, attempt=task.attempt)
+        return TaskResult.failed(
+            str(task.inputs.get("error", "the example backend failed")),
+            retryable=task.inputs.get("retryable") is True,
+        )
 
     @router.task("/api/tasks/sleep")
     async def sleep(task: TaskRequest) -> dict[str, Any]:
