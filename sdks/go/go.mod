@@ -1,0 +1,3 @@
+module github.com/linkloom/linkloom/sdks/go
+
+go 1.19
