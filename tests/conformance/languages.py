@@ -162,7 +162,7 @@ JAVA = Language(
     hint="install a JDK 17 (apt-get install openjdk-17-jdk-headless)",
 )
 
-LANGUAGES = {lang.name: lang for lang in (PYTHON, TYPESCRIPT, GO)}
+LANGUAGES = {lang.name: lang for lang in (PYTHON, TYPESCRIPT, GO, JAVA)}
 
 
 def prepare(lang: Language) -> None:

@@ -43,8 +43,8 @@ class ServerProcess:
             "LOOM_SECURITY__SIGNING_KEY": key,
             "LOOM_ENGINE__POLL_INTERVAL": "0.05",
             "LOOM_ENGINE__LEASE_SECONDS": "1.5",  # async deadlines are checked every 0.5 s
-            "LOOM_PULL__LEASE_SECONDS": "1.5",
-            "LOOM_PULL__LOST_AFTER": "3",
+            "LOOM_PULL__LEASE_SECONDS": "3",  # workers heartbeat every second
+            "LOOM_PULL__LOST_AFTER": "6",
             "LOOM_PULL__MAX_WAIT": "2",
             "LOOM_LOG__LEVEL": "WARNING",
             "LOOM_LOG__FORMAT": "json",

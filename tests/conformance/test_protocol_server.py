@@ -190,8 +190,8 @@ def test_pull_worker_endpoints_answer_as_documented(loom: Loom) -> None:
     info = registered.json()
     assert info["id"] == "proto-1"
     assert info["status"] == "active"
-    assert info["lease_seconds"] == 1.5
-    assert info["heartbeat_interval"] == 0.5
+    assert info["lease_seconds"] == 3
+    assert info["heartbeat_interval"] == 1
     run_id = loom.trigger(spec["id"])
     polled = api.post(
         "/queues/poll",
@@ -207,7 +207,7 @@ def test_pull_worker_endpoints_answer_as_documented(loom: Loom) -> None:
     assert envelope["token"] == task["token"]
     assert envelope["idempotency_key"] == f"{run_id}:build"
     beat = api.post("/workers/proto-1/heartbeat", json={"tasks": [task["token"], "other"]})
-    assert beat.json() == {"held": [task["token"]], "lease_seconds": 1.5}
+    assert beat.json() == {"held": [task["token"]], "lease_seconds": 3}
     result = {"worker_id": "proto-1", "status": "SUCCESS", "output": {"rows": 1}, "logs": ["ok"]}
     done = api.post(f"/tasks/{task['token']}/result", json=result)
     assert done.status_code == 204, done.text

@@ -10,7 +10,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from tests.conformance.languages import GO_ENV, REPO, TS_SDK, _run
+from tests.conformance.languages import GO_ENV, JAVA_SDK, REPO, TS_SDK, _run
 from tests.support.real import require
 
 
@@ -69,3 +69,15 @@ def test_go_sdk_vets_and_passes_its_tests_with_the_standard_library_only() -> No
     _run(["go", "vet", "./..."], sdk, env=GO_ENV)
     _run(["go", "test", "./..."], sdk, env=GO_ENV)
     _run(["go", "vet", "./..."], REPO / "examples" / "backends" / "go", env=GO_ENV)
+
+
+def test_java_sdk_builds_and_passes_its_tests_with_the_jdk_only() -> None:
+    _needs("java", "javac", hint="install a JDK 17 (apt-get install openjdk-17-jdk-headless)")
+    done = subprocess.run(
+        ["bash", str(JAVA_SDK / "build.sh"), "test"], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert done.stdout.strip().splitlines()[-1].endswith(" passed, 0 failed"), done.stdout
+    pom = (JAVA_SDK / "pom.xml").read_text()
+    assert "<dependencies>" not in pom  # the JDK only, for Maven users too
+    assert "<maven.compiler.release>17</maven.compiler.release>" in pom
