@@ -150,7 +150,10 @@ class FlowVersionDetailOut(FlowVersionOut):
 class RollbackIn(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"version": 2}]})
 
-    version: int = Field(ge=1, description="The earlier version to make current again.")
+    # bounded: a version beyond a 64-bit database integer is a 422, not a 500 from the store
+    version: int = Field(
+        ge=1, le=2**31 - 1, description="The earlier version to make current again."
+    )
 
 
 class TriggerIn(BaseModel):

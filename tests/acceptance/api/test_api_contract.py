@@ -107,6 +107,8 @@ async def test_flow_read_endpoints_show_versions_schedules_and_triggers(api: Api
         triggers = (await admin.get("/api/v1/flows/report/triggers")).json()
         tagged = (await admin.get("/api/v1/flows", params={"tag": "nope"})).json()
         rolled = (await admin.post("/api/v1/flows/report/rollback", json={"version": 1})).json()
+        huge = await admin.post("/api/v1/flows/report/rollback", json={"version": 2**63})
+    assert huge.status_code == 422  # not a 500 from the database's integer type
     assert flow["version"] == 2
     assert flow["name"] == "Two"
     assert [v["version"] for v in versions] == [1, 2]
