@@ -3,9 +3,8 @@ process per language, and the recording proxy between them (see README.md)."""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +16,8 @@ import pytest
 from tests.conformance.languages import LANGUAGES, Language, Process, base_env, prepare
 from tests.conformance.proxy import Proxy
 from tests.conformance.servers import Loom, ServerProcess, make_loom
-from tests.support.loom_server import free_port
-from tests.support.real import POSTGRES_URL, require
+from tests.support.databases import fresh_database, require_postgres
+from tests.support.servers import free_port
 
 KEY = "conformance-signing-key"
 
@@ -33,43 +32,19 @@ def proxy() -> Iterator[Proxy]:
 def loom(request: pytest.FixtureRequest, proxy: Proxy, tmp_path_factory: Any) -> Iterator[Loom]:
     name = request.param
     home = tmp_path_factory.mktemp(f"loom-{name}")
-    if name == "sqlite":
-        url, drop = f"sqlite+aiosqlite:///{home / 'loom.db'}", None
-    else:
-        require(POSTGRES_URL, "PostgreSQL not configured: set LOOM_TEST_POSTGRES_URL")
-        url, drop = _fresh_postgres()
-    server = ServerProcess(
-        home=home, db_url=url, port=free_port(), public_url=proxy.server_url(name), key=KEY
-    )
-    proxy.servers[name] = server.url
-    try:
+    with contextlib.ExitStack() as stack:
+        if name == "sqlite":
+            url = f"sqlite+aiosqlite:///{home / 'loom.db'}"  # loom server migrates SQLite itself
+        else:
+            require_postgres()
+            url = stack.enter_context(fresh_database("conformance", migrate=True))
+        server = ServerProcess(
+            home=home, db_url=url, port=free_port(), public_url=proxy.server_url(name), key=KEY
+        )
+        proxy.servers[name] = server.url
+        stack.callback(server.stop)
         server.start()
         yield make_loom(name, server)
-    finally:
-        server.stop()
-        if drop is not None:
-            drop()
-
-
-def _fresh_postgres() -> tuple[str, Any]:
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    from linkloom.store import session
-
-    base = make_url(POSTGRES_URL)
-    name = f"loom_conformance_{uuid.uuid4().hex[:10]}"
-    admin = base.set(drivername="postgresql", database="postgres").render_as_string(False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = base.set(database=name).render_as_string(False)
-    asyncio.run(session.upgrade(url))
-
-    def drop() -> None:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return url, drop
 
 
 @dataclass

@@ -27,7 +27,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from tests.support.backends import _ThreadedServer
+from tests.support.servers import ThreadedAiohttpServer
 
 # server → backend faults
 FAULTS = (
@@ -74,7 +74,7 @@ class Exchange:
         return json.loads(self.request_body) if self.request_body else None
 
 
-class Proxy(_ThreadedServer):
+class Proxy(ThreadedAiohttpServer):
     def __init__(self, signing_key: str) -> None:
         super().__init__()
         self.key = signing_key

@@ -19,7 +19,7 @@ from linkloom import signing
 from tests.conformance.conftest import KEY, wait_until
 from tests.conformance.proxy import signature_ok
 from tests.conformance.servers import Loom
-from tests.support.backends import _ThreadedServer
+from tests.support.servers import ThreadedAiohttpServer
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
 ENVELOPE_KEYS = {
@@ -28,7 +28,7 @@ ENVELOPE_KEYS = {
 }  # fmt: skip
 
 
-class Recorder(_ThreadedServer):
+class Recorder(ThreadedAiohttpServer):
     """Answers every request SUCCESS (``/async``: 202) and keeps what arrived."""
 
     def __init__(self) -> None:
