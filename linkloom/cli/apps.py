@@ -6,24 +6,61 @@ documents use), so both spellings reach the same commands.
 
 from __future__ import annotations
 
+import sys
+
 import typer
+
+# On a terminal, help and usage errors are drawn with Rich. Piped or captured, they are plain
+# text: nothing wrapped at 80 columns or boxed for a log to keep, and no Rich to import.
+MARKUP = "rich" if sys.stdout.isatty() and sys.stderr.isatty() else None
 
 app = typer.Typer(
     name="loom",
     help="Link Loom: workflows changed the way code is changed.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=MARKUP,
 )
-flow_app = typer.Typer(help="Flows: apply, trigger, inspect, schedule.", no_args_is_help=True)
-run_app = typer.Typer(help="Runs: list, describe, logs, cancel, retry.", no_args_is_help=True)
-proposal_app = typer.Typer(help="Proposals: the GitOps change flow.", no_args_is_help=True)
-fixtures_app = typer.Typer(help="Fixture cases recorded from production.", no_args_is_help=True)
-token_app = typer.Typer(help="API tokens and their roles.", no_args_is_help=True)
-db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
-config_app = typer.Typer(help="Local CLI configuration and server settings.", no_args_is_help=True)
-sandbox_app = typer.Typer(help="The sandbox that runs proposals.", no_args_is_help=True)
-deadletter_app = typer.Typer(help="Dead letters: failed steps to re-drive.", no_args_is_help=True)
-worker_app = typer.Typer(help="Pull-mode workers.", no_args_is_help=False)
+flow_app = typer.Typer(
+    help="Flows: apply, trigger, inspect, schedule.",
+    no_args_is_help=True,
+    rich_markup_mode=MARKUP,
+)
+run_app = typer.Typer(
+    help="Runs: list, describe, logs, cancel, retry.",
+    no_args_is_help=True,
+    rich_markup_mode=MARKUP,
+)
+proposal_app = typer.Typer(
+    help="Proposals: the GitOps change flow.",
+    no_args_is_help=True,
+    rich_markup_mode=MARKUP,
+)
+fixtures_app = typer.Typer(
+    help="Fixture cases recorded from production.",
+    no_args_is_help=True,
+    rich_markup_mode=MARKUP,
+)
+token_app = typer.Typer(
+    help="API tokens and their roles.", no_args_is_help=True, rich_markup_mode=MARKUP
+)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True, rich_markup_mode=MARKUP)
+config_app = typer.Typer(
+    help="Local CLI configuration and server settings.",
+    no_args_is_help=True,
+    rich_markup_mode=MARKUP,
+)
+sandbox_app = typer.Typer(
+    help="The sandbox that runs proposals.",
+    no_args_is_help=True,
+    rich_markup_mode=MARKUP,
+)
+deadletter_app = typer.Typer(
+    help="Dead letters: failed steps to re-drive.",
+    no_args_is_help=True,
+    rich_markup_mode=MARKUP,
+)
+worker_app = typer.Typer(help="Pull-mode workers.", no_args_is_help=False, rich_markup_mode=MARKUP)
 
 app.add_typer(flow_app, name="flow")
 app.add_typer(flow_app, name="workflow", help="Alias of 'flow'.")

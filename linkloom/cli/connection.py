@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from linkloom.cli.settings import cli_config
-from linkloom.sdk import Client
-from linkloom.sdk.errors import LinkloomAPIError, ServerUnreachable
+
+# httpx and the SDK are imported when a command connects, not when ``loom`` starts.
+if TYPE_CHECKING:
+    import httpx
+
+    from linkloom.sdk import Client
 
 API = "/api/v1"
 
@@ -35,6 +37,8 @@ class Connection:
         transport: httpx.BaseTransport | None = None,
         timeout: float = 30.0,
     ) -> None:
+        import httpx
+
         self.base_url = base_url.rstrip("/")
         self.token = token
         self._transport = transport
@@ -56,6 +60,8 @@ class Connection:
     def sdk(self) -> Client:
         """The SDK client on the same server and token (created on first use)."""
         if self._sdk is None:
+            from linkloom.sdk import Client
+
             self._sdk = Client(
                 self.base_url, token=self.token, transport=self._transport, timeout=self._timeout
             )
@@ -70,14 +76,21 @@ class Connection:
         self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None
     ) -> Any:
         """One request; the decoded JSON (None for an empty body), or a ``LinkloomAPIError``."""
+        import httpx
+
         clean = {k: v for k, v in (params or {}).items() if v is not None}
         try:
             response = self.http.request(method, path, params=clean or None, json=json)
         except httpx.TransportError as exc:
+            from linkloom.sdk.errors import ServerUnreachable
+
             raise ServerUnreachable(
                 base_url=self.base_url, reason=str(exc) or type(exc).__name__
             ) from exc
         if not response.is_success:
+            # The SDK (pydantic models and all) is loaded only when there is an error to map.
+            from linkloom.sdk.errors import LinkloomAPIError
+
             raise LinkloomAPIError.from_response(response)
         if response.status_code == 204 or not response.content:
             return None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import typer
 
 from linkloom.cli.apps import db_app
@@ -15,6 +13,8 @@ def upgrade(
     url: str = typer.Option("", "--url", help="Database URL (default: LOOM_DATABASE__URL)."),
 ) -> None:
     """Apply database migrations up to REVISION."""
+    import asyncio
+
     from linkloom.config import load_settings
     from linkloom.store import session
 
@@ -29,6 +29,8 @@ def current(
     url: str = typer.Option("", "--url", help="Database URL (default: LOOM_DATABASE__URL)."),
 ) -> None:
     """Show the database's migration revision and the latest one available."""
+    import asyncio
+
     from linkloom.config import load_settings
     from linkloom.store import session
 
@@ -52,6 +54,8 @@ def purge(
 ) -> None:
     """Delete old finished runs now, in small batches (what the scheduler does every
     retention.interval_seconds). Runs open proposals replay are kept."""
+    import asyncio
+
     from linkloom import wiring
     from linkloom.config import load_settings
     from linkloom.errors import InvalidInput

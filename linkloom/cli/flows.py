@@ -7,20 +7,20 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import yaml
-from rich.live import Live
-from rich.table import Table
 
 from linkloom.cli import output as out
 from linkloom.cli.apps import flow_app
 from linkloom.cli.connection import Connection, connect
 from linkloom.cli.output import OutputFormat, OutputOption
 from linkloom.errors import InvalidInput
-from linkloom.sdk.client import spec_payload
-from linkloom.sdk.errors import LinkloomAPIError
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from linkloom.sdk.errors import LinkloomAPIError
 
 FLOW_COLUMNS: list[out.Column] = [
     ("FLOW", "id"),
@@ -112,6 +112,9 @@ def apply(
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """Apply spec files directly: each becomes its flow's new version (admin only)."""
+    from linkloom.sdk.client import spec_payload
+    from linkloom.sdk.errors import LinkloomAPIError
+
     results = []
     with connect() as loom:
         for path in files:
@@ -190,6 +193,8 @@ def parse_inputs(pairs: list[str], path: Path | None) -> dict[str, Any]:
     them to the declared types)."""
     values: dict[str, Any] = {}
     if path is not None:
+        import yaml
+
         loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         if not isinstance(loaded, dict):
             raise InvalidInput(f"{path} must hold a mapping of input names to values")
@@ -204,6 +209,8 @@ def parse_inputs(pairs: list[str], path: Path | None) -> dict[str, Any]:
 
 def follow_run(loom: Connection, run_id: str, *, timeout: float, live: bool) -> dict[str, Any]:
     """Poll the run until it ends, drawing its steps while it runs."""
+    from rich.live import Live
+
     deadline = time.monotonic() + timeout
     run = loom.get(f"/runs/{run_id}")
     with Live(_progress(run), console=out.console(), transient=True, auto_refresh=False) as view:
@@ -219,6 +226,8 @@ def follow_run(loom: Connection, run_id: str, *, timeout: float, live: bool) -> 
 
 
 def _progress(run: dict[str, Any]) -> Table:
+    from rich.table import Table
+
     table = Table(
         title=f"run {run['id']} of {run['flow_id']}: {run['status']}", title_justify="left"
     )

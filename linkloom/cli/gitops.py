@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-import yaml
 
 from linkloom.cli import output as out
 from linkloom.cli.apps import app, flow_app
@@ -65,6 +64,8 @@ def show(
             version = loom.get(f"/flows/{flow}")["version"]
         data = loom.get(f"/flows/{flow}/versions/{version}")
     if output is OutputFormat.yaml:
+        import yaml
+
         typer.echo(f"# {flow} version {data['version']} ({data.get('source')})")
         typer.echo(yaml.safe_dump(data["spec"], sort_keys=False, allow_unicode=True), nl=False)
     else:

@@ -14,12 +14,13 @@ import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import yaml
-from rich.console import Console
-from rich.table import Table
+
+# Rich and PyYAML are imported when something is printed with them, not when ``loom`` starts.
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 class OutputFormat(StrEnum):
@@ -48,6 +49,8 @@ STATUS_STYLES = {
 
 def console() -> Console:
     """A console on the current stdout (created per call, so test runners capture it)."""
+    from rich.console import Console
+
     probe = Console()
     # Piped output is read by people too: do not squeeze ids into 80 columns.
     width = None if probe.is_terminal else 200
@@ -67,8 +70,12 @@ def emit(
         typer.echo(json.dumps(data, indent=2, default=str))
         return
     if output is OutputFormat.yaml:
+        import yaml
+
         typer.echo(yaml.safe_dump(_plain(data), sort_keys=False, allow_unicode=True), nl=False)
         return
+    from rich.table import Table
+
     rows = data if isinstance(data, list) else [data]
     out = console()
     if not rows:

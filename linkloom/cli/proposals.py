@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.text import Text
 
 from linkloom.cli import output as out
 from linkloom.cli.apps import proposal_app
@@ -253,6 +252,8 @@ def checks(
 
 
 def _print_findings(console: Any, flow_id: str, data: dict[str, Any]) -> None:
+    from rich.text import Text
+
     marks = {"failed": ("✗", "red"), "attention": ("!", "yellow"), "info": ("·", "dim")}
     for finding in data.get("findings") or []:
         mark, style = marks.get(finding.get("severity"), ("·", "white"))
@@ -269,6 +270,8 @@ def plan(proposal: ProposalArg, output: OutputOption = OutputFormat.table) -> No
     if output is not OutputFormat.table:
         out.emit(data, output=output)
         return
+    from rich.text import Text
+
     console = out.console()
     console.print(f"plan: {data['status']}  {data['summary']}")
     for line in data.get("text") or []:

@@ -7,19 +7,18 @@ import json
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
 import typer
-from rich.console import Group
-from rich.live import Live
-from rich.table import Table
 
 from linkloom.cli import output as out
 from linkloom.cli.apps import app, run_app
 from linkloom.cli.connection import Connection, connect
 from linkloom.cli.flows import STEP_COLUMNS, TERMINAL, finish, follow_run
 from linkloom.cli.output import OutputFormat, OutputOption
+
+if TYPE_CHECKING:
+    from rich.console import Group
 
 RUN_COLUMNS: list[out.Column] = [
     ("RUN", "id"),
@@ -123,6 +122,8 @@ def _follow(
     loom: Connection, run_id: str, *, step: str | None, events: bool, output: OutputFormat
 ) -> None:
     """Read the run's SSE stream; reconnect with Last-Event-ID if the connection drops."""
+    import httpx
+
     last = "0"
     for _attempt in range(20):
         try:
@@ -240,6 +241,8 @@ def watch(
     count: Annotated[int, typer.Option(help="Stop after this many refreshes (0: never).")] = 0,
 ) -> None:
     """A live view of flows and recent runs, refreshed until Ctrl-C."""
+    from rich.live import Live
+
     done = 0
     with connect() as loom, Live(console=out.console(), auto_refresh=False) as view:
         try:
@@ -254,6 +257,9 @@ def watch(
 
 
 def _watch_view(loom: Connection) -> Group:
+    from rich.console import Group
+    from rich.table import Table
+
     flows = Table(title="Flows", title_justify="left")
     for header, _ in STATUS_COLUMNS:
         flows.add_column(header)

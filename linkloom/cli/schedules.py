@@ -7,7 +7,6 @@ a host that can reach it (the server host, or any host of a PostgreSQL deploymen
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 from collections.abc import Awaitable, Callable
@@ -76,6 +75,8 @@ def next_fires(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Print the next fire times of a flow's schedules (its current version)."""
+    import asyncio
+
     from linkloom.flows.spec import FlowSpec
     from linkloom.scheduler import cron
 
@@ -126,6 +127,8 @@ def backfill(
 
     Fire times that already have a run (scheduled or backfilled) are not run again.
     """
+    import asyncio
+
     window = (_moment(start, "--from"), _moment(end, "--to"))
 
     async def work(scheduler: Any) -> Any:
@@ -152,6 +155,8 @@ def backfill(
 @flow_app.command("pause")
 def pause(flow: str = typer.Argument(..., help="The flow id.")) -> None:
     """Pause a flow: no schedule, webhook or event runs until it is resumed."""
+    import asyncio
+
     asyncio.run(_with_services(lambda s: s.pause(flow), _load_settings()))
     typer.echo(f"flow {flow!r} paused; resume it with 'loom flow resume {flow}'")
 
@@ -159,6 +164,8 @@ def pause(flow: str = typer.Argument(..., help="The flow id.")) -> None:
 @flow_app.command("resume")
 def resume(flow: str = typer.Argument(..., help="The flow id.")) -> None:
     """Resume a paused flow; fires missed meanwhile follow its catch-up policy."""
+    import asyncio
+
     asyncio.run(_with_services(lambda s: s.resume(flow), _load_settings()))
     typer.echo(f"flow {flow!r} resumed")
 
@@ -166,6 +173,8 @@ def resume(flow: str = typer.Argument(..., help="The flow id.")) -> None:
 @app.command("scheduler")
 def scheduler_command() -> None:
     """Run only the scheduler (any number of them: one leads, the others stand by)."""
+    import asyncio
+
     from linkloom import logs
     from linkloom.cli.server import observe
 
@@ -176,6 +185,8 @@ def scheduler_command() -> None:
 
 
 async def _serve(settings: Settings) -> None:
+    import asyncio
+
     from linkloom.store import session
     from linkloom.store.schedules import build_scheduler
     from linkloom.wiring import build_services

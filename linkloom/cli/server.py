@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ipaddress
 import os
@@ -101,6 +100,8 @@ def server(
     ] = None,
 ) -> None:
     """Run the API, the scheduler and the workers in one process."""
+    import asyncio
+
     from linkloom import logs, tracing
 
     settings = _settings(host, port, run_workers=workers, run_scheduler=scheduler)
@@ -120,6 +121,8 @@ def demo(
     ] = True,
 ) -> None:
     """The server with the example flows and the example user backend (what scripts/start runs)."""
+    import asyncio
+
     from linkloom import logs
 
     settings = _settings(host, port)
@@ -146,6 +149,8 @@ def _exit_cleanly_on_sigterm() -> None:
 def worker(ctx: typer.Context) -> None:
     """Run step workers only, against the shared database (any number of them at once).
     'loom worker list' lists the pull-mode workers instead."""
+    import asyncio
+
     if ctx.invoked_subcommand is not None:
         return
     from linkloom import config, logs
@@ -224,6 +229,8 @@ def _announce(url: str, secret: str | None, settings: config.Settings, *, demo: 
 
 async def sync_example_flows(services: wiring.Services) -> int:
     """Create the flows repo from ``examples/flows`` when missing; apply its flows as versions."""
+    import asyncio
+
     import structlog
 
     from linkloom.flows import loading
@@ -267,6 +274,8 @@ def _start_example_backend(settings: config.Settings) -> subprocess.Popen[bytes]
 
 
 async def _work(settings: config.Settings) -> None:
+    import asyncio
+
     from linkloom import wiring
     from linkloom.store import session
 

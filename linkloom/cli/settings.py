@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import types
 import typing
 from dataclasses import dataclass
@@ -26,15 +25,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import yaml
-from pydantic import BaseModel
-from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined
 
 from linkloom.cli.apps import config_app
 from linkloom.errors import InvalidInput
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+    from pydantic.fields import FieldInfo
+
     from linkloom import config
 
 # ``cli_config`` and ``loom config set|get`` run on a client-only install (no server extra), so
@@ -95,6 +93,8 @@ def _read() -> dict[str, str]:
 
 def _write(data: dict[str, str]) -> Path:
     path = cli_config_path()
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
     # Written whole and renamed into place, readable by the owner only: it holds a token.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".cli-", suffix=".json")
@@ -208,6 +208,8 @@ def show(
     if output is OutputFormat.json:
         typer.echo(json.dumps(data, indent=2))
     else:
+        import yaml
+
         typer.echo(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), nl=False)
 
 
@@ -288,6 +290,8 @@ def _doc(env: str, info: FieldInfo) -> SettingDoc:
 
 
 def _model_of(info: FieldInfo) -> type[BaseModel] | None:
+    from pydantic import BaseModel
+
     annotation = info.annotation
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
@@ -310,6 +314,8 @@ def _type_name(annotation: Any) -> str:
 
 
 def _default_text(info: FieldInfo) -> str:
+    from pydantic_core import PydanticUndefined
+
     if info.default_factory is not None:
         value: Any = info.default_factory()  # type: ignore[call-arg]
     elif info.default is PydanticUndefined:

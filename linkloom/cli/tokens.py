@@ -7,13 +7,11 @@ when the only admin token is lost.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from linkloom.access import Role
 from linkloom.cli import output as out
 from linkloom.cli.apps import token_app
 from linkloom.cli.connection import connect
@@ -37,6 +35,8 @@ TOKEN_COLUMNS: list[out.Column] = [
 
 
 def _local(work: Callable[[SqlTokenStore], Awaitable[T]]) -> T:
+    import asyncio
+
     from linkloom import config
     from linkloom.store import session
     from linkloom.store.tokens import SqlTokenStore
@@ -73,6 +73,8 @@ def create(
     output: OutputOption = OutputFormat.table,
 ) -> None:
     """Create a token. Its secret is printed once: store it now."""
+    from linkloom.access import Role
+
     parsed = Role.parse(role)
     if local:
         secret, token = _local(lambda tokens: tokens.create(name=name, role=parsed, now=_now()))

@@ -42,6 +42,19 @@ def modules_after(code: str) -> set[str]:
     return set(out.stdout.split())
 
 
+def own_modules_after(code: str) -> list[str]:
+    """The ``linkloom`` modules a fresh interpreter has loaded after running ``code``."""
+    listing = "print('\\n'.join(m for m in sys.modules if m.startswith('linkloom')))"
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport sys\n{listing}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    return out.stdout.split()
+
+
 def distribution_names(extra: str) -> list[str]:
     names = []
     for requirement in PYPROJECT["project"]["optional-dependencies"][extra]:
@@ -56,6 +69,16 @@ def test_importing_the_cli_loads_no_server_package() -> None:
     loaded = modules_after("import linkloom.cli.main")
     assert loaded.isdisjoint({"sqlalchemy", "fastapi", "docker", "git"})
     assert loaded.isdisjoint(EXTRA_OF_MODULE), loaded & set(EXTRA_OF_MODULE)
+
+
+def test_importing_the_cli_loads_none_of_what_only_some_commands_need() -> None:
+    """``loom --help`` pays for Typer and nothing else: HTTP, Rich, pydantic, YAML, asyncio and
+    the spec model are imported by the commands that use them."""
+    loaded = modules_after("import linkloom.cli.main")
+    heavy = {"httpx", "rich", "pydantic", "yaml", "asyncio", "jinja2", "croniter", "deepdiff"}
+    assert loaded.isdisjoint(heavy), loaded & heavy
+    ours = own_modules_after("import linkloom.cli.main")
+    assert not [m for m in ours if m.startswith(("linkloom.flows", "linkloom.sdk"))]
 
 
 def test_every_package_of_the_server_and_tracing_extras_is_known_to_the_cli() -> None:
