@@ -6,6 +6,7 @@ Scheduling commands (``next``, ``backfill``, ``pause``, ``resume``) live in ``cl
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -90,7 +91,12 @@ def describe(
                 ("CRON", "cron"),
                 ("EVERY", "interval"),
                 ("TZ", "timezone"),
-                ("NEXT", lambda r: out.when((r.get("next_fire_times") or [None])[0])),
+                (
+                    "NEXT FIRE",
+                    lambda r: out.when_in(
+                        (r.get("next_fire_times") or [None])[0], r.get("timezone")
+                    ),
+                ),
             ],
             title="Schedules",
         )
@@ -185,7 +191,8 @@ def trigger(
                 out.emit(run, output=output)
             return
         final = follow_run(loom, run["id"], timeout=timeout, live=output is OutputFormat.table)
-    finish(final, output=output)
+        failures = failed_attempts(loom, final) if output is OutputFormat.table else []
+    finish(final, output=output, failures=failures)
 
 
 def parse_inputs(pairs: list[str], path: Path | None) -> dict[str, Any]:
@@ -238,13 +245,46 @@ def _progress(run: dict[str, Any]) -> Table:
     return table
 
 
-def finish(run: dict[str, Any], *, output: OutputFormat) -> None:
-    """Print the ended run (steps, their logs, the error) and exit 0 only if it succeeded."""
+def failed_attempts(loom: Connection, run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's attempts that ended in an error (asked for only when a step failed or retried)."""
+    steps = run.get("steps") or []
+    if not any(s.get("status") == "FAILED" or (s.get("attempt") or 0) > 1 for s in steps):
+        return []
+    attempts: list[dict[str, Any]] = loom.get(f"/runs/{run['id']}/attempts")
+    return [a for a in attempts if a.get("error") and a.get("status") != "SUCCEEDED"]
+
+
+def print_failed_attempts(attempts: list[dict[str, Any]]) -> None:
+    """One line per failed attempt: which step, which attempt, why."""
+    if not attempts:
+        return
+    console = out.console()
+    console.print("[bold]Failed attempts[/bold]")
+    for attempt in attempts:
+        error = attempt.get("error") or {}
+        index = attempt.get("index")
+        step = attempt["step_id"] + (f"[{index}]" if index is not None else "")
+        took = out.duration(attempt)
+        kind = f"{error['kind']}: " if error.get("kind") else ""
+        console.print(
+            f"  {step} attempt {attempt.get('number')}"
+            + (f" ({took})" if took else "")
+            + f": {kind}{error.get('message', '')}",
+            markup=False,
+        )
+
+
+def finish(
+    run: dict[str, Any], *, output: OutputFormat, failures: Sequence[dict[str, Any]] = ()
+) -> None:
+    """Print the ended run (steps, why each failed attempt failed, their logs, the error) and
+    exit 0 only if it succeeded."""
     if output is not OutputFormat.table:
         out.emit(run, output=output)
     else:
         console = out.console()
         out.emit(run.get("steps", []), columns=STEP_COLUMNS, title=f"run {run['id']}")
+        print_failed_attempts(list(failures))
         for step in run.get("steps", []):
             for line in step.get("logs") or []:
                 console.print(f"[dim]{step['step_id']}[/dim] | {line}", markup=True)

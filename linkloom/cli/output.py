@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -112,6 +112,31 @@ def when(value: Any) -> str:
     except ValueError:
         return str(value)
     return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def when_in(value: Any, zone: str | None) -> str:
+    """An ISO time in ``zone`` and in UTC: ``2026-12-08 03:00 EET (01:00 UTC)``; UTC alone when
+    the zone is UTC, missing or unknown."""
+    if not value:
+        return ""
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return str(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    utc = moment.astimezone(UTC)
+    if zone and zone.upper() != "UTC":
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            local = moment.astimezone(ZoneInfo(zone))
+        except (ZoneInfoNotFoundError, ValueError):
+            local = None
+        if local is not None:
+            day = "" if local.date() == utc.date() else f"{utc:%Y-%m-%d} "
+            return f"{local:%Y-%m-%d %H:%M} {local.tzname()} ({day}{utc:%H:%M} UTC)"
+    return f"{utc:%Y-%m-%d %H:%M} UTC"
 
 
 def duration(row: dict[str, Any]) -> str:

@@ -14,7 +14,14 @@ import typer
 from linkloom.cli import output as out
 from linkloom.cli.apps import app, run_app
 from linkloom.cli.connection import Connection, connect
-from linkloom.cli.flows import STEP_COLUMNS, TERMINAL, finish, follow_run
+from linkloom.cli.flows import (
+    STEP_COLUMNS,
+    TERMINAL,
+    failed_attempts,
+    finish,
+    follow_run,
+    print_failed_attempts,
+)
 from linkloom.cli.output import OutputFormat, OutputOption
 
 if TYPE_CHECKING:
@@ -65,6 +72,7 @@ def describe(
     """Show a run: status, inputs, outputs, and each step with its attempts and error."""
     with connect() as loom:
         run = loom.get(f"/runs/{run_id}")
+        failures = failed_attempts(loom, run) if output is OutputFormat.table else []
     if output is not OutputFormat.table:
         out.emit(run, output=output)
         return
@@ -81,6 +89,7 @@ def describe(
     if run.get("error"):
         console.print(f"[red]error:[/red] {run['error'].get('message', run['error'])}")
     out.emit(run.get("steps", []), columns=STEP_COLUMNS, title="Steps")
+    print_failed_attempts(failures)
 
 
 @run_app.command("logs")
@@ -179,7 +188,8 @@ def retry(
             typer.echo(f"run {run['id']}: {run['status']} (retrying)")
             return
         final = follow_run(loom, run_id, timeout=timeout, live=True)
-    finish(final, output=OutputFormat.table)
+        failures = failed_attempts(loom, final)
+    finish(final, output=OutputFormat.table, failures=failures)
 
 
 def _overview(loom: Connection) -> list[dict[str, Any]]:
@@ -240,11 +250,17 @@ def watch(
     interval: Annotated[float, typer.Option(help="Seconds between refreshes.")] = 2.0,
     count: Annotated[int, typer.Option(help="Stop after this many refreshes (0: never).")] = 0,
 ) -> None:
-    """A live view of flows and recent runs, refreshed until Ctrl-C."""
+    """A live view of flows and recent runs, refreshed until Ctrl-C. Without a terminal
+    (piped, in CI) it prints the view once and exits."""
     from rich.live import Live
 
+    console = out.console()
+    if not console.is_terminal:
+        with connect() as loom:
+            console.print(_watch_view(loom, live=False))
+        return
     done = 0
-    with connect() as loom, Live(console=out.console(), auto_refresh=False) as view:
+    with connect() as loom, Live(console=console, auto_refresh=False) as view:
         try:
             while True:
                 view.update(_watch_view(loom), refresh=True)
@@ -256,7 +272,7 @@ def watch(
             return
 
 
-def _watch_view(loom: Connection) -> Group:
+def _watch_view(loom: Connection, *, live: bool = True) -> Group:
     from rich.console import Group
     from rich.table import Table
 
@@ -271,7 +287,8 @@ def _watch_view(loom: Connection) -> Group:
     for run in loom.get("/runs", limit=15)["items"]:
         runs.add_row(*(out.cell(run, getter) for _, getter in RUN_COLUMNS))
     stamp = datetime.now(UTC).strftime("%H:%M:%S")
-    return Group(flows, runs, f"[dim]{loom.base_url} · {stamp} UTC · Ctrl-C to stop[/dim]")
+    footer = f"{loom.base_url} · {stamp} UTC" + (" · Ctrl-C to stop" if live else "")
+    return Group(flows, runs, f"[dim]{footer}[/dim]")
 
 
 def is_terminal(status: str) -> bool:

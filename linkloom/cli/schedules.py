@@ -1,8 +1,9 @@
 """Scheduling commands: ``loom flow next|backfill|pause|resume`` and ``loom scheduler``.
 
-They work against the database named by the settings (``LOOM_DATABASE__URL``), so run them on
-a host that can reach it (the server host, or any host of a PostgreSQL deployment).
-``loom flow next`` also accepts a spec file, which needs no database at all.
+``next``, ``backfill``, ``pause`` and ``resume`` go through the server's API (with the CLI's
+server URL and token, audited like any API call). With ``--local`` they work on the database
+named by this machine's settings (``LOOM_DATABASE__URL``) instead, on a host that can reach it
+(it needs the server extra). ``loom flow next`` also accepts a spec file, which needs neither.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from linkloom.config import Settings
 
 T = TypeVar("T")
+API_MAX_FIRES = 50  # GET /flows/{id}/schedules?n= accepts at most this
 
 
 def _moment(value: str, option: str) -> datetime:
@@ -41,10 +43,14 @@ def _moment(value: str, option: str) -> datetime:
 
 
 async def _with_services(work: Callable[[Any], Awaitable[T]], settings: Settings) -> T:
+    from linkloom import logs
     from linkloom.store import session
     from linkloom.store.schedules import build_scheduler
     from linkloom.wiring import build_services
 
+    # The scheduler's log lines go to standard error, and only warnings: the command's own
+    # output is what the user reads (and scripts parse).
+    logs.configure(settings, level="WARNING")
     services = build_services(settings)
     try:
         if session.is_sqlite(settings.database_url):
@@ -68,19 +74,47 @@ def _local(moment: datetime, zone: str) -> str:
         return ""
 
 
+LocalOption = typer.Option(
+    False,
+    "--local",
+    help="Work on this machine's database (LOOM_DATABASE__URL) instead of through the API.",
+)
+
+
 @flow_app.command("next")
 def next_fires(
     flow: str = typer.Argument(..., help="A flow id, or the path of a spec file."),
     count: int = typer.Option(5, "-n", "--count", min=1, max=1000, help="How many fire times."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    local: bool = LocalOption,
 ) -> None:
-    """Print the next fire times of a flow's schedules (its current version)."""
+    """Print the next fire times of a flow's schedules (its current version, or a spec file)."""
+    path = Path(flow)
+    if path.is_file() or local:
+        merged, flow_id = _next_from_spec(flow, path, count=count)
+    else:
+        merged, flow_id = _next_from_api(flow, count=count)
+    if as_json:
+        rows = [{"schedule_id": sid, "fire_time": t.isoformat()} for t, sid, _zone, _ in merged]
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not merged:
+        typer.echo(f"flow {flow_id!r} has no enabled schedule")
+        return
+    for t, sid, zone, described in merged:
+        local_time = f"  {_local(t, zone)}" if zone else ""
+        typer.echo(f"{t.isoformat()}{local_time}  {sid}  ({described})")
+
+
+Fire = tuple[datetime, str, str | None, str]  # when (UTC), schedule id, its zone, description
+
+
+def _next_from_spec(flow: str, path: Path, *, count: int) -> tuple[list[Fire], str]:
     import asyncio
 
     from linkloom.flows.spec import FlowSpec
     from linkloom.scheduler import cron
 
-    path = Path(flow)
     spec: FlowSpec
     if path.is_file():
         from linkloom.flows.loading import load_flow
@@ -96,22 +130,37 @@ def next_fires(
     now = datetime.now(UTC)
     schedules = dict(zip(spec.schedule_ids(), spec.schedules, strict=True))
     merged = sorted(
-        (t, sid)
+        (t, sid, s.timezone if s.cron else None, cron.describe(s))
         for sid, s in schedules.items()
         if s.enabled
         for t in cron.next_fires(s, after=now, n=count)
     )[:count]
-    if as_json:
-        rows = [{"schedule_id": sid, "fire_time": t.isoformat()} for t, sid in merged]
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    if not merged:
-        typer.echo(f"flow {spec.id!r} has no enabled schedule")
-        return
-    for t, sid in merged:
-        schedule = schedules[sid]
-        local = f"  {_local(t, schedule.timezone)}" if schedule.cron else ""
-        typer.echo(f"{t.isoformat()}{local}  {sid}  ({cron.describe(schedule)})")
+    return merged, spec.id
+
+
+def _next_from_api(flow: str, *, count: int) -> tuple[list[Fire], str]:
+    from linkloom.cli.connection import connect
+    from linkloom.flows.durations import format_duration
+
+    if count > API_MAX_FIRES:
+        raise InvalidInput(
+            f"--count {count}: the API gives at most {API_MAX_FIRES} fire times per schedule; "
+            "ask for fewer, or use --local on the server host"
+        )
+    with connect() as loom:
+        schedules = loom.get(f"/flows/{flow}/schedules", n=count)
+    merged: list[Fire] = []
+    for schedule in schedules:
+        if schedule.get("cron"):
+            zone = schedule.get("timezone") or "UTC"
+            described = f"cron {schedule['cron']!r} in {zone}"
+        else:
+            zone = None
+            described = f"every {format_duration(float(schedule.get('interval') or 0))}"
+        for fire in schedule.get("next_fire_times") or []:
+            when = datetime.fromisoformat(str(fire).replace("Z", "+00:00")).astimezone(UTC)
+            merged.append((when, schedule["id"], zone, described))
+    return sorted(merged)[:count], flow
 
 
 @flow_app.command("backfill")
@@ -122,52 +171,77 @@ def backfill(
     schedule: str | None = typer.Option(None, "--schedule", help="Only this schedule id."),
     limit: int = typer.Option(1000, "--limit", min=1, help="Refuse windows with more fires."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the fire times; create nothing."),
+    local: bool = LocalOption,
 ) -> None:
     """Create the runs the flow's schedules would have created between --from and --to.
 
     Fire times that already have a run (scheduled or backfilled) are not run again.
     """
-    import asyncio
-
     window = (_moment(start, "--from"), _moment(end, "--to"))
+    if local:
+        import asyncio
 
-    async def work(scheduler: Any) -> Any:
-        return await scheduler.backfill(
-            flow,
-            start=window[0],
-            end=window[1],
-            schedule_id=schedule,
-            limit=limit,
-            dry_run=dry_run,
-        )
+        async def work(scheduler: Any) -> Any:
+            return await scheduler.backfill(
+                flow,
+                start=window[0],
+                end=window[1],
+                schedule_id=schedule,
+                limit=limit,
+                dry_run=dry_run,
+            )
 
-    report = asyncio.run(_with_services(work, _load_settings()))
-    for sid, t in report.fire_times:
-        typer.echo(f"{t.isoformat()}  {sid}")
-    if dry_run:
-        typer.echo(f"{len(report.fire_times)} fire times (dry run: nothing created)")
+        report = asyncio.run(_with_services(work, _load_settings()))
+        fires = [f"{t.isoformat()}  {sid}" for sid, t in report.fire_times]
+        created, existing = len(report.created), report.existing
     else:
-        typer.echo(
-            f"created {len(report.created)} runs; {report.existing} fire times already had one"
-        )
+        from linkloom.cli.connection import connect
+
+        body = {
+            "start": window[0].isoformat(),
+            "end": window[1].isoformat(),
+            "schedule_id": schedule,
+            "limit": limit,
+            "dry_run": dry_run,
+        }
+        with connect() as loom:
+            answer = loom.post(f"/flows/{flow}/backfill", body)
+        fires = [str(t) for t in answer["fire_times"]]
+        created, existing = len(answer["created"]), answer["existing"]
+    for line in fires:
+        typer.echo(line)
+    if dry_run:
+        typer.echo(f"{len(fires)} fire times (dry run: nothing created)")
+    else:
+        typer.echo(f"created {created} runs; {existing} fire times already had one")
 
 
 @flow_app.command("pause")
-def pause(flow: str = typer.Argument(..., help="The flow id.")) -> None:
+def pause(flow: str = typer.Argument(..., help="The flow id."), local: bool = LocalOption) -> None:
     """Pause a flow: no schedule, webhook or event runs until it is resumed."""
-    import asyncio
-
-    asyncio.run(_with_services(lambda s: s.pause(flow), _load_settings()))
+    _set_paused(flow, paused=True, local=local)
     typer.echo(f"flow {flow!r} paused; resume it with 'loom flow resume {flow}'")
 
 
 @flow_app.command("resume")
-def resume(flow: str = typer.Argument(..., help="The flow id.")) -> None:
+def resume(flow: str = typer.Argument(..., help="The flow id."), local: bool = LocalOption) -> None:
     """Resume a paused flow; fires missed meanwhile follow its catch-up policy."""
-    import asyncio
-
-    asyncio.run(_with_services(lambda s: s.resume(flow), _load_settings()))
+    _set_paused(flow, paused=False, local=local)
     typer.echo(f"flow {flow!r} resumed")
+
+
+def _set_paused(flow: str, *, paused: bool, local: bool) -> None:
+    if local:
+        import asyncio
+
+        settings = _load_settings()
+        action = "pause" if paused else "resume"
+        asyncio.run(_with_services(lambda s: getattr(s, action)(flow), settings))
+        return
+    from linkloom.cli.connection import connect
+
+    with connect() as loom:
+        loom.post(f"/flows/{flow}/{'pause' if paused else 'resume'}")
 
 
 @app.command("scheduler")

@@ -16,6 +16,7 @@ import contextlib
 import ipaddress
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,7 @@ import typer
 
 from linkloom.cli.apps import app, worker_app
 from linkloom.cli.settings import cli_config, save_cli_config
-from linkloom.errors import InvalidInput
+from linkloom.errors import InvalidInput, Unavailable
 
 # These commands need the server extra; its modules are imported inside them, so that
 # ``loom --help`` and the client commands start fast and run on the base install.
@@ -35,6 +36,40 @@ if TYPE_CHECKING:
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_FLOWS = REPO_ROOT / "examples" / "flows"
 EXAMPLE_BACKEND_PORT = 8081
+
+
+class PortInUse(Unavailable):
+    """Port {port} on {host} is already in use (another Link Loom, or another program): stop it,
+    or start on another port with --port {other} (or LOOM_SERVER__PORT={other})."""
+
+    code = "port_in_use"
+
+
+class BackendPortInUse(Unavailable):
+    """Port {port} on 127.0.0.1, where the example flows call the example backend, is already in
+    use (another ./scripts/start?): stop it, or start without the backend (--no-backend)."""
+
+    code = "backend_port_in_use"
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether a server could listen on ``host:port`` now (checked before anything starts)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host or "0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+def check_port(settings: config.Settings) -> None:
+    """Raise ``PortInUse``, naming a free port to use instead, when the server's is taken."""
+    host, port = settings.server.host, settings.server.port
+    if port and not port_free(host, port):
+        other = next((p for p in range(port + 10, port + 110, 10) if port_free(host, p)), 0)
+        raise PortInUse(host=host, port=port, other=other or port + 10)
 
 
 class UnsafeBind(InvalidInput):
@@ -106,6 +141,7 @@ def server(
 
     settings = _settings(host, port, run_workers=workers, run_scheduler=scheduler)
     check_bind(settings)
+    check_port(settings)
     logs.configure(settings)
     tracing.configure(settings)  # the API serves /metrics itself
     _exit_cleanly_on_sigterm()
@@ -127,6 +163,9 @@ def demo(
 
     settings = _settings(host, port)
     check_bind(settings)
+    check_port(settings)
+    if backend and not port_free("127.0.0.1", EXAMPLE_BACKEND_PORT):
+        raise BackendPortInUse(port=EXAMPLE_BACKEND_PORT)
     logs.configure(settings)
     child = _start_example_backend(settings) if backend else None
     _exit_cleanly_on_sigterm()
@@ -200,7 +239,11 @@ async def serve(settings: config.Settings, *, demo: bool = False) -> None:
 
 
 def _announce(url: str, secret: str | None, settings: config.Settings, *, demo: bool) -> None:
-    lines = [f"Link Loom is listening on {url}  (API docs: {url}/docs)"]
+    lines = [
+        f"Link Loom is listening on {url}  (API docs: {url}/docs)",
+        f"Its data (database, flows repo) is in {settings.home}: LOOM_HOME chooses another,"
+        " e.g. one per checkout.",
+    ]
     if secret is not None:
         path = save_cli_config(server_url=url, token=secret)
         lines += [

@@ -165,11 +165,17 @@ def set_value(
 
 @config_app.command("get")
 def get_value(
-    key: Annotated[str, typer.Argument(help="server-url or token")],
+    key: Annotated[
+        str | None, typer.Argument(help="server-url or token; without it, every setting.")
+    ] = None,
     reveal: Annotated[bool, typer.Option(help="Print the token in full.")] = False,
 ) -> None:
-    """Print the effective value of a CLI setting (environment overrides the file)."""
+    """Print the effective value of a CLI setting (environment overrides the file); without a
+    key, every setting and where it comes from, the token masked unless --reveal."""
     effective = cli_config()
+    if key is None:
+        _show_all(effective, reveal=reveal)
+        return
     if _field(key) == "server_url":
         typer.echo(effective.server_url)
         return
@@ -177,6 +183,27 @@ def get_value(
         typer.echo("(no token set: loom config set token <TOKEN>)", err=True)
         raise typer.Exit(1)
     typer.echo(effective.token if reveal else _masked_token(effective.token))
+    if not reveal:
+        typer.echo("(masked: 'loom config get token --reveal' prints it in full)", err=True)
+
+
+def _show_all(effective: CliConfig, *, reveal: bool) -> None:
+    stored = _read()
+    path = cli_config_path()
+
+    def source(env: str, field: str) -> str:
+        if os.environ.get(env):
+            return f"from {env}"
+        return f"from {path}" if stored.get(field) else "default"
+
+    token = effective.token
+    shown = "(none: loom config set token <TOKEN>)"
+    if token is not None:
+        shown = token if reveal else _masked_token(token)
+    typer.echo(f"server-url  {effective.server_url}  ({source(SERVER_URL_ENV, 'server_url')})")
+    typer.echo(f"token       {shown}  ({source(TOKEN_ENV, 'token') if token else 'not set'})")
+    if token is not None and not reveal:
+        typer.echo("(the token is masked: 'loom config get token --reveal' prints it)", err=True)
 
 
 @config_app.command("unset")

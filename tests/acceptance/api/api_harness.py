@@ -61,10 +61,12 @@ def flow_spec(flow_id: str = "report", **overrides: Any) -> dict[str, Any]:
 
 @dataclass
 class FakeBackend:
-    """Answers every task with SUCCESS and a log line, unless ``fail`` names the path."""
+    """Answers every task with SUCCESS and a log line, unless ``fail`` names the path (FAILED) or
+    ``unavailable`` does (HTTP 503, which the engine retries)."""
 
     calls: list[str] = field(default_factory=list)
     fail: set[str] = field(default_factory=set)
+    unavailable: set[str] = field(default_factory=set)
     callbacks: list[dict[str, str]] = field(default_factory=list)  # from ``/async`` envelopes
 
     def handler(self, request: httpx.Request) -> httpx.Response:
@@ -73,6 +75,9 @@ class FakeBackend:
         if path == "/async":
             self.callbacks.append(json.loads(request.content)["callback"])
             return httpx.Response(202, content=b'{"status": "ACCEPTED"}', headers=_JSON)
+        if path.strip("/") in self.unavailable:
+            body = {"error": f"{path} is overloaded"}
+            return httpx.Response(503, content=json.dumps(body).encode(), headers=_JSON)
         if path.strip("/") in self.fail:
             body = {"status": "FAILED", "error": f"{path} is broken", "logs": [f"{path} failed"]}
         else:

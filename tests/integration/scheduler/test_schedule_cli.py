@@ -1,4 +1,5 @@
-"""``loom flow next|backfill|pause|resume`` and ``loom scheduler`` on a real SQLite database."""
+"""``loom flow next|backfill|pause|resume --local`` and ``loom scheduler`` on a real SQLite
+database (without ``--local`` they go through the API: tests/acceptance/cli)."""
 
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_cli_next_from_database_and_file(home: Path) -> None:
     apply(SPEC, home)
     cli = CliRunner()
-    result = cli.invoke(app, ["flow", "next", "nightly", "-n", "3", "--json"])
+    result = cli.invoke(app, ["flow", "next", "nightly", "-n", "3", "--json", "--local"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)
     assert len(rows) == 3
@@ -80,7 +81,7 @@ def test_cli_next_from_database_and_file(home: Path) -> None:
 
 def test_cli_unknown_flow_exits_not_found(home: Path) -> None:
     apply(SPEC, home)
-    result = CliRunner().invoke(app, ["flow", "next", "missing"])
+    result = CliRunner().invoke(app, ["flow", "next", "missing", "--local"])
     assert result.exit_code != 0
 
 
@@ -88,16 +89,18 @@ def test_cli_backfill_dry_run_then_real_then_deduplicated(home: Path) -> None:
     apply(SPEC, home)
     cli = CliRunner()
     window = ["--from", "2026-01-01", "--to", "2026-01-05T23:59"]
-    dry = cli.invoke(app, ["flow", "backfill", "nightly", *window, "--dry-run"])
+    dry = cli.invoke(app, ["flow", "backfill", "nightly", *window, "--dry-run", "--local"])
     assert dry.exit_code == 0, dry.output
     assert "5 fire times (dry run" in dry.output
     assert runs(home) == []
-    real = cli.invoke(app, ["flow", "backfill", "nightly", *window])
+    real = cli.invoke(app, ["flow", "backfill", "nightly", *window, "--local"])
     assert "created 5 runs; 0 fire times already had one" in real.output
-    again = cli.invoke(app, ["flow", "backfill", "nightly", *window])
+    again = cli.invoke(app, ["flow", "backfill", "nightly", *window, "--local"])
     assert "created 0 runs; 5 fire times already had one" in again.output
     assert [r.trigger for r in runs(home)] == ["backfill"] * 5
-    big = cli.invoke(app, ["flow", "backfill", "nightly", "--from", "2020-01-01", "--to", "now"])
+    big = cli.invoke(
+        app, ["flow", "backfill", "nightly", "--from", "2020-01-01", "--to", "now", "--local"]
+    )
     assert big.exit_code != 0
     assert len(runs(home)) == 5
 
@@ -105,8 +108,8 @@ def test_cli_backfill_dry_run_then_real_then_deduplicated(home: Path) -> None:
 def test_cli_pause_and_resume(home: Path) -> None:
     apply(SPEC, home)
     cli = CliRunner()
-    assert "paused" in cli.invoke(app, ["flow", "pause", "nightly"]).output
-    assert "resumed" in cli.invoke(app, ["flow", "resume", "nightly"]).output
+    assert "paused" in cli.invoke(app, ["flow", "pause", "nightly", "--local"]).output
+    assert "resumed" in cli.invoke(app, ["flow", "resume", "nightly", "--local"]).output
 
 
 @pytest.mark.slow
