@@ -8,6 +8,8 @@ body actually sent. Response: ``{"status": "SUCCESS"|"FAILED", "output", "logs",
 any other JSON as the output; ``mode: async`` backends answer 202 and call back later.
 Failures are returned as ``StepError`` data: connection errors, timeouts, 5xx and 429 are
 retryable (429/503 honour ``Retry-After``); other statuses, oversized and non-JSON bodies are not.
+A 503 ``{"code": "in_progress"}`` (the SDK's answer while an earlier delivery of the same
+Idempotency-Key still runs) is no failure: the step asks again with backoff, up to its timeout.
 
 Every exchange is recorded in ``ctx.exchanges`` as it was sent: the full URL with its query
 string, the body (none for GET/HEAD) and the headers, with values rendered from secrets already
@@ -35,6 +37,11 @@ from linkloom.engine.ports import StepContext
 from linkloom.flows import taint
 
 MAX_RECORDED_TEXT = 1_000_000
+# A backend's "still processing this Idempotency-Key" answer: polled, not counted as an attempt.
+IN_PROGRESS = "in_progress"
+IN_PROGRESS_STATE = "in_progress"  # the poll window in the step's durable state
+IN_PROGRESS_FIRST_POLL = 0.5
+IN_PROGRESS_MAX_POLL = 30.0
 BODILESS = frozenset({"GET", "HEAD"})
 
 
@@ -108,6 +115,8 @@ class HttpExecutor:
         done = tuple(ctx.exchanges)
         status_error = _status_error(step, status, resp_headers, parsed)
         if status_error is not None:
+            if _in_progress(status, parsed):
+                return _not_yet(ctx, status_error, done)
             return StepResult(error=status_error, exchanges=done)
         if parse_error is not None:
             return StepResult(error=parse_error, exchanges=done)
@@ -351,6 +360,51 @@ def _status_error(step: Any, status: int, headers: dict[str, str], parsed: Any) 
         retryable=retryable,
         retry_after=retry_after,
         status=status,
+    )
+
+
+def _in_progress(status: int, parsed: Any) -> bool:
+    """The backend is still running an earlier delivery of this Idempotency-Key (the SDK answers
+    a second delivery so: 503 with ``{"code": "in_progress"}``)."""
+    return status == 503 and isinstance(parsed, dict) and parsed.get("code") == IN_PROGRESS
+
+
+def _not_yet(ctx: StepContext, answer: StepError, exchanges: tuple[Exchange, ...]) -> StepResult:
+    """Ask again later without using an attempt: the work is being done, not failing.
+
+    Polls back off (0.5 s, 1 s, 2 s … at most 30 s, and never longer than a ``Retry-After``) for
+    up to the step's timeout from the first such answer of this attempt; past it, the attempt
+    fails as a timeout, retried by the step's policy like any other.
+    """
+    now = ctx.services.clock.now()
+    window = ctx.state.get(IN_PROGRESS_STATE)
+    if not isinstance(window, dict) or window.get("attempt") != ctx.attempt:
+        window = {"attempt": ctx.attempt, "since": now.isoformat(), "polls": 0}
+    since = datetime.fromisoformat(str(window["since"]))
+    waited = (now - since).total_seconds()
+    remaining = ctx.timeout - waited
+    if remaining <= 0:
+        return StepResult(
+            error=StepError(
+                kind="timeout",
+                message="the backend was still processing this Idempotency-Key after "
+                f"{waited:.0f}s of asking (the step's timeout is {ctx.timeout:g}s): "
+                f"{answer.message}",
+                retryable=True,
+                status=answer.status,
+            ),
+            exchanges=exchanges,
+        )
+    polls = int(window.get("polls", 0))
+    delay = min(IN_PROGRESS_FIRST_POLL * 2**polls, IN_PROGRESS_MAX_POLL, remaining)
+    if answer.retry_after is not None:
+        delay = min(delay, max(answer.retry_after, IN_PROGRESS_FIRST_POLL))
+    if polls == 0:
+        ctx.log("the backend is still processing this Idempotency-Key; asking again until it "
+                f"answers (up to the step's timeout, {ctx.timeout:g}s)")  # fmt: skip
+    state = {**ctx.state, IN_PROGRESS_STATE: {**window, "polls": polls + 1}}
+    return StepResult(
+        suspend_until=now + timedelta(seconds=delay), state=state, exchanges=exchanges
     )
 
 
