@@ -238,12 +238,12 @@ def _schedules(data: dict[str, Any], reporter: Reporter) -> None:
             continue
         cron = schedule.get("cron")
         if isinstance(cron, str) and not _valid_cron(cron):
+            problem, hint = cron_problem(cron)
             reporter.add(
                 ("schedules", n, "cron"),
-                f"invalid cron expression {cron!r}",
+                f"invalid cron expression {cron!r}" + (f": {problem}" if problem else ""),
                 code="invalid-cron",
-                hint="use five fields: minute hour day-of-month month day-of-week, "
-                "for example '0 3 * * *' (every day at 03:00)",
+                hint=hint,
             )
         zone = schedule.get("timezone")
         if isinstance(zone, str) and not _valid_zone(zone):
@@ -253,6 +253,51 @@ def _schedules(data: dict[str, Any], reporter: Reporter) -> None:
                 code="invalid-timezone",
                 hint=did_you_mean(zone, _zones()) or "use an IANA name such as 'Europe/Kyiv'",
             )
+
+
+CRON_FIELDS = (
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day-of-month", 1, 31, ()),
+    ("month", 1, 12, ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
+                      "nov", "dec")),
+    ("day-of-week", 0, 7, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")),
+)  # fmt: skip
+_FIVE_FIELDS = (
+    "use five fields: minute hour day-of-month month day-of-week, "
+    "for example '0 3 * * *' (every day at 03:00)"
+)
+
+
+def cron_problem(expression: str) -> tuple[str | None, str]:
+    """Why a cron expression is invalid, naming the field when one is out of range; and a hint."""
+    fields = expression.split()
+    if len(fields) != len(CRON_FIELDS):
+        return f"it has {len(fields)} field(s)", _FIVE_FIELDS
+    for position, (text, (name, low, high, names)) in enumerate(
+        zip(fields, CRON_FIELDS, strict=True), start=1
+    ):
+        for part in text.split(","):
+            base, _, step = part.partition("/")
+            if step and not (step.isdigit() and int(step) > 0):
+                return (
+                    f"the {name} field's step {step!r} is not a whole number above 0",
+                    f"write a step as */N or A-B/N, e.g. '*/15' in the {name} field",
+                )
+            for value in base.split("-") if base not in ("*", "?") else ():
+                if value.isdigit():
+                    if not low <= int(value) <= high:
+                        return (
+                            f"{name} {value} is out of range",
+                            f"the {name} field (field {position} of 5) takes {low}-{high}",
+                        )
+                elif value.lower() not in names:
+                    allowed = f"{low}-{high}" + (f" or {names[0]}-{names[-1]}" if names else "")
+                    return (
+                        f"{value!r} is not a {name}",
+                        f"the {name} field (field {position} of 5) takes {allowed}, * or */N",
+                    )
+    return None, _FIVE_FIELDS
 
 
 def _valid_cron(expression: str) -> bool:

@@ -73,16 +73,20 @@ class Reporter:
         key: bool = False,
         source: bool = False,
         line_in_value: int | None = None,
+        column_in_value: int | None = None,
     ) -> None:
         """Record a problem at a canonical ``path`` (or a source path when ``source``).
 
-        ``line_in_value`` (1-based) points inside a multi-line YAML literal block.
+        ``line_in_value`` (1-based) points inside a multi-line YAML literal block;
+        ``column_in_value`` (0-based) at a character of a one-line value.
         """
         where = path if source else self.source_path(path)
         line, column = self.document.position(where, key=key)
         block = self.document.literal_blocks.get(where)
         if block is not None and line_in_value is not None:
             line, column = block[0] + line_in_value - 1, block[1]
+        elif column_in_value is not None and (line_in_value or 1) == 1:
+            line, column = self.document.column_inside((line, column), column_in_value)
         self.problems.append(
             Problem(
                 file=self.file,

@@ -45,6 +45,25 @@ class Document:
     line_starts: list[int] = field(default_factory=list)
     # YAML literal block scalars (``key: |``): where their first content line starts.
     literal_blocks: dict[Path, Position] = field(default_factory=dict)
+    text: str = ""  # the decoded source, for pointing inside a value
+
+    def column_inside(self, position: Position, offset: int) -> Position:
+        """The position of character ``offset`` of the one-line value starting at ``position``
+        (after its quote, if quoted); ``position`` itself when that cannot be known (escapes,
+        several lines)."""
+        line, column = position
+        lines = self.text.splitlines()
+        if not 0 < line <= len(lines):
+            return position
+        source = lines[line - 1]
+        start = column - 1
+        if start >= len(source):
+            return position
+        quoted = source[start] in "\"'"
+        segment = source[start + quoted : start + quoted + offset]
+        if len(segment) < offset or "\\" in segment:
+            return position
+        return (line, column + quoted + offset)
 
     def position(self, path: Path, *, key: bool = False) -> Position:
         """Where ``path`` starts; for a missing node, where its nearest ancestor starts."""

@@ -138,7 +138,9 @@ def _references(
             path,
             f"template syntax error: {exc.message}{where}",
             code="template-syntax",
+            hint=exc.hint,
             line_in_value=exc.lineno,
+            column_in_value=exc.offset,
         )
         return ()
 

@@ -9,8 +9,10 @@ cached by text, because the same templates recur across steps and specs.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import re
+from collections.abc import Iterable
 
 from jinja2 import TemplateSyntaxError, nodes
 
@@ -32,12 +34,43 @@ Reference = tuple[str, ...]
 
 
 class TemplateSyntax(Exception):
-    """A template that does not parse; ``lineno`` is 1-based within the template."""
+    """A template that does not parse; ``lineno`` is 1-based within the template, ``offset``
+    (0-based, when known) the character of the template the problem is at."""
 
-    def __init__(self, message: str, lineno: int = 1) -> None:
+    def __init__(
+        self, message: str, lineno: int = 1, *, hint: str | None = None, offset: int | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.lineno = lineno
+        self.hint = hint
+        self.offset = offset
+
+
+_PAIRS = (("{{", "}}"), ("{%", "%}"), ("{#", "#}"))
+
+
+def unclosed(text: str) -> TemplateSyntax | None:
+    """The first ``{{``, ``{%`` or ``{#`` with no closing partner, as a problem at it."""
+    for opener, closer in _PAIRS:
+        at = text.find(opener)
+        while at != -1:
+            end = text.find(closer, at + 2)
+            if end == -1:
+                line = text.count("\n", 0, at) + 1
+                return TemplateSyntax(
+                    f"{opener!r} at character {at + 1} is never closed",
+                    line,
+                    hint=f"add {closer!r} after the expression",
+                    offset=at if line == 1 else None,
+                )
+            at = text.find(opener, end + 2)
+    return None
+
+
+def _close_name(name: str, known: Iterable[str]) -> str | None:
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}?" if close else None
 
 
 def is_template(text: str) -> bool:
@@ -117,12 +150,19 @@ def jinja_references(text: str) -> tuple[Reference, ...]:
         # What compiling would catch, without its cost: filters and tests that do not exist.
         for node in tree.find_all((nodes.Filter, nodes.Test)):
             is_filter = isinstance(node, nodes.Filter)
-            if node.name not in (expressions.FILTERS if is_filter else expressions.TESTS):
+            known = expressions.FILTERS if is_filter else expressions.TESTS
+            if node.name not in known:
                 kind = "filter" if is_filter else "test"
-                raise TemplateSyntax(f"No {kind} named {node.name!r}.", node.lineno)
+                raise TemplateSyntax(
+                    f"No {kind} named {node.name!r}.",
+                    node.lineno,
+                    hint=_close_name(node.name, known),
+                )
         return tuple(templates.references(text))
     except TemplateSyntaxError as exc:
-        raise TemplateSyntax(exc.message or "invalid template", exc.lineno or 1) from None
+        raise unclosed(text) or TemplateSyntax(
+            exc.message or "invalid template", exc.lineno or 1
+        ) from None
     except templates.TemplateError as exc:
         detail = str(exc.fields.get("detail", exc.message))
         raise TemplateSyntax(detail, exc.fields.get("line") or 1) from None

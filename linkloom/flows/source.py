@@ -66,6 +66,7 @@ def read_source(source: str | bytes, *, json_only: bool = False) -> Document:
     text = _decode(source, doc)
     if text is None:
         return doc
+    doc.text = text
     if not text.strip():
         doc.problems.append(
             SourceProblem(
@@ -84,7 +85,7 @@ def read_source(source: str | bytes, *, json_only: bool = False) -> Document:
     _read(JsonReader(text, doc), doc)
     if not json_only and any(p.code == "json-syntax" for p in doc.problems):
         # Perhaps a YAML flow mapping ({id: x, steps: [...]}) rather than broken JSON.
-        yaml_doc = Document()
+        yaml_doc = Document(text=text)
         _read(_YamlReader(text, yaml_doc), yaml_doc)
         if not yaml_doc.problems:
             return yaml_doc
