@@ -66,8 +66,7 @@ def _coerce(name: str, decl: InputSpec, value: Any) -> tuple[Any, str | None]:
         parsed = _parse_text(value, decl.type)
         if parsed is not _NO and _is(parsed, decl.type):
             return parsed, None
-    got = type(value).__name__
-    return None, f"input {name!r} must be {_article(decl.type)}, got {got} {json.dumps(value)}"
+    return None, f"input {name!r} must be {_KIND_WORDS[decl.type]}, got {json.dumps(value)}"
 
 
 _NO = object()
@@ -95,5 +94,12 @@ def _is(value: Any, kind: str) -> bool:
     return isinstance(value, _TYPES[kind])
 
 
-def _article(kind: str) -> str:
-    return ("an " if kind[0] in "aeiou" else "a ") + kind
+# What each declared type is called in messages people read (forms, the CLI, the API's 422).
+_KIND_WORDS = {
+    "integer": "a whole number (integer)",
+    "number": "a number",
+    "boolean": "true or false (boolean)",
+    "string": "text (string)",
+    "object": "a mapping (JSON object)",
+    "array": "a list (JSON array)",
+}
