@@ -4,7 +4,8 @@ A small Sugiyama-style pipeline:
 
 1. **Layering** by longest path: a step sits one layer after its deepest dependency.
 2. **Dummy nodes** break every edge that spans several layers into one-layer hops, so long
-   arrows take part in ordering and bend around boxes instead of crossing them.
+   arrows take part in ordering and bend around boxes instead of crossing them: through a
+   layer it skips, an arrow runs straight in its own lane, and it bends only between layers.
 3. **Ordering** by barycenter sweeps (down, then up, repeated), keeping the order with the
    fewest crossings seen; the spec's own order is the starting point and breaks ties.
 4. **Coordinates**: each box is pulled towards the mean position of its neighbours in the
@@ -180,8 +181,9 @@ def layout(
         start, end = by_id[src], by_id[dst]
         pts = [_exit(start, direction)]
         for dummy in chain:
-            a, c = point(dummy, depth_of[dummy])
-            pts.append((a + BOX_WIDTH / 2, c + BOX_HEIGHT / 2))
+            # Through a layer it skips, an arrow runs straight along its own lane (kept clear of
+            # that layer's boxes); it bends only in the gaps between layers, where no box is.
+            pts += _lane(point(dummy, depth_of[dummy]), direction)
         pts.append(_entry(end, direction))
         arrows.append(Arrow(source=src, target=dst, points=tuple(pts), path=_path(pts, direction)))
     span_along = MARGIN * 2 + len(ranks) * along_size + max(len(ranks) - 1, 0) * LAYER_GAP
@@ -333,6 +335,14 @@ def _fill(wanted: Sequence[float | None], current: Sequence[float]) -> list[floa
         assert want is not None
         out.append(want)
     return out
+
+
+def _lane(corner: tuple[float, float], direction: str) -> list[tuple[float, float]]:
+    """Where an arrow enters and leaves the band of a layer it passes through."""
+    x, y = corner
+    if direction == "LR":
+        return [(x, y + BOX_HEIGHT / 2), (x + BOX_WIDTH, y + BOX_HEIGHT / 2)]
+    return [(x + BOX_WIDTH / 2, y), (x + BOX_WIDTH / 2, y + BOX_HEIGHT)]
 
 
 def _exit(box: Box, direction: str) -> tuple[float, float]:

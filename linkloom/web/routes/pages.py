@@ -22,7 +22,7 @@ from linkloom.web.routing import WebRoute
 router = APIRouter(route_class=WebRoute)
 
 RECENT = 20  # runs per flow the dashboard's success rate is computed over
-ASSETS = {"app.css": "text/css", "app.js": "text/javascript"}
+ASSETS = {"app.css": "text/css", "app.js": "text/javascript", "favicon.svg": "image/svg+xml"}
 
 
 def services(request: Request) -> wiring.Services:
@@ -39,6 +39,12 @@ async def static(name: str) -> Response:
         media_type=ASSETS[name],
         headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"},
     )
+
+
+@router.get("/favicon.ico")
+async def favicon() -> Response:
+    """Browsers ask for /favicon.ico on their own; every page also links the SVG."""
+    return await static("favicon.svg")
 
 
 @router.get("/")
@@ -71,6 +77,7 @@ async def dashboard(request: Request, q: str = "", status: str = "", tag: str = 
     active: list[Run] = []
     for state in (RunStatus.RUNNING, RunStatus.PENDING):
         active.extend((await svc.runs.list_runs(RunFilter(status=state), limit=50)).items)
+    any_runs = any(r["last"] is not None for r in rows)
     return rendering.page(
         request,
         "dashboard.html",
@@ -78,6 +85,7 @@ async def dashboard(request: Request, q: str = "", status: str = "", tag: str = 
         rows=shown,
         total=len(rows),
         active=active,
+        active_empty="Nothing is running or waiting to run." if any_runs else "No runs yet.",
         q=q,
         status=status,
         tag=tag,

@@ -279,3 +279,40 @@ async def test_web_fan_out_step_shows_its_item_progress(api: Api) -> None:
         page = await client.get(f"/runs/{run.id}")
         assert '<tspan class="state">succeeded 3/3</tspan> · http · for each' in page.text
         assert "process[2]" in page.text  # each item in the step list
+
+
+async def test_web_form_says_a_whole_number_is_wanted_not_a_python_type(api: Api) -> None:
+    await apply(api, flow_spec())
+    async with browser(api, Role.author) as client:
+        token = csrf_of((await client.get("/flows/report")).text)
+        bad = await client.post(
+            "/flows/report/trigger",
+            data={"input.count": "2.5", "input.to": "a@b.c", "csrf": token},
+        )
+        assert bad.status_code == 422
+        assert "must be a whole number" in bad.text
+        assert "got str" not in bad.text
+
+
+async def test_web_dashboard_running_now_tells_no_runs_from_none_running(api: Api) -> None:
+    await apply(api, flow_spec())
+    async with browser(api, Role.author) as client:
+        before = await client.get("/")
+        assert "No runs yet." in before.text
+        async with api.client(Role.author) as rest:
+            created = await rest.post("/api/v1/flows/report/runs", json={"inputs": {"to": "a@b"}})
+        await api.wait_run(created.json()["id"])
+        after = await client.get("/")
+        assert "Nothing is running or waiting to run." in after.text
+        assert "No runs yet." not in after.text
+
+
+async def test_web_serves_a_favicon_where_browsers_ask_for_it(api: Api) -> None:
+    async with browser(api) as client:
+        icon = await client.get("/favicon.ico")
+        assert icon.status_code == 200
+        assert icon.headers["content-type"].startswith("image/svg+xml")
+        assert icon.content.startswith(b"<svg")
+        login = await client.get("/login")
+        assert 'rel="icon" href="/static/favicon.svg"' in login.text
+        assert "loom config get token --reveal" in login.text

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import itertools
+import random
+from collections.abc import Iterator, Sequence
 
 import pytest
 
 from linkloom.web import layout
 from linkloom.web.layout import BOX_HEIGHT, BOX_WIDTH, CycleError
+
+Point = tuple[float, float]
 
 
 def overlaps(a: layout.Box, b: layout.Box) -> bool:
@@ -83,9 +87,9 @@ def test_layout_boxes_never_overlap_in_a_wide_fan_out() -> None:
 def test_layout_long_edges_bend_through_the_layers_they_skip() -> None:
     result = layout.layout(["a", "b", "c", "d"], [("a", "b"), ("b", "c"), ("c", "d"), ("a", "d")])
     long = next(arrow for arrow in result.arrows if (arrow.source, arrow.target) == ("a", "d"))
-    assert len(long.points) == 4  # start, one bend per skipped layer (b and c), end
+    assert len(long.points) == 6  # start, a lane through each skipped layer (b and c), end
     assert long.path.startswith("M")
-    assert long.path.count("C") == 3
+    assert long.path.count("C") == 5
     for x, y in long.points[1:-1]:
         bend = layout.Box(
             id="", label="", sublabel="", x=x - 1, y=y - 1, width=2, height=2, layer=0, order=0
@@ -123,3 +127,40 @@ def test_layout_of_a_long_chain_does_not_recurse() -> None:
     nodes = [f"s{i}" for i in range(3000)]
     result = layout.layout(nodes, list(itertools.pairwise(nodes)))
     assert result.box("s2999").layer == 2999
+
+
+def _along(points: Sequence[tuple[float, float]], direction: str, n: int = 32) -> Iterator[Point]:
+    """Points along the cubic segments ``layout._path`` draws through ``points``."""
+    for (ax, ay), (bx, by) in itertools.pairwise(points):
+        if direction == "LR":
+            mid = (ax + bx) / 2
+            c1, c2 = (mid, ay), (mid, by)
+        else:
+            mid = (ay + by) / 2
+            c1, c2 = (ax, mid), (bx, mid)
+        for i in range(n + 1):
+            t = i / n
+            u = 1 - t
+            yield (
+                u**3 * ax + 3 * u * u * t * c1[0] + 3 * u * t * t * c2[0] + t**3 * bx,
+                u**3 * ay + 3 * u * u * t * c1[1] + 3 * u * t * t * c2[1] + t**3 * by,
+            )
+
+
+@pytest.mark.parametrize("direction", ["LR", "TB"])
+def test_layout_arrows_never_run_under_a_box_they_do_not_join(direction: str) -> None:
+    """200 random DAGs: every point of every drawn arrow stays out of the other boxes."""
+    rng = random.Random(7)
+    for _ in range(200):
+        nodes = [f"s{i}" for i in range(rng.randint(4, 12))]
+        edges = [(a, b) for i, a in enumerate(nodes) for b in nodes[i + 1 :] if rng.random() < 0.3]
+        result = layout.layout(nodes, edges, direction=direction)
+        for arrow in result.arrows:
+            others = [b for b in result.boxes if b.id not in (arrow.source, arrow.target)]
+            for x, y in _along(arrow.points, direction):
+                inside = [
+                    b.id
+                    for b in others
+                    if b.x + 1 < x < b.x + b.width - 1 and b.y + 1 < y < b.y + b.height - 1
+                ]
+                assert not inside, f"{arrow.source}->{arrow.target} runs under {inside}: {edges}"
