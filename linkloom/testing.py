@@ -238,6 +238,19 @@ class InMemoryRunStore:
             steps = tuple(s for s in steps if s.item_index is None)
         return RunSnapshot(run=run, steps=steps)
 
+    async def list_items(
+        self, run_id: str, step_id: str, *, after: int | None = None, limit: int = 100
+    ) -> list[StepRun]:
+        items = [
+            self.steps[sid]
+            for sid in self.steps_by_run.get(run_id, [])
+            if self.steps[sid].step_id == step_id
+            and self.steps[sid].item_index is not None
+            and (after is None or (self.steps[sid].item_index or 0) > after)
+        ]
+        items.sort(key=lambda s: s.item_index or 0)
+        return items[:limit]
+
     async def update_run(self, run_id: str, mutate: Mutation) -> RunChanges | None:
         results = await self.update_run_many(run_id, [mutate])
         if results is None:

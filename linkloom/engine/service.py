@@ -342,6 +342,15 @@ class RunService:
         compiled = await self.specs.get(snapshot.run.flow_id, snapshot.run.version)
         return sorted(snapshot.steps, key=_step_order(list(compiled.plan.nodes)))
 
+    async def list_items(
+        self, run_id: str, step_id: str, *, after: int | None = None, limit: int = 100
+    ) -> list[StepRun]:
+        """One page of a fan-out step's children (items), by index."""
+        await self.get_run(run_id)
+        return await self.store.list_items(
+            run_id, step_id, after=after, limit=max(1, min(limit, 5000))
+        )
+
     async def list_attempts(self, run_id: str) -> list[Attempt]:
         await self.get_run(run_id)
         return await self.store.list_attempts(run_id)

@@ -117,6 +117,12 @@ class RunStore(Protocol):
         """The run and its step runs (``parents_only``: without fan-out children)."""
         ...
 
+    async def list_items(
+        self, run_id: str, step_id: str, *, after: int | None = None, limit: int = 100
+    ) -> list[StepRun]:
+        """A fan-out's children by ``item_index`` (those after ``after``), ``limit`` at most."""
+        ...
+
     async def update_run(self, run_id: str, mutate: Mutation) -> RunChanges | None:
         """Apply ``mutate(snapshot)`` atomically; None when the run does not exist.
 

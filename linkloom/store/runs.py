@@ -282,6 +282,21 @@ class SqlRunStore:
         step_rows = conn.execute(query, {"b_run": run_id}).all()
         return RunSnapshot(run=rows.run(row), steps=tuple(rows.step_run(r) for r in step_rows))
 
+    async def list_items(
+        self, run_id: str, step_id: str, *, after: int | None = None, limit: int = 100
+    ) -> list[StepRun]:
+        """A seek of the (run_id, step_id, item_index) unique index: a page costs the same at
+        item 0 and at item 99,000."""
+        query = step_runs.select().where(
+            step_runs.c.run_id == run_id,
+            step_runs.c.step_id == step_id,
+            step_runs.c.item_index.is_not(None),
+        )
+        if after is not None:
+            query = query.where(step_runs.c.item_index > after)
+        query = query.order_by(step_runs.c.item_index).limit(limit)
+        return await self.db.run_read(lambda c: [rows.step_run(r) for r in c.execute(query)])
+
     async def update_run(self, run_id: str, mutate: Mutation) -> RunChanges | None:
         results = await self.update_run_many(run_id, [mutate])
         if results is None:

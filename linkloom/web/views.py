@@ -102,12 +102,23 @@ class Timeline:
     bars: tuple[Bar, ...]
     total: float  # seconds the chart spans
     ticks: tuple[tuple[float, str], ...]  # (percent, label)
+    hidden: int = 0  # attempts past the ones drawn (a large fan-out)
+
+
+TIMELINE_BARS = 300  # a 100,000-item fan-out draws its first attempts, not a 2 MB chart
+ITEMS_SHOWN = 20  # fan-out children listed per step on the run page (the rest: paged)
 
 
 def timeline(
-    run: Run, attempts: Sequence[Attempt], steps: Sequence[StepRun], *, now: datetime
+    run: Run,
+    attempts: Sequence[Attempt],
+    steps: Sequence[StepRun],
+    *,
+    now: datetime,
+    limit: int = TIMELINE_BARS,
 ) -> Timeline:
-    """A Gantt chart: one bar per attempt, plus the attempts running right now."""
+    """A Gantt chart: one bar per attempt, plus the attempts running right now (the first
+    ``limit`` by start; ``hidden`` counts the others)."""
     spans: list[tuple[str, str, str, datetime, datetime, int]] = []
     done = set()
     for a in attempts:
@@ -143,7 +154,9 @@ def timeline(
     end = max(sp[4] for sp in spans)
     total = max((end - origin).total_seconds(), 0.001)
     bars = []
-    for step_id, label, status, start, stop, number in sorted(spans, key=lambda sp: (sp[3], sp[1])):
+    ordered = sorted(spans, key=lambda sp: (sp[3], sp[1]))
+    hidden = max(0, len(ordered) - limit)
+    for step_id, label, status, start, stop, number in ordered[:limit]:
         offset = (start - origin).total_seconds()
         length = max((stop - start).total_seconds(), 0.0)
         bars.append(
@@ -159,7 +172,46 @@ def timeline(
             )
         )
     ticks = tuple((round(f * 100, 1), f"{f * total:.2f} s") for f in (0, 0.25, 0.5, 0.75, 1.0))
-    return Timeline(bars=tuple(bars), total=total, ticks=ticks)
+    return Timeline(bars=tuple(bars), total=total, ticks=ticks, hidden=hidden)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MoreItems:
+    """A row of the run page's step list standing for a fan-out's children not listed."""
+
+    step_id: str
+    after: int  # the last item index listed
+    count: int
+
+
+def listed_steps(
+    steps: Sequence[StepRun], *, per_fanout: int = ITEMS_SHOWN
+) -> list[StepRun | MoreItems]:
+    """The run page's step list: every step, and the first ``per_fanout`` children of each
+    fan-out followed by a ``MoreItems`` row (the rest are paged)."""
+    listed: list[StepRun | MoreItems] = []
+    shown: dict[str, int] = {}
+    extra: dict[str, int] = {}
+    last: dict[str, int] = {}
+    for step in steps:
+        if step.item_index is None:
+            listed.append(step)
+            continue
+        if shown.get(step.step_id, 0) < per_fanout:
+            shown[step.step_id] = shown.get(step.step_id, 0) + 1
+            last[step.step_id] = step.item_index
+            listed.append(step)
+        else:
+            extra[step.step_id] = extra.get(step.step_id, 0) + 1
+    out: list[StepRun | MoreItems] = []
+    for i, entry in enumerate(listed):
+        out.append(entry)
+        sid = entry.step_id
+        following = listed[i + 1].step_id if i + 1 < len(listed) else None
+        ends_items = isinstance(entry, StepRun) and entry.item_index is not None
+        if ends_items and following != sid and extra.get(sid):
+            out.append(MoreItems(step_id=sid, after=last[sid], count=extra[sid]))
+    return out
 
 
 def _att(status: StepStatus) -> str:

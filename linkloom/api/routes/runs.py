@@ -88,6 +88,33 @@ async def list_steps(run_id: str, services: Services) -> list[StepOut]:
 
 
 @router.get(
+    "/runs/{run_id}/steps/{step_id}/items",
+    summary="A fan-out step's items (its children), a page at a time in index order",
+    dependencies=[require_role(Role.viewer)],
+    responses=problem_responses(*AUTHED, 404, 422),
+)
+async def list_items(
+    run_id: str,
+    step_id: str,
+    services: Services,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
+) -> Page[StepOut]:
+    after = None
+    if cursor is not None:
+        if not cursor.isdigit():
+            raise InvalidInput("invalid cursor; pass the next_cursor of a previous page")
+        after = int(cursor)
+    items = await services.runs.list_items(run_id, step_id, after=after, limit=limit + 1)
+    page = items[:limit]
+    more = len(items) > limit and page
+    return Page(
+        items=[StepOut.from_domain(s) for s in page],
+        next_cursor=str(page[-1].item_index) if more else None,
+    )
+
+
+@router.get(
     "/runs/{run_id}/attempts",
     summary="Every attempt of every step (for timelines)",
     dependencies=[require_role(Role.viewer)],

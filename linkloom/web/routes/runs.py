@@ -63,9 +63,36 @@ async def _run_context(request: Request, run: Run) -> dict[str, Any]:
     return {
         "spec": spec,
         "steps": steps,
+        "listed": views.listed_steps(steps),
         "dag": views.dag_view(spec, views.step_statuses(steps), views.item_progress(steps)),
         "timeline": views.timeline(run, attempts, steps, now=now),
     }
+
+
+ITEMS_PAGE = 100
+
+
+@router.get("/runs/{run_id}/items/{step_id}")
+async def run_items(request: Request, run_id: str, step_id: str, after: int = -1) -> Response:
+    """A fan-out's items, a page at a time (the run page lists the first few)."""
+    await session.require(request, Role.viewer)
+    svc = services(request)
+    run = await svc.runs.get_run(run_id)
+    found = await svc.runs.list_items(
+        run_id, step_id, after=after if after >= 0 else None, limit=ITEMS_PAGE + 1
+    )
+    items = found[:ITEMS_PAGE]
+    more = len(found) > ITEMS_PAGE and items
+    return rendering.page(
+        request,
+        "run_items.html",
+        title=f"Items of {step_id}",
+        run=run,
+        step_id=step_id,
+        items=items,
+        page_size=ITEMS_PAGE,
+        next_after=items[-1].item_index if more else None,
+    )
 
 
 @router.get("/runs/{run_id}/panels")
