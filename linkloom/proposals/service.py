@@ -281,6 +281,14 @@ class ProposalService:
             out[existing.path if existing else gitstore.spec_path(flow_id)] = text
         return out
 
+    async def spec_file(
+        self, flow_id: str, *, ref: str = gitstore.MAIN
+    ) -> gitstore.FlowFile | None:
+        """The flow's spec file as committed at ``ref`` (a proposal's branch, or main), or None."""
+        check_flow_id(flow_id)
+        found: gitstore.FlowFile | None = await self.repo.read_flow(flow_id, ref)
+        return found
+
     async def revise(
         self,
         proposal_id: str,

@@ -254,6 +254,9 @@ def test_web_roles_and_audit(page: Any, server: LoomServer) -> None:
     shoot(page, "audit")
     page.goto("/proposals")
     shoot(page, "proposals")
+    page.goto("/runs?trigger=manual")
+    expect(page.locator("table.runs tbody tr[data-run]").first).to_be_visible()
+    shoot(page, "runs")
 
 
 def test_web_reviewer_reads_a_proposal_diff_and_approves_it(page: Any, server: LoomServer) -> None:
@@ -312,6 +315,7 @@ def test_web_screenshots_were_written() -> None:
         "dead-letters",
         "audit",
         "proposals",
+        "runs",
     ]
     missing = [
         f"{n}-{w}.png"

@@ -1,10 +1,13 @@
 """Proposals: the list and the review page (checks, plan, spec diff, per-case per-step result
-diffs side by side, comments, approve / request changes / promote / close for the roles allowed).
+diffs side by side, comments, approve / request changes / promote / close for the roles allowed),
+and the revise form (a new revision from edited spec files) and the rebase button.
 
-Roles as in the API: a viewer reads; an author comments and closes; a reviewer approves and
-requests changes; a reviewer or admin promotes. The proposal service enforces the rest itself
-(an author never approves their own proposal; promotion needs what the promotion policy asks) and
-writes the audit entries; a refusal comes back on the page as a problem next to the buttons.
+Roles as in the API: a viewer reads; an author comments, revises, rebases and closes; a reviewer
+approves and requests changes; a reviewer or admin promotes. A revision and a rebase answer at
+once and run the checks after the response (the page shows them running). The proposal service
+enforces the rest itself (an author never approves their own proposal; promotion needs what the
+promotion policy asks) and writes the audit entries; a refusal comes back on the page as a
+problem next to the buttons.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 from markupsafe import Markup
+from starlette.background import BackgroundTask
 
 from linkloom.access import Role
 from linkloom.errors import LinkloomError, NotFound, Unavailable
@@ -126,6 +130,8 @@ async def _page(
         may_promote=role.allows(Role.reviewer) and status == "approved",
         may_comment=role.allows(Role.author) and status not in ("promoted", "closed"),
         may_close=role.allows(Role.author) and status not in ("promoted", "closed"),
+        may_revise=role.allows(Role.author) and status not in ("promoted", "closed"),
+        may_rebase=role.allows(Role.author) and status == "stale",
     )
 
 
@@ -236,3 +242,90 @@ async def promote(request: Request, proposal_id: str) -> Response:
 @router.post("/proposals/{proposal_id}/close")
 async def close(request: Request, proposal_id: str) -> Response:
     return await _act(request, proposal_id, Role.author, "close")
+
+
+@router.get("/proposals/{proposal_id}/revise")
+async def revise_form(request: Request, proposal_id: str) -> Response:
+    """The proposal's spec files as committed on its branch, each in a text area to edit."""
+    await session.require(request, Role.author)
+    return await _revise_page(request, proposal_id)
+
+
+async def _revise_page(
+    request: Request,
+    proposal_id: str,
+    *,
+    edited: dict[str, str] | None = None,
+    message: str = "",
+    problem: str = "",
+    status_code: int = 200,
+) -> Response:
+    service = _require_service(request)
+    proposal = await service.get(proposal_id)
+    files = []
+    for flow_id in proposal.flows:
+        found = await service.spec_file(flow_id, ref=proposal.branch)
+        if found is not None:
+            text = (edited or {}).get(found.path, found.text)
+            files.append({"flow_id": flow_id, "path": found.path, "text": text})
+    return rendering.page(
+        request,
+        "proposal_revise.html",
+        status_code=status_code,
+        title=f"Revise {proposal.title}",
+        proposal=proposal,
+        status=_value(proposal.status),
+        files=files,
+        message=message,
+        problem=problem,
+    )
+
+
+@router.post("/proposals/{proposal_id}/revise")
+async def revise(request: Request, proposal_id: str) -> Response:
+    actor = await session.require(request, Role.author)
+    form = await session.form(request)
+    service = _require_service(request)
+    files = {k[len("file:") :]: str(v) for k, v in form.items() if k.startswith("file:")}
+    message = str(form.get("message") or "").strip()
+    try:
+        await service.revise(
+            proposal_id, actor=actor.name, files=files, message=message, run_checks=False
+        )
+    except NotFound:
+        raise
+    except LinkloomError as exc:
+        code = next((c for cat, c, _ in STATUS if isinstance(exc, cat)), 500)
+        return await _revise_page(
+            request,
+            proposal_id,
+            edited=files,
+            message=message,
+            problem=str(exc),
+            status_code=code,
+        )
+    return _checks_after(service, proposal_id, actor.name, "#checks-h")
+
+
+@router.post("/proposals/{proposal_id}/rebase")
+async def rebase(request: Request, proposal_id: str) -> Response:
+    actor = await session.require(request, Role.author)
+    await session.form(request)
+    service = _require_service(request)
+    try:
+        await service.rebase(proposal_id, actor=actor.name, run_checks=False)
+    except NotFound:
+        raise
+    except LinkloomError as exc:
+        code = next((c for cat, c, _ in STATUS if isinstance(exc, cat)), 500)
+        return await _page(request, proposal_id, actor=actor, problem=str(exc), status_code=code)
+    return _checks_after(service, proposal_id, actor.name, "#checks-h")
+
+
+def _checks_after(service: Any, proposal_id: str, actor: str, anchor: str) -> Response:
+    """Back to the proposal page at once; its checks run after the response."""
+    return RedirectResponse(
+        f"/proposals/{proposal_id}{anchor}",
+        status_code=303,
+        background=BackgroundTask(service.run_checks, proposal_id, actor=actor),
+    )

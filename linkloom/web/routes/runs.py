@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Header, Request, Response
@@ -23,7 +24,8 @@ from fastapi.responses import RedirectResponse
 from sse_starlette import EventSourceResponse
 
 from linkloom.access import Role
-from linkloom.engine.records import Run, RunEvent
+from linkloom.engine.models import RunStatus
+from linkloom.engine.records import Run, RunEvent, RunFilter
 from linkloom.web import rendering, session, views
 from linkloom.web.routes.pages import _audit, services
 from linkloom.web.routing import WebRoute
@@ -32,6 +34,69 @@ router = APIRouter(route_class=WebRoute)
 
 POLL_SECONDS = 0.25
 LOG_TAIL = 500  # lines the page shows at first
+
+
+TRIGGERS = ("manual", "schedule", "webhook", "event", "subflow", "backfill", "retry", "redrive")
+RUNS_PER_PAGE = 50
+
+
+@router.get("/runs")
+async def all_runs(
+    request: Request,
+    flow: str = "",
+    status: str = "",
+    trigger: str = "",
+    since: str = "",
+    until: str = "",
+    cursor: str = "",
+) -> Response:
+    """Every run, newest first, filtered by flow, status, trigger and a time range (UTC)."""
+    await session.require(request, Role.viewer)
+    svc = services(request)
+    problems: list[str] = []
+    after = _moment(since, "From", problems)
+    before = _moment(until, "To", problems)
+    if status and status not in {s.value for s in RunStatus}:
+        problems.append(f"Status: {status!r} is not a run status")
+    if after and before and after >= before:
+        problems.append("From must be earlier than To")
+    page = None
+    if not problems:
+        filters = RunFilter(
+            flow_id=flow or None,
+            status=RunStatus(status) if status else None,
+            trigger=trigger or None,
+            created_after=after,
+            created_before=before,
+        )
+        page = await svc.runs.list_runs(filters, limit=RUNS_PER_PAGE, cursor=cursor or None)
+    flows = sorted(f.id for f in await svc.runs.list_flows() if f.deleted_at is None)
+    query = {"flow": flow, "status": status, "trigger": trigger, "since": since, "until": until}
+    return rendering.page(
+        request,
+        "runs.html",
+        status_code=422 if problems else 200,
+        title="Runs",
+        runs=list(page.items) if page else [],
+        next_cursor=page.next_cursor if page else None,
+        query=query,
+        flows=flows,
+        statuses=[s.value for s in RunStatus],
+        triggers=TRIGGERS,
+        problems=problems,
+    )
+
+
+def _moment(text: str, label: str, problems: list[str]) -> datetime | None:
+    """A ``datetime-local`` value (``2026-12-07T13:45``), read as UTC."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        problems.append(f"{label}: {text!r} is not a date and time like 2026-12-07T13:45")
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 @router.get("/runs/{run_id}")
