@@ -38,6 +38,25 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 SCREENSHOTS = ROOT / "tests" / "artifacts" / "screenshots"
+EDITOR_JS = ROOT / "linkloom" / "web" / "static" / "editor" / "editor.js"
+
+
+def build_front_end() -> None:
+    """``scripts/build-web`` (npm, from the committed lock file; skipped when up to date)."""
+    import shutil
+
+    from tests.support.real import require
+
+    require(shutil.which("node") and shutil.which("npm"), "Node.js 20+ and npm are not installed")
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "build-web")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, f"scripts/build-web failed:\n{done.stdout}\n{done.stderr}"
+    assert EDITOR_JS.is_file()
 
 
 async def _prepare(url: str) -> dict[Role, str]:

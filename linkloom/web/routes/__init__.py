@@ -8,16 +8,17 @@ Pages answer HTML, never problem+json: ``WebRoute`` turns a missing session into
     ops.py        login and logout, dead letters and re-drive, audit log
     proposals.py  proposal list and review page
     notifications.py  deliveries and their attempts, channels and test messages
+    editor.py     the visual flow editor's pages and its schema, validate and save calls
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from linkloom.web.routes import notifications, ops, pages, proposals, runs
+from linkloom.web.routes import editor, notifications, ops, pages, proposals, runs
 
 router = APIRouter(include_in_schema=False)
-for _module in (pages, runs, ops, proposals, notifications):
+for _module in (pages, runs, ops, proposals, notifications, editor):
     router.include_router(_module.router)
 
 __all__ = ["router"]

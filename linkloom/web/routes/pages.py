@@ -47,6 +47,25 @@ async def favicon() -> Response:
     return await static("favicon.svg")
 
 
+@router.get("/static/editor/{name}")
+async def editor_static(name: str, v: str = "") -> Response:
+    """The built editor (``scripts/build-web``); a versioned URL is cached for good."""
+    from linkloom.web import assets
+
+    path = assets.editor_file(name)
+    if path is None:
+        return Response(status_code=404)
+    current = v and v == assets.editor().version
+    return FileResponse(
+        path,
+        media_type=assets.FILES[name],
+        headers={
+            "Cache-Control": "public, max-age=31536000, immutable" if current else "no-cache",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
 @router.get("/")
 async def dashboard(request: Request, q: str = "", status: str = "", tag: str = "") -> Response:
     await session.require(request, Role.viewer)

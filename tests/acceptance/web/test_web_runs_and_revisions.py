@@ -5,46 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from linkloom.access import Role
-from linkloom.sandbox.inprocess import InProcessRunner
-from linkloom.store.proposals import build_service
-from tests.acceptance.api.api_harness import BACKEND, Api, flow_spec, start_api
+from tests.acceptance.api.api_harness import Api, flow_spec
+from tests.acceptance.web.conftest import FLOW
 from tests.acceptance.web.web_client import browser, csrf_of
-
-FLOW: dict[str, Any] = {
-    "id": "report",
-    "inputs": {"to": {"type": "string", "default": "ops"}},
-    "steps": [
-        {"id": "fetch", "type": "http", "url": f"{BACKEND}/fetch"},
-        {
-            "id": "shape",
-            "type": "transform",
-            "depends_on": ["fetch"],
-            "template": {"to": "{{ inputs.to }}"},
-        },
-    ],
-}
 
 
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    seed = tmp_path / "seed" / "report"
-    seed.mkdir(parents=True)
-    (seed / "flow.yaml").write_text("# the weekly report\n" + yaml.safe_dump(FLOW, sort_keys=False))
-    url = f"sqlite+aiosqlite:///{tmp_path / 'loom.db'}"
-    running, lifespan = await start_api(url, tmp_path, flows={"seed_from": str(tmp_path / "seed")})
-    running.app.state.proposals = build_service(running.services, runner=InProcessRunner())
-    async with running.client(Role.admin) as admin:
-        assert (await admin.post("/api/v1/repo/sync")).status_code == 200
-    yield running
-    await lifespan.__aexit__(None, None, None)
+def api(repo_api: Api) -> Api:
+    """The wired app with a real flows repo (see conftest) for every test here."""
+    return repo_api
 
 
 def spec_text(to: str) -> str:
