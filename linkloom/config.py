@@ -275,6 +275,16 @@ class NotificationSettings(BaseModel):
     sla_check_seconds: float = Field(
         default=15.0, gt=0, description="Seconds between checks of running runs against SLA rules."
     )
+    web_push_subject: str = Field(
+        default="mailto:linkloom@localhost",
+        description="Who push services should contact about this server's Web Push messages "
+        "(a mailto: or https: URL, sent in the VAPID signature).",
+    )
+    web_push_insecure_endpoints: bool = Field(
+        default=False,
+        description="Accept Web Push subscriptions whose endpoint is plain http on this machine "
+        "(a local push relay, tests); browsers' push services are always https.",
+    )
 
 
 class PullSettings(BaseModel):

@@ -49,6 +49,7 @@ class Services:
     workers: list[Worker] = field(default_factory=list)
     run_listeners: list[Any] = field(default_factory=list)
     notifications: Any = None  # notifications.service.NotificationService (None: disabled)
+    personal: Any = None  # notifications.personal.PersonalNotifier: the web app's own
     operations: SqlOperations | None = None  # queue figures, revision, worker heartbeats
     heartbeat: ProcessHeartbeat | None = None  # while this process runs workers (or schedules)
     pull: Any = None  # engine.pull.PullService: pull-mode workers and their task queues
@@ -110,6 +111,8 @@ class Services:
             await self.beat(role="worker")
         if self.notifications is not None:
             await self.notifications.start()
+        if self.personal is not None:
+            await self.personal.start()
         self.started = True
 
     async def beat(self, *, role: str) -> None:
@@ -135,6 +138,8 @@ class Services:
         await self.notifier.stop()
         if self.notifications is not None:
             await self.notifications.close()
+        if self.personal is not None:
+            await self.personal.stop()
         await self.http.aclose()
         await self.db.dispose()
         self.started = False
@@ -227,6 +232,10 @@ def build_services(settings: Settings, *, http_transport: Any = None) -> Service
 
         services.notifications = notifications.build_service(services)
         services.run_listeners.append(services.notifications.on_run_finished)
+        from linkloom.store import webpush
+
+        services.personal = webpush.build_service(services)
+        services.run_listeners.append(services.personal.on_run_finished)
     return services
 
 

@@ -486,7 +486,7 @@ def build_service(services: Any, *, senders: Any = None) -> Any:
         ),
         clock=services.runs.clock,
         public_url=settings.public_url,
-        proposals=_proposal_reader(services.db),
+        proposals=proposal_reader(services.db),
         max_attempts=options.max_attempts,
         retry_base=options.retry_base_seconds,
         retry_cap=options.retry_max_seconds,
@@ -496,7 +496,7 @@ def build_service(services: Any, *, senders: Any = None) -> Any:
     return service
 
 
-def _proposal_reader(db: Database) -> Callable[[str], Any]:
+def proposal_reader(db: Database) -> Callable[[str], Any]:
     from linkloom.notifications.rules import ProposalFacts
 
     stores: list[Any] = []

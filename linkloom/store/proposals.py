@@ -255,6 +255,8 @@ def build_service(services: Any, *, runner: Any = None) -> ProposalService:
     audit: Any = SqlAuditLog(services.db)
     if getattr(services, "notifications", None) is not None:
         audit = services.notifications.tap(audit)  # proposal events for notification rules
+    if getattr(services, "personal", None) is not None:
+        audit = services.personal.tap(audit)  # proposal events for people's own notifications
     return ProposalService(
         repo=repo,
         store=SqlProposalStore(services.db),

@@ -395,6 +395,60 @@ notification_flow_health = sa.Table(
     sa.Column("updated_at", TS, nullable=False),
 )
 
+# ---- the web app's own notifications (``linkloom.store.webpush``) ---------------------------
+web_push_keys = sa.Table(
+    "web_push_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),  # always 1
+    sa.Column("public_key", sa.Text, nullable=False),  # base64url, uncompressed P-256 point
+    sa.Column("private_key", sa.Text, nullable=False),  # Fernet token of the PEM; never returned
+    sa.Column("created_at", TS, nullable=False),
+)
+
+web_push_subscriptions = sa.Table(
+    "web_push_subscriptions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("actor", sa.String(200), nullable=False, index=True),
+    sa.Column("endpoint", sa.String(2000), nullable=False, unique=True),
+    sa.Column("p256dh", sa.String(200), nullable=False),
+    sa.Column("auth", sa.String(100), nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("last_sent_at", TS),
+    sa.Column("last_error", sa.Text),
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
+)
+
+web_notification_prefs = sa.Table(
+    "web_notification_prefs",
+    metadata,
+    sa.Column("actor", sa.String(200), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("events", JSON, nullable=False),  # PersonalEvent values the user wants
+    sa.Column("flows", JSON, nullable=False),  # the flows the user watches
+    sa.Column("updated_at", TS, nullable=False),
+)
+
+web_notifications = sa.Table(
+    "web_notifications",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("key", sa.String(300), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("url", sa.String(500), nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.UniqueConstraint("actor", "key"),
+    sa.Index("ix_web_notifications_actor_id", "actor", "id"),
+)
+
 # ---- pull-mode workers (``linkloom.store.pull``) -------------------------------------------
 pull_tasks = sa.Table(
     "pull_tasks",

@@ -65,6 +65,38 @@ def editor() -> Built:
     return found
 
 
+SHELL = ("app.css", "app.js", "sw.js")
+ICONS = ("icon-192.png", "icon-512.png", "maskable-512.png")
+_shell: dict[tuple[float, ...], str] = {}
+
+
+def shell_version() -> str:
+    """The installable app's version: the package's and a hash of every file the app shell is
+    made of (the pages' stylesheet and script, the service worker, icons, the editor). Any
+    change gives a new service worker, which replaces the old shell."""
+    paths = [rendering.STATIC / n for n in SHELL] + [rendering.STATIC / "icons" / n for n in ICONS]
+    paths += [EDITOR / name for name in FILES]
+    stamps = tuple(p.stat().st_mtime if p.exists() else -1.0 for p in paths)
+    found = _shell.get(stamps)
+    if found is None:
+        digest = hashlib.sha256()
+        for p in paths:
+            digest.update(p.read_bytes() if p.exists() else b"-")
+        found = f"{package_version()}-{digest.hexdigest()[:12]}"
+        _shell.clear()
+        _shell[stamps] = found
+    return found
+
+
+def shell_files() -> list[str]:
+    """The versioned URLs the service worker keeps for offline use (stylesheet and script
+    first: its offline page links them)."""
+    v = shell_version()
+    files = [f"/static/app.css?v={v}", f"/static/app.js?v={v}"]
+    files += [f"/static/icons/{n}?v={v}" for n in ICONS]
+    return files
+
+
 def editor_file(name: str) -> Path | None:
     """One of the editor's built files, or None."""
     if name not in FILES:

@@ -81,7 +81,15 @@ def status_class(status: Any) -> str:
 
 
 env.filters.update(when=when, iso=iso, duration=duration, pretty=pretty, status_class=status_class)
-env.globals.update(between=between, Role=Role)
+
+
+def _shell_version() -> str:
+    from linkloom.web import assets  # assets reads this module's STATIC
+
+    return assets.shell_version()
+
+
+env.globals.update(between=between, Role=Role, shell_version=_shell_version)
 
 
 def page(request: Request, name: str, *, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -95,9 +103,14 @@ def page(request: Request, name: str, *, status_code: int = 200, **context: Any)
         "csrf": session.csrf_token(request),
         "can": (lambda role: actor is not None and actor.role.allows(Role(role))),
         "path": request.url.path,
+        "notes": getattr(_services(request), "personal", None) is not None,
     }
     html = env.get_template(name).render(**common, **context)
     return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
+
+
+def _services(request: Request) -> Any:
+    return getattr(request.app.state, "services", None)
 
 
 def fragment(name: str, **context: Any) -> HTMLResponse:

@@ -38,7 +38,9 @@ from tests.e2e.web_harness import (
 from tests.support.plugins import install_example_plugin
 from tests.support.real import require
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+# Long scenarios (a flow drawn, proposed, checked, reviewed, promoted and run): more time than
+# the suite's 120 s per test when the machine is loaded.
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")

@@ -127,7 +127,7 @@ class LoomServer:
         server._wait_ready()
         return server
 
-    def _wait_ready(self, within: float = 30.0) -> None:
+    def _wait_ready(self, within: float = 90.0) -> None:  # a loaded 2-core machine is slow
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

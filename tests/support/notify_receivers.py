@@ -177,3 +177,119 @@ class SmtpServer:
 
     def __exit__(self, *exc: object) -> None:
         self.controller.stop()
+
+
+class PushService(_Server):
+    """A Web Push service on 127.0.0.1 standing in for a browser's (FCM, Mozilla's, Apple's),
+    with the browser's side of the subscription.
+
+    ``subscription(name)`` makes what a browser's ``PushSubscription.toJSON()`` gives: an
+    endpoint here, its P-256 public key and auth secret (the private key stays here). Each POST
+    is checked as a push service checks it: the VAPID ``Authorization: vapid t=…, k=…`` header
+    (RFC 8292: an ES256 JWT whose ``aud`` is this origin, ``exp`` within 24 hours, ``sub`` a
+    mailto: or https: contact, signed by the key ``k``), then decrypted as the browser would
+    (RFC 8291, ``aes128gcm``, with ``http_ece``). ``gone`` names endpoints that answer 410.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.keys: dict[str, tuple[Any, bytes]] = {}
+        self.messages: list[dict[str, Any]] = []  # verified and decrypted
+        self.refused: list[str] = []  # why a request was refused
+        self.gone: set[str] = set()
+
+    def subscription(self, name: str) -> dict[str, Any]:
+        import base64
+        import os
+
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        private = ec.generate_private_key(ec.SECP256R1())
+        auth = os.urandom(16)
+        self.keys[name] = (private, auth)
+        point = private.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+
+        def b64(data: bytes) -> str:
+            return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+        return {
+            "endpoint": f"{self.url}/push/{name}",
+            "expirationTime": None,
+            "keys": {"p256dh": b64(point), "auth": b64(auth)},
+        }
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        name = request.path.rsplit("/", 1)[-1]
+        body = await request.read()
+        try:
+            vapid = verify_vapid(request.headers.get("Authorization", ""), origin=self.url)
+            if request.headers.get("Content-Encoding") != "aes128gcm":
+                raise ValueError(f"Content-Encoding {request.headers.get('Content-Encoding')!r}")
+            if not request.headers.get("TTL", "").isdigit():
+                raise ValueError("no TTL header (RFC 8030 requires one)")
+            private, auth = self.keys[name]
+            import http_ece
+
+            plain = http_ece.decrypt(body, private_key=private, auth_secret=auth)
+        except (ValueError, KeyError) as exc:
+            self.refused.append(f"{type(exc).__name__}: {exc}")
+            return web.json_response({"error": str(exc)}, status=400 if name in self.keys else 404)
+        if name in self.gone:
+            return web.json_response({"error": "unsubscribed"}, status=410)
+        self.messages.append(
+            {
+                "subscription": name,
+                "vapid": vapid,
+                "payload": json.loads(plain),
+                "ttl": request.headers["TTL"],
+            }
+        )
+        return web.Response(status=201)
+
+
+def verify_vapid(header: str, *, origin: str) -> dict[str, Any]:
+    """The claims of a valid RFC 8292 ``vapid`` Authorization header (else ValueError); the
+    key that signed them under ``"k"``."""
+    import base64
+    import time
+
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    def unb64(text: str) -> bytes:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+    scheme, _, params = header.partition(" ")
+    if scheme.lower() != "vapid":
+        raise ValueError(f"Authorization scheme {scheme!r} is not vapid")
+    fields = dict(p.strip().split("=", 1) for p in params.split(",") if "=" in p)
+    token, key = fields.get("t", ""), fields.get("k", "")
+    head_b64, claims_b64, sig_b64 = token.split(".")
+    head = json.loads(unb64(head_b64))
+    claims = json.loads(unb64(claims_b64))
+    if head.get("alg") != "ES256":
+        raise ValueError(f"JWT alg {head.get('alg')!r} is not ES256")
+    public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), unb64(key))
+    raw = unb64(sig_b64)
+    if len(raw) != 64:
+        raise ValueError("the JWT signature is not a raw 64-byte ES256 signature")
+    signature = encode_dss_signature(
+        int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
+    )
+    try:
+        public.verify(signature, f"{head_b64}.{claims_b64}".encode(), ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature as exc:
+        raise ValueError("the VAPID signature does not verify with k") from exc
+    if claims.get("aud") != origin:
+        raise ValueError(f"aud {claims.get('aud')!r} is not this push service ({origin})")
+    now = time.time()
+    if not now < int(claims.get("exp", 0)) <= now + 24 * 3600:
+        raise ValueError(f"exp {claims.get('exp')} is not within the next 24 hours")
+    if not str(claims.get("sub", "")).startswith(("mailto:", "https:")):
+        raise ValueError(f"sub {claims.get('sub')!r} is not a mailto: or https: contact")
+    return {**claims, "k": key}

@@ -9,16 +9,18 @@ Pages answer HTML, never problem+json: ``WebRoute`` turns a missing session into
     proposals.py  proposal list and review page
     notifications.py  deliveries and their attempts, channels and test messages
     editor.py     the visual flow editor's pages and its schema, validate and save calls
+    me.py         what each user is notified of: preferences, the open app's stream, Web Push
+    app_shell.py  the installable app: manifest, service worker, icons
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from linkloom.web.routes import editor, notifications, ops, pages, proposals, runs
+from linkloom.web.routes import app_shell, editor, me, notifications, ops, pages, proposals, runs
 
 router = APIRouter(include_in_schema=False)
-for _module in (pages, runs, ops, proposals, notifications, editor):
+for _module in (pages, runs, ops, proposals, notifications, editor, me, app_shell):
     router.include_router(_module.router)
 
 __all__ = ["router"]

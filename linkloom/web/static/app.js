@@ -240,3 +240,181 @@
     dashboard();
   });
 })();
+
+// ---- the installable app: service worker, offline reading, notifications --------------------
+(function () {
+  const html = document.documentElement;
+  const loadedAt = new Date();
+  const offlineCopy = html.dataset.offlineAs; // set by the service worker on a cached copy
+  const NOTE_KEY = "loom.lastNote";
+
+  function hhmm(date) {
+    return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hour12: false });
+  }
+
+  // Actions need the server: offline they are disabled (never queued for later).
+  function setActions(enabled) {
+    document.querySelectorAll('form[method="post" i] button, form[method="post" i] input[type="submit"], [data-needs-network]')
+      .forEach((el) => {
+        if (!enabled) {
+          if (el.dataset.offline === undefined) el.dataset.offline = el.disabled ? "was" : "now";
+          el.disabled = true;
+        } else if (el.dataset.offline === "now") {
+          el.disabled = false;
+          delete el.dataset.offline;
+        }
+      });
+    html.classList.toggle("is-offline", !enabled);
+  }
+
+  function showOffline(asOf) {
+    const banner = document.getElementById("offline-banner");
+    if (!banner) return;
+    const when = asOf && !isNaN(asOf.getTime()) ? hhmm(asOf) : null;
+    banner.textContent = when
+      ? "Offline, as of " + when + ": this is the last copy of this page. Actions are disabled until the connection is back."
+      : "Offline: this page was never opened while online. Actions are disabled until the connection is back.";
+    banner.hidden = false;
+    html.dataset.offline = "true";
+    setActions(false);
+  }
+
+  function showOnline() {
+    const banner = document.getElementById("offline-banner");
+    if (offlineCopy) {
+      // the page is an old copy: say so and offer the current one, keep actions off until then
+      if (banner) {
+        banner.textContent = "Back online. ";
+        const link = document.createElement("a");
+        link.href = location.href;
+        link.textContent = "Reload for the current page";
+        banner.appendChild(link);
+      }
+      return;
+    }
+    if (banner) banner.hidden = true;
+    delete html.dataset.offline;
+    setActions(true);
+  }
+
+  document.addEventListener("submit", (ev) => {
+    if (html.dataset.offline === "true") {
+      ev.preventDefault();
+      ev.stopPropagation();
+    }
+  }, true);
+
+  window.addEventListener("offline", () => showOffline(offlineCopy ? new Date(offlineCopy) : loadedAt));
+  window.addEventListener("online", showOnline);
+
+  // Signing out forgets the copies of pages kept for offline reading.
+  document.addEventListener("submit", (ev) => {
+    if (ev.target && ev.target.getAttribute && ev.target.getAttribute("action") === "/logout" && "caches" in window) {
+      caches.delete("loom-pages");
+    }
+  });
+
+  async function showNote(note) {
+    html.dataset.lastNote = note.tag;
+    if (!("Notification" in window) || Notification.permission !== "granted") return;
+    const registration = await navigator.serviceWorker.ready;
+    await registration.showNotification(note.title, {
+      body: note.body,
+      tag: note.tag,
+      data: { url: note.url },
+      icon: "/static/icons/icon-192.png",
+    });
+  }
+
+  function listen() {
+    const after = localStorage.getItem(NOTE_KEY);
+    const source = new EventSource("/me/notifications/live" + (after ? "?after=" + encodeURIComponent(after) : ""));
+    source.addEventListener("ready", (ev) => {
+      html.dataset.notesReady = "true";
+      if (!after) localStorage.setItem(NOTE_KEY, String(JSON.parse(ev.data).after));
+    });
+    source.addEventListener("note", (ev) => {
+      localStorage.setItem(NOTE_KEY, ev.lastEventId);
+      showNote(JSON.parse(ev.data));
+    });
+  }
+
+  function b64ToBytes(text) {
+    const padded = (text + "===".slice((text.length + 3) % 4)).replace(/-/g, "+").replace(/_/g, "/");
+    return Uint8Array.from(atob(padded), (c) => c.charCodeAt(0));
+  }
+
+  function preferencesPage(card) {
+    const state = document.getElementById("permission-state");
+    const result = document.getElementById("push-result");
+    const csrf = card.dataset.csrf;
+    const say = () => {
+      if (!("Notification" in window)) { state.textContent = "This browser cannot show notifications."; return; }
+      state.textContent = {
+        granted: "Desktop notifications are allowed in this browser.",
+        denied: "This browser blocks notifications from Link Loom: allow them in its site settings.",
+        default: "Desktop notifications are not allowed yet in this browser.",
+      }[Notification.permission];
+    };
+    say();
+    document.getElementById("allow-notifications").addEventListener("click", async () => {
+      if ("Notification" in window) await Notification.requestPermission();
+      say();
+    });
+    document.getElementById("subscribe-push").addEventListener("click", async () => {
+      try {
+        if (Notification.permission !== "granted") await Notification.requestPermission();
+        say();
+        const key = await (await fetch("/me/push/key", { credentials: "same-origin" })).json();
+        const registration = await navigator.serviceWorker.ready;
+        const subscription = await registration.pushManager.subscribe({
+          userVisibleOnly: true,
+          applicationServerKey: b64ToBytes(key.publicKey),
+        });
+        const response = await fetch("/me/push/subscribe", {
+          method: "POST",
+          credentials: "same-origin",
+          headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+          body: JSON.stringify(subscription.toJSON()),
+        });
+        const body = await response.json();
+        result.textContent = response.ok ? "This device gets Web Push notifications now." : body.error;
+      } catch (err) {
+        result.textContent = "This browser could not subscribe to Web Push: " + err.message;
+      }
+    });
+    card.querySelectorAll("[data-unsubscribe]").forEach((button) => {
+      button.addEventListener("click", async () => {
+        const response = await fetch("/me/push/unsubscribe", {
+          method: "POST",
+          credentials: "same-origin",
+          headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+          body: JSON.stringify({ endpoint: button.dataset.unsubscribe }),
+        });
+        if (response.ok) button.closest("li").remove();
+      });
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    if (offlineCopy) showOffline(new Date(offlineCopy));
+    else if (!navigator.onLine) showOffline(loadedAt);
+    if (!document.body.dataset.app || !("serviceWorker" in navigator)) return;
+    const hadController = Boolean(navigator.serviceWorker.controller);
+    navigator.serviceWorker.addEventListener("controllerchange", () => {
+      // a new server version took over: load its shell once (never on the first install)
+      if (hadController && !html.dataset.reloading) {
+        html.dataset.reloading = "true";
+        location.reload();
+      }
+    });
+    navigator.serviceWorker.register("/sw.js", { scope: "/" }).then(() => {
+      html.dataset.serviceWorker = "registered";
+    }).catch((err) => {
+      html.dataset.serviceWorker = "failed: " + err.message;
+    });
+    if (document.body.dataset.notes && !offlineCopy && navigator.onLine && "EventSource" in window) listen();
+    const card = document.getElementById("push-card");
+    if (card) preferencesPage(card);
+  });
+})();
