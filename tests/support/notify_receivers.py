@@ -179,7 +179,7 @@ class SmtpServer:
         self.controller.stop()
 
 
-class PushService(_Server):
+class PushService(ThreadedAiohttpServer):
     """A Web Push service on 127.0.0.1 standing in for a browser's (FCM, Mozilla's, Apple's),
     with the browser's side of the subscription.
 
