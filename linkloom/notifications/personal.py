@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +35,7 @@ from linkloom.notifications.service import AuditTap
 log = structlog.get_logger(__name__)
 
 QUEUE_SIZE = 10_000
+PREFS_TTL = 2.0  # seconds everyone's preferences are reused before being read again
 
 
 class PersonalEvent(StrEnum):
@@ -187,6 +189,8 @@ class PersonalNotifier:
         self.proposals = proposals
         self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(QUEUE_SIZE)
         self._task: asyncio.Task[None] | None = None
+        self._prefs: list[Preferences] | None = None
+        self._prefs_read = 0.0
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -224,10 +228,32 @@ class PersonalNotifier:
     async def drain(self) -> None:
         await self._idle.wait()
 
+    async def preferences(self) -> list[Preferences]:
+        """Everyone's preferences, read at most every ``PREFS_TTL`` seconds (saving them here
+        calls ``forget_preferences``; another process's saves are seen within the TTL)."""
+        now = time.monotonic()
+        if self._prefs is None or now - self._prefs_read > PREFS_TTL:
+            self._prefs = await self.store.all_preferences()
+            self._prefs_read = now
+        return self._prefs
+
+    def forget_preferences(self) -> None:
+        self._prefs = None
+
+    async def _wanted(self, run: Run) -> bool:
+        """Whether anyone watches this run's flow for failures or recoveries (most runs: no,
+        and then the run costs no further read)."""
+        run_kinds = {PersonalEvent.RUN_FAILED, PersonalEvent.RUN_RECOVERED}
+        return any(
+            run.flow_id in p.flows and run_kinds & set(p.events) for p in await self.preferences()
+        )
+
     async def _loop(self) -> None:
         while True:
             kind, item = await self._queue.get()
             try:
+                if kind == "run" and not await self._wanted(item):
+                    continue
                 events = await (self.run_events(item) if kind == "run" else self.audit_events(item))
                 for event in events:
                     await self.deliver(event)
@@ -269,7 +295,7 @@ class PersonalNotifier:
         """Record a note for each user who wants this event, and push it to their browsers."""
         title, body, url = render(event)
         told: list[PersonalNote] = []
-        for actor, kind in recipients(event, await self.store.all_preferences()):
+        for actor, kind in recipients(event, await self.preferences()):
             note = await self.store.record(
                 PersonalNote(
                     id=None,

@@ -87,6 +87,7 @@ async def save_notifications(request: Request) -> Response:
         flows=tuple(dict.fromkeys(f for f in many("flow") if f)),
     )
     await _store(request).save_preferences(prefs, now=services(request).runs.clock.now())
+    services(request).personal.forget_preferences()
     return RedirectResponse("/me/notifications?saved=1", status_code=303)
 
 
