@@ -59,6 +59,8 @@ EXTRA_OF_MODULE: dict[str, str] = {
             "python_multipart",
             "cryptography",
             "codeowners",
+            "pywebpush",
+            "py_vapid",
         ),
         "server",
     ),
