@@ -411,6 +411,17 @@ class InMemoryRunStore:
         ]
         return min(times, default=None)
 
+    async def next_lease_expiry(self, *, after: datetime) -> datetime | None:
+        times = [
+            s.lease_expires_at
+            for s in self.steps.values()
+            if s.status is StepStatus.RUNNING
+            and s.lease_owner != FANOUT_OWNER
+            and s.lease_expires_at is not None
+            and s.lease_expires_at > after
+        ]
+        return min(times, default=None)
+
     # ---- dead letters ------------------------------------------------------------------
     async def list_dead_letters(
         self, *, flow_id: str | None = None, include_redriven: bool = False, limit: int = 100

@@ -14,6 +14,7 @@ LinkloomError
     ├── InvalidTransition       the run is not in a state that allows this
     ├── DuplicateRun            a run for this (flow, schedule, fire time) already exists
     ├── CallbackAlreadyUsed     a second callback for the same attempt
+    │   └── CallbackDeadlinePassed  a callback or heartbeat after the attempt's deadline
     ├── FlowChanged             the flow's current version changed while a run was created
     └── FlowPaused              the flow is paused and cannot be triggered
 """
@@ -84,6 +85,10 @@ class CallbackAlreadyUsed(Conflict):
     """This attempt already received its result; a callback is accepted once."""
 
     code = "callback_already_used"
+
+
+class CallbackDeadlinePassed(CallbackAlreadyUsed):
+    """This attempt's callback deadline passed at {deadline}: the attempt timed out and its late result is refused."""  # noqa: E501  -- the message is one line on purpose
 
 
 class FlowChanged(Conflict):

@@ -579,9 +579,11 @@ class RunService:
         if step is None:
             raise errors.CallbackNotFound()
         seconds = float(step.state.get("heartbeat_timeout") or 60.0)
-        until = transitions.deadline_after(self.clock.now(), seconds)
+        now = self.clock.now()
+        until = transitions.deadline_after(now, seconds)
         await self.store.update_run(
-            step.run_id, transitions.extend_deadline(step_run_id, attempt=attempt, until=until)
+            step.run_id,
+            transitions.extend_deadline(step_run_id, attempt=attempt, until=until, now=now),
         )
         return until
 

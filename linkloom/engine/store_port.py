@@ -182,6 +182,11 @@ class RunStore(Protocol):
         """The earliest ``ready_at`` of a QUEUED step run (for sleeping until it)."""
         ...
 
+    async def next_lease_expiry(self, *, after: datetime) -> datetime | None:
+        """The earliest lease or callback deadline of a RUNNING step run that is still ahead
+        (after ``after``), fan-out parents aside (for sleeping until it)."""
+        ...
+
     # ---- dead letters ------------------------------------------------------------------
     async def list_dead_letters(
         self, *, flow_id: str | None = None, include_redriven: bool = False, limit: int = 100

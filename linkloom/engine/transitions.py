@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from linkloom.engine import dag
-from linkloom.engine.errors import CallbackAlreadyUsed, InvalidTransition
+from linkloom.engine.errors import CallbackAlreadyUsed, CallbackDeadlinePassed, InvalidTransition
 from linkloom.engine.models import Exchange, LogLine, RunStatus, StepStatus
 from linkloom.engine.records import (
     Attempt,
@@ -219,6 +219,8 @@ def apply_outcome(
                 raise CallbackAlreadyUsed()
             return RunChanges()
         assert step is not None
+        if callback:
+            _refuse_after_deadline(step, ctx.now)
         work = _Work(snapshot=snapshot, ctx=ctx)
         _record_attempt_data(work, step, outcome)
         _apply(work, step, outcome)
@@ -736,7 +738,7 @@ def reclaim_lease(step_run_id: str, *, owner: str, ctx: Context, force: bool = F
     return mutate
 
 
-def extend_deadline(step_run_id: str, *, attempt: int, until: datetime) -> Mutation:
+def extend_deadline(step_run_id: str, *, attempt: int, until: datetime, now: datetime) -> Mutation:
     """A heartbeat: push an async step's callback deadline to ``until``."""
 
     def mutate(snapshot: RunSnapshot) -> RunChanges:
@@ -745,9 +747,18 @@ def extend_deadline(step_run_id: str, *, attempt: int, until: datetime) -> Mutat
             raise CallbackAlreadyUsed()
         if step.lease_owner != CALLBACK_OWNER:
             return RunChanges()  # the worker has not recorded the wait yet; its lease holds
+        _refuse_after_deadline(step, now)
         return RunChanges(steps=(replace(step, lease_expires_at=until),))
 
     return mutate
+
+
+def _refuse_after_deadline(step: StepRun, now: datetime) -> None:
+    """A callback or heartbeat for an attempt whose deadline passed is refused even before a
+    worker's sweep has failed the attempt: the deadline, not the sweep, decides."""
+    deadline = step.lease_expires_at
+    if step.lease_owner == CALLBACK_OWNER and deadline is not None and deadline <= now:
+        raise CallbackDeadlinePassed(deadline=deadline.isoformat())
 
 
 class ReadyClaim:

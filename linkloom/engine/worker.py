@@ -162,6 +162,8 @@ class Worker:
             writer=self._write,
         )
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._sweep = asyncio.Event()  # set: a callback deadline nearer than the next sweep
+        self._sweep_at: datetime | None = None  # when housekeeping next runs
         self._lost: set[str] = set()
         self._runs: dict[str, str] = {}  # in-flight step run id → run id
         self._claims: dict[str, Claim] = {}  # in-flight step run id → its claim
@@ -298,6 +300,13 @@ class Worker:
             ready = step.ready_at
             if step.status.value == "QUEUED" and ready is not None and ready > now:
                 self._wake_at = ready if self._wake_at is None else min(ready, self._wake_at)
+            deadline = step.lease_expires_at
+            if (
+                step.lease_owner == CALLBACK_OWNER
+                and deadline is not None
+                and (self._sweep_at is None or deadline < self._sweep_at)
+            ):
+                self._sweep.set()  # an async step now waits: sweep when its deadline passes
 
     @property
     def free_slots(self) -> int:
@@ -432,12 +441,28 @@ class Worker:
     async def _housekeeping(self) -> None:
         interval = max(0.05, min(self.lease_seconds / 3, 10.0))
         while True:
+            pause = interval
             try:
                 await self.renew_leases()
                 await self.reclaim_expired()
+                pause = await self._until_next_expiry(interval)
             except Exception:
                 log.exception("lease_housekeeping_failed", owner=self.owner)
-            await asyncio.sleep(interval)
+            self._sweep_at = self.clock.now() + timedelta(seconds=pause)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._sweep.wait(), timeout=pause)
+            if self._sweep.is_set():  # a nearer deadline: plan the sleep again, from it
+                self._sweep.clear()
+
+    async def _until_next_expiry(self, interval: float) -> float:
+        """Seconds until the earliest lease or callback deadline ahead, at most ``interval``:
+        an async step's deadline (a heartbeat timeout of a few seconds) is enforced when it
+        passes, not at the next renewal tick."""
+        now = self.clock.now()
+        due = await self.store.next_lease_expiry(after=now)
+        if due is None:
+            return interval
+        return min(interval, max(0.05, (due - now).total_seconds() + 0.01))
 
     async def renew_leases(self) -> None:
         ids = list(self._inflight)

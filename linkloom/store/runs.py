@@ -532,6 +532,17 @@ class SqlRunStore:
         )
         return await self.db.run_read(lambda c: [rows.step_run(r) for r in c.execute(query).all()])
 
+    async def next_lease_expiry(self, *, after: datetime) -> datetime | None:
+        query = sa.select(sa.func.min(step_runs.c.lease_expires_at)).where(
+            step_runs.c.status == StepStatus.RUNNING.value,
+            step_runs.c.lease_expires_at > after,
+            step_runs.c.lease_owner != FANOUT_OWNER,
+        )
+        value = await self.db.run_read(lambda c: c.execute(query).scalar())
+        if isinstance(value, str):  # SQLite aggregate loses the column type
+            value = datetime.fromisoformat(value)
+        return rows.utc(value)
+
     async def next_ready_at(self) -> datetime | None:
         query = sa.select(sa.func.min(step_runs.c.ready_at)).where(
             step_runs.c.status == StepStatus.QUEUED.value

@@ -390,11 +390,6 @@ def test_missed_heartbeats_fail_the_attempt_and_the_late_callback_gets_409(
     """The heartbeats never reach the server: after heartbeat_timeout the attempt fails as a
     timeout. The work's late callback is answered 409, and the SDK does not send it again."""
     seen = outcomes["missed_heartbeat"]
-    if (loom.name, seen.run["status"]) == ("postgres", "SUCCEEDED"):
-        # Open: alone, and on SQLite, the 3 s deadline fires at ~3.5 s; for the first language
-        # on a fresh PostgreSQL server, with the other cases running, it did not fire within
-        # 12 s, so the late callback was accepted. Any other outcome still fails this test.
-        pytest.xfail("PostgreSQL: async deadline not enforced in time on a fresh server (open)")
     assert seen.run["status"] == "FAILED"
     error = seen.steps["report"]["error"]
     assert error["kind"] == "timeout"

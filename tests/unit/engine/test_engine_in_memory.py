@@ -14,6 +14,7 @@ import pytest
 from linkloom.engine import callbacks
 from linkloom.engine.errors import (
     CallbackAlreadyUsed,
+    CallbackDeadlinePassed,
     CallbackTokenInvalid,
     InputsInvalid,
     InvalidTransition,
@@ -346,3 +347,32 @@ async def test_outputs_derived_from_a_secret_are_stored_masked_whatever_the_filt
     assert json.loads(request.content) == {"echo": SECRET.title()}  # sent for real
     [exchange] = await h.runs.list_exchanges(run_id)
     assert exchange.request["body"] == {"echo": "***"}  # recorded masked
+
+
+async def test_a_callback_or_heartbeat_after_the_deadline_is_refused_before_any_sweep() -> None:
+    """The deadline decides, not when a worker's housekeeping next looks: a result that comes
+    late is refused (409) even though no sweep has failed the attempt yet."""
+    h = Harness(lambda request: httpx.Response(202, json={}))
+    run_id = await h.start(
+        {
+            "id": "late",
+            "steps": [http("job", mode="async", heartbeat_timeout=5, retry={"max_attempts": 1})],
+        }
+    )
+    body = json.loads(h.requests[-1].content)
+    token = body["callback"]["url"].rsplit("/", 1)[1]
+    h.clock.advance(4)
+    await h.runs.heartbeat(token)  # in time: the deadline moves to now + 5 s
+    h.clock.advance(6)
+    with pytest.raises(CallbackDeadlinePassed):
+        await h.runs.heartbeat(token)
+    with pytest.raises(CallbackDeadlinePassed) as refused:
+        await h.runs.complete_callback(token, {"status": "SUCCESS", "output": "late"})
+    assert refused.value.code == "callback_already_used"
+    assert "deadline passed" in refused.value.message
+    [step] = await h.runs.list_steps(run_id)
+    assert step.status is StepStatus.RUNNING  # nothing swept yet; the late result changed nothing
+    await h.worker.run_until_idle()  # the sweep fails the attempt as a timeout
+    [step] = await h.runs.list_steps(run_id)
+    assert step.status is StepStatus.FAILED
+    assert step.error["kind"] == "timeout"
