@@ -447,6 +447,27 @@ class FlowsRepo:
             self._move_ref(branch, new=sha, old=head)
             return sha
 
+    def move_branch(self, name: str, to: str, *, expected: str | None = None) -> str:
+        """Point branch ``name`` at commit ``to`` (any commit: a force-pushed pull request head
+        too); compare-and-swap on ``expected`` when given. Returns ``to``."""
+        _check_branch(name)
+        with self._lock:
+            sha = self.resolve(to)
+            old = self.resolve(name) if expected is None else expected
+            self._move_ref(name, new=sha, old=old)
+            return sha
+
+    def first_parent_commits(self, old: str, new: str) -> list[str]:
+        """Commits on ``new``'s first-parent line after ``old``, oldest first."""
+        out = self.repo.git.rev_list(
+            "--first-parent", "--reverse", f"{self.resolve(old)}..{self.resolve(new)}"
+        )
+        return [line for line in out.splitlines() if line]
+
+    def parents(self, ref: str) -> list[str]:
+        out = self.repo.git.rev_list("--parents", "-n", "1", self.resolve(ref))
+        return out.split()[1:]
+
     def conflicts_with_main(self, branch: str) -> list[str]:
         """Files that would conflict if ``branch`` were merged into main now ([] when clean)."""
         try:
