@@ -12,6 +12,7 @@ Precedence, highest first: keyword overrides, environment variables, the config 
 from __future__ import annotations
 
 import os
+import re
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Literal
@@ -135,6 +136,83 @@ class FlowsSettings(BaseModel):
         default="", description="Path of the git flows repo. Empty: `flows` under the home."
     )
     seed_from: str = Field(default="", description="Directory to initialise a new repo from.")
+    remote: str = Field(
+        default="",
+        description="Git URL of the team's flows repo (`https://…`, `ssh://…`, `git@host:…`, "
+        "`file://…`). Set, the server's flows repo mirrors it: its `branch` is production. "
+        "Empty: the flows repo is private to the server.",
+    )
+    branch: str = Field(
+        default="main", description="The remote's production branch (usually its default branch)."
+    )
+    remote_username: str = Field(
+        default="x-access-token",
+        description="User name sent with `remote_token` over https (GitHub: x-access-token, "
+        "GitLab: oauth2, Gitea: the token's owner).",
+    )
+    remote_token: SecretStr = Field(
+        default=SecretStr(""),
+        description="Token for an `https://` remote (a secret: never logged or shown).",
+    )
+    ssh_key: str = Field(
+        default="",
+        description="Path of the private deploy key for an `ssh://` or scp-style remote.",
+    )
+    ssh_known_hosts: str = Field(
+        default="",
+        description="known_hosts file with the remote's host key. Empty: the key is trusted on "
+        "first use and kept in the flows repo's `.git/loom_known_hosts`.",
+    )
+    poll_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="Seconds between fetches of the remote (besides push webhooks); 0: never poll.",
+    )
+    git_timeout: float = Field(
+        default=60.0, gt=0, description="Time limit of one fetch or push to the remote, in seconds."
+    )
+
+    @field_validator("branch")
+    @classmethod
+    def _branch_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9._/-]+", value) or ".." in value or value.startswith("/"):
+            raise ValueError("use a branch name like main or master")
+        return value
+
+
+class ForgeSettings(BaseModel):
+    kind: Literal["", "github", "gitlab", "gitea"] = Field(
+        default="",
+        description="The git host whose pull requests are proposals: `github`, `gitlab` or "
+        "`gitea` (Gitea and Forgejo). Empty: no forge.",
+    )
+    api_url: str = Field(
+        default="",
+        description="The forge's API. Empty: https://api.github.com, https://gitlab.com/api/v4 or "
+        "https://gitea.com/api/v1; GitHub Enterprise and self-hosted GitLab/Gitea set theirs.",
+    )
+    token: SecretStr = Field(
+        default=SecretStr(""),
+        description="Token the server reports statuses and comments with (a secret).",
+    )
+    webhook_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description="The secret the forge's webhooks are signed with (GitHub, Gitea) or carry "
+        "(GitLab's X-Gitlab-Token). Webhooks are refused while it is empty.",
+    )
+    repo: str = Field(
+        default="",
+        description="`owner/name` (GitLab: `group/project`) of the flows repo on the forge. "
+        "Empty: taken from the path of `flows.remote`.",
+    )
+    report_max_attempts: int = Field(
+        default=8,
+        ge=1,
+        description="Attempts to report one revision to the forge before giving up.",
+    )
+    report_retry_seconds: float = Field(
+        default=2.0, gt=0, description="Delay before the first report retry; doubles each time."
+    )
 
 
 class SchedulerSettings(BaseModel):
@@ -370,6 +448,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
     flows: FlowsSettings = Field(default_factory=FlowsSettings)
+    forge: ForgeSettings = Field(default_factory=ForgeSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     log: LogSettings = Field(default_factory=LogSettings)

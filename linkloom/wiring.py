@@ -54,6 +54,8 @@ class Services:
     heartbeat: ProcessHeartbeat | None = None  # while this process runs workers (or schedules)
     pull: Any = None  # engine.pull.PullService: pull-mode workers and their task queues
     retention: RetentionJob | None = None  # purges old runs where the scheduler runs (if set)
+    # ``/readyz`` details added by optional pieces (e.g. the flows remote): name → async check.
+    readiness_details: dict[str, Any] = field(default_factory=dict)
     started: bool = False
 
     def make_worker(self, **overrides: Any) -> Worker:
@@ -149,6 +151,8 @@ class Services:
         this process runs none, any worker process's heartbeat seen recently)."""
         assert self.operations is not None
         checks: dict[str, bool | str] = {"database": await self.db.ping()}
+        for name, detail in self.readiness_details.items():
+            checks[name] = await detail()
         if not checks["database"]:
             return {**checks, "migrations": False, "workers": False}
         current = await self.operations.revision()
@@ -294,3 +298,53 @@ def _run_reader(runs: RunService) -> Any:
         return run.status.value, run.outputs or {}
 
     return read_run
+
+
+@dataclass(slots=True, kw_only=True)
+class GitOps:
+    """The GitOps pieces of a server whose flows repo mirrors the team's remote (None of them
+    without ``flows.remote``): the remote sync; the forge service joins it when configured."""
+
+    sync: Any  # proposals.mirroring.RemoteSync
+    forge: Any = None  # forges.service.ForgeService
+
+    async def start(self) -> None:
+        await self.sync.start()
+        if self.forge is not None:
+            await self.forge.start()
+
+    async def stop(self) -> None:
+        if self.forge is not None:
+            await self.forge.stop()
+        await self.sync.stop()
+
+
+def build_gitops(services: Services, proposals: Any) -> GitOps | None:
+    """The remote sync (and forge service) for ``proposals`` when ``flows.remote`` is set."""
+    flows = services.settings.flows
+    if not flows.remote:
+        return None
+    from linkloom.flows.gitstore import FlowsRepo
+    from linkloom.flows.remote import FlowsRemote, RemoteConfig
+    from linkloom.proposals.mirroring import RemoteSync
+
+    config = RemoteConfig.parse(
+        flows.remote,
+        branch=flows.branch,
+        username=flows.remote_username,
+        token=flows.remote_token.get_secret_value(),
+        ssh_key=flows.ssh_key,
+        known_hosts=flows.ssh_known_hosts,
+        timeout=flows.git_timeout,
+    )
+    repo: FlowsRepo = proposals.repo.sync
+    sync = RemoteSync(
+        service=proposals,
+        remote=FlowsRemote(repo, config),
+        clock=services.runs.clock,
+        poll_seconds=flows.poll_seconds,
+        seed_from=flows.seed_from or None,
+    )
+    proposals.publisher = sync
+    services.readiness_details["flows_remote"] = sync.readiness
+    return GitOps(sync=sync)

@@ -5,7 +5,8 @@
 
 Collaborators live on ``app.state``: ``settings``, ``services`` (``wiring.Services``), ``auth``
 (``auth.Authenticator``), ``tokens`` (``store.tokens``), ``audit`` (``store.audit``),
-``scheduler`` (or None). The lifespan starts what the settings ask for and this app did not
+``scheduler`` (or None), ``gitops`` (``wiring.GitOps`` when ``flows.remote`` is set). The
+lifespan starts what the settings ask for and this app did not
 find already running: migrations on SQLite, the workers (``server.run_workers``), the scheduler
 (``server.run_scheduler`` and ``scheduler.enabled``), and stops them in reverse order.
 
@@ -40,6 +41,7 @@ EXTRA_ROUTERS = (
     "linkloom.api.routes.fixtures",
     "linkloom.api.routes.notifications",
     "linkloom.api.routes.workers",
+    "linkloom.api.routes.gitops",
     "linkloom.web.routes",
 )
 
@@ -74,6 +76,11 @@ def create_app(
         tokens=app.state.tokens, clock=services.runs.clock, enabled=settings.server.auth
     )
     app.state.scheduler = build_scheduler(services)
+    app.state.gitops = None
+    if settings.flows.remote:
+        from linkloom.api.routes.proposals import proposal_service
+
+        app.state.gitops = wiring.build_gitops(services, proposal_service(app))
     errors.install(app)
     app.add_middleware(RequestObservability)
     app.include_router(health.router)
@@ -127,6 +134,9 @@ def _lifespan(start_services: bool) -> Any:
                 worker=settings.server.run_workers,
                 migrate=session.is_sqlite(settings.database_url),
             )
+        gitops = app.state.gitops if start_services else None
+        if gitops is not None:
+            await gitops.start()  # fetch the flows remote and import it (never fails the start)
         if run_scheduler:
             services.run_listeners.append(scheduler.on_run_finished)
             await scheduler.start()
@@ -143,6 +153,8 @@ def _lifespan(start_services: bool) -> Any:
             if run_scheduler:
                 await scheduler.stop()
                 services.run_listeners.remove(scheduler.on_run_finished)
+            if gitops is not None:
+                await gitops.stop()
             if owned:
                 await services.stop()
 

@@ -1,7 +1,7 @@
 """The command groups. Modules in ``linkloom.cli`` add their commands to these apps.
 
-``workflow`` is an alias of ``flow`` and ``execution`` an alias of ``run`` (the names the design
-documents use), so both spellings reach the same commands.
+``workflow`` and ``flows`` are aliases of ``flow`` and ``execution`` an alias of ``run`` (the
+names the design documents use), so both spellings reach the same commands.
 """
 
 from __future__ import annotations
@@ -61,9 +61,16 @@ deadletter_app = typer.Typer(
     rich_markup_mode=MARKUP,
 )
 worker_app = typer.Typer(help="Pull-mode workers.", no_args_is_help=False, rich_markup_mode=MARKUP)
+remote_app = typer.Typer(
+    help="The team's git remote the flows repo mirrors.",
+    no_args_is_help=True,
+    rich_markup_mode=MARKUP,
+)
 
 app.add_typer(flow_app, name="flow")
 app.add_typer(flow_app, name="workflow", help="Alias of 'flow'.")
+app.add_typer(flow_app, name="flows", help="Alias of 'flow'.")
+flow_app.add_typer(remote_app, name="remote")
 app.add_typer(run_app, name="run")
 app.add_typer(run_app, name="execution", help="Alias of 'run'.")
 app.add_typer(proposal_app, name="proposal")

@@ -22,6 +22,7 @@ from linkloom.cli import (  # noqa: F401
     gitops,
     notify,
     proposals,
+    remote,
     runs,
     sandbox,
     schedules,

@@ -2,13 +2,14 @@
 
 ``ProposalStore`` persists proposals, checks, reviews and comments (``store/proposals.py`` on
 SQL, ``proposals/memory.py`` in memory). ``AuditLog`` appends audit entries (``store/audit.py``).
-``RunsPort`` is the slice of the engine's ``RunService`` the service uses.
+``RunsPort`` is the slice of the engine's ``RunService`` the service uses. ``Publisher`` pushes
+promotions to the team's git remote (``proposals/mirroring.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 from linkloom.access import AuditEntry
 from linkloom.proposals.models import Check, Comment, Proposal, ProposalStatus, Review
@@ -46,3 +47,16 @@ class ProposalStore(Protocol):
 
 class AuditLog(Protocol):
     async def record(self, entry: AuditEntry) -> Any: ...
+
+
+T = TypeVar("T")
+
+
+class Publisher(Protocol):
+    async def publish(self, *, old: str, new: str) -> None:
+        """Push main's new head ``new`` (a child of ``old``) to the remote, never forced."""
+        ...
+
+    async def guard(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run a promotion or rollback; when the remote moved, fetch it and try again."""
+        ...

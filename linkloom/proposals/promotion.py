@@ -65,6 +65,7 @@ async def promote(service: ProposalService, proposal_id: str, *, actor: str) -> 
         f"Promoted-by: {actor}"
     )
     merged = await repo.merge(proposal.branch, message, author=actor)
+    await _publish(service, old_main=old_main, new_main=merged.sha)
     versions = await _apply(
         service, specs, commit=merged.sha, old_main=old_main, actor=actor, source="promotion",
         what=f"proposal {proposal.id}",
@@ -114,6 +115,7 @@ async def rollback(
         f"Rolled-back-from: version {current.current_version}\nRolled-back-by: {actor}",
         author=actor,
     )
+    await _publish(service, old_main=old_main, new_main=sha)
     versions = await _apply(
         service, {flow_id: spec}, commit=sha, old_main=old_main, actor=actor, source="rollback",
         what=f"the rollback of {flow_id}",
@@ -124,6 +126,38 @@ async def rollback(
         from_version=current.current_version, version=versions.get(flow_id), commit=sha,
     )  # fmt: skip
     return result
+
+
+async def _publish(service: ProposalService, *, old_main: str, new_main: str) -> None:
+    """On a remote-backed server, push main's new head to the team's remote before anything is
+    applied; when that fails, main moves back and the error (e.g. ``RemoteMoved``) propagates."""
+    if service.publisher is None or old_main == new_main:
+        return
+    try:
+        await service.publisher.publish(old=old_main, new=new_main)
+    except BaseException:
+        await _undo(service, {}, old_main=old_main, new_main=new_main, actor="loom")
+        raise
+
+
+async def import_commit(
+    service: ProposalService, *, commit: str, previous: str, actor: str, source: str, what: str
+) -> dict[str, int]:
+    """Make ``commit`` (main's head, fetched from the remote) production: every flow changed since
+    ``previous`` gets its spec at ``commit`` as a new version. All-or-nothing: an invalid spec or
+    a failure while storing moves main back to ``previous`` and raises."""
+    repo = service.repo
+    try:
+        specs: dict[str, FlowSpec | None] = {}
+        for change in await repo.changed_flows(previous, commit, since_merge_base=False):
+            found = await repo.read_flow(change.flow_id, commit)
+            specs[change.flow_id] = None if found is None else _load(found)
+    except BaseException:
+        await _undo(service, {}, old_main=previous, new_main=commit, actor=actor)
+        raise
+    return await _apply(
+        service, specs, commit=commit, old_main=previous, actor=actor, source=source, what=what
+    )
 
 
 async def _apply(

@@ -43,7 +43,7 @@ from linkloom.proposals.models import (
     Review,
     ReviewDecision,
 )
-from linkloom.proposals.ports import AuditLog, ProposalStore
+from linkloom.proposals.ports import AuditLog, ProposalStore, Publisher
 from linkloom.sandbox import drift, fixtures
 
 log = structlog.get_logger(__name__)
@@ -121,6 +121,9 @@ class ProposalService:
         self.checker = checks.Checker(
             repo=self.repo, runs=runs, clock=clock, runner=runner, settings=self.settings
         )
+        # Remote-backed servers (``proposals.mirroring.RemoteSync``): promotions and rollbacks
+        # push to the team's remote, and retry once it is fetched when it moved meanwhile.
+        self.publisher: Publisher | None = None
 
     # ------------------------------------------------------------------ reading
 
@@ -537,12 +540,66 @@ class ProposalService:
     async def promote(self, proposal_id: str, *, actor: str) -> Proposal:
         from linkloom.proposals import promotion
 
-        return await promotion.promote(self, proposal_id, actor=actor)
+        async def attempt() -> Proposal:
+            return await promotion.promote(self, proposal_id, actor=actor)
+
+        return await (self.publisher.guard(attempt) if self.publisher else attempt())
 
     async def rollback(self, flow_id: str, *, to_version: int, actor: str) -> Any:
         from linkloom.proposals import promotion
 
-        return await promotion.rollback(self, flow_id, to_version=to_version, actor=actor)
+        async def attempt() -> Any:
+            return await promotion.rollback(self, flow_id, to_version=to_version, actor=actor)
+
+        return await (self.publisher.guard(attempt) if self.publisher else attempt())
+
+    async def mark_promoted(
+        self, proposal_id: str, *, commit: str, versions: dict[str, int], actor: str, via: str
+    ) -> Proposal:
+        """Record a promotion that happened outside Link Loom (a pull request merged on the
+        forge, imported from the remote): the proposal is promoted as ``commit``."""
+        proposal = await self.get(proposal_id)
+        if proposal.status.finished:
+            return proposal
+        promoted = await self._save(
+            proposal, status=S.PROMOTED, promoted_commit=commit, promoted_versions=versions
+        )
+        await self._audit(actor, "proposal.promote", promoted, commit=commit, versions=versions,
+                          via=via)  # fmt: skip
+        for flow_id, version in versions.items():
+            await self.audit(actor, "flow.promote", "flow", flow_id, version=version,
+                             commit=commit, proposal=proposal.id, via=via)  # fmt: skip
+        return promoted
+
+    async def revise_to(
+        self, proposal_id: str, *, head: str, actor: str, run_checks: bool = True
+    ) -> Proposal:
+        """A new revision whose head is the commit ``head`` (a pull request's new head, pushed
+        or force-pushed): the branch moves there and the checks run again."""
+        proposal = await self.get(proposal_id)
+        self._require(proposal, "revise", allowed=tuple(s for s in S if not s.finished))
+        head = await self.repo.resolve(check_ref(head))
+        if head == proposal.head_commit:
+            return proposal
+        flows = [c.flow_id for c in await self.repo.changed_flows(gitstore.MAIN, head)]
+        if not flows:
+            raise errors.NothingToPropose()
+        await self.repo.move_branch(proposal.branch, head, expected=proposal.head_commit)
+        base = await self.repo.merge_base(gitstore.MAIN, head)
+        proposal = await self._save(
+            proposal,
+            head_commit=head,
+            base_commit=base,
+            revision=proposal.revision + 1,
+            flows=tuple(flows),
+            base_versions=await self._production_versions(flows),
+            conflicts=(),
+            status=S.OPEN,
+        )
+        await self._audit(actor, "proposal.revise", proposal, revision=proposal.revision, head=head)
+        if run_checks:
+            proposal = await self.run_checks(proposal_id)
+        return proposal
 
     async def sync(self, *, actor: str) -> dict[str, Any]:
         from linkloom.proposals import promotion

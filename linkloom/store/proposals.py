@@ -229,7 +229,7 @@ def build_service(services: Any, *, runner: Any = None) -> ProposalService:
 
     settings = services.settings
     repo = FlowsRepo(settings.flows_repo)
-    if not repo.exists():
+    if not repo.exists() and not settings.flows.remote:  # a remote's mirror is made at start
         repo.init(seed_from=settings.flows.seed_from or None)
     security = settings.security
     options = ProposalSettings(
