@@ -347,4 +347,32 @@ def build_gitops(services: Services, proposals: Any) -> GitOps | None:
     )
     proposals.publisher = sync
     services.readiness_details["flows_remote"] = sync.readiness
-    return GitOps(sync=sync)
+    return GitOps(sync=sync, forge=_forge_service(services, proposals, sync, config.path))
+
+
+def _forge_service(services: Services, proposals: Any, sync: Any, remote_path: str) -> Any:
+    forge = services.settings.forge
+    if not forge.kind:
+        return None
+    from linkloom.forges.clients import make_client
+    from linkloom.forges.models import ForgeKind
+    from linkloom.forges.service import ForgeConfig, ForgeService
+    from linkloom.store.forges import SqlForgeStore
+
+    kind = ForgeKind(forge.kind)
+    token = forge.token.get_secret_value()
+    return ForgeService(
+        config=ForgeConfig(
+            kind=kind,
+            repo=forge.repo or remote_path,
+            webhook_secret=forge.webhook_secret.get_secret_value(),
+            public_url=services.settings.public_url,
+            report_max_attempts=forge.report_max_attempts,
+            report_retry_seconds=forge.report_retry_seconds,
+        ),
+        store=SqlForgeStore(services.db),
+        proposals=proposals,
+        sync=sync,
+        clock=services.runs.clock,
+        client=make_client(kind, api_url=forge.api_url, token=token) if token else None,
+    )

@@ -25,6 +25,9 @@ PUBLIC_ROUTES = frozenset(
         ("POST", "/api/v1/webhooks/{flow_id}/{trigger_id}"),
         ("POST", "/api/v1/callbacks/{token}"),
         ("POST", "/api/v1/callbacks/{token}/heartbeat"),
+        ("POST", "/api/v1/git/webhooks/github"),
+        ("POST", "/api/v1/git/webhooks/gitlab"),
+        ("POST", "/api/v1/git/webhooks/gitea"),
     }
 )
 

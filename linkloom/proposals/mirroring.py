@@ -51,7 +51,7 @@ class Attribution:
     """Who brought a commit onto the remote's production branch, when it was a reviewed merge."""
 
     proposal_id: str
-    actor: str  # e.g. "github:octocat", the forge user who merged
+    actor: str  # e.g. "github:octocat", the forge user who merged ("" when not known)
     via: str  # e.g. "github pull request #12"
 
 
@@ -278,7 +278,9 @@ class RemoteSync:
         attribution = (
             await self.attribute(commit, parents, info.message) if self.attribute else None
         )
-        actor = attribution.actor if attribution else pusher or f"git:{info.author}"
+        # Who merged: the forge's word, else whoever pushed the merge (the merge button's push
+        # is the merger's), else the commit's author.
+        actor = (attribution.actor if attribution else "") or pusher or f"git:{info.author}"
         await repo.move_branch(gitstore.MAIN, commit, expected=previous)
         try:
             versions = await promotion.import_commit(

@@ -222,6 +222,52 @@ webhook_deliveries = sa.Table(
     sa.Column("received_at", TS, nullable=False),
 )
 
+# ---- forges: pull requests as proposals (migration 0008) -------------------------------------
+# One row per de-duplication key of a verified webhook delivery; the first key's row keeps the
+# body until the delivery is handled, so a crash in between loses nothing.
+forge_deliveries = sa.Table(
+    "forge_deliveries",
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("forge", sa.String(20), nullable=False),
+    sa.Column("event", sa.String(100), nullable=False),
+    sa.Column("body", sa.LargeBinary),
+    sa.Column("received_at", TS, nullable=False),
+    sa.Column("finished_at", TS),
+    sa.Column("outcome", sa.Text),
+    sa.Index("ix_forge_deliveries_unfinished", "finished_at", "received_at"),
+)
+
+# A pull (merge) request and the proposal it is; the state of the report on it.
+forge_links = sa.Table(
+    "forge_links",
+    metadata,
+    sa.Column("id", sa.String(300), primary_key=True),  # <forge>:<repo lower-cased>#<number>
+    sa.Column("forge", sa.String(20), nullable=False),
+    sa.Column("repo", sa.String(200), nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("author", sa.String(200), nullable=False),
+    sa.Column("head_sha", sa.String(64), nullable=False),
+    sa.Column("head_ref", sa.String(255), nullable=False),
+    sa.Column("base_ref", sa.String(255), nullable=False),
+    sa.Column("proposal_id", sa.String(64), index=True),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("merged_by", sa.String(200)),
+    sa.Column("merge_commit", sa.String(64)),
+    sa.Column("comment_id", sa.String(64)),
+    sa.Column("note", sa.Text, nullable=False, server_default=""),
+    sa.Column("report_status", sa.String(20), nullable=False),
+    sa.Column("report_attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("report_next_at", TS),
+    sa.Column("report_error", sa.Text),
+    sa.Column("report_sent", sa.Text, nullable=False, server_default=""),
+    sa.Column("report_target", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+)
+
 # ---- API ------------------------------------------------------------------------------------
 api_tokens = sa.Table(
     "api_tokens",

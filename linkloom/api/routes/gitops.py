@@ -1,9 +1,13 @@
-"""The flows remote (``flows.remote``): its status and a fetch on demand.
+"""GitOps with the team's git host: the flows remote and the forge's webhooks.
 
 * ``GET /api/v1/repo/remote`` (viewer): the remote, the last fetch, production's commit, drift.
 * ``POST /api/v1/repo/remote/fetch`` (admin): fetch now and import what is new (as a poll does).
+  Both answer 404 on a server without a remote.
+* ``POST /api/v1/git/webhooks/github|gitlab|gitea``: signed by the forge (no token); answer 202
+  at once with ``handling`` queued or ignored (and why); a bad signature or a replay is a 401.
+* ``GET /api/v1/proposals/{id}/pull-request`` (viewer): the pull request and its report state.
 
-Both answer 404 on a server without a remote. Nothing here ever returns a credential.
+Nothing here ever returns a credential.
 """
 
 from __future__ import annotations
@@ -11,12 +15,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 
 from linkloom.access import Role
 from linkloom.api.deps import Audit, require_role
 from linkloom.api.schemas.common import AUTHED, problem_responses
 from linkloom.api.schemas.gitops import FetchOut, ImportedOut, RemoteStatusOut
-from linkloom.errors import NotFound
+from linkloom.errors import NotFound, Unavailable
 
 router = APIRouter(prefix="/api/v1", tags=["gitops"])
 
@@ -65,3 +70,82 @@ async def fetch_remote(request: Request, audit: Audit) -> FetchOut:
         ],
         status=RemoteStatusOut.from_domain(sync.status()),
     )  # fmt: skip
+
+
+# ---- forge webhooks ---------------------------------------------------------------------------
+
+
+class NoForge(Unavailable):
+    """This server takes no {forge} webhooks: set LOOM_FLOWS__REMOTE, LOOM_FORGE__KIND={forge} and
+    LOOM_FORGE__WEBHOOK_SECRET."""
+
+    code = "no_forge"
+
+
+async def _receive(request: Request, forge: str) -> JSONResponse:
+    gitops = getattr(request.app.state, "gitops", None)
+    service = getattr(gitops, "forge", None)
+    if service is None or service.kind.value != forge:
+        raise NoForge(forge=forge)
+    body = await request.body()
+    receipt = await service.receive(body=body, headers=dict(request.headers))
+    return JSONResponse(
+        {"forge": receipt.forge, "event": receipt.event, "handling": receipt.handling,
+         "reason": receipt.reason},
+        status_code=202,
+    )  # fmt: skip
+
+
+_WEBHOOK = {
+    "status_code": 202,
+    "responses": {
+        **problem_responses(401, 422, 503),
+        202: {"description": "`handling`: `queued` (it will be acted on) or `ignored` "
+              "(`reason` says why)."},
+    },
+}  # fmt: skip
+
+
+@router.post(
+    "/git/webhooks/github",
+    summary="GitHub webhooks: pull_request and push (X-Hub-Signature-256)",
+    **_WEBHOOK,  # type: ignore[arg-type]
+)
+async def github_webhook(request: Request) -> JSONResponse:
+    return await _receive(request, "github")
+
+
+@router.post(
+    "/git/webhooks/gitlab",
+    summary="GitLab webhooks: Merge Request Hook and Push Hook (X-Gitlab-Token)",
+    **_WEBHOOK,  # type: ignore[arg-type]
+)
+async def gitlab_webhook(request: Request) -> JSONResponse:
+    return await _receive(request, "gitlab")
+
+
+@router.post(
+    "/git/webhooks/gitea",
+    summary="Gitea and Forgejo webhooks: pull_request and push (X-Hub-Signature-256)",
+    **_WEBHOOK,  # type: ignore[arg-type]
+)
+async def gitea_webhook(request: Request) -> JSONResponse:
+    return await _receive(request, "gitea")
+
+
+@router.get(
+    "/proposals/{proposal_id}/pull-request",
+    summary="The pull request a proposal is, and the state of the report on it",
+    dependencies=[require_role(Role.viewer)],
+    responses=problem_responses(*AUTHED, 404),
+)
+async def pull_request(proposal_id: str, request: Request) -> dict[str, Any]:
+    link = await _link(request, proposal_id)
+    if link is None:
+        raise NotFound(f"proposal {proposal_id!r} is not linked to a pull request")
+    return dict(link.to_dict())
+
+
+async def _link(request: Request, proposal_id: str) -> Any:
+    service = getattr(getattr(request.app.state, "gitops", None), "forge", None)
+    return None if service is None else await service.link_of(proposal_id)
