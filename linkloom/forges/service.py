@@ -38,6 +38,7 @@ from linkloom.forges.models import (
     PullAction,
     PullEvent,
     PullLink,
+    PullRequest,
     PushEvent,
     ReportState,
     ReportStatus,
@@ -98,6 +99,7 @@ class ForgeService:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
     _report_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _head_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _busy: int = 0
 
     @property
@@ -234,15 +236,36 @@ class ForgeService:
         imported = await self.sync.catch_up(pusher=self._user(push.pusher))
         return f"imported {len(imported)} commit(s) of {branch}"
 
-    async def _on_head(self, event: PullEvent) -> str:
+    async def ci_head(self, request: Any) -> Any:
+        """CI mode (``forges.ci``): the pull request at the head commit CI checked out, handled
+        as its webhook would be; returns the proposal (checks run)."""
+        pull = PullRequest(
+            forge=self.kind, repo=request.repo, number=request.number, url=request.url,
+            title=request.title, author="", head_sha=request.head, head_ref=request.head_ref,
+            base_ref=request.base,
+        )  # fmt: skip
+        event = PullEvent(action=PullAction.UPDATED, pull=pull, actor=request.author)
+        await self._on_head(event, actor=request.author)
+        link = await self.store.get_link(self.kind, request.repo, request.number)
+        if link is None or link.proposal_id is None:
+            raise proposal_errors.NothingToPropose()
+        return await self.proposals.get(link.proposal_id)
+
+    async def _on_head(self, event: PullEvent, *, actor: str | None = None) -> str:
+        async with self._head_lock:  # a webhook and a CI job for one head make one revision
+            return await self._head(event, actor=actor)
+
+    async def _head(self, event: PullEvent, *, actor: str | None) -> str:
         pr = event.pull
         link = await self._link(event)
         await self.sync.catch_up()  # compare with production as it is now
-        refs = (_PULL_REFS[self.kind].format(n=pr.number), f"refs/heads/{pr.head_ref}")
+        refs = (_PULL_REFS[self.kind].format(n=pr.number),) + (
+            (f"refs/heads/{pr.head_ref}",) if pr.head_ref else ()
+        )
         await asyncio.to_thread(
             self.sync.remote.fetch_pull, refs=refs, sha=pr.head_sha, number=pr.number
         )
-        actor = self._user(pr.author or event.actor)
+        actor = actor or self._user(pr.author or event.actor)
         changed = await self.proposals.repo.changed_flows(gitstore.MAIN, pr.head_sha)
         proposal = await self._proposal_of(link)
         if not changed:

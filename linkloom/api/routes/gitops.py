@@ -6,6 +6,8 @@
 * ``POST /api/v1/git/webhooks/github|gitlab|gitea``: signed by the forge (no token); answer 202
   at once with ``handling`` queued or ignored (and why); a bad signature or a replay is a 401.
 * ``GET /api/v1/proposals/{id}/pull-request`` (viewer): the pull request and its report state.
+* ``POST /api/v1/git/ci`` (author): CI mode; ``GET /api/v1/proposals/{id}/report`` (viewer): the
+  checks' outcome (``loom proposal checks --wait``'s exit codes) and the Markdown summary.
 
 Nothing here ever returns a credential.
 """
@@ -16,12 +18,15 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from linkloom.access import Role
-from linkloom.api.deps import Audit, require_role
+from linkloom.api.deps import Actor, Audit, require_role
 from linkloom.api.schemas.common import AUTHED, problem_responses
 from linkloom.api.schemas.gitops import FetchOut, ImportedOut, RemoteStatusOut
 from linkloom.errors import NotFound, Unavailable
+from linkloom.forges import ci
+from linkloom.forges.models import ForgeKind
 
 router = APIRouter(prefix="/api/v1", tags=["gitops"])
 
@@ -149,3 +154,87 @@ async def pull_request(proposal_id: str, request: Request) -> dict[str, Any]:
 async def _link(request: Request, proposal_id: str) -> Any:
     service = getattr(getattr(request.app.state, "gitops", None), "forge", None)
     return None if service is None else await service.link_of(proposal_id)
+
+
+# ---- CI mode ----------------------------------------------------------------------------------
+
+
+class CiIn(BaseModel):
+    """A pull request's head as a CI job checked it out (``loom proposal ci``)."""
+
+    forge: ForgeKind
+    repo: str = Field(
+        min_length=1, max_length=200, description="owner/name (GitLab: group/project)"
+    )
+    number: int = Field(ge=1, description="The pull request's number (GitLab: the MR's iid).")
+    head: str = Field(pattern=r"^[0-9a-f]{40}$", description="The head commit CI checked out.")
+    title: str = Field(default="", max_length=300)
+    url: str = ""
+    base: str = "main"
+    head_ref: str = ""
+    files: dict[str, str | None] = Field(
+        default_factory=dict, description="flows/… files the pull request changes (null: deleted)."
+    )
+
+
+def _forge_store(request: Request) -> Any:
+    service = getattr(getattr(request.app.state, "gitops", None), "forge", None)
+    if service is not None:
+        return service.store
+    from linkloom.store.forges import SqlForgeStore
+
+    return SqlForgeStore(request.app.state.services.db)
+
+
+@router.post(
+    "/git/ci",
+    summary="CI mode: a pull request's changed flows as a revision of its proposal; checks run",
+    dependencies=[require_role(Role.author)],
+    responses=problem_responses(*AUTHED, 409, 422, 503),
+)
+async def ci_revision(body: CiIn, request: Request, actor: Actor, audit: Audit) -> dict[str, Any]:
+    from linkloom.api.routes.proposals import proposal_service
+
+    proposals = proposal_service(request.app)
+    forge = getattr(getattr(request.app.state, "gitops", None), "forge", None)
+    proposal = await ci.ci_revision(
+        ci.CiRequest(
+            forge=body.forge, repo=body.repo, number=body.number, head=body.head,
+            title=body.title or f"Pull request #{body.number}", author=actor.name, url=body.url,
+            base=body.base, head_ref=body.head_ref, files=body.files or None,
+        ),
+        proposals=proposals, store=_forge_store(request), forge=forge,
+        clock=request.app.state.services.runs.clock,
+    )  # fmt: skip
+    await audit("proposal.ci", "proposal", proposal.id, pull=f"{body.repo}#{body.number}",
+                head=body.head)  # fmt: skip
+    return await _ci_report(request, proposal.id)
+
+
+@router.get(
+    "/proposals/{proposal_id}/report",
+    summary="The outcome of the current revision's checks and its Markdown summary",
+    dependencies=[require_role(Role.viewer)],
+    responses=problem_responses(*AUTHED, 404),
+)
+async def proposal_report(proposal_id: str, request: Request) -> dict[str, Any]:
+    return await _ci_report(request, proposal_id)
+
+
+async def _ci_report(request: Request, proposal_id: str) -> dict[str, Any]:
+    from linkloom.api.routes.proposals import proposal_service
+
+    proposals = proposal_service(request.app)
+    proposal = await proposals.get(proposal_id)
+    checks = await proposals.checks(proposal_id)
+    found = ci.outcome(proposal, checks)
+    return {
+        "proposal_id": proposal.id,
+        "revision": proposal.revision,
+        "status": proposal.status.value,
+        "outcome": found,
+        "exit_code": ci.OUTCOME_EXIT[found],
+        "problems": ci.problems(checks),
+        "markdown": ci.summary(proposal, checks, public_url=request.app.state.settings.public_url),
+        "url": f"{request.app.state.settings.public_url.rstrip('/')}/proposals/{proposal.id}",
+    }
