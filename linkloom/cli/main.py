@@ -15,6 +15,7 @@ import typer
 # Importing a command module registers its commands on the apps in ``linkloom.cli.apps``.
 from linkloom.cli import (  # noqa: F401
     audit,
+    ci,
     db,
     extensions,
     fixtures,
