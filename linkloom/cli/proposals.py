@@ -177,9 +177,32 @@ def list_proposals(
 
 @proposal_app.command("show")
 def show(proposal: ProposalArg, output: OutputOption = OutputFormat.table) -> None:
-    """A proposal: status, checks, approvals, reviews and comments."""
+    """A proposal: status, checks, approvals, reviews, comments and its pull request."""
     with connect() as loom:
-        _show(loom.get(f"/proposals/{proposal}"), output)
+        data = loom.get(f"/proposals/{proposal}")
+        data["pull_request"] = _pull_request(loom, proposal)
+    _show(data, output)
+    pull = data["pull_request"]
+    if pull and output is OutputFormat.table:
+        report = pull["report"]
+        state = report["status"] + (f" (retrying: {report['error']})" if report["error"] else "")
+        out.console().print(
+            f"pull request {pull['url']} ({pull['forge']} {pull['repo']}#{pull['number']}), "
+            f"head {pull['head_sha'][:12]}, report {state}",
+            markup=False, highlight=False,
+        )  # fmt: skip
+
+
+def _pull_request(loom: Any, proposal: str) -> dict[str, Any] | None:
+    from linkloom.sdk.errors import LinkloomAPIError
+
+    try:
+        found: dict[str, Any] = loom.get(f"/proposals/{proposal}/pull-request")
+    except LinkloomAPIError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return found
 
 
 def verdict(statuses: Iterable[str]) -> int:

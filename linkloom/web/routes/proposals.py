@@ -132,7 +132,14 @@ async def _page(
         may_close=role.allows(Role.author) and status not in ("promoted", "closed"),
         may_revise=role.allows(Role.author) and status not in ("promoted", "closed"),
         may_rebase=role.allows(Role.author) and status == "stale",
+        pull=await _pull_request(request, proposal_id),
     )
+
+
+async def _pull_request(request: Request, proposal_id: str) -> Any:
+    """The pull request the proposal is (``forges.models.PullLink``), on a forge-backed server."""
+    forge = getattr(getattr(request.app.state, "gitops", None), "forge", None)
+    return None if forge is None else await forge.link_of(proposal_id)
 
 
 def _value(item: Any) -> str:

@@ -165,6 +165,11 @@ async def test_the_github_actions_job_reports_and_exits_like_checks_wait(
         assert code == 0, out
         assert f"proposal {match[1]} revision 1: passed" in out  # same head: same revision
 
+        code, shown = await run_job([f"loom proposal show {match[1]}"], cwd=tmp_path, env=env)
+        assert code == 0, shown
+        assert f"pull request https://github.com/{REPO}/pull/3 (github {REPO}#3)" in shown
+        assert f"head {head[:12]}" in shown
+
         engineer.write("flows/report/flow.yaml", spec(broken=True))
         engineer.commit("Break it")
         broken = engineer.push("feature/team")
