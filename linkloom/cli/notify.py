@@ -160,7 +160,8 @@ def add_rule(
         list[str],
         typer.Option(
             help="run_failed, run_recovered, dead_letter, sla_exceeded, proposal_ready, "
-            "proposal_approved, proposal_promoted, flow_rolled_back (repeat for more)."
+            "proposal_approved, proposal_promoted, flow_rolled_back, unreviewed_change, "
+            "remote_refused (repeat for more)."
         ),
     ],
     channel: Annotated[list[str], typer.Option(help="Channel name or id (repeat for more).")],

@@ -70,6 +70,14 @@ def _rolled_back(e: Event) -> tuple[str, str]:
     return f"{e.flow_id} rolled back", f"{e.flow_id} {e.reason}"
 
 
+def _unreviewed(e: Event) -> tuple[str, str]:
+    return "Unreviewed change in production", f"Unreviewed change: {e.reason}"
+
+
+def _refused(e: Event) -> tuple[str, str]:
+    return "Flows remote refused", f"Production did not follow the flows remote: {e.reason}"
+
+
 def _test(e: Event) -> tuple[str, str]:
     return "Test message", e.reason or "Test message from Link Loom: this channel works."
 
@@ -83,6 +91,8 @@ _RENDERERS: dict[EventKind, Callable[[Event], tuple[str, str]]] = {
     EventKind.PROPOSAL_APPROVED: _proposal("is approved"),
     EventKind.PROPOSAL_PROMOTED: _proposal("was promoted"),
     EventKind.FLOW_ROLLED_BACK: _rolled_back,
+    EventKind.UNREVIEWED_CHANGE: _unreviewed,
+    EventKind.REMOTE_REFUSED: _refused,
     EventKind.TEST: _test,
 }
 

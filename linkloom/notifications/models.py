@@ -32,6 +32,8 @@ class EventKind(StrEnum):
     PROPOSAL_APPROVED = "proposal_approved"  # enough approvals: it can be promoted
     PROPOSAL_PROMOTED = "proposal_promoted"  # merged: its flow versions are production
     FLOW_ROLLED_BACK = "flow_rolled_back"  # an earlier flow version was promoted again
+    UNREVIEWED_CHANGE = "unreviewed_change"  # a push to the remote's production branch, no PR
+    REMOTE_REFUSED = "remote_refused"  # a remote commit refused: invalid spec or force-push
     TEST = "test"  # ``loom notify test``: bypasses rules
 
 

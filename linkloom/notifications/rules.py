@@ -157,6 +157,30 @@ def proposal_event(
             data={k: details.get(k) for k in ("to_version", "from_version", "version", "commit")},
             at=at,
         )
+    if action == "flows.push_unreviewed" and object_id:
+        versions = details.get("versions") or {}
+        listed = ", ".join(f"{f} v{v}" for f, v in sorted(versions.items())) or "no flow"
+        return Event(
+            kind=EventKind.UNREVIEWED_CHANGE,
+            key=f"unreviewed_change:{object_id}",
+            flow_id=next(iter(versions)) if len(versions) == 1 else None,
+            flows=tuple(sorted(versions)),
+            reason=f"{actor or 'someone'} pushed {object_id[:12]} to "
+            f"{details.get('branch') or 'production'} without a pull request "
+            f"(\u201c{details.get('message') or ''}\u201d): {listed} now in production",
+            actor=actor,
+            data={"commit": object_id, "versions": versions},
+            at=at,
+        )
+    if action == "flows.remote_refused" and object_id:
+        return Event(
+            kind=EventKind.REMOTE_REFUSED,
+            key=f"remote_refused:{object_id}:{details.get('kind')}",
+            reason=str(details.get("reason") or "refused"),
+            actor=actor,
+            data={"commit": object_id, "kind": details.get("kind")},
+            at=at,
+        )
     if proposal is None:
         return None
     ready = proposal.status == "ready-for-review"

@@ -102,9 +102,10 @@ class NotificationService:
 
     def on_audit(self, entry: Any) -> None:
         """Audit listener: enqueue the proposal service's entries that may concern people."""
-        if entry.action in ("proposal.check", "proposal.approve", "proposal.promote") or (
-            entry.action == "flow.rollback"
-        ):
+        if entry.action in (
+            "proposal.check", "proposal.approve", "proposal.promote", "flow.rollback",
+            "flows.push_unreviewed", "flows.remote_refused",
+        ):  # fmt: skip
             self._enqueue("audit", entry)
 
     def _enqueue(self, kind: str, item: Any) -> None:

@@ -5,6 +5,7 @@ never forced."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -282,3 +283,47 @@ async def test_a_token_remote_that_goes_down_keeps_production_and_says_so_in_rea
             await lifespan.__aexit__(None, None, None)
     assert all(r["authorized"] for r in http.requests if not http.down)
     assert TOKEN not in (tmp_path / "home" / "flows" / ".git" / "config").read_text()
+
+
+async def test_unreviewed_pushes_and_refusals_are_notified(
+    api: Api, remote: BareRemote, tmp_path: Path
+) -> None:
+    from tests.support.notify_receivers import WebhookReceiver, free_port
+
+    port = free_port()
+    async with api.client(Role.admin) as admin:
+        await admin.post(
+            "/api/v1/notifications/channels",
+            json={
+                "name": "ops",
+                "kind": "webhook",
+                "config": {"url": f"http://127.0.0.1:{port}/h"},
+            },
+        )
+        rule = await admin.post(
+            "/api/v1/notifications/rules",
+            json={"name": "git", "events": ["unreviewed_change", "remote_refused"],
+                  "channels": ["ops"], "quiet_seconds": 0},
+        )  # fmt: skip
+        assert rule.status_code == 201, rule.text
+    with WebhookReceiver(port=port) as receiver:
+        eng = engineer(tmp_path, remote)
+        eng.write("flows/report/flow.yaml", spec("report"))
+        pushed = eng.commit("Hotfix straight to main")
+        eng.push("main")
+        await fetch(api)
+        eng.write("flows/report/flow.yaml", spec("report", broken=True))
+        broken = eng.commit("Break it")
+        eng.push("main")
+        await fetch(api)
+        notifications = api.services.notifications
+        await notifications.drain()
+        for _ in range(100):
+            if len(receiver.received) >= 2:
+                break
+            await asyncio.sleep(0.1)
+    texts = sorted(r.json["text"] for r in receiver.received)
+    assert len(texts) == 2, texts
+    assert texts[0].startswith("Production did not follow the flows remote: commit " + broken[:12])
+    assert texts[1].startswith(f"Unreviewed change: git:Test Engineer pushed {pushed[:12]} to main")
+    assert "report v1 now in production" in texts[1]
