@@ -233,7 +233,7 @@ class ForgeService:
         branch = push.ref.removeprefix("refs/heads/")
         if branch != self.sync.remote.config.branch:
             return f"a push to {branch}: its pull request's events carry the change"
-        imported = await self.sync.catch_up(pusher=self._user(push.pusher))
+        imported = await self.sync.catch_up(pusher=self._user(push.pusher), pushed=push.after)
         return f"imported {len(imported)} commit(s) of {branch}"
 
     async def ci_head(self, request: Any) -> Any:
@@ -316,7 +316,9 @@ class ForgeService:
         link = await self._save(
             link, state=LinkState.MERGED, merged_by=event.actor, merge_commit=event.merge_commit
         )
-        imported = await self.sync.catch_up(pusher=self._user(event.actor))
+        imported = await self.sync.catch_up(
+            pusher=self._user(event.actor), pushed=event.merge_commit
+        )
         promoted = [i for i in imported if i.proposal_id and i.proposal_id == link.proposal_id]
         if promoted:
             return f"promoted proposal {link.proposal_id} as {promoted[0].commit[:12]}"

@@ -210,17 +210,20 @@ class RemoteSync:
 
     # ---------------------------------------------------------------- import
 
-    async def catch_up(self, *, pusher: str | None = None) -> list[Imported]:
+    async def catch_up(
+        self, *, pusher: str | None = None, pushed: str | None = None
+    ) -> list[Imported]:
         """Fetch the remote and make its new commits production, in order (see the module doc).
+        ``pusher`` pushed commit ``pushed`` (any commit when None): the actor of that import.
 
         Raises:
             RemoteUnavailable: the remote could not be fetched; production is unchanged.
         """
         await self._ensure()
         async with self._lock:
-            return await self._catch_up(pusher=pusher)
+            return await self._catch_up(pusher=pusher, pushed=pushed)
 
-    async def _catch_up(self, *, pusher: str | None) -> list[Imported]:
+    async def _catch_up(self, *, pusher: str | None, pushed: str | None = None) -> list[Imported]:
         repo = self.service.repo
         try:
             remote_head = await asyncio.to_thread(self.remote.fetch)
@@ -260,7 +263,8 @@ class RemoteSync:
         for commit in await repo.first_parent_commits(local, remote_head):
             # A refused commit leaves production at ``previous``; a later commit that fixes it
             # is imported with every change since ``previous``.
-            imported = await self._import(commit, previous=previous, pusher=pusher)
+            by = pusher if pushed is None or commit == pushed else None
+            imported = await self._import(commit, previous=previous, pusher=by)
             if imported is not None:
                 done.append(imported)
                 previous = commit

@@ -96,7 +96,8 @@ class World:
 async def world(tmp_path: Path) -> AsyncIterator[World]:
     require(npm_packages_installed(), "GitHub's npm packages are missing: scripts/provision-git")
     remote = BareRemote.create(
-        tmp_path / "srv" / "flows.git", seed={"flows/report/flow.yaml": spec("report")}
+        tmp_path / "srv" / "flows.git",
+        seed={"flows/report/flow.yaml": spec("report"), "flows/audit/flow.yaml": spec("audit")},
     )
     with ForgeDouble("github", token=TOKEN) as forge:
         url = f"sqlite+aiosqlite:///{tmp_path / 'loom.db'}"
@@ -293,3 +294,43 @@ def _key(number: int) -> tuple[Any, str, int]:
     from linkloom.forges.models import ForgeKind
 
     return ForgeKind.GITHUB, REPO, number
+
+
+async def test_two_pull_requests_merged_in_quick_succession_are_both_promoted_in_order(
+    world: World,
+) -> None:
+    heads = {}
+    for number, flow_id in ((21, "report"), (22, "audit")):
+        heads[number] = world.push_branch(
+            f"pr-{number}", {f"flows/{flow_id}/flow.yaml": spec(flow_id, to=f"pr{number}")},
+            f"{flow_id} to pr{number}",
+        )  # fmt: skip
+        await world.send("pull_request", world.opened(number, heads[number], f"pr-{number}"))
+    for number in heads:
+        await world.settle(heads[number])
+    before = world.remote.head()
+    first = world.remote.merge("pr-21", message="Merge pull request #21", author="Ann <a@x.org>")
+    second = world.remote.merge("pr-22", message="Merge pull request #22", author="Bob <b@x.org>")
+    # The webhooks arrive together, the later push first: nothing is lost, the order is git's.
+    await world.send("push", github_push(repo=REPO, ref="refs/heads/main", before=first,
+                                         after=second, pusher="bob"))  # fmt: skip
+    await world.send("push", github_push(repo=REPO, ref="refs/heads/main", before=before,
+                                         after=first, pusher="ann"))  # fmt: skip
+    await world.service.drain(within=60)
+    promoted = {}
+    for number in heads:
+        link = await world.service.store.get_link(*_key(number))
+        proposal = await world.api.app.state.gitops.sync.service.get(link.proposal_id)
+        assert proposal.status.value == "promoted"
+        promoted[number] = proposal.promoted_commit
+    assert promoted == {21: first, 22: second}
+    actors = {}
+    for number in heads:
+        link = await world.service.store.get_link(*_key(number))
+        entries, _ = await world.api.app.state.audit.list(AuditFilter(object_id=link.proposal_id))
+        actors[number] = next(e.actor for e in entries if e.action == "proposal.promote")
+    assert actors == {21: "git:Ann", 22: "github:bob"}  # each merge by whoever made it
+    history = await world.api.services.runs.list_flow_versions("report")
+    assert max(v.version for v in history) == 2
+    assert (await world.api.services.runs.get_spec("report")).inputs["to"].default == "pr21"
+    assert (await world.api.services.runs.get_spec("audit")).inputs["to"].default == "pr22"
