@@ -154,6 +154,17 @@ async def test_a_pull_request_opens_a_proposal_and_gets_a_status_and_one_comment
     assert shown["report"]["status"] == "sent"
     assert TOKEN not in json.dumps(shown)
 
+    async with world.api.client(None, follow_redirects=False) as browser:
+        signed_in = await browser.post(
+            "/login", data={"token": world.api.tokens[Role.viewer], "next": "/"},
+            headers={"Origin": "http://loom.test"},
+        )  # fmt: skip
+        assert signed_in.status_code == 303, signed_in.text
+        page = (await browser.get(f"/proposals/{link.proposal_id}")).text
+    assert f'<a href="https://github.com/{REPO}/pull/5" rel="noopener">{REPO} #5</a>' in page
+    assert f"head <code>{sha[:10]}</code>" in page
+    assert 'class="badge report-sent">sent</span>' in page
+
 
 async def test_a_new_head_is_a_new_revision_and_the_same_comment_is_edited(
     world: World,
