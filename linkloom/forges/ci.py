@@ -43,7 +43,8 @@ async def ci_revision(
     """The proposal of ``request``'s pull request at its head commit (opened or revised)."""
     if forge is not None and forge.kind is request.forge:
         try:
-            return await forge.ci_head(request)
+            found: Proposal = await forge.ci_head(request)
+            return found
         except LinkloomError:
             if not request.files:
                 raise  # nothing else to go on

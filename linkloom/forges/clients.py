@@ -191,10 +191,11 @@ class GitLabClient(_HttpForge):
 def make_client(
     kind: ForgeKind, *, api_url: str, token: str, transport: httpx.AsyncBaseTransport | None = None
 ) -> ForgeClient:
-    cls = {ForgeKind.GITHUB: GitHubClient, ForgeKind.GITLAB: GitLabClient,
-           ForgeKind.GITEA: GiteaClient}[kind]  # fmt: skip
-    client: ForgeClient = cls(api_url=api_url, token=token, transport=transport)
-    return client
+    if kind is ForgeKind.GITLAB:
+        return GitLabClient(api_url=api_url, token=token, transport=transport)
+    if kind is ForgeKind.GITEA:
+        return GiteaClient(api_url=api_url, token=token, transport=transport)
+    return GitHubClient(api_url=api_url, token=token, transport=transport)
 
 
 def _message(response: httpx.Response) -> str:
