@@ -80,8 +80,9 @@ def _state(proposal: Proposal, found: Mapping[CheckName, Check]) -> tuple[str, s
     for check in found.values():
         if check.status in (CheckStatus.FAILED, CheckStatus.ERROR):
             verb = "failed" if check.status is CheckStatus.FAILED else "could not run"
+            first = _first_problem(check)
             return ("failure" if check.status is CheckStatus.FAILED else "error"), (
-                f"{check.name.value} {verb}: {check.summary}"
+                f"{check.name.value} {verb}: {first or check.summary}"
             )
     if any(s in (None, CheckStatus.PENDING, CheckStatus.RUNNING) for s in statuses):
         running = next(
@@ -94,6 +95,17 @@ def _state(proposal: Proposal, found: Mapping[CheckName, Check]) -> tuple[str, s
     if attention:
         return "success", f"passed, needs attention: {summary}"
     return "success", f"passed: {summary}"
+
+
+def _first_problem(check: Check) -> str:
+    """``flows/x/flow.yaml:12: message`` of a failed validate check's first error."""
+    if check.name is not CheckName.VALIDATE:
+        return ""
+    for result in (check.details.get("flows") or {}).values():
+        for p in result.get("problems") or []:
+            if p.get("severity") == "error":
+                return f"{p.get('file')}:{p.get('line')}: {p.get('message')}"
+    return ""
 
 
 def _comment(

@@ -24,7 +24,7 @@ from linkloom.access import Role
 from linkloom.api.deps import Actor, Audit, require_role
 from linkloom.api.schemas.common import AUTHED, problem_responses
 from linkloom.api.schemas.gitops import FetchOut, ImportedOut, RemoteStatusOut
-from linkloom.errors import NotFound, Unavailable
+from linkloom.errors import NotFound
 from linkloom.forges import ci
 from linkloom.forges.models import ForgeKind
 
@@ -80,7 +80,7 @@ async def fetch_remote(request: Request, audit: Audit) -> FetchOut:
 # ---- forge webhooks ---------------------------------------------------------------------------
 
 
-class NoForge(Unavailable):
+class NoForge(NotFound):
     """This server takes no {forge} webhooks: set LOOM_FLOWS__REMOTE, LOOM_FORGE__KIND={forge} and
     LOOM_FORGE__WEBHOOK_SECRET."""
 
@@ -104,7 +104,7 @@ async def _receive(request: Request, forge: str) -> JSONResponse:
 _WEBHOOK = {
     "status_code": 202,
     "responses": {
-        **problem_responses(401, 422, 503),
+        **problem_responses(401, 404, 422),
         202: {"description": "`handling`: `queued` (it will be acted on) or `ignored` "
               "(`reason` says why)."},
     },

@@ -26,6 +26,8 @@ from tests.support.forge_double import github_pull_request, npm_packages_install
 from tests.support.git_remotes import BareRemote, Engineer, free_port
 from tests.support.real import require
 
+pytestmark = pytest.mark.timeout(300)  # real servers and sandboxes: slow under load
+
 ROOT = Path(__file__).resolve().parents[3]
 REPO = "acme/flows"
 SECRET = "ci-mode-webhook-secret"

@@ -25,6 +25,8 @@ from tests.support.forge_double import (
 from tests.support.git_remotes import BareRemote, Engineer
 from tests.support.real import require
 
+pytestmark = pytest.mark.timeout(300)  # real servers and sandboxes: slow under load
+
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "forges"
 SECRET = "forge-kinds-secret"
 TOKEN = "glpat-or-gitea-token"

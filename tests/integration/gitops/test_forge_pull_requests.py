@@ -26,6 +26,8 @@ from tests.support.forge_double import (
 from tests.support.git_remotes import BareRemote, Engineer
 from tests.support.real import require
 
+pytestmark = pytest.mark.timeout(300)  # real servers and sandboxes: slow under load
+
 REPO = "Acme-Corp/flows"
 SECRET = "whsec-forge-test"
 TOKEN = "ghs_forge_api_token"
@@ -234,7 +236,7 @@ async def test_an_invalid_spec_fails_the_status_with_file_and_line(world: World)
     await world.settle(sha)
     final = world.forge.statuses[sha][-1]
     assert final["state"] == "failure"
-    assert final["description"].startswith("validate failed")
+    assert final["description"].startswith("validate failed: flows/report/flow.yaml:")
     (comment,) = world.forge.comment_bodies(9)
     assert "`flows/report/flow.yaml:" in comment  # file:line:column of the problem
 

@@ -18,6 +18,8 @@ from tests.acceptance.api.api_harness import BACKEND, Api, start_api
 from tests.support.git_remotes import HTTP_BACKEND, BareRemote, Engineer, SmartHttpServer
 from tests.support.real import require
 
+pytestmark = pytest.mark.timeout(300)  # real servers and sandboxes: slow under load
+
 TOKEN = "glpat-remote-sync-secret"
 
 
