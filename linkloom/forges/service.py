@@ -448,14 +448,15 @@ class ForgeService:
             return False
         comment_id = link.comment_id
         try:
-            await self.client.set_status(
-                repo=link.repo, sha=link.head_sha, state=wanted.state,
-                description=wanted.description, url=wanted.url,
-            )  # fmt: skip
+            # The comment first: when the status turns final, the comment already says why.
             if wanted.comment:
                 comment_id = await self.client.upsert_comment(
                     repo=link.repo, number=link.number, body=wanted.comment, comment_id=comment_id
                 )
+            await self.client.set_status(
+                repo=link.repo, sha=link.head_sha, state=wanted.state,
+                description=wanted.description, url=wanted.url,
+            )  # fmt: skip
         except ForgeUnavailable as exc:
             attempts = state.attempts + 1 if same else 1
             gave_up = attempts >= self.config.report_max_attempts

@@ -29,8 +29,8 @@ import httpx
 import pytest
 import yaml
 
-from tests.e2e.test_gitops import NEW_TEXT, OLD_TEXT, _free_port, _tokens, _wait_http, dump, flow
-from tests.integration.scheduler.scheduler_harness import create_pg_database, drop_pg_database
+from tests.e2e.test_gitops import NEW_TEXT, OLD_TEXT, _tokens, _wait_http, dump, flow
+from tests.support.databases import fresh_database
 from tests.support.forge_double import (
     ForgeDouble,
     github_pull_request,
@@ -39,7 +39,8 @@ from tests.support.forge_double import (
     signed,
 )
 from tests.support.git_remotes import BareRemote, Engineer, SmartHttpServer
-from tests.support.real import POSTGRES_URL, require
+from tests.support.real import require
+from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 REPO = "acme/flows"
@@ -57,9 +58,9 @@ class World:
         self.tmp = tmp
         self.git_http = git_http
         self.forge = forge
-        self.backend_port = _free_port()
+        self.backend_port = free_port()
         self.backend = f"http://127.0.0.1:{self.backend_port}"
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.processes: list[subprocess.Popen[bytes]] = []
         self.remote = BareRemote.create(
@@ -164,27 +165,23 @@ class World:
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    require(POSTGRES_URL, "LOOM_TEST_POSTGRES_URL is not set")
     require(npm_packages_installed(), "GitHub's npm packages are missing: scripts/provision-git")
-    db_url, admin = create_pg_database()
-    try:
-        with (
-            SmartHttpServer(tmp_path / "srv", username="x-access-token", token=GIT_TOKEN) as git,
-            ForgeDouble("github", token=API_TOKEN) as forge,
-        ):
-            w = World(tmp_path, git, forge)
-            try:
-                w.start(db_url)
-                yield w
-            finally:
-                w.stop()
-            assert forge.problems == []  # every call matched GitHub's OpenAPI description
-            # Every request that sent credentials sent the right ones (git's first request is
-            # anonymous until the 401), and none carried the token in its URL.
-            assert all(r["authorized"] for r in git.requests if r["header"])
-            assert not any(GIT_TOKEN in r["path"] for r in git.requests)
-    finally:
-        drop_pg_database(db_url, admin)
+    with (
+        fresh_database("gitops_remote") as db_url,
+        SmartHttpServer(tmp_path / "srv", username="x-access-token", token=GIT_TOKEN) as git,
+        ForgeDouble("github", token=API_TOKEN) as forge,
+    ):
+        w = World(tmp_path, git, forge)
+        try:
+            w.start(db_url)
+            yield w
+        finally:
+            w.stop()
+        assert forge.problems == []  # every call matched GitHub's OpenAPI description
+        # Every request that sent credentials sent the right ones (git's first request is
+        # anonymous until the 401), and none carried the token in its URL.
+        assert all(r["authorized"] for r in git.requests if r["header"])
+        assert not any(GIT_TOKEN in r["path"] for r in git.requests)
 
 
 def test_pull_request_to_production_and_back_through_the_team_remote(world: World) -> None:

@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import jsonschema
 
-from tests.support.git_remotes import free_port
+from tests.support.servers import free_port
 
 NPM = Path(__file__).resolve().parent / "forge" / "node_modules" / "@octokit"
 OPENAPI = NPM / "openapi" / "generated" / "api.github.com.json"

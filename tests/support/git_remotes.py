@@ -29,6 +29,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from tests.support.servers import free_port
+
 HTTP_BACKEND = Path("/usr/lib/git-core/git-http-backend")
 SSHD = Path("/usr/sbin/sshd")
 GIT_ENV = {
@@ -37,12 +39,6 @@ GIT_ENV = {
     "GIT_COMMITTER_NAME": "Test Engineer",
     "GIT_COMMITTER_EMAIL": "engineer@example.org",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def git(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:

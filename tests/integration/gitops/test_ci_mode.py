@@ -23,8 +23,9 @@ from linkloom import config, wiring
 from linkloom.access import Role
 from linkloom.api.app import create_app
 from tests.support.forge_double import github_pull_request, npm_packages_installed
-from tests.support.git_remotes import BareRemote, Engineer, free_port
+from tests.support.git_remotes import BareRemote, Engineer
 from tests.support.real import require
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.timeout(300)  # real servers and sandboxes: slow under load
 

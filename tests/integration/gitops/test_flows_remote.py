@@ -22,9 +22,9 @@ from tests.support.git_remotes import (
     Engineer,
     SmartHttpServer,
     SshServer,
-    free_port,
 )
 from tests.support.real import require
+from tests.support.servers import free_port
 
 TOKEN = "ghp_s3cret-token-value"
 NO_SSHD = "openssh-server is not installed (scripts/provision-git installs it)"

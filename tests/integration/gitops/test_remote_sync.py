@@ -290,7 +290,8 @@ async def test_a_token_remote_that_goes_down_keeps_production_and_says_so_in_rea
 async def test_unreviewed_pushes_and_refusals_are_notified(
     api: Api, remote: BareRemote, tmp_path: Path
 ) -> None:
-    from tests.support.notify_receivers import WebhookReceiver, free_port
+    from tests.support.notify_receivers import WebhookReceiver
+    from tests.support.servers import free_port
 
     port = free_port()
     async with api.client(Role.admin) as admin:
