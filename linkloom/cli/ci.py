@@ -5,8 +5,9 @@ environment; anything else passes ``--forge/--repo/--number``), sends the flow f
 changes since its base to the server as a revision of the proposal keyed by the pull request,
 waits for the checks, prints annotations for invalid specs (``::error file=…,line=…`` on GitHub
 and Gitea, ``file:line:col: error: …`` elsewhere) and the Markdown summary (also appended to
-``$GITHUB_STEP_SUMMARY`` when set), and exits like ``loom proposal checks --wait``: 0 passed,
-1 failed, 8 needs attention, 124 still running at ``--timeout``; 2–6 for errors.
+``$GITHUB_STEP_SUMMARY`` when set), and exits like ``loom proposal checks --wait`` (its
+``verdict``): 0 passed, 1 failed, 8 results differ from production (a reviewer must look), 6 a
+check could not run, 124 still running at ``--timeout``; 2–6 for errors.
 """
 
 from __future__ import annotations
@@ -24,11 +25,9 @@ import typer
 
 from linkloom.cli.apps import proposal_app
 from linkloom.cli.connection import Connection, transport_override
+from linkloom.cli.proposals import verdict
 from linkloom.cli.settings import cli_config
 from linkloom.errors import InvalidInput
-
-# The exit codes of ``loom proposal checks --wait`` (the server answers them too).
-EXIT = {"passed": 0, "failed": 1, "attention": 8, "running": 124}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -184,4 +183,4 @@ def ci(
         with open(summary, "a", encoding="utf-8") as handle:
             handle.write(data["markdown"] + "\n")
     typer.echo(f"proposal {data['proposal_id']} revision {data['revision']}: {data['outcome']}")
-    raise typer.Exit(EXIT[data["outcome"]])
+    raise typer.Exit(verdict(data["statuses"]))  # exactly as "loom proposal checks --wait"

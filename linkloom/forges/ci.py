@@ -91,24 +91,29 @@ async def _open_proposal(proposals: ProposalService, proposal_id: str | None) ->
     return None if found.status.finished else found
 
 
-# The outcome of checks, as ``loom proposal checks --wait`` exits (one place: when the lead's
-# function lands on main, ``outcome`` becomes a call to it).
-OUTCOME_EXIT = {"passed": 0, "failed": 1, "attention": 8, "running": 124}
+# The outcome of the checks as ``loom proposal checks --wait`` exits (``cli.proposals.verdict``,
+# which the CLI applies to ``statuses``; this copy names the outcome in the server's answer).
+OUTCOME_EXIT = {"passed": 0, "failed": 1, "error": 6, "attention": 8, "running": 124}
 
 
 def outcome(proposal: Proposal, checks: list[Any]) -> str:
-    """``passed`` | ``failed`` | ``attention`` | ``running``."""
+    """``passed`` | ``failed`` | ``error`` | ``attention`` | ``running``."""
     if proposal.status in (ProposalStatus.VALIDATING, ProposalStatus.SANDBOXING):
         return "running"
-    current = [c for c in checks if c.revision == proposal.revision]
-    if any(c.status in (CheckStatus.PENDING, CheckStatus.RUNNING) for c in current):
+    found = {c.status for c in checks if c.revision == proposal.revision}
+    if not found or found & {CheckStatus.PENDING, CheckStatus.RUNNING}:
         return "running"
-    if proposal.status is ProposalStatus.STALE or not current:
+    if proposal.status is ProposalStatus.STALE or CheckStatus.FAILED in found:
         return "failed"
-    if any(c.status is not CheckStatus.PASSED for c in current):
-        return "failed"
-    diff = next((c for c in current if c.name is CheckName.DIFF), None)
-    return "attention" if diff is not None and diff.details.get("attention") else "passed"
+    if CheckStatus.ERROR in found:
+        return "error"
+    return "attention" if CheckStatus.ATTENTION in found else "passed"
+
+
+def statuses(proposal: Proposal, checks: list[Any]) -> list[str]:
+    """The current revision's check statuses (``failed`` for a stale proposal's)."""
+    found = [c.status.value for c in checks if c.revision == proposal.revision]
+    return [*found, "failed"] if proposal.status is ProposalStatus.STALE else found
 
 
 def problems(checks: list[Any]) -> list[dict[str, Any]]:

@@ -90,7 +90,9 @@ def _state(proposal: Proposal, found: Mapping[CheckName, Check]) -> tuple[str, s
         )
         return "pending", f"revision {proposal.revision}: {running} running"
     diff = found.get(CheckName.DIFF)
-    attention = bool(diff and diff.details.get("attention"))
+    attention = any(c.status is CheckStatus.ATTENTION for c in found.values()) or bool(
+        diff and diff.details.get("attention")
+    )
     summary = diff.summary if diff else "checks passed"
     if attention:
         return "success", f"passed, needs attention: {summary}"

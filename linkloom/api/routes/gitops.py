@@ -234,6 +234,7 @@ async def _ci_report(request: Request, proposal_id: str) -> dict[str, Any]:
         "status": proposal.status.value,
         "outcome": found,
         "exit_code": ci.OUTCOME_EXIT[found],
+        "statuses": ci.statuses(proposal, checks),
         "problems": ci.problems(checks),
         "markdown": ci.summary(proposal, checks, public_url=request.app.state.settings.public_url),
         "url": f"{request.app.state.settings.public_url.rstrip('/')}/proposals/{proposal.id}",
