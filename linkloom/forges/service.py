@@ -100,6 +100,7 @@ class ForgeService:
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
     _report_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _head_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _link_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # read-modify-write of links
     _busy: int = 0
 
     @property
@@ -354,9 +355,26 @@ class ForgeService:
         return None if proposal.status.finished else proposal
 
     async def _save(self, link: PullLink, **changes: Any) -> PullLink:
-        link = replace(link, **changes, updated_at=self.clock.now())
-        await self.store.save_link(link)
-        return link
+        """Store what a delivery learnt of the pull request (``link``'s own fields and
+        ``changes``) onto the stored row, keeping the report loop's comment id and report state
+        unless ``changes`` sets them: the two never undo each other's writes."""
+        async with self._link_lock:
+            stored = await self.store.get_link(link.forge, link.repo, link.number)
+            if stored is not None:
+                link = replace(link, comment_id=stored.comment_id, report=stored.report)
+            link = replace(link, **changes, updated_at=self.clock.now())
+            await self.store.save_link(link)
+            return link
+
+    async def _save_report(
+        self, link: PullLink, *, comment_id: str | None, report: ReportState
+    ) -> None:
+        """Store only the report loop's part (comment id, report state) onto the stored row."""
+        async with self._link_lock:
+            stored = await self.store.get_link(link.forge, link.repo, link.number) or link
+            await self.store.save_link(
+                replace(stored, comment_id=comment_id, report=report, updated_at=self.clock.now())
+            )
 
     def _user(self, name: str) -> str:
         return f"{self.kind.value}:{name}" if name else self.kind.value
@@ -464,7 +482,7 @@ class ForgeService:
                 self.config.report_retry_seconds * 2 ** (attempts - 1),
                 self.config.retry_max_seconds,
             )
-            await self._save(
+            await self._save_report(
                 link,
                 comment_id=comment_id,
                 report=replace(
@@ -479,7 +497,7 @@ class ForgeService:
             log.warning("forge_report_failed", pull=link.key, attempts=attempts,
                         gave_up=gave_up, error=exc.message)  # fmt: skip
             return False
-        await self._save(
+        await self._save_report(
             link,
             comment_id=comment_id,
             report=ReportState(status=ReportStatus.SENT, sent=wanted.fingerprint,
