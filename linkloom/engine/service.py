@@ -229,10 +229,12 @@ class RunService:
             schedule_id=schedule_id, fire_time=fire_time, parent_run_id=parent_run_id,
             parent_step_id=parent_step_id, sandbox=sandbox, seed=seed,
         )  # fmt: skip
-        known = self._current_versions.get(flow_id) if version is None else None
+        cached = self._current_versions.get(flow_id)
+        # The version last seen current (asked for, or the one the caller names, as the
+        # scheduler does for every fire): the creating transaction checks it still is, which
+        # saves reading the flow first. Any doubt: read it and create as below.
+        known = cached if version is None or version == cached else None
         if known is not None:
-            # The version last seen current: the creating transaction checks it still is,
-            # which saves reading the flow first. Any doubt: read it and create as below.
             try:
                 return await self._create_run(flow_id, known, request, if_current=True)
             except (errors.FlowChanged, errors.FlowVersionNotFound, errors.InputsInvalid):

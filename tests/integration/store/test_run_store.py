@@ -271,6 +271,38 @@ async def test_trigger_runs_the_current_version_even_when_another_process_change
     assert sorted(r.version for r in runs.items) == [1, 2, 2, 3]
 
 
+async def test_trigger_of_a_named_current_version_reads_no_flow_and_misses_no_change(
+    store: SqlRunStore,
+) -> None:
+    """The scheduler names the version it read for every fire: when that is the version this
+    service last saw current, the run is created without reading the flow first; a version
+    changed elsewhere meanwhile still gets its run of the version named."""
+    clock = FrozenClock(datetime.now(UTC))
+    here, elsewhere = RunService(store=store, clock=clock), RunService(store=store, clock=clock)
+    flow = f"named-{uuid.uuid4().hex[:6]}"
+    await here.apply_flow(_spec(flow, 1))
+    reads = 0
+    real_get_flow = store.get_flow
+
+    async def counting_get_flow(flow_id: str) -> Any:
+        nonlocal reads
+        reads += 1
+        return await real_get_flow(flow_id)
+
+    store.get_flow = counting_get_flow  # type: ignore[method-assign]
+    try:
+        for _ in range(3):
+            assert (await here.trigger(flow, version=1)).version == 1
+        assert reads == 0
+        await elsewhere.apply_flow(_spec(flow, 2))
+        assert (await here.trigger(flow, version=1)).version == 1  # as named, after a read
+        assert reads == 1
+        assert (await here.trigger(flow, version=2)).version == 2
+        assert reads == 1  # version 2 is now the one this service saw current
+    finally:
+        store.get_flow = real_get_flow  # type: ignore[method-assign]
+
+
 async def test_create_run_if_current_refuses_a_version_that_is_no_longer_current(
     store: SqlRunStore,
 ) -> None:
