@@ -15,10 +15,12 @@ from typing import Any
 
 import httpx
 
+from linkloom.clock import SystemClock
 from linkloom.config import Settings
 from linkloom.engine import transport as engine_transport
 from linkloom.engine.ports import StepServices
 from linkloom.engine.records import Run
+from linkloom.engine.secrets import StaticSecrets
 from linkloom.engine.service import RunService
 from linkloom.engine.steps import builtin_executors
 from linkloom.engine.worker import Worker
@@ -27,7 +29,6 @@ from linkloom.store.notify import Notifier
 from linkloom.store.operations import ProcessHeartbeat, SqlOperations, head
 from linkloom.store.retention import RetentionJob, RetentionPolicy, SqlRetention
 from linkloom.store.runs import SqlRunStore
-from linkloom.testing import StaticSecrets, SystemClock
 
 
 def make_http_client(*, concurrency: int = 64, transport: Any = None) -> httpx.AsyncClient:

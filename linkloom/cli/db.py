@@ -57,10 +57,10 @@ def purge(
     import asyncio
 
     from linkloom import wiring
+    from linkloom.clock import SystemClock
     from linkloom.config import load_settings
     from linkloom.errors import InvalidInput
     from linkloom.store import session
-    from linkloom.testing import SystemClock
 
     settings = load_settings()
     if days:

@@ -9,7 +9,7 @@ Key contracts:
 - Executors never raise: failures are ``StepError`` data; retries are durable (``ready_at``).
 - Everything persisted is scrubbed of secret values and credential headers (``redaction``).
 - Entry points: ``service.RunService`` (use cases), ``worker.Worker`` (``start``/``stop``/
-  ``run_until_idle``), ``linkloom.testing.InMemoryRunStore`` for tests and the sandbox.
+  ``run_until_idle``), ``memory.InMemoryRunStore`` for tests and the sandbox.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The persistence interface the engine and its run service use.
 
 ``linkloom.store.runs.SqlRunStore`` implements it on SQLite/PostgreSQL and
-``linkloom.testing.InMemoryRunStore`` in memory (the sandbox runs the engine on the latter).
+``linkloom.engine.memory.InMemoryRunStore`` in memory (the sandbox runs the engine on the latter).
 
 Key contracts:
 - ``update_run`` is the only way a run's state changes after creation. It reads a

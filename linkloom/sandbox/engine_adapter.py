@@ -12,13 +12,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from linkloom.engine.memory import InMemoryRunStore
 from linkloom.engine.ports import StepServices
 from linkloom.engine.service import RunService
 from linkloom.engine.steps import builtin_executors
 from linkloom.engine.worker import Worker
 from linkloom.flows.spec import FlowSpec
 from linkloom.sandbox.runner import CaseOutcome, StepOutcome
-from linkloom.testing import InMemoryRunStore
 
 SIGNING_KEY = "sandbox-signing-key"  # nothing leaves the sandbox; signatures only need to exist
 PUBLIC_URL = "http://loom-sandbox.invalid"

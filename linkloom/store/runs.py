@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from linkloom.engine import errors
+from linkloom.engine.cursors import decode_cursor, encode_cursor
 from linkloom.engine.models import RunStatus, StepStatus
 from linkloom.engine.records import (
     Attempt,
@@ -51,7 +52,6 @@ from linkloom.store.tables import (
     step_attempts,
     step_runs,
 )
-from linkloom.testing import decode_cursor, encode_cursor
 
 _STEP_UPDATE_COLUMNS = [c.name for c in step_runs.columns if c.name not in ("id", "run_id")]
 _RUN_UPDATE_COLUMNS = ["status", "outputs", "error", "started_at", "finished_at", "trigger_info"]

@@ -344,8 +344,8 @@ def build_scheduler(*, db: Database, runs: Any, settings: Any, clock: Any = None
     Call ``services.run_listeners.append(scheduler.on_run_finished)`` in a process that runs
     workers, so event triggers fire at once; the scheduler also polls finished runs.
     """
+    from linkloom.clock import SystemClock
     from linkloom.scheduler.service import Scheduler
-    from linkloom.testing import SystemClock
 
     secrets = {name: value.get_secret_value() for name, value in settings.secrets.items()}
     return Scheduler(
