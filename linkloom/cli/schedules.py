@@ -265,14 +265,14 @@ async def _serve(settings: Settings) -> None:
     from linkloom.store.schedules import build_scheduler
     from linkloom.wiring import build_services
 
+    sqlite = session.is_sqlite(settings.database_url)
+    await session.require_current(settings.database_url, migrate=sqlite)
     services = build_services(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        if session.is_sqlite(settings.database_url):
-            await session.upgrade(settings.database_url)
         scheduler = build_scheduler(db=services.db, runs=services.runs, settings=settings)
         await scheduler.start()
         services.start_retention()  # old runs are purged where schedules fire

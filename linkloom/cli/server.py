@@ -133,6 +133,13 @@ def server(
     scheduler: Annotated[
         bool | None, typer.Option("--scheduler/--no-scheduler", help="Run the scheduler here.")
     ] = None,
+    migrate: Annotated[
+        bool,
+        typer.Option(
+            "--migrate",
+            help="Apply database migrations first (what 'loom db upgrade' does; SQLite always).",
+        ),
+    ] = False,
 ) -> None:
     """Run the API, the scheduler and the workers in one process."""
     import asyncio
@@ -145,7 +152,7 @@ def server(
     logs.configure(settings)
     tracing.configure(settings)  # the API serves /metrics itself
     _exit_cleanly_on_sigterm()
-    asyncio.run(serve(settings))
+    asyncio.run(serve(settings, migrate=migrate))
 
 
 @app.command("demo")
@@ -211,16 +218,16 @@ def observe(settings: config.Settings) -> None:
         metrics.start_exporter(settings.metrics.port)
 
 
-async def serve(settings: config.Settings, *, demo: bool = False) -> None:
+async def serve(settings: config.Settings, *, demo: bool = False, migrate: bool = False) -> None:
     import uvicorn
 
     from linkloom import wiring
     from linkloom.api.app import create_app
     from linkloom.store import session
 
+    sqlite = session.is_sqlite(settings.database_url)
+    await session.require_current(settings.database_url, migrate=migrate or sqlite)
     services = wiring.build_services(settings)
-    if session.is_sqlite(settings.database_url):
-        await session.upgrade(settings.database_url)
     secret = await bootstrap_admin(services)
     url = local_url(settings)
     if demo:
@@ -322,8 +329,10 @@ async def _work(settings: config.Settings) -> None:
     from linkloom import wiring
     from linkloom.store import session
 
+    sqlite = session.is_sqlite(settings.database_url)
+    await session.require_current(settings.database_url, migrate=sqlite)
     services = wiring.build_services(settings)
-    await services.start(worker=True, migrate=session.is_sqlite(settings.database_url))
+    await services.start(worker=True, migrate=False)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

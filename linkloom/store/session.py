@@ -23,6 +23,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from linkloom.errors import Unavailable
+
 T = TypeVar("T")
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -229,3 +231,40 @@ def head_revision() -> str | None:
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+def known_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    return {rev.revision for rev in script.walk_revisions()}
+
+
+class DatabaseNotMigrated(Unavailable):
+    """The database is at revision {current}, the code needs {needed}: run 'loom db upgrade'
+    (or start the server with 'loom server --migrate')."""
+
+    code = "database_not_migrated"
+
+
+class DatabaseTooNew(Unavailable):
+    """The database is at revision {current}, which this code does not know (it needs
+    {needed}): a newer Link Loom migrated it; run that version, or restore a backup."""
+
+    code = "database_too_new"
+
+
+async def require_current(url: str, *, migrate: bool = False) -> None:
+    """Migrate to head when ``migrate``; then raise ``DatabaseNotMigrated`` (or
+    ``DatabaseTooNew``) unless the database at ``url`` is at the code's head revision. The
+    processes call this before their first query, so a database that is not migrated says what
+    to run instead of failing on a missing table."""
+    needed = head_revision()
+    current = await current_revision(url)
+    if current is not None and current != needed and current not in known_revisions():
+        raise DatabaseTooNew(current=current, needed=needed)
+    if migrate and current != needed:
+        await upgrade(url)
+        current = await current_revision(url)
+    if current != needed:
+        raise DatabaseNotMigrated(current=current or "none (an empty database)", needed=needed)
