@@ -600,7 +600,7 @@ def parse_author(author: str) -> tuple[str, str]:
 
 
 def _check_branch(name: str) -> None:
-    if not _BRANCH_RE.match(name or ""):
+    if not _BRANCH_RE.fullmatch(name or ""):
         raise InvalidBranchName(name=name)
 
 

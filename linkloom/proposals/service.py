@@ -55,12 +55,14 @@ _REVIEWABLE_DIFF = (CheckStatus.PASSED, CheckStatus.ATTENTION, CheckStatus.FAILE
 
 
 _FLOW_ID = re.compile(SLUG)
-_REPO_FILE = re.compile(r"^flows/[a-z0-9][a-z0-9_-]{0,63}/[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
+# Validators use fullmatch: ``$`` also matches before a final newline.
+_REPO_FILE = re.compile(r"flows/[a-z0-9][a-z0-9_-]{0,63}(/[A-Za-z0-9._-]{1,128})+")
+_CASE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 
 
 def check_flow_id(flow_id: str) -> str:
     """``flow_id`` when it is a flow id (a slug); else ``InvalidInput``."""
-    if not isinstance(flow_id, str) or not _FLOW_ID.match(flow_id):
+    if not isinstance(flow_id, str) or not _FLOW_ID.fullmatch(flow_id):
         raise InvalidInput(
             f"{flow_id!r} is not a flow id: use lowercase letters, digits, '-' and '_'"
         )
@@ -69,7 +71,7 @@ def check_flow_id(flow_id: str) -> str:
 
 def check_repo_file(path: str) -> str:
     """``path`` when it is a file in a flow's directory (``flows/<id>/…``), else InvalidInput."""
-    if not _REPO_FILE.match(path) or ".." in path.split("/"):
+    if not _REPO_FILE.fullmatch(path) or ".." in path.split("/"):
         raise InvalidInput(
             f"{path!r} is not a flow file: proposals change files under flows/<flow-id>/ "
             "(e.g. flows/daily-report/flow.yaml, flows/daily-report/fixtures/case.yaml)"
@@ -77,11 +79,21 @@ def check_repo_file(path: str) -> str:
     return path
 
 
+def check_case_name(name: str) -> str:
+    """``name`` when it can name a fixture file (``flows/<id>/fixtures/<name>.yaml``)."""
+    if not _CASE_NAME.fullmatch(name):
+        raise InvalidInput(
+            f"{name[:100]!r} is not a fixture case name: use letters, digits, '.', '-' and '_' "
+            "(at most 128, not starting with '.' or '-')"
+        )
+    return name
+
+
 _REF = re.compile(r"^[A-Za-z0-9._/@{}^~][A-Za-z0-9._/@{}^~-]{0,199}$")
 
 
 def check_ref(ref: str) -> str:
-    if not _REF.match(ref):
+    if not _REF.fullmatch(ref):
         raise InvalidInput(
             f"{ref!r} is not a git ref: name a branch, tag or commit of the flows repo"
         )
@@ -622,7 +634,7 @@ class ProposalService:
             exchanges=await self.runs.list_exchanges(run_id),
             secrets=self.settings.secrets,
         )
-        return replace(case, name=name) if name else case
+        return replace(case, name=check_case_name(name)) if name else case
 
     async def check_fixtures(self, flow_id: str, *, runs: int = 20) -> list[drift.DriftReport]:
         """Each repo fixture of the flow against recent production exchanges (oldest first)."""
