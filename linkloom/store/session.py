@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from linkloom.errors import Unavailable
+from linkloom.errors import InvalidInput, Unavailable
 
 T = TypeVar("T")
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -125,31 +125,46 @@ class Database:
             )
             self.reader = self.writer
 
+    # Every way in translates a value the database refuses (sa.exc.DataError: a NUL character in
+    # text on PostgreSQL, a number out of range) into UnstorableValue, a 422, not a 500.
+
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction (committed on success, rolled back on error)."""
-        async with self.writer.begin() as conn:
-            yield conn
+        try:
+            async with self.writer.begin() as conn:
+                yield conn
+        except sa.exc.DataError as exc:
+            raise UnstorableValue() from exc
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A read-only transaction (a consistent snapshot)."""
-        async with self.reader.connect() as conn:
-            yield conn
+        try:
+            async with self.reader.connect() as conn:
+                yield conn
+        except sa.exc.DataError as exc:
+            raise UnstorableValue() from exc
 
     async def run_write(self, fn: Callable[[sa.Connection], T]) -> T:
         """Run ``fn(connection)`` in one write transaction."""
-        if self._write_pool is not None:
-            return await self._in_thread(self._write_pool, self._sync_write, fn)
-        async with self.writer.begin() as conn:
-            return await conn.run_sync(fn)
+        try:
+            if self._write_pool is not None:
+                return await self._in_thread(self._write_pool, self._sync_write, fn)
+            async with self.writer.begin() as conn:
+                return await conn.run_sync(fn)
+        except sa.exc.DataError as exc:
+            raise UnstorableValue() from exc
 
     async def run_read(self, fn: Callable[[sa.Connection], T]) -> T:
         """Run ``fn(connection)`` in one read transaction."""
-        if self._read_pool is not None:
-            return await self._in_thread(self._read_pool, self._sync_read, fn)
-        async with self.reader.connect() as conn:
-            return await conn.run_sync(fn)
+        try:
+            if self._read_pool is not None:
+                return await self._in_thread(self._read_pool, self._sync_read, fn)
+            async with self.reader.connect() as conn:
+                return await conn.run_sync(fn)
+        except sa.exc.DataError as exc:
+            raise UnstorableValue() from exc
 
     @staticmethod
     async def _in_thread(pool: ThreadPoolExecutor, runner: Any, fn: Any) -> Any:
@@ -238,6 +253,13 @@ def known_revisions() -> set[str]:
 
     script = ScriptDirectory.from_config(alembic_config("sqlite://"))
     return {rev.revision for rev in script.walk_revisions()}
+
+
+class UnstorableValue(InvalidInput):
+    """A value cannot be stored or looked up: text with a NUL character, or a number out of
+    range."""
+
+    code = "unstorable_value"
 
 
 class DatabaseNotMigrated(Unavailable):
