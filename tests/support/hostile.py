@@ -284,6 +284,18 @@ class HostileServer:
             files=files,
         )
 
+    def settled_snapshot(self, within: float = 60) -> Snapshot:
+        """A snapshot once work still in flight (checks run in the background, runs) is done:
+        two snapshots half a second apart agree."""
+        deadline = time.monotonic() + within
+        last = self.snapshot()
+        while True:
+            time.sleep(0.5)
+            now = self.snapshot()
+            if not last.changes(now) or time.monotonic() > deadline:
+                return now
+            last = now
+
 
 async def _tokens(db_url: str) -> dict[str, str]:
     db = session.Database(db_url)
