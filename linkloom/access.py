@@ -79,6 +79,20 @@ class ApiToken:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class WebSession:
+    """A web UI sign-in (never its secret, which only the browser's cookie holds): the token it
+    was made from, and when it ends (idle or absolute expiry, sign-out, the token's revocation)."""
+
+    id: str
+    token_id: str
+    token_name: str
+    role: Role
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime  # absolute: the session ends here however active it is
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AuditEntry:
     """One mutating action: who did what to which object, and when."""
 
@@ -113,3 +127,13 @@ def hash_secret(secret: str) -> str:
 
 def new_token_id() -> str:
     return "tok_" + secrets.token_hex(8)
+
+
+def new_session_secret() -> str:
+    """A web sign-in session's cookie value: 256 random bits, without the ``loom_`` prefix of
+    API tokens (it is no token: the API refuses it)."""
+    return secrets.token_urlsafe(32)
+
+
+def new_session_id() -> str:
+    return "ses_" + secrets.token_hex(8)

@@ -88,6 +88,17 @@ class ServerSettings(BaseModel):
         description="Run the scheduler inside `loom server`. Set false when a separate "
         "`loom scheduler` process fires schedules.",
     )
+    session_idle_seconds: float = Field(
+        default=7200.0,
+        gt=0,
+        description="A web UI sign-in ends after this many seconds without a request.",
+    )
+    session_max_seconds: float = Field(
+        default=43200.0,
+        gt=0,
+        description="A web UI sign-in ends this many seconds after it began, however active "
+        "(the browser then signs in again with a token).",
+    )
 
 
 class EngineSettings(BaseModel):

@@ -4,7 +4,8 @@
     app = create_app(settings, services)      # tests: a tmp database, an injected transport
 
 Collaborators live on ``app.state``: ``settings``, ``services`` (``wiring.Services``), ``auth``
-(``auth.Authenticator``), ``tokens`` (``store.tokens``), ``audit`` (``store.audit``),
+(``auth.Authenticator``), ``tokens`` (``store.tokens``), ``web_sessions`` (the web UI's sign-ins,
+``store.web_sessions``), ``audit`` (``store.audit``),
 ``scheduler`` (or None), ``gitops`` (``wiring.GitOps`` when ``flows.remote`` is set). The
 lifespan starts what the settings ask for and this app did not
 find already running: migrations on SQLite, the workers (``server.run_workers``), the scheduler
@@ -32,6 +33,7 @@ from linkloom.api.routes import access, deadletters, flows, health, inbound, run
 from linkloom.store import session
 from linkloom.store.audit import SqlAuditLog
 from linkloom.store.tokens import SqlTokenStore
+from linkloom.store.web_sessions import SqlWebSessions
 
 log = structlog.get_logger(__name__)
 
@@ -71,6 +73,7 @@ def create_app(
     app.state.settings = settings
     app.state.services = services
     app.state.tokens = SqlTokenStore(services.db)
+    app.state.web_sessions = SqlWebSessions(services.db)
     app.state.audit = SqlAuditLog(services.db)
     app.state.auth = auth.Authenticator(
         tokens=app.state.tokens, clock=services.runs.clock, enabled=settings.server.auth

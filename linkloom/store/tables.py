@@ -281,6 +281,27 @@ api_tokens = sa.Table(
     sa.Column("revoked_at", TS),
 )
 
+# The web UI's sign-ins (``linkloom.store.web_sessions``): the cookie holds a random secret, the
+# table only its hash; a session ends at expires_at, after session_idle_seconds without a
+# request, at sign-out, or when its token is revoked.
+web_sessions = sa.Table(
+    "web_sessions",
+    metadata,
+    _id(),
+    sa.Column("secret_hash", sa.String(128), nullable=False, unique=True),
+    sa.Column(
+        "token_id",
+        sa.String(64),
+        sa.ForeignKey("api_tokens.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("last_seen_at", TS, nullable=False),
+    sa.Column("expires_at", TS, nullable=False, index=True),
+    sa.Column("revoked_at", TS),
+)
+
 audit_log = sa.Table(
     "audit_log",
     metadata,

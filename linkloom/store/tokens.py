@@ -15,7 +15,7 @@ from linkloom import access
 from linkloom.access import ApiToken, Role
 from linkloom.store import rows
 from linkloom.store.session import Database
-from linkloom.store.tables import api_tokens
+from linkloom.store.tables import api_tokens, web_sessions
 
 
 def _token(row: Any) -> ApiToken:
@@ -98,12 +98,18 @@ class SqlTokenStore:
             return int((await conn.execute(query)).scalar_one())
 
     async def revoke(self, token_id: str, *, now: datetime) -> ApiToken:
-        """Revoke a token (idempotent); raises ``TokenNotFound``."""
+        """Revoke a token and end its web sessions (idempotent); raises ``TokenNotFound``."""
         token = await self.get(token_id)
         if token.revoked_at is not None:
             return token
         async with self.db.begin() as conn:
             await conn.execute(
                 api_tokens.update().where(api_tokens.c.id == token_id).values(revoked_at=now)
+            )
+            # Its web sign-ins end too (they also check the token on every request).
+            await conn.execute(
+                web_sessions.update()
+                .where(web_sessions.c.token_id == token_id, web_sessions.c.revoked_at.is_(None))
+                .values(revoked_at=now)
             )
         return await self.get(token_id)

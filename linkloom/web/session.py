@@ -1,10 +1,16 @@
-"""Who is using the UI: a token login stored in a cookie, role checks and CSRF protection.
+"""Who is using the UI: server-side sign-in sessions, role checks and CSRF protection.
 
-* ``POST /login`` takes an API token (``loom token create``), checks it with the API's
-  ``Authenticator`` and stores it in the ``loom_session`` cookie: ``HttpOnly`` (scripts never
-  see it), ``SameSite=Strict`` (other sites' requests never carry it), ``Secure`` behind https.
-* Every page resolves the cookie to the same ``Actor`` the API would, and checks roles with
-  the API's ``Actor.require`` (viewer < author < reviewer < admin).
+* ``POST /login`` takes an API token (``loom token create``) and checks it with the API's
+  ``Authenticator``; the token itself is then forgotten. The server starts a session
+  (``store.web_sessions``: a random secret whose SHA-256 only is stored, tied to the token)
+  and puts the secret in the ``loom_session`` cookie: ``HttpOnly`` (scripts never see it),
+  ``SameSite=Strict`` (other sites' requests never carry it), ``Secure`` behind https. The
+  cookie is no API token: the API refuses it as a Bearer token.
+* A session ends at sign-out (``POST /logout`` revokes it on the server, so a copied cookie
+  stops working too), when its token is revoked, after ``server.session_idle_seconds``
+  without a request and ``server.session_max_seconds`` after sign-in, whichever comes first.
+* Every page resolves the cookie to the same ``Actor`` the API would give the session's
+  token, and checks roles with the API's ``Actor.require`` (viewer < author < reviewer < admin).
 * CSRF: both defences. Every form carries a token derived from the session
   (HMAC-SHA256 of the cookie with the server's signing key); every POST must send it back and,
   when the browser sends an ``Origin`` header, that origin must be this server's.
@@ -25,7 +31,6 @@ from linkloom.api import auth
 from linkloom.errors import InvalidInput, LinkloomError, NotAuthenticated, NotPermitted
 
 COOKIE = "loom_session"
-MAX_AGE = 12 * 3600  # seconds a login lasts in the browser
 
 
 class LoginRequired(Exception):  # control flow: the route class redirects
@@ -48,21 +53,54 @@ def enabled(request: Request) -> bool:
 
 
 async def actor_or_none(request: Request) -> auth.Actor | None:
-    """The actor of the session cookie, or None (no cookie, unknown or revoked token)."""
+    """The actor of the session cookie, or None (no cookie; unknown, expired or signed-out
+    session; revoked token)."""
     cached = getattr(request.state, "web_actor", None)
     if cached is not None:
         return cached  # type: ignore[no-any-return]
     authenticator: auth.Authenticator = request.app.state.auth
-    secret = request.cookies.get(COOKIE, "")
-    if authenticator.enabled and not secret:
-        return None
-    try:
-        actor = await authenticator.actor(f"Bearer {secret}" if secret else None)
-    except NotAuthenticated:
-        return None
+    if not authenticator.enabled:
+        actor = auth.ANONYMOUS
+    else:
+        found = await request.app.state.web_sessions.authenticate(
+            request.cookies.get(COOKIE, ""),
+            now=authenticator.clock.now(),
+            idle=request.app.state.settings.server.session_idle_seconds,
+        )
+        if found is None:
+            return None
+        actor = auth.Actor(name=found.token_name, role=found.role, token_id=found.token_id)
     request.state.web_actor = actor
     request.state.actor = actor  # the API's audit writer reads this
     return actor
+
+
+async def sign_in(request: Request, response: Any, actor: auth.Actor) -> None:
+    """Start a server-side session for the token ``actor`` signed in with; set its cookie."""
+    authenticator: auth.Authenticator = request.app.state.auth
+    server = request.app.state.settings.server
+    if actor.token_id is None:  # auth off: nobody needs a session
+        return
+    secret, _ = await request.app.state.web_sessions.create(
+        token_id=actor.token_id, now=authenticator.clock.now(), lifetime=server.session_max_seconds
+    )
+    response.set_cookie(
+        COOKIE,
+        secret,
+        max_age=int(server.session_max_seconds),
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+
+
+async def sign_out(request: Request, response: Any) -> None:
+    """End this browser's session on the server and clear its cookie."""
+    authenticator: auth.Authenticator = request.app.state.auth
+    secret = request.cookies.get(COOKIE, "")
+    await request.app.state.web_sessions.revoke(secret, now=authenticator.clock.now())
+    clear_cookie(response)
 
 
 async def require(request: Request, role: Role = Role.viewer) -> auth.Actor:
@@ -135,18 +173,6 @@ def safe_next(target: str | None) -> str:
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/"
     return target
-
-
-def set_cookie(request: Request, response: Any, secret: str) -> None:
-    response.set_cookie(
-        COOKIE,
-        secret,
-        max_age=MAX_AGE,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-        path="/",
-    )
 
 
 def clear_cookie(response: Any) -> None:

@@ -7,8 +7,17 @@ from linkloom.flows.durations import format_duration, parse_duration
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("30s", 30), ("5m", 300), ("1h", 3600), ("1h30m", 5400), ("PT30S", 30), ("P1DT1H", 90000),
-     (12, 12), ("2.5", 2.5), ("250ms", 0.25)],
+    [
+        ("30s", 30),
+        ("5m", 300),
+        ("1h", 3600),
+        ("1h30m", 5400),
+        ("PT30S", 30),
+        ("P1DT1H", 90000),
+        (12, 12),
+        ("2.5", 2.5),
+        ("250ms", 0.25),
+    ],
 )
 def test_parse_duration_accepts_every_documented_form(text, seconds):
     assert parse_duration(text) == pytest.approx(seconds)

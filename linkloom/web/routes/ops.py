@@ -40,7 +40,7 @@ async def login(request: Request) -> Response:
             request, target, "That token is unknown or revoked; ask an admin for a new one."
         )
     response = RedirectResponse(target, status_code=303)
-    session.set_cookie(request, response, token)
+    await session.sign_in(request, response, actor)
     request.state.actor = actor
     await _audit(request, "session.login", "token", actor.token_id, via="web")
     return response
@@ -55,8 +55,11 @@ def _login_error(request: Request, target: str, message: str) -> Response:
 @router.post("/logout")
 async def logout(request: Request) -> Response:
     await session.form(request)
+    actor = await session.actor_or_none(request)
     response = RedirectResponse("/login", status_code=303)
-    session.clear_cookie(response)
+    await session.sign_out(request, response)
+    if actor is not None and actor.token_id is not None:
+        await _audit(request, "session.logout", "token", actor.token_id, via="web")
     return response
 
 

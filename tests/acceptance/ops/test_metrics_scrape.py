@@ -135,9 +135,7 @@ async def test_metrics_every_family_gains_samples_from_real_work(
                 await asyncio.sleep(0.1)
         # Retention, 60 days on: the failed run goes (the succeeded one is a fixture case).
         later = services.runs.clock.now() + timedelta(days=60)
-        purged = await wiring.retention(settings, services.db, services.runs.clock).purge(
-            now=later
-        )
+        purged = await wiring.retention(settings, services.db, services.runs.clock).purge(now=later)
         assert purged.by_flow == {"broken": 1}
         after_text = (await client.get("/metrics")).text
     after = scrape_values(after_text)

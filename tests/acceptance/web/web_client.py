@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import httpx
 
@@ -12,13 +13,32 @@ from tests.acceptance.api.api_harness import Api
 ORIGIN = "http://loom.test"
 
 
-def browser(api: Api, role: Role | None = None) -> httpx.AsyncClient:
-    """A client that behaves like a browser: the session cookie and same-origin POSTs."""
-    client = api.client(None, follow_redirects=False)
-    client.headers["Origin"] = ORIGIN
-    if role is not None:
-        client.cookies.set("loom_session", api.tokens[role])
-    return client
+class Browser(httpx.AsyncClient):
+    """Signs in through the login form on entering (``async with``), as a person would, so the
+    client holds a server-side session cookie, never the token."""
+
+    def __init__(self, *, sign_in_with: str | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.sign_in_with = sign_in_with
+
+    async def __aenter__(self) -> Browser:
+        await super().__aenter__()
+        if self.sign_in_with is not None:
+            response = await self.post("/login", data={"token": self.sign_in_with, "next": "/"})
+            assert response.status_code == 303, response.text
+        return self
+
+
+def browser(api: Api, role: Role | None = None) -> Browser:
+    """A client that behaves like a browser: signed in as ``role``, same-origin POSTs."""
+    transport = httpx.ASGITransport(app=api.app, raise_app_exceptions=False)
+    return Browser(
+        sign_in_with=api.tokens[role] if role is not None else None,
+        transport=transport,
+        base_url=ORIGIN,
+        headers={"Origin": ORIGIN},
+        follow_redirects=False,
+    )
 
 
 def csrf_of(html: str) -> str:

@@ -1,0 +1,220 @@
+"""The web UI's sign-in is a server-side session, not the API token in a cookie.
+
+Against a real ``loom server`` process (SQLite, auth on, the admin token it prints on first
+start) and the fully wired app on SQLite and PostgreSQL: the cookie is a random secret that the
+API refuses as a Bearer token and the database keeps only hashed; sign-out revokes it on the
+server, so a copied cookie gets the sign-in page; revoking the token ends its sessions; idle and
+absolute expiry (on a frozen clock)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from linkloom.access import Role
+from linkloom.testing import FrozenClock
+from tests.acceptance.api.api_harness import Api, any_api, pg_database, sqlite_template
+from tests.acceptance.web.web_client import browser, csrf_of
+from tests.support.servers import free_port
+
+__all__ = ["any_api", "pg_database", "sqlite_template"]
+
+IDLE, LIFETIME = 600.0, 3600.0
+
+
+# ---- a real `loom server` process --------------------------------------------------------------
+@dataclass
+class RealServer:
+    url: str
+    admin_token: str
+    db: Path
+
+
+@pytest.fixture(scope="module")
+def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealServer]:
+    home = tmp_path_factory.mktemp("sessions-server")
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("LOOM_")},
+        "LOOM_HOME": str(home),
+        "LOOM_SERVER__PORT": str(port),
+        "LOOM_SERVER__AUTH": "true",
+        "LOOM_LOG__FORMAT": "console",
+        "XDG_CONFIG_HOME": str(home / "config"),
+    }
+    log = home / "server.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "linkloom", "server"], env=env, stdout=out, stderr=out
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        token = _wait_for_token(process, log, url)
+        yield RealServer(url=url, admin_token=token, db=home / "loom.db")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _wait_for_token(process: subprocess.Popen[bytes], log: Path, url: str) -> str:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        found = re.search(r"^\s+(loom_\S+)$", log.read_text(), re.MULTILINE)
+        if found:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    return found.group(1)
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.3)
+    raise AssertionError(f"loom server did not start: {log.read_text()}")
+
+
+@contextmanager
+def sign_in(url: str, token: str) -> Iterator[httpx.Client]:
+    """A browser-like client signed in through the login form."""
+    with httpx.Client(base_url=url, headers={"Origin": url}, follow_redirects=False) as client:
+        response = client.post("/login", data={"token": token, "next": "/"})
+        assert response.status_code == 303, response.text
+        assert token not in response.text
+        assert token not in str(response.headers)
+        yield client
+
+
+def create_token(server: RealServer, role: Role) -> tuple[str, str]:
+    response = httpx.post(
+        f"{server.url}/api/v1/tokens",
+        json={"name": f"{role.value}-person", "role": role.value},
+        headers={"Authorization": f"Bearer {server.admin_token}"},
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["secret"], response.json()["id"]
+
+
+def test_the_cookie_is_no_token_and_the_api_refuses_it(real_server: RealServer) -> None:
+    token, _ = create_token(real_server, Role.author)
+    with sign_in(real_server.url, token) as client:
+        cookie = client.cookies["loom_session"]
+        assert cookie != token
+        assert token not in cookie
+        assert not cookie.startswith("loom_")
+        page = client.get("/")
+        assert page.status_code == 200
+        assert "author-person" in page.text
+        assert token not in page.text
+        api = httpx.get(
+            f"{real_server.url}/api/v1/flows", headers={"Authorization": f"Bearer {cookie}"}
+        )
+        assert api.status_code == 401, api.text
+        as_cookie = httpx.get(f"{real_server.url}/api/v1/flows", cookies={"loom_session": cookie})
+        assert as_cookie.status_code == 401  # the API reads no cookie at all
+    engine = sa.create_engine(f"sqlite:///{real_server.db}")
+    with engine.connect() as conn:
+        stored = [tuple(r) for r in conn.execute(sa.text("SELECT * FROM web_sessions"))]
+    engine.dispose()
+    assert stored, "the session is kept on the server"
+    flat = " ".join(str(value) for row in stored for value in row)
+    assert cookie not in flat
+    assert token not in flat
+    assert hashlib.sha256(cookie.encode()).hexdigest() in flat
+
+
+def test_sign_out_revokes_the_session_so_a_copied_cookie_signs_in_again(
+    real_server: RealServer,
+) -> None:
+    token, _ = create_token(real_server, Role.viewer)
+    with sign_in(real_server.url, token) as client:
+        cookie = client.cookies["loom_session"]
+        csrf = csrf_of(client.get("/").text)
+        out = client.post("/logout", data={"csrf": csrf})
+        assert out.status_code == 303
+        assert out.headers["location"] == "/login"
+    with httpx.Client(base_url=real_server.url, cookies={"loom_session": cookie}) as thief:
+        page = thief.get("/runs", follow_redirects=False)
+        assert page.status_code == 303
+        assert page.headers["location"].startswith("/login")
+        assert "Sign in" in thief.get("/runs", follow_redirects=True).text
+
+
+def test_revoking_the_token_ends_its_sessions(real_server: RealServer) -> None:
+    token, token_id = create_token(real_server, Role.reviewer)
+    with sign_in(real_server.url, token) as client:
+        assert client.get("/audit").status_code == 200
+        revoked = httpx.delete(
+            f"{real_server.url}/api/v1/tokens/{token_id}",
+            headers={"Authorization": f"Bearer {real_server.admin_token}"},
+        )
+        assert revoked.status_code == 200, revoked.text
+        page = client.get("/audit")
+        assert page.status_code == 303
+        assert page.headers["location"].startswith("/login")
+
+
+# ---- the wired app on SQLite and PostgreSQL, on a frozen clock ---------------------------------
+@pytest.fixture
+def clocked(any_api: Api) -> Api:
+    """The app (SQLite, then PostgreSQL) with 10-minute idle and 1-hour absolute limits, and a
+    clock tests move."""
+    any_api.app.state.settings.server.session_idle_seconds = IDLE
+    any_api.app.state.settings.server.session_max_seconds = LIFETIME
+    any_api.app.state.auth.clock = FrozenClock(any_api.services.runs.clock.now())
+    return any_api
+
+
+def clock_of(api: Api) -> FrozenClock:
+    clock: FrozenClock = api.app.state.auth.clock
+    return clock
+
+
+async def signed_in(response: httpx.Response) -> bool:
+    if response.status_code == 200:
+        return True
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/login")
+    return False
+
+
+async def test_a_session_ends_after_the_idle_time_without_requests(clocked: Api) -> None:
+    async with browser(clocked, Role.viewer) as client:
+        clock_of(clocked).advance(IDLE - 5)
+        assert await signed_in(await client.get("/runs"))  # activity keeps it alive
+        clock_of(clocked).advance(IDLE - 5)
+        assert await signed_in(await client.get("/runs"))
+        clock_of(clocked).advance(IDLE + 1)
+        assert not await signed_in(await client.get("/runs"))
+
+
+async def test_a_session_ends_at_its_absolute_limit_however_active(clocked: Api) -> None:
+    async with browser(clocked, Role.author) as client:
+        elapsed = 0.0
+        while elapsed + IDLE / 2 < LIFETIME:
+            clock_of(clocked).advance(IDLE / 2)
+            elapsed += IDLE / 2
+            assert await signed_in(await client.get("/runs")), elapsed
+        clock_of(clocked).advance(LIFETIME - elapsed + 1)
+        assert not await signed_in(await client.get("/runs"))
+
+
+async def test_the_cookie_lives_as_long_as_the_session_and_only_on_this_site(clocked: Api) -> None:
+    async with browser(clocked) as client:
+        response = await client.post(
+            "/login", data={"token": clocked.tokens[Role.viewer], "next": "/"}
+        )
+        cookie = response.headers["set-cookie"]
+        assert f"Max-Age={int(LIFETIME)}" in cookie
+        assert "HttpOnly" in cookie
+        assert "samesite=strict" in cookie.lower()
+        assert clocked.tokens[Role.viewer] not in cookie
