@@ -574,8 +574,12 @@ class RunService:
         if changes is not None and changes.run is not None:
             await self._finished(changes.run)
 
-    async def heartbeat(self, token: str) -> datetime:
-        """Extend an async step's deadline by its ``heartbeat_timeout``; return the new one."""
+    async def heartbeat(self, token: str, *, signed_at: int | None = None) -> datetime:
+        """Extend an async step's deadline by its ``heartbeat_timeout``; return the deadline.
+
+        A heartbeat signed no later than the last one that counted (a replay) is accepted and
+        changes nothing: the answer is the deadline as it stands.
+        """
         step_run_id, attempt = callbacks.parse_token(self.signing_key, token)
         step = await self.store.find_step_run(step_run_id)
         if step is None:
@@ -583,10 +587,16 @@ class RunService:
         seconds = float(step.state.get("heartbeat_timeout") or 60.0)
         now = self.clock.now()
         until = transitions.deadline_after(now, seconds)
-        await self.store.update_run(
+        changes = await self.store.update_run(
             step.run_id,
-            transitions.extend_deadline(step_run_id, attempt=attempt, until=until, now=now),
+            transitions.extend_deadline(
+                step_run_id, attempt=attempt, until=until, now=now, signed_at=signed_at
+            ),
         )
+        last = step.state.get(transitions.HEARTBEAT_SIGNED_AT)
+        replayed = signed_at is not None and isinstance(last, int) and signed_at <= last
+        if replayed and (changes is None or not changes.steps) and step.lease_expires_at:
+            return step.lease_expires_at
         return until
 
 

@@ -738,8 +738,20 @@ def reclaim_lease(step_run_id: str, *, owner: str, ctx: Context, force: bool = F
     return mutate
 
 
-def extend_deadline(step_run_id: str, *, attempt: int, until: datetime, now: datetime) -> Mutation:
-    """A heartbeat: push an async step's callback deadline to ``until``."""
+def extend_deadline(
+    step_run_id: str,
+    *,
+    attempt: int,
+    until: datetime,
+    now: datetime,
+    signed_at: int | None = None,
+) -> Mutation:
+    """A heartbeat: push an async step's callback deadline to ``until``.
+
+    ``signed_at`` is the heartbeat's signed timestamp. One not later than the last heartbeat
+    that moved the deadline changes nothing: a captured heartbeat replayed (or a retry signed in
+    the same second) cannot keep a step alive after its backend stopped.
+    """
 
     def mutate(snapshot: RunSnapshot) -> RunChanges:
         step = snapshot.by_id(step_run_id)
@@ -748,9 +760,18 @@ def extend_deadline(step_run_id: str, *, attempt: int, until: datetime, now: dat
         if step.lease_owner != CALLBACK_OWNER:
             return RunChanges()  # the worker has not recorded the wait yet; its lease holds
         _refuse_after_deadline(step, now)
-        return RunChanges(steps=(replace(step, lease_expires_at=until),))
+        if signed_at is None:
+            return RunChanges(steps=(replace(step, lease_expires_at=until),))
+        last = step.state.get(HEARTBEAT_SIGNED_AT)
+        if isinstance(last, int) and signed_at <= last:
+            return RunChanges()
+        state = {**step.state, HEARTBEAT_SIGNED_AT: signed_at}
+        return RunChanges(steps=(replace(step, lease_expires_at=until, state=state),))
 
     return mutate
+
+
+HEARTBEAT_SIGNED_AT = "heartbeat_signed_at"  # step state: the last heartbeat that counted
 
 
 def _refuse_after_deadline(step: StepRun, now: datetime) -> None:

@@ -72,11 +72,13 @@ class SandboxService:
         body = await request.read()
         now = self.clock()
         try:
-            signing.verify(self.key, body, request.headers, tolerance=self.tolerance, now=now)
+            signed = signing.check(
+                self.key, body, request.headers, tolerance=self.tolerance, now=now
+            )
         except signing.SignatureError as exc:
             log.warning("sandbox_bundle_refused", reason=str(exc))
             return _problem(401, "signature_invalid", f"bundle refused: {exc}")
-        signature = request.headers.get(signing.SIGNATURE_HEADER, "")
+        signature = signed.replay_key  # what was verified, not the header's spelling
         self._seen = {s: until for s, until in self._seen.items() if until > now}
         if signature in self._seen:
             return _problem(409, "bundle_replayed", "this signed bundle was already received")

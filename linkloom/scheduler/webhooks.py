@@ -4,12 +4,16 @@ Two signature schemes are accepted (see ``linkloom.signing``):
 
 * Link Loom ``v1``: ``X-Loom-Timestamp`` + ``X-Loom-Signature`` over ``"<ts>." + body``. Requests
   whose timestamp is more than ``tolerance`` seconds away from now are refused (stale), and the
-  signature itself is the delivery key, so the same request sent twice is a replay.
-* GitHub: ``X-Hub-Signature-256`` over the body. GitHub sends no timestamp, so replays are
-  refused by ``X-GitHub-Delivery`` (the delivery id), which is then required.
+  delivery key is what was verified (the timestamp and the matching MAC, i.e. the timestamp and
+  the body), never the header's text: a list, an extra or unknown entry is refused outright
+  (``linkloom.signing``), so no respelling of one signed request is a new delivery.
+* GitHub: ``X-Hub-Signature-256`` over the body. GitHub signs no timestamp and no delivery id, so
+  there are two keys: ``X-GitHub-Delivery`` (required; the forge's own redelivery) and the
+  body's hash (the same signed body under a new delivery id), the latter remembered for
+  the scheduler's ``replay_window``.
 
-The delivery key is stored once (``webhook_deliveries.delivery_key`` is unique); the scheduler
-service refuses a second delivery with the same key. Inputs are rendered from the trigger's
+Each key is stored once (``webhook_deliveries.delivery_key`` is unique); the scheduler service
+refuses a delivery any of whose keys it has. Inputs are rendered from the trigger's
 ``inputs`` templates with the context ``{"payload": <parsed JSON body>, "headers": {...}}``
 (header names lower-cased).
 """
@@ -27,6 +31,12 @@ from linkloom.scheduler.errors import WebhookPayloadInvalid, WebhookRejected
 
 GITHUB_DELIVERY_HEADER = "X-GitHub-Delivery"
 MAX_BODY_BYTES = 5_000_000
+_SIGNED_HEADERS = (
+    signing.TIMESTAMP_HEADER,
+    signing.SIGNATURE_HEADER,
+    signing.GITHUB_HEADER,
+    GITHUB_DELIVERY_HEADER,
+)
 # Headers a template may read; signatures and credentials are never exposed to templates.
 _HIDDEN_HEADERS = frozenset(
     {
@@ -42,6 +52,7 @@ _HIDDEN_HEADERS = frozenset(
 class Verified:
     scheme: str  # "v1" or "github"
     delivery_key: str  # store once; a second request with the same key is a replay
+    body_key: str | None = None  # GitHub: the signed body; a replay within the window
 
 
 def verify(
@@ -58,16 +69,17 @@ def verify(
         WebhookRejected: no signature, a wrong one, a stale timestamp, or a GitHub request
             without a delivery id. The reason never reveals the expected value.
     """
+    twice = signing.repeated(headers, *_SIGNED_HEADERS)
+    if twice:
+        raise WebhookRejected(reason=f"{twice[0]} was sent more than once")
     lower = {k.lower(): v for k, v in headers.items()}
     github = lower.get(signing.GITHUB_HEADER.lower())
     if lower.get(signing.SIGNATURE_HEADER.lower()):
         try:
-            signing.verify(secret, body, lower, tolerance=tolerance, now=now)
+            signed = signing.check(secret, body, lower, tolerance=tolerance, now=now)
         except signing.SignatureError as exc:
             raise WebhookRejected(reason=str(exc)) from exc
-        return Verified(
-            scheme="v1", delivery_key=_key("v1", lower[signing.SIGNATURE_HEADER.lower()])
-        )
+        return Verified(scheme="v1", delivery_key=_key("v1", signed.replay_key))
     if github:
         try:
             signing.verify_github(secret, body, github)
@@ -79,7 +91,11 @@ def verify(
                 reason=f"a {signing.GITHUB_HEADER} request needs a {GITHUB_DELIVERY_HEADER} "
                 "header (replay protection)"
             )
-        return Verified(scheme="github", delivery_key=_key("github", delivery))
+        return Verified(
+            scheme="github",
+            delivery_key=_key("github", delivery),
+            body_key="github-body:" + hashlib.sha256(body).hexdigest(),
+        )
     raise WebhookRejected(
         reason=f"missing signature: send {signing.TIMESTAMP_HEADER} and "
         f"{signing.SIGNATURE_HEADER} (or GitHub's {signing.GITHUB_HEADER})"

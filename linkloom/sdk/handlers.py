@@ -152,7 +152,8 @@ class TaskDispatcher:
         if self.verify_signatures:
             assert self.signing_key is not None  # checked in __init__
             try:
-                signing.verify(self.signing_key, body, dict(headers), tolerance=self.tolerance)
+                # The headers as received (not a dict), so a repeated signature is refused.
+                signing.verify(self.signing_key, body, headers, tolerance=self.tolerance)
             except signing.SignatureError as exc:
                 log.warning("loom_task_rejected: %s", exc)
                 return _error_reply(401, "invalid_signature", f"invalid signature: {exc}")

@@ -315,8 +315,6 @@ def case_two_signatures(loom: Loom, backend: Backend, proxy: Proxy) -> Seen:
 def test_a_list_of_signature_entries_is_refused(outcomes: Outcomes, backend: Backend) -> None:
     """``v1=<valid>,v1=<valid>``: exactly one entry is allowed (docs/protocol.md section 4)."""
     seen = outcomes["two_signatures"]
-    if backend.name == "python":
-        pytest.xfail("linkloom.signing accepts a list until the security fix (issue 17) lands")
     assert seen.run["status"] == "FAILED"
     (delivery,) = seen.deliveries
     assert delivery.status == 401

@@ -63,8 +63,8 @@ async def webhook(
         raise Unavailable("webhooks need the scheduler, which this server does not run")
     body = await request.body()
     created = await scheduler.receive_webhook(
-        flow_id, trigger_id, body=body, headers=dict(request.headers)
-    )
+        flow_id, trigger_id, body=body, headers=request.headers
+    )  # the headers themselves, not a dict: a signature header sent twice is refused
     await audit(
         "run.trigger",
         "run",
@@ -86,7 +86,7 @@ async def webhook(
     responses=problem_responses(401, 404, 409, 422),
 )
 async def callback(token: str, request: Request, services: Services, audit: Audit) -> AcceptedOut:
-    body = await _verified_body(request)
+    body, _signed = await _verified_body(request)
     await services.runs.complete_callback(token, _json(body))
     step_run_id = token.split(".", 1)[0]
     await audit("step.callback", "step", step_run_id, actor="backend")
@@ -100,12 +100,15 @@ async def callback(token: str, request: Request, services: Services, audit: Audi
     responses=problem_responses(401, 404, 409, 422),
 )
 async def heartbeat(token: str, request: Request, services: Services) -> AcceptedOut:
-    await _verified_body(request)
-    deadline = await services.runs.heartbeat(token)
+    _body, signed = await _verified_body(request)
+    deadline = await services.runs.heartbeat(token, signed_at=signed.timestamp)
     return AcceptedOut(accepted=True, deadline=deadline)
 
 
-async def _verified_body(request: Request) -> bytes:
+async def _verified_body(request: Request) -> tuple[bytes, signing.Signed]:
+    """The body and what its signature proved. A callback needs no replay store: its token
+    names one attempt, whose second result is a 409; a replayed heartbeat changes nothing
+    (``extend_deadline``)."""
     body = await request.body()
     if len(body) > MAX_CALLBACK_BYTES:
         raise InvalidInput(f"the callback body is larger than {MAX_CALLBACK_BYTES} bytes")
@@ -113,8 +116,7 @@ async def _verified_body(request: Request) -> bytes:
     reason = "no key configured"
     for key in keys:
         try:
-            signing.verify(key, body, request.headers)
-            return body
+            return body, signing.check(key, body, request.headers)
         except signing.SignatureError as exc:
             reason = str(exc)
     raise SignatureRejected(reason=reason)

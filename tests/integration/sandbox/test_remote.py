@@ -163,6 +163,11 @@ async def test_the_service_accepts_only_bundles_signed_with_its_key_once(
         replayed = await client.post("/v1/bundles", content=body, headers=headers)
         assert replayed.status_code == 409
         assert replayed.json()["code"] == "bundle_replayed"
+        sig = headers[signing.SIGNATURE_HEADER]
+        for respelled in (f"{sig},x", f"{sig},{sig}", f"v0=abc,{sig}"):
+            again = {**headers, signing.SIGNATURE_HEADER: respelled}
+            answer = await client.post("/v1/bundles", content=body, headers=again)
+            assert answer.status_code in (401, 409), (respelled, answer.status_code)
         garbage = b'{"not": "a bundle"}'
         invalid = await client.post(
             "/v1/bundles", content=garbage, headers=signing.sign(KEY, garbage)
