@@ -233,6 +233,14 @@ class SchedulerSettings(BaseModel):
     tick_seconds: float = Field(
         default=1.0, gt=0, description="Seconds between scheduler ticks (due-schedule checks)."
     )
+    webhook_replay_window_seconds: float = Field(
+        default=30 * 24 * 3600.0,
+        ge=0,
+        description="How long a GitHub-style webhook's body is remembered: the same signed body "
+        "again within this window is refused as a replay, even under a new X-GitHub-Delivery "
+        "(GitHub's signature covers neither the delivery id nor a time). 0 turns the body check "
+        "off. Link Loom v1 webhooks sign their timestamp and need no window.",
+    )
 
 
 class SandboxSettings(BaseModel):

@@ -207,9 +207,16 @@ class InMemorySchedulerStore:
         return sorted(done, key=lambda r: r.finished_at or since)[:limit]
 
     async def record_delivery(
-        self, *, flow_id: str, trigger_id: str, delivery_key: str, received_at: datetime
+        self,
+        *,
+        flow_id: str,
+        trigger_id: str,
+        delivery_key: str,
+        received_at: datetime,
+        seen_since: datetime | None = None,
     ) -> bool:
-        if delivery_key in self.deliveries:
+        seen = self.deliveries.get(delivery_key)
+        if seen is not None and (seen_since is None or seen >= seen_since):
             return False
         self.deliveries[delivery_key] = received_at
         return True

@@ -88,9 +88,19 @@ class SchedulerStore(Protocol):
         ...
 
     async def record_delivery(
-        self, *, flow_id: str, trigger_id: str, delivery_key: str, received_at: datetime
+        self,
+        *,
+        flow_id: str,
+        trigger_id: str,
+        delivery_key: str,
+        received_at: datetime,
+        seen_since: datetime | None = None,
     ) -> bool:
-        """Store a webhook delivery key once; False when it was already stored (a replay)."""
+        """Store a webhook delivery key once; False when it was already stored (a replay).
+
+        With ``seen_since``, a stored key received before it does not count: it is stored
+        again with the new ``received_at`` (a replay window, not a forever key).
+        """
         ...
 
     async def forget_delivery(self, delivery_key: str) -> None:

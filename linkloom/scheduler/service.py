@@ -78,6 +78,7 @@ class Scheduler(TriggerRuns):
         signing_key: str = "",
         secret: Callable[[str], str | None] | None = None,
         webhook_tolerance: float = 300.0,
+        replay_window: timedelta = DELIVERY_RETENTION,
         parallelism: int = 8,
     ) -> None:
         self._store = store
@@ -89,6 +90,7 @@ class Scheduler(TriggerRuns):
         self._signing_key = signing_key
         self._secret = secret or (lambda _name: None)
         self._webhook_tolerance = webhook_tolerance
+        self._replay_window = replay_window
         self._parallelism = max(1, parallelism)  # flows whose due fires are handled at once
         self._view: dict[str, tuple[FlowHead, FlowSpec]] | None = None
         self._view_key: object = None
@@ -245,7 +247,8 @@ class Scheduler(TriggerRuns):
         await self._poll_events(specs, now)
         if self._purged_at is None or now - self._purged_at > _PURGE_EVERY:
             self._purged_at = now
-            await self._store.forget_deliveries(before=now - DELIVERY_RETENTION)
+            kept = max(DELIVERY_RETENTION, self._replay_window)
+            await self._store.forget_deliveries(before=now - kept)
         return TickReport(
             created=tally.created,
             duplicates=tally.duplicates,

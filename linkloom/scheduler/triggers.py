@@ -64,6 +64,7 @@ class TriggerRuns:
     _signing_key: str
     _secret: Callable[[str], str | None]
     _webhook_tolerance: float
+    _replay_window: timedelta
     _events_since: datetime | None
     _events_seen: dict[str, None]
     _upstream: list[str] | None
@@ -149,11 +150,7 @@ class TriggerRuns:
         )
         payload = webhooks.parse_payload(body)
         inputs = webhooks.map_inputs(trigger.inputs, payload=payload, headers=headers)
-        key = hashlib.sha256(f"{flow_id}/{trigger_id}/{verified.delivery_key}".encode()).hexdigest()
-        if not await self._store.record_delivery(
-            flow_id=flow_id, trigger_id=trigger_id, delivery_key=key, received_at=now
-        ):
-            raise WebhookReplayed()
+        keys = await self._record_delivery(flow_id, trigger_id, verified, now=now)
         try:
             run = await self._runs.trigger(
                 flow_id,
@@ -164,10 +161,41 @@ class TriggerRuns:
             )
         except BaseException:
             # Nothing was created: let the sender fix the inputs and deliver the same id again.
-            await self._store.forget_delivery(key)
+            for key in keys:
+                await self._store.forget_delivery(key)
             raise
         log.info("webhook_run_created", flow_id=flow_id, trigger_id=trigger_id, run_id=run.id)
         return run
+
+    async def _record_delivery(
+        self, flow_id: str, trigger_id: str, verified: webhooks.Verified, *, now: datetime
+    ) -> list[str]:
+        """Store the delivery's keys, or raise ``WebhookReplayed`` when any was seen.
+
+        A GitHub body key older than the replay window no longer counts (a legitimately equal
+        body, weeks later); the delivery id and the v1 key (timestamp + MAC) count as long as
+        they are kept.
+        """
+        wanted = [(verified.delivery_key, None)]
+        if verified.body_key is not None and self._replay_window > timedelta(0):
+            wanted.append((verified.body_key, now - self._replay_window))
+        stored: list[str] = []
+        for value, window_start in wanted:
+            key = hashlib.sha256(f"{flow_id}/{trigger_id}/{value}".encode()).hexdigest()
+            if not await self._store.record_delivery(
+                flow_id=flow_id,
+                trigger_id=trigger_id,
+                delivery_key=key,
+                received_at=now,
+                seen_since=window_start,
+            ):
+                for earlier in stored:
+                    await self._store.forget_delivery(earlier)
+                log.warning("webhook_replayed", flow_id=flow_id, trigger_id=trigger_id,
+                            scheme=verified.scheme)  # fmt: skip
+                raise WebhookReplayed()
+            stored.append(key)
+        return stored
 
     # ---- events ------------------------------------------------------------------------
     async def on_run_finished(self, run: Any) -> list[str]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -265,21 +265,31 @@ class SqlSchedulerStore:
         ]
 
     async def record_delivery(
-        self, *, flow_id: str, trigger_id: str, delivery_key: str, received_at: datetime
+        self,
+        *,
+        flow_id: str,
+        trigger_id: str,
+        delivery_key: str,
+        received_at: datetime,
+        seen_since: datetime | None = None,
     ) -> bool:
         d = tables.webhook_deliveries
-        insert = (
-            self._insert(d)
-            .values(
-                id=delivery_key[:64],
-                flow_id=flow_id,
-                trigger_id=trigger_id,
-                delivery_key=delivery_key,
-                received_at=_db(received_at),
-            )
-            .on_conflict_do_nothing()
-            .returning(d.c.id)
+        insert = self._insert(d).values(
+            id=delivery_key[:64],
+            flow_id=flow_id,
+            trigger_id=trigger_id,
+            delivery_key=delivery_key,
+            received_at=_db(received_at),
         )
+        if seen_since is None:
+            insert = insert.on_conflict_do_nothing()
+        else:  # one statement, so two replicas cannot both take an expired key
+            insert = insert.on_conflict_do_update(
+                index_elements=[d.c.delivery_key],
+                set_={"received_at": _db(received_at)},
+                where=d.c.received_at < _db(seen_since),
+            )
+        insert = insert.returning(d.c.id)
         async with self.db.begin() as conn:
             return (await conn.execute(insert)).first() is not None
 
@@ -354,6 +364,7 @@ def build_scheduler(*, db: Database, runs: Any, settings: Any, clock: Any = None
         clock=clock or SystemClock(),
         leader=leader_lock(db),
         tick_seconds=settings.scheduler.tick_seconds,
+        replay_window=timedelta(seconds=settings.scheduler.webhook_replay_window_seconds),
         signing_key=settings.security.signing_key.get_secret_value(),
         secret=secrets.get,
     )

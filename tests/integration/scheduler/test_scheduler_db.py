@@ -170,6 +170,21 @@ async def test_delivery_keys_are_stored_once(env: Env) -> None:
     assert count == 0
 
 
+async def test_delivery_key_with_a_window_counts_only_inside_it(env: Env) -> None:
+    """A body key older than the replay window is taken again, once, in one statement."""
+    kwargs = {"flow_id": "f", "trigger_id": "t", "delivery_key": "b" * 64}
+    assert await env.store.record_delivery(**kwargs, received_at=T0)
+    inside = T0 + timedelta(hours=1)
+    assert not await env.store.record_delivery(
+        **kwargs, received_at=inside, seen_since=inside - timedelta(days=1)
+    )
+    later = T0 + timedelta(days=2)
+    window_start = later - timedelta(days=1)
+    assert await env.store.record_delivery(**kwargs, received_at=later, seen_since=window_start)
+    assert not await env.store.record_delivery(**kwargs, received_at=later, seen_since=window_start)
+    assert not await env.store.record_delivery(**kwargs, received_at=later)
+
+
 async def test_event_pushed_and_polled_starts_one_run(env: Env) -> None:
     """The listener call and the polling safety net agree on the de-duplication key."""
     await env.apply({"id": "up2"})
