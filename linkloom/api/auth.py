@@ -70,8 +70,13 @@ class Authenticator:
         token = await self.tokens.authenticate(secret.strip())
         if token is None:
             raise TokenInvalid()
-        now = time.monotonic()
-        if now - self._touched.get(token.id, -TOUCH_EVERY) >= TOUCH_EVERY:
-            self._touched[token.id] = now
-            await self.tokens.touch(token.id, now=self.clock.now())
+        await self.touch(token.id)
         return Actor(name=token.name, role=token.role, token_id=token.id)
+
+    async def touch(self, token_id: str) -> None:
+        """Record the token's use (API calls, and web pages through its sign-in session), at
+        most every ``TOUCH_EVERY`` seconds."""
+        now = time.monotonic()
+        if now - self._touched.get(token_id, -TOUCH_EVERY) >= TOUCH_EVERY:
+            self._touched[token_id] = now
+            await self.tokens.touch(token_id, now=self.clock.now())

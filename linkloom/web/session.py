@@ -69,6 +69,7 @@ async def actor_or_none(request: Request) -> auth.Actor | None:
         )
         if found is None:
             return None
+        await authenticator.touch(found.token_id)  # 'loom token list' shows the last use
         actor = auth.Actor(name=found.token_name, role=found.role, token_id=found.token_id)
     request.state.web_actor = actor
     request.state.actor = actor  # the API's audit writer reads this

@@ -218,3 +218,78 @@ async def test_the_cookie_lives_as_long_as_the_session_and_only_on_this_site(clo
         assert "HttpOnly" in cookie
         assert "samesite=strict" in cookie.lower()
         assert clocked.tokens[Role.viewer] not in cookie
+
+
+# ---- a real Chromium: nothing the browser keeps holds the token --------------------------------
+@pytest.mark.browser
+@pytest.mark.slow
+def test_the_browser_keeps_no_token_in_cookies_storage_or_the_app_caches(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from tests.e2e.web_harness import CHROMIUM, CHROMIUM_ARGS
+    from tests.e2e.web_harness import LoomServer as BrowserServer
+    from tests.support.real import require
+
+    require(os.path.exists(CHROMIUM), f"Chromium not found at {CHROMIUM}")
+    server = BrowserServer.start(tmp_path_factory.mktemp("sessions-browser"))
+    token = server.tokens[Role.author]
+    try:
+        with sync_playwright() as pw:
+            chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            context = chromium.new_context(base_url=server.url)
+            context.set_default_timeout(15_000)
+            page = context.new_page()
+            page.goto("/login")
+            page.fill("#token", token)
+            page.click("button:has-text('Sign in')")
+            page.wait_for_url(f"{server.url}/")
+            assert _until(page, "navigator.serviceWorker.controller !== null")
+            for path in ("/", "/runs", "/flows", "/proposals"):
+                page.goto(path)
+            assert _until(page, KEPT_PAGES_JS), "the service worker kept no page"
+            kept = page.evaluate(EVERYTHING_KEPT_JS)
+            cookies = {c["name"]: c["value"] for c in context.cookies()}
+            assert kept["documentCookie"] == ""  # HttpOnly: scripts see no session
+            assert token not in cookies["loom_session"]
+            for where, text in [*kept["caches"], ("storage", kept["storage"])]:
+                assert token not in text, f"the token is in {where}"
+            page.click("button:has-text('Sign out')")
+            page.wait_for_url(f"{server.url}/login")
+            assert _until(page, "caches.has('loom-pages').then((h) => !h)"), "pages kept"
+            thief = chromium.new_context(base_url=server.url)
+            thief.add_cookies(
+                [{"name": "loom_session", "value": cookies["loom_session"], "url": server.url}]
+            )
+            stolen = thief.new_page()
+            stolen.goto("/runs")
+            assert "/login" in stolen.url
+            chromium.close()
+    finally:
+        server.stop()
+
+
+KEPT_PAGES_JS = "caches.open('loom-pages').then((c) => c.keys()).then((k) => k.length >= 2)"
+EVERYTHING_KEPT_JS = """(async () => {
+  const out = [];
+  for (const name of await caches.keys()) {
+    const cache = await caches.open(name);
+    for (const request of await cache.keys()) {
+      const response = await cache.match(request);
+      const headers = [...response.headers].map((h) => h.join(": ")).join("\\n");
+      out.push([name + " " + request.url, headers + "\\n" + (await response.text())]);
+    }
+  }
+  const storage = JSON.stringify({...localStorage}) + JSON.stringify({...sessionStorage});
+  return {caches: out, storage, documentCookie: document.cookie};
+})()"""
+
+
+def _until(page: object, script: str, within: float = 15.0) -> object:
+    deadline = time.monotonic() + within
+    while True:
+        found = page.evaluate(script)  # type: ignore[attr-defined]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
