@@ -26,10 +26,10 @@ TOKEN_PREFIX = "loom_"
 
 
 class Role(StrEnum):
-    viewer = "viewer"  # reads flows, runs, logs, audit of runs
-    author = "author"  # also applies flows, triggers, cancels and retries runs, opens proposals
-    reviewer = "reviewer"  # also reviews and approves proposals, re-drives dead letters
-    admin = "admin"  # also deletes flows, manages tokens, reads the audit log
+    viewer = "viewer"  # reads flows, runs, logs, proposals, dead letters
+    author = "author"  # also triggers, cancels, retries runs, re-drives dead letters, proposes
+    reviewer = "reviewer"  # also approves and promotes proposals, reads the audit log
+    admin = "admin"  # also applies, deletes, rolls back flows, manages tokens and channels
 
     @property
     def rank(self) -> int:
