@@ -121,14 +121,7 @@ class Loom:
         self.services.run_listeners.append(self._publish)
         await self.services.start(worker=self._workers, migrate=False)
         if self._scheduler_wanted:
-            from linkloom.store import schedules
-
-            self.scheduler = schedules.build_scheduler(
-                db=self.services.db,
-                runs=self.services.runs,
-                settings=self.settings,
-                clock=self.services.runs.clock,
-            )
+            self.scheduler = wiring.build_scheduler(self.services)
             self.services.run_listeners.append(self.scheduler.on_run_finished)
             await self.scheduler.start()
         self.started = True

@@ -3,21 +3,20 @@
     app = create_app()                        # settings from the environment, services wired
     app = create_app(settings, services)      # tests: a tmp database, an injected transport
 
-Collaborators live on ``app.state``: ``settings``, ``services`` (``wiring.Services``), ``auth``
-(``auth.Authenticator``), ``tokens`` (``store.tokens``), ``web_sessions`` (the web UI's sign-ins,
-``store.web_sessions``), ``audit`` (``store.audit``),
-``scheduler`` (or None), ``gitops`` (``wiring.GitOps`` when ``flows.remote`` is set). The
-lifespan starts what the settings ask for and this app did not
+The services come from the composition root (``wiring.Services``) and live on ``app.state``:
+``services``, ``settings``, ``auth`` (``auth.Authenticator``), and, for the routes' convenience,
+the services' ``tokens``, ``web_sessions`` (the web UI's sign-ins, ``store.web_sessions``),
+``audit``, ``scheduler`` and ``gitops`` (``wiring.gitops.GitOps`` when ``flows.remote`` is set;
+else None). The lifespan starts what the settings ask for and this app did not
 find already running: migrations on SQLite, the workers (``server.run_workers``), the scheduler
 (``server.run_scheduler`` and ``scheduler.enabled``), and stops them in reverse order.
 
-Routers for proposals, checks, reviews and fixtures plug in through ``EXTRA_ROUTERS``: module
-paths whose ``router`` is included when the module exists.
+The web UI's routes (``linkloom.web.routes``) are mounted here too: the one import from ``api``
+into ``web`` (``web`` reuses the API's authenticator, audit writer and run feed).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -29,22 +28,39 @@ import linkloom
 from linkloom import config, wiring
 from linkloom.api import auth, errors
 from linkloom.api.observability import RequestObservability
-from linkloom.api.routes import access, deadletters, flows, health, inbound, runs, streams
+from linkloom.api.routes import (
+    access,
+    deadletters,
+    fixtures,
+    flows,
+    gitops,
+    health,
+    inbound,
+    notifications,
+    proposals,
+    runs,
+    streams,
+    workers,
+)
 from linkloom.store import session
-from linkloom.store.audit import SqlAuditLog
-from linkloom.store.tokens import SqlTokenStore
-from linkloom.store.web_sessions import SqlWebSessions
+from linkloom.web import routes as web_routes
 
 log = structlog.get_logger(__name__)
 
-# Routers other packages add (GitOps proposals, web UI); missing modules are skipped.
-EXTRA_ROUTERS = (
-    "linkloom.api.routes.proposals",
-    "linkloom.api.routes.fixtures",
-    "linkloom.api.routes.notifications",
-    "linkloom.api.routes.workers",
-    "linkloom.api.routes.gitops",
-    "linkloom.web.routes",
+# The routers, in the order they are included (the first match of a path wins).
+ROUTERS = (
+    flows,
+    runs,
+    streams,
+    deadletters,
+    access,
+    inbound,
+    proposals,
+    fixtures,
+    notifications,
+    workers,
+    gitops,
+    web_routes,
 )
 
 DESCRIPTION = """
@@ -72,51 +88,26 @@ def create_app(
     )
     app.state.settings = settings
     app.state.services = services
-    app.state.tokens = SqlTokenStore(services.db)
-    app.state.web_sessions = SqlWebSessions(services.db)
-    app.state.audit = SqlAuditLog(services.db)
+    app.state.tokens = services.tokens
+    app.state.web_sessions = services.web_sessions
+    app.state.audit = services.audit
     app.state.auth = auth.Authenticator(
-        tokens=app.state.tokens, clock=services.runs.clock, enabled=settings.server.auth
+        tokens=services.tokens, clock=services.runs.clock, enabled=settings.server.auth
     )
-    app.state.scheduler = build_scheduler(services)
-    app.state.gitops = None
-    if settings.flows.remote:
-        from linkloom.api.routes.proposals import proposal_service
-
-        app.state.gitops = wiring.build_gitops(services, proposal_service(app))
+    # The scheduler is started by the lifespan, which also lets it hear of finished runs at
+    # once (event triggers).
+    if services.scheduler is None:
+        services.scheduler = wiring.build_scheduler(services)
+    app.state.scheduler = services.scheduler
+    if settings.flows.remote and services.gitops is None:
+        services.gitops = wiring.build_gitops(services, services.proposal_service())
+    app.state.gitops = services.gitops
     errors.install(app)
     app.add_middleware(RequestObservability)
     app.include_router(health.router)
-    for module in (flows, runs, streams, deadletters, access, inbound):
+    for module in ROUTERS:
         app.include_router(module.router)
-    for name in EXTRA_ROUTERS:
-        extra = _optional(name)
-        if extra is not None:
-            app.include_router(extra.router)
     return app
-
-
-def build_scheduler(services: wiring.Services) -> Any:
-    """The services' scheduler, or one on the SQL scheduler store (started by the lifespan,
-    which also lets it hear of finished runs at once, for event triggers)."""
-    existing = getattr(services, "scheduler", None)
-    if existing is not None:
-        return existing
-    from linkloom.store import schedules
-
-    scheduler = schedules.build_scheduler(
-        db=services.db, runs=services.runs, settings=services.settings, clock=services.runs.clock
-    )
-    return scheduler
-
-
-def _optional(module: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-        return None
 
 
 def _lifespan(start_services: bool) -> Any:

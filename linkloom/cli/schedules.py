@@ -45,8 +45,7 @@ def _moment(value: str, option: str) -> datetime:
 async def _with_services(work: Callable[[Any], Awaitable[T]], settings: Settings) -> T:
     from linkloom import logs
     from linkloom.store import session
-    from linkloom.store.schedules import build_scheduler
-    from linkloom.wiring import build_services
+    from linkloom.wiring import build_scheduler, build_services
 
     # The scheduler's log lines go to standard error, and only warnings: the command's own
     # output is what the user reads (and scripts parse).
@@ -55,7 +54,7 @@ async def _with_services(work: Callable[[Any], Awaitable[T]], settings: Settings
     try:
         if session.is_sqlite(settings.database_url):
             await session.upgrade(settings.database_url)
-        scheduler = build_scheduler(db=services.db, runs=services.runs, settings=settings)
+        scheduler = build_scheduler(services)
         return await work(scheduler)
     finally:
         await services.stop()
@@ -124,7 +123,8 @@ def _next_from_spec(flow: str, path: Path, *, count: int) -> tuple[list[Fire], s
 
         async def read(scheduler: Any) -> FlowSpec:
             _head, current = await scheduler.current(flow)
-            return current
+            found: FlowSpec = current
+            return found
 
         spec = asyncio.run(_with_services(read, _load_settings()))
     now = datetime.now(UTC)
@@ -262,8 +262,7 @@ async def _serve(settings: Settings) -> None:
     import asyncio
 
     from linkloom.store import session
-    from linkloom.store.schedules import build_scheduler
-    from linkloom.wiring import build_services
+    from linkloom.wiring import build_scheduler, build_services
 
     sqlite = session.is_sqlite(settings.database_url)
     await session.require_current(settings.database_url, migrate=sqlite)
@@ -273,7 +272,7 @@ async def _serve(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        scheduler = build_scheduler(db=services.db, runs=services.runs, settings=settings)
+        scheduler = build_scheduler(services)
         await scheduler.start()
         services.start_retention()  # old runs are purged where schedules fire
         await services.beat(role="scheduler")  # /readyz on the API shows scheduler_processes

@@ -105,9 +105,8 @@ def local_url(settings: config.Settings) -> str:
 async def bootstrap_admin(services: wiring.Services) -> str | None:
     """Create the first admin token when there is no active token; return its secret."""
     from linkloom.access import Role
-    from linkloom.store.tokens import SqlTokenStore
 
-    tokens = SqlTokenStore(services.db)
+    tokens = services.tokens
     if not services.settings.server.auth or await tokens.count_active() > 0:
         return None
     secret, _token = await tokens.create(
@@ -119,8 +118,10 @@ async def bootstrap_admin(services: wiring.Services) -> str | None:
 def _settings(host: str | None, port: int | None, **server: Any) -> config.Settings:
     from linkloom import config
 
-    overrides = {k: v for k, v in {"host": host, "port": port, **server}.items() if v is not None}
-    return config.load_settings(**({"server": overrides} if overrides else {}))
+    overrides: dict[str, Any] = {
+        k: v for k, v in {"host": host, "port": port, **server}.items() if v is not None
+    }
+    return config.load_settings(server=overrides) if overrides else config.load_settings()
 
 
 @app.command("server")

@@ -1,6 +1,5 @@
 """``SqlNotificationStore``: channels (secrets encrypted), rules, deliveries and their attempts,
-quiet periods and flow health, over a ``Database``; and ``build_service`` wiring the
-``NotificationService`` from the services.
+quiet periods and flow health, over a ``Database``.
 
 Every write goes through ``Database.run_write``: on SQLite that is the run store's own serial
 writer thread, so notification writes queue behind engine writes instead of contending for the
@@ -456,66 +455,3 @@ def _delivery(row: Any, **overrides: Any) -> Delivery:
     }
     values.update(overrides)
     return Delivery(**values)
-
-
-def build_service(services: Any, *, senders: Any = None) -> Any:
-    """The ``NotificationService`` over the services' database, run service and settings."""
-    import httpx
-    import httpx_aiohttp
-
-    from linkloom.notifications import channels
-    from linkloom.notifications.service import NotificationService
-
-    settings = services.settings
-    options = settings.notifications
-    # httpx's API over aiohttp, as the engine's client (httpx's own pool costs more CPU).
-    http = httpx.AsyncClient(
-        transport=httpx_aiohttp.AiohttpTransport(),
-        timeout=options.timeout_seconds,
-        follow_redirects=False,
-    )
-    store = SqlNotificationStore(services.db, keys=settings.verification_keys)
-    service = NotificationService(
-        store=store,
-        runs=services.runs,
-        senders=senders
-        or channels.Senders(
-            http=http,
-            signing_key=settings.security.signing_key.get_secret_value(),
-            timeout=options.timeout_seconds,
-        ),
-        clock=services.runs.clock,
-        public_url=settings.public_url,
-        proposals=proposal_reader(services.db),
-        max_attempts=options.max_attempts,
-        retry_base=options.retry_base_seconds,
-        retry_cap=options.retry_max_seconds,
-        poll_interval=options.poll_interval,
-        sla_interval=options.sla_check_seconds,
-    )
-    return service
-
-
-def proposal_reader(db: Database) -> Callable[[str], Any]:
-    from linkloom.notifications.rules import ProposalFacts
-
-    stores: list[Any] = []
-
-    async def read(proposal_id: str) -> ProposalFacts | None:
-        if not stores:  # imported on first use: the proposals package is slow to import
-            from linkloom.store.proposals import SqlProposalStore
-
-            stores.append(SqlProposalStore(db))
-        found = await stores[0].get(proposal_id)
-        if found is None:
-            return None
-        return ProposalFacts(
-            id=found.id,
-            title=found.title,
-            status=found.status.value,
-            revision=found.revision,
-            flows=tuple(found.flows),
-            author=found.author,
-        )
-
-    return read

@@ -9,20 +9,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from linkloom.flows.models import Policy
 from linkloom.proposals.models import (
     Check,
     CheckName,
     CheckStatus,
     Comment,
     Proposal,
-    ProposalSettings,
     ProposalStatus,
     Review,
     ReviewDecision,
 )
-from linkloom.proposals.service import ProposalService
-from linkloom.sandbox.bundle import BundleSettings
 from linkloom.store import rows
 from linkloom.store.session import Database
 from linkloom.store.tables import proposal_checks, proposal_comments, proposal_reviews, proposals
@@ -218,51 +214,3 @@ class SqlProposalStore:
             )
             for r in found
         ]
-
-
-def build_service(services: Any, *, runner: Any = None) -> ProposalService:
-    """The proposal service of a ``wiring.Services``: flows repo (created when missing, seeded
-    from ``flows.seed_from``), SQL proposal store, SQL audit log, sandbox from settings."""
-    from linkloom.flows.gitstore import FlowsRepo
-    from linkloom.sandbox import backends
-    from linkloom.store.audit import SqlAuditLog
-
-    settings = services.settings
-    repo = FlowsRepo(settings.flows_repo)
-    if not repo.exists() and not settings.flows.remote:  # a remote's mirror is made at start
-        repo.init(seed_from=settings.flows.seed_from or None)
-    security = settings.security
-    options = ProposalSettings(
-        required_approvals=security.required_approvals,
-        block_on=tuple(security.block_promotion_on),
-        fixture_runs=settings.engine.recent_fixture_runs,
-        failed_fixture_runs=settings.engine.recent_failed_fixture_runs,
-        policy=Policy(
-            allowed_hosts=list(security.allowed_hosts),
-            require_timeout=security.require_timeouts,
-            require_retry=security.require_retries,
-            shell_enabled=settings.engine.shell_enabled,
-        ),
-        secrets=tuple(v.get_secret_value() for v in settings.secrets.values()),
-        bundle=BundleSettings(
-            on_body_mismatch="replay", shell_enabled=settings.engine.shell_enabled
-        ),
-    )
-
-    async def select() -> Any:
-        return runner if runner is not None else await backends.select_runner(settings.sandbox)
-
-    audit: Any = SqlAuditLog(services.db)
-    if getattr(services, "notifications", None) is not None:
-        audit = services.notifications.tap(audit)  # proposal events for notification rules
-    if getattr(services, "personal", None) is not None:
-        audit = services.personal.tap(audit)  # proposal events for people's own notifications
-    return ProposalService(
-        repo=repo,
-        store=SqlProposalStore(services.db),
-        runs=services.runs,
-        clock=services.runs.clock,
-        runner=select,
-        audit=audit,
-        settings=options,
-    )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -346,37 +346,6 @@ class AdvisoryLeaderLock:
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.close()
-
-
-def build_scheduler(*, db: Database, runs: Any, settings: Any, clock: Any = None) -> Any:
-    """The scheduler wired to this database and run service (``loom scheduler``, ``loom server``).
-
-    Call ``services.run_listeners.append(scheduler.on_run_finished)`` in a process that runs
-    workers, so event triggers fire at once; the scheduler also polls finished runs.
-    """
-    from linkloom.clock import SystemClock
-    from linkloom.scheduler.service import Scheduler
-
-    secrets = {name: value.get_secret_value() for name, value in settings.secrets.items()}
-    return Scheduler(
-        store=SqlSchedulerStore(db),
-        runs=runs,
-        clock=clock or SystemClock(),
-        leader=leader_lock(db),
-        tick_seconds=settings.scheduler.tick_seconds,
-        replay_window=timedelta(seconds=settings.scheduler.webhook_replay_window_seconds),
-        signing_key=settings.security.signing_key.get_secret_value(),
-        secret=secrets.get,
-    )
-
-
-def leader_lock(db: Database) -> Any:
-    """The right lock for the database: an advisory lock on PostgreSQL, none on SQLite."""
-    if db.dialect == "postgresql":
-        return AdvisoryLeaderLock(db)
-    from linkloom.scheduler.service import AlwaysLeader
-
-    return AlwaysLeader()
 
 
 def _epoch() -> datetime:

@@ -1,6 +1,5 @@
 """``SqlWebPushStore``: the web app's personal notifications (preferences, notes, Web Push
-subscriptions, the server's VAPID keys) over a ``Database``; ``build_service`` wires the
-``PersonalNotifier``.
+subscriptions, the server's VAPID keys) over a ``Database``.
 
 The VAPID private key is generated once (the first process to need it wins a race on row 1;
 the others read it) and stored sealed like notification channel secrets (Fernet, under a key
@@ -21,12 +20,11 @@ from linkloom.notifications import webpush
 from linkloom.notifications.personal import (
     PersonalEvent,
     PersonalNote,
-    PersonalNotifier,
     Preferences,
     PushSubscription,
 )
 from linkloom.store import rows
-from linkloom.store.notifications import SecretBox, proposal_reader
+from linkloom.store.notifications import SecretBox
 from linkloom.store.session import Database
 from linkloom.store.tables import web_notification_prefs as prefs_t
 from linkloom.store.tables import web_notifications as notes_t
@@ -261,17 +259,3 @@ class LazySender:
             keys = await self.store.vapid_keys(now=self.clock.now())
             self._sender = webpush.WebPushSender(keys=keys, subject=self.subject)
         return await self._sender.send(subscription, payload)
-
-
-def build_service(services: Any) -> PersonalNotifier:
-    """The personal notifier of the web app, on the services' database."""
-    settings = services.settings
-    store = SqlWebPushStore(services.db, keys=settings.verification_keys)
-    clock = services.runs.clock
-    return PersonalNotifier(
-        store=store,
-        runs=services.runs,
-        clock=clock,
-        sender=LazySender(store, subject=settings.notifications.web_push_subject, clock=clock),
-        proposals=proposal_reader(services.db),
-    )

@@ -41,7 +41,7 @@ class NotificationsDisabled(Unavailable):
 def _service(services: WiredServices) -> NotificationService:
     if services.notifications is None:
         raise NotificationsDisabled()
-    return services.notifications  # type: ignore[no-any-return]
+    return services.notifications
 
 
 # ---- channels ---------------------------------------------------------------------------------

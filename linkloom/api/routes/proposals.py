@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request
 
+from linkloom import wiring
 from linkloom.access import Role
 from linkloom.api.deps import Actor, require_role
 from linkloom.api.schemas.common import AUTHED, Page, problem_responses
@@ -41,14 +42,9 @@ router = APIRouter(prefix="/api/v1", tags=["proposals"])
 
 
 def proposal_service(app: Any) -> ProposalService:
-    """The app's proposal service, built on first use from its services."""
-    found = getattr(app.state, "proposals", None)
-    if found is None:
-        from linkloom.store.proposals import build_service
-
-        found = build_service(app.state.services)
-        app.state.proposals = found
-    return found  # type: ignore[no-any-return]
+    """The app's proposal service (the services build it on first use)."""
+    services: wiring.Services = app.state.services
+    return services.proposal_service()
 
 
 def _service(request: Request) -> ProposalService:

@@ -12,7 +12,6 @@ problem next to the buttons.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -20,6 +19,7 @@ from fastapi.responses import RedirectResponse
 from markupsafe import Markup
 from starlette.background import BackgroundTask
 
+from linkloom import wiring
 from linkloom.access import Role
 from linkloom.errors import LinkloomError, NotFound, Unavailable
 from linkloom.web import rendering, session
@@ -43,16 +43,9 @@ REVIEWABLE = ("ready-for-review", "approved", "changes-requested")
 
 
 def proposal_service(request: Request) -> Any:
-    """The proposal service the API uses (built on first use), or None when this server has
-    none (the API's proposal routes are not installed)."""
-    found = getattr(request.app.state, "proposals", None)
-    if found is not None:
-        return found
-    try:
-        routes = importlib.import_module("linkloom.api.routes.proposals")
-    except ModuleNotFoundError:
-        return None
-    return routes.proposal_service(request.app)
+    """The services' proposal service (the one the API uses; built on first use)."""
+    services: wiring.Services = request.app.state.services
+    return services.proposal_service()
 
 
 def _require_service(request: Request) -> Any:

@@ -23,7 +23,6 @@ from linkloom.api.app import create_app
 from linkloom.engine.records import RunFilter
 from linkloom.flows.spec import FlowSpec
 from linkloom.sandbox.inprocess import InProcessRunner
-from linkloom.store.proposals import build_service
 from tests.acceptance.api.api_harness import SIGNING_KEY, settings_for
 from tests.support.backends import IdempotentBackend
 
@@ -87,7 +86,7 @@ async def test_metrics_every_family_gains_samples_from_real_work(
     )
     services = wiring.build_services(settings)  # real HTTP to the real backend
     app = create_app(settings, services)
-    app.state.proposals = build_service(services, runner=InProcessRunner())
+    services.proposals = wiring.build_proposals(services, runner=InProcessRunner())
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with (
         app.router.lifespan_context(app),

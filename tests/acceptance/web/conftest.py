@@ -13,7 +13,7 @@ import yaml
 
 from linkloom.access import Role
 from linkloom.sandbox.inprocess import InProcessRunner
-from linkloom.store.proposals import build_service
+from linkloom.wiring import build_proposals
 from tests.acceptance.api.api_harness import BACKEND, Api, api, sqlite_template, start_api
 
 __all__ = ["FLOW", "api", "repo_api", "sqlite_template"]
@@ -42,7 +42,7 @@ async def repo_api(tmp_path: Path) -> AsyncIterator[Api]:
     (seed / "flow.yaml").write_text("# the weekly report\n" + yaml.safe_dump(FLOW, sort_keys=False))
     url = f"sqlite+aiosqlite:///{tmp_path / 'loom.db'}"
     running, lifespan = await start_api(url, tmp_path, flows={"seed_from": str(tmp_path / "seed")})
-    running.app.state.proposals = build_service(running.services, runner=InProcessRunner())
+    running.services.proposals = build_proposals(running.services, runner=InProcessRunner())
     async with running.client(Role.admin) as admin:
         assert (await admin.post("/api/v1/repo/sync")).status_code == 200
     yield running

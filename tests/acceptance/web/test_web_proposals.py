@@ -139,7 +139,7 @@ class Proposal:
 
 async def test_web_proposal_review_flow_by_role(api: Api) -> None:
     fake = FakeProposals(proposal=Proposal())
-    api.app.state.proposals = fake
+    api.app.state.services.proposals = fake
 
     async with browser(api, Role.viewer) as client:
         listing = await client.get("/proposals")

@@ -17,7 +17,7 @@ from notify_harness import eventually
 from linkloom.access import Role
 from linkloom.notifications.models import ChannelKind, EventKind
 from linkloom.sandbox.inprocess import InProcessRunner
-from linkloom.store.proposals import build_service
+from linkloom.wiring import build_proposals
 from tests.acceptance.api.api_harness import BACKEND, Api, start_api
 from tests.support.notify_receivers import WebhookReceiver
 
@@ -47,7 +47,7 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
         flows={"seed_from": str(tmp_path / "seed")},
         server={"public_url": "https://loom.example.test"},
     )
-    running.app.state.proposals = build_service(running.services, runner=InProcessRunner())
+    running.services.proposals = build_proposals(running.services, runner=InProcessRunner())
     yield running
     await lifespan.__aexit__(None, None, None)
 

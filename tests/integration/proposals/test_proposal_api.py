@@ -13,7 +13,7 @@ import yaml
 from linkloom.access import AuditFilter, Role
 from linkloom.api.routes.proposals import proposal_service
 from linkloom.sandbox.inprocess import InProcessRunner
-from linkloom.store.proposals import build_service
+from linkloom.wiring import build_proposals
 from tests.acceptance.api.api_harness import BACKEND, Api, start_api
 
 FLOW: dict[str, Any] = {
@@ -38,7 +38,7 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
     (seed / "flow.yaml").write_text(yaml.safe_dump(FLOW, sort_keys=False))
     url = f"sqlite+aiosqlite:///{tmp_path / 'loom.db'}"
     running, lifespan = await start_api(url, tmp_path, flows={"seed_from": str(tmp_path / "seed")})
-    running.app.state.proposals = build_service(running.services, runner=InProcessRunner())
+    running.services.proposals = build_proposals(running.services, runner=InProcessRunner())
     yield running
     await lifespan.__aexit__(None, None, None)
 
@@ -112,7 +112,7 @@ async def test_proposal_flow_through_the_api(api: Api) -> None:
     assert ("admin-user", "proposal.approve") in actions
     assert ("reviewer-user", "proposal.promote") in actions
     assert ("author-user", "proposal.comment") in actions
-    assert proposal_service(api.app) is api.app.state.proposals
+    assert proposal_service(api.app) is api.app.state.services.proposals
 
 
 async def test_every_proposal_route_that_changes_something_is_audited(api: Api) -> None:

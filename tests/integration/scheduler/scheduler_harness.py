@@ -15,8 +15,9 @@ from linkloom.flows.spec import FlowSpec
 from linkloom.scheduler.service import Scheduler
 from linkloom.store import session
 from linkloom.store.runs import SqlRunStore
-from linkloom.store.schedules import SqlSchedulerStore, leader_lock
+from linkloom.store.schedules import SqlSchedulerStore
 from linkloom.testing import FrozenClock
+from linkloom.wiring.scheduler import leader_lock
 from tests.support import databases
 from tests.support.real import POSTGRES_URL
 

@@ -1,17 +1,22 @@
-"""Assembling the real pieces from settings: database, run store, run service, HTTP client,
-executors and workers. ``loom server``, ``loom worker``, ``create_app`` and tests use it.
+"""The composition root: every service is built here from settings (database, run store, run
+service, HTTP client, executors, workers, tokens, audit, notifications, scheduler, proposals,
+GitOps). ``loom server``, ``loom worker``, ``create_app``, ``embed`` and tests use it; the edges
+(api, web, cli, embed) receive the ``Services`` and build none themselves.
 
     services = build_services(settings)
     await services.start()          # migrate (SQLite by default), start a worker
     run = await services.runs.trigger("daily-report", inputs={})
     await services.stop()
+
+Submodules build the larger pieces: ``wiring.proposals``, ``wiring.notifications``,
+``wiring.scheduler``, ``wiring.gitops``.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -25,10 +30,21 @@ from linkloom.engine.service import RunService
 from linkloom.engine.steps import builtin_executors
 from linkloom.engine.worker import Worker
 from linkloom.store import session
+from linkloom.store.audit import SqlAuditLog
 from linkloom.store.notify import Notifier
 from linkloom.store.operations import ProcessHeartbeat, SqlOperations, head
 from linkloom.store.retention import RetentionJob, RetentionPolicy, SqlRetention
 from linkloom.store.runs import SqlRunStore
+from linkloom.store.tokens import SqlTokenStore
+from linkloom.store.web_sessions import SqlWebSessions
+
+if TYPE_CHECKING:
+    from linkloom.engine.pull import PullService
+    from linkloom.notifications.personal import PersonalNotifier
+    from linkloom.notifications.service import NotificationService
+    from linkloom.proposals.service import ProposalService
+    from linkloom.scheduler.service import Scheduler
+    from linkloom.wiring.gitops import GitOps
 
 
 def make_http_client(*, concurrency: int = 64, transport: Any = None) -> httpx.AsyncClient:
@@ -47,17 +63,32 @@ class Services:
     step_services: StepServices
     executors: dict[str, Any]
     notifier: Notifier
+    tokens: SqlTokenStore
+    web_sessions: SqlWebSessions  # the web UI's sign-ins
+    audit: SqlAuditLog
     workers: list[Worker] = field(default_factory=list)
     run_listeners: list[Any] = field(default_factory=list)
-    notifications: Any = None  # notifications.service.NotificationService (None: disabled)
-    personal: Any = None  # notifications.personal.PersonalNotifier: the web app's own
+    notifications: NotificationService | None = None  # None: notifications disabled
+    personal: PersonalNotifier | None = None  # the web app's own notifications (Web Push)
     operations: SqlOperations | None = None  # queue figures, revision, worker heartbeats
     heartbeat: ProcessHeartbeat | None = None  # while this process runs workers (or schedules)
-    pull: Any = None  # engine.pull.PullService: pull-mode workers and their task queues
+    pull: PullService | None = None  # pull-mode workers and their task queues
+    # Built on first use (``proposal_service()``): it opens, or creates, the flows repo.
+    proposals: ProposalService | None = None
+    scheduler: Scheduler | None = None  # set by ``create_app`` (the API reads and starts it)
+    gitops: GitOps | None = None  # the remote sync and forge service when ``flows.remote`` is set
     retention: RetentionJob | None = None  # purges old runs where the scheduler runs (if set)
     # ``/readyz`` details added by optional pieces (e.g. the flows remote): name → async check.
     readiness_details: dict[str, Any] = field(default_factory=dict)
     started: bool = False
+
+    def proposal_service(self) -> ProposalService:
+        """The proposal service, built on first use (``wiring.proposals``)."""
+        if self.proposals is None:
+            from linkloom.wiring.proposals import build_proposals
+
+            self.proposals = build_proposals(self)
+        return self.proposals
 
     def make_worker(self, **overrides: Any) -> Worker:
         eng = self.settings.engine
@@ -222,6 +253,9 @@ def build_services(settings: Settings, *, http_transport: Any = None) -> Service
         step_services=step_services,
         executors=executors,
         notifier=notifier,
+        tokens=SqlTokenStore(db),
+        web_sessions=SqlWebSessions(db),
+        audit=SqlAuditLog(db),
         pull=pull,
         operations=SqlOperations(db, clock),
     )
@@ -233,15 +267,34 @@ def build_services(settings: Settings, *, http_transport: Any = None) -> Service
     runs.on_run_finished = services._run_finished
     runs.on_cancel = lambda run_id: [w.abandon_run(run_id) for w in services.workers]
     if settings.notifications.enabled:
-        from linkloom.store import notifications
+        from linkloom.wiring.notifications import build_notifications, build_personal
 
-        services.notifications = notifications.build_service(services)
+        services.notifications = build_notifications(services)
         services.run_listeners.append(services.notifications.on_run_finished)
-        from linkloom.store import webpush
-
-        services.personal = webpush.build_service(services)
+        services.personal = build_personal(services)
         services.run_listeners.append(services.personal.on_run_finished)
     return services
+
+
+def build_scheduler(services: Services) -> Scheduler:
+    """A new scheduler on ``services`` (``wiring.scheduler``)."""
+    from linkloom.wiring import scheduler
+
+    return scheduler.build_scheduler(services)
+
+
+def build_proposals(services: Services, *, runner: Any = None) -> ProposalService:
+    """A new proposal service on ``services`` (``wiring.proposals``); tests pass a ``runner``."""
+    from linkloom.wiring import proposals
+
+    return proposals.build_proposals(services, runner=runner)
+
+
+def build_gitops(services: Services, proposals: ProposalService) -> GitOps | None:
+    """The remote sync and forge service for ``proposals`` when ``flows.remote`` is set."""
+    from linkloom.wiring import gitops
+
+    return gitops.build_gitops(services, proposals)
 
 
 def retention(settings: Settings, db: session.Database, clock: Any) -> SqlRetention:
@@ -257,7 +310,9 @@ def retention(settings: Settings, db: session.Database, clock: Any) -> SqlRetent
     return SqlRetention(db, clock=clock, policy=policy)
 
 
-def _pull_service(settings: Settings, db: session.Database, runs: RunService, clock: Any) -> Any:
+def _pull_service(
+    settings: Settings, db: session.Database, runs: RunService, clock: Any
+) -> PullService:
     from linkloom.engine.pull import PullService, TaskQueue
     from linkloom.store.pull import SqlPullStore
 
@@ -299,81 +354,3 @@ def _run_reader(runs: RunService) -> Any:
         return run.status.value, run.outputs or {}
 
     return read_run
-
-
-@dataclass(slots=True, kw_only=True)
-class GitOps:
-    """The GitOps pieces of a server whose flows repo mirrors the team's remote (None of them
-    without ``flows.remote``): the remote sync; the forge service joins it when configured."""
-
-    sync: Any  # proposals.mirroring.RemoteSync
-    forge: Any = None  # forges.service.ForgeService
-
-    async def start(self) -> None:
-        await self.sync.start()
-        if self.forge is not None:
-            await self.forge.start()
-
-    async def stop(self) -> None:
-        if self.forge is not None:
-            await self.forge.stop()
-        await self.sync.stop()
-
-
-def build_gitops(services: Services, proposals: Any) -> GitOps | None:
-    """The remote sync (and forge service) for ``proposals`` when ``flows.remote`` is set."""
-    flows = services.settings.flows
-    if not flows.remote:
-        return None
-    from linkloom.flows.gitstore import FlowsRepo
-    from linkloom.flows.remote import FlowsRemote, RemoteConfig
-    from linkloom.proposals.mirroring import RemoteSync
-
-    config = RemoteConfig.parse(
-        flows.remote,
-        branch=flows.branch,
-        username=flows.remote_username,
-        token=flows.remote_token.get_secret_value(),
-        ssh_key=flows.ssh_key,
-        known_hosts=flows.ssh_known_hosts,
-        timeout=flows.git_timeout,
-    )
-    repo: FlowsRepo = proposals.repo.sync
-    sync = RemoteSync(
-        service=proposals,
-        remote=FlowsRemote(repo, config),
-        clock=services.runs.clock,
-        poll_seconds=flows.poll_seconds,
-        seed_from=flows.seed_from or None,
-    )
-    proposals.publisher = sync
-    services.readiness_details["flows_remote"] = sync.readiness
-    return GitOps(sync=sync, forge=_forge_service(services, proposals, sync, config.path))
-
-
-def _forge_service(services: Services, proposals: Any, sync: Any, remote_path: str) -> Any:
-    forge = services.settings.forge
-    if not forge.kind:
-        return None
-    from linkloom.forges.clients import make_client
-    from linkloom.forges.models import ForgeKind
-    from linkloom.forges.service import ForgeConfig, ForgeService
-    from linkloom.store.forges import SqlForgeStore
-
-    kind = ForgeKind(forge.kind)
-    token = forge.token.get_secret_value()
-    return ForgeService(
-        config=ForgeConfig(
-            kind=kind,
-            repo=forge.repo or remote_path,
-            webhook_secret=forge.webhook_secret.get_secret_value(),
-            public_url=services.settings.public_url,
-            report_max_attempts=forge.report_max_attempts,
-            report_retry_seconds=forge.report_retry_seconds,
-        ),
-        store=SqlForgeStore(services.db),
-        proposals=proposals,
-        sync=sync,
-        clock=services.runs.clock,
-        client=make_client(kind, api_url=forge.api_url, token=token) if token else None,
-    )
