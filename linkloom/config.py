@@ -67,6 +67,18 @@ class DatabaseSettings(BaseModel):
 
 class ServerSettings(BaseModel):
     host: str = Field(default="127.0.0.1", description="Address `loom server` binds to.")
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body the API and web UI read, in bytes; a larger one is "
+        "refused with 413 before it is read.",
+    )
+    max_proposal_body_bytes: int = Field(
+        default=24 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body of opening or revising a proposal (API and web "
+        "editor), in bytes; `proposals.*` limits what it may commit.",
+    )
     port: int = Field(default=8080, description="Port `loom server` listens on.")
     public_url: str = Field(
         default="",
@@ -223,6 +235,44 @@ class ForgeSettings(BaseModel):
     )
     report_retry_seconds: float = Field(
         default=2.0, gt=0, description="Delay before the first report retry; doubles each time."
+    )
+
+
+class ProposalsSettings(BaseModel):
+    max_file_bytes: int | None = Field(
+        default=2 * 1024 * 1024,
+        ge=1,
+        description="Largest file a proposal may commit, in bytes (API, web editor, pull "
+        "requests). Empty: no limit.",
+    )
+    max_bytes: int | None = Field(
+        default=8 * 1024 * 1024,
+        ge=1,
+        description="Largest total of the files one proposal or revision commits, in bytes. "
+        "Empty: no limit.",
+    )
+    max_files: int | None = Field(
+        default=200,
+        ge=1,
+        description="Most files one proposal or revision changes. Empty: no limit.",
+    )
+    author_bytes_per_hour: int | None = Field(
+        default=32 * 1024 * 1024,
+        ge=1,
+        description="Bytes one author may commit through proposals within an hour (counted by "
+        "each server process). Empty: no limit.",
+    )
+    author_revisions_per_hour: int | None = Field(
+        default=120,
+        ge=1,
+        description="Proposals and revisions one author may make within an hour (counted by "
+        "each server process). Empty: no limit.",
+    )
+    branch_retention_days: float | None = Field(
+        default=30.0,
+        gt=0,
+        description="Days after which a closed proposal's branch is deleted from the flows repo "
+        "(its record, checks and reviews are kept). Empty: keep branches forever.",
     )
 
 
@@ -467,6 +517,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
     flows: FlowsSettings = Field(default_factory=FlowsSettings)
+    proposals: ProposalsSettings = Field(default_factory=ProposalsSettings)
     forge: ForgeSettings = Field(default_factory=ForgeSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)

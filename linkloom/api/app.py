@@ -26,7 +26,7 @@ from fastapi import FastAPI
 
 import linkloom
 from linkloom import config, wiring
-from linkloom.api import auth, errors
+from linkloom.api import auth, errors, limits
 from linkloom.api.observability import RequestObservability
 from linkloom.api.routes import (
     access,
@@ -103,7 +103,12 @@ def create_app(
         services.gitops = wiring.build_gitops(services, services.proposal_service())
     app.state.gitops = services.gitops
     errors.install(app)
-    app.add_middleware(RequestObservability)
+    app.add_middleware(
+        limits.BodyLimit,
+        default=settings.server.max_body_bytes,
+        larger=settings.server.max_proposal_body_bytes,
+    )
+    app.add_middleware(RequestObservability)  # outermost: it sees (and logs) every refusal
     app.include_router(health.router)
     for module in ROUTERS:
         app.include_router(module.router)

@@ -40,7 +40,9 @@ _TITLES = {
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
+    413: "Content too large",
     422: "Invalid input",
+    429: "Too many requests",
     500: "Internal server error",
     503: "Unavailable",
 }
@@ -72,7 +74,11 @@ def problem(
 async def _linkloom_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.LinkloomError)
     extra = {k: v for k, v in exc.to_dict().items() if k not in ("code", "message")}
-    return problem(status=exc.http_status, code=exc.code, detail=exc.message, extra=extra)
+    retry = extra.get("retry_after")
+    headers = {"Retry-After": str(retry)} if isinstance(retry, int) else None
+    return problem(
+        status=exc.http_status, code=exc.code, detail=exc.message, extra=extra, headers=headers
+    )
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -98,6 +104,8 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     elif status == 405:
         detail = "This endpoint does not accept that method; see /docs for the allowed ones."
         code = "method_not_allowed"
+    elif status == 413:
+        detail, code = str(exc.detail), "request_too_large"
     else:
         detail = str(exc.detail)
         code = "http_error"

@@ -21,6 +21,7 @@ import hashlib
 import io
 import os
 import re
+import subprocess
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -311,6 +312,31 @@ class FlowsRepo:
                 changes[path] = status[:1]
         return changes
 
+    def changed_sizes(self, base: str, head: str, *, under: str = FLOWS_DIR) -> dict[str, int]:
+        """``{path: bytes at head}`` of the files under ``under`` that ``head`` changed since it
+        diverged from ``base`` (0 for a deleted file), read without loading any blob."""
+        a, b = self.merge_base(base, head), self.resolve(head)
+        out = self.repo.git.diff_tree("-r", "--no-renames", "--no-commit-id", a, b, "--", under)
+        blobs: dict[str, str] = {}
+        for line in out.splitlines():
+            meta, _, path = line.partition("\t")
+            fields = meta.split()
+            if path and len(fields) >= 4:
+                blobs[path] = fields[3]
+        wanted = sorted({sha for sha in blobs.values() if set(sha) != {"0"}})
+        sizes: dict[str, int] = {}
+        if wanted:
+            found = subprocess.run(
+                ["git", "--git-dir", self.repo.git_dir, "cat-file",
+                 "--batch-check=%(objectname) %(objectsize)"],
+                input="\n".join(wanted) + "\n", capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            for line in found.stdout.splitlines():
+                sha, _, n = line.partition(" ")
+                if n.isdigit():
+                    sizes[sha] = int(n)
+        return {path: sizes.get(sha, 0) for path, sha in blobs.items()}
+
     def changed_flows(
         self, base: str, head: str, *, since_merge_base: bool = True
     ) -> list[FlowChange]:
@@ -362,6 +388,17 @@ class FlowsRepo:
                 raise Conflict("Branch {name!r} already exists", name=name) from exc
             return sha
 
+    def commit_time(self, ref: str) -> datetime:
+        """When ``ref``'s commit was made (its committer date)."""
+        stamp = self.repo.git.log("-1", "--format=%ct", self.resolve(ref)).strip()
+        return datetime.fromtimestamp(int(stamp), UTC)
+
+    def collect_garbage(self) -> None:
+        """Pack the repo and drop objects no ref reaches that are older than a day (younger
+        ones may belong to a commit being written right now)."""
+        with self._lock:
+            self.repo.git.gc("--quiet", "--prune=1.day.ago")
+
     def delete_branch(self, name: str) -> None:
         if name == MAIN:
             raise InvalidInput("The main branch cannot be deleted")
@@ -387,6 +424,20 @@ class FlowsRepo:
                 branch=branch, parents=[parent], files=files, message=message, author=author
             )
             return sha
+
+    def commit_tree(
+        self,
+        parent: str,
+        files: Mapping[str, str | None],
+        message: str,
+        author: str = DEFAULT_AUTHOR,
+    ) -> str:
+        """Write a commit of ``files`` on top of commit ``parent`` and move no ref (the caller
+        names it, e.g. ``create_branch``). Returns ``parent`` when nothing changed."""
+        return self._commit_tree(
+            branch=None, parents=[self.resolve(parent)], files=files, message=message,
+            author=author,
+        )  # fmt: skip
 
     def merge(
         self,
@@ -483,7 +534,7 @@ class FlowsRepo:
     def _commit_tree(
         self,
         *,
-        branch: str,
+        branch: str | None,
         parents: list[str],
         files: Mapping[str, str | None],
         message: str,
@@ -492,10 +543,11 @@ class FlowsRepo:
         with tempfile.TemporaryDirectory(prefix="loom-index-") as tmp:
             env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
             g = self.repo.git
+            for path in files:  # every path before the first object is written
+                _check_path(path)
             if parents:
                 g.read_tree(parents[0], env=env)
             for path, text in files.items():
-                _check_path(path)
                 if text is None:
                     g.update_index("--force-remove", "--", path, env=env)
                     continue
@@ -505,7 +557,8 @@ class FlowsRepo:
         if parents and tree == self.repo.git.rev_parse(f"{parents[0]}^{{tree}}").strip():
             return parents[0]  # nothing changed: no empty commit
         sha = self._write_commit(tree=tree, parents=parents, message=message, author=author)
-        self._move_ref(branch, new=sha, old=parents[0] if parents else "")
+        if branch is not None:
+            self._move_ref(branch, new=sha, old=parents[0] if parents else "")
         return sha
 
     def _write_commit(self, *, tree: str, parents: list[str], message: str, author: str) -> str:
@@ -606,7 +659,7 @@ def _check_branch(name: str) -> None:
 
 def _check_path(path: str) -> None:
     parts = path.split("/")
-    if path.startswith("/") or any(p in ("", ".", "..", ".git") for p in parts):
+    if path.startswith("/") or any(p in ("", ".", "..") or p.lower() == ".git" for p in parts):
         raise InvalidInput(
             "Invalid repo path {path!r}: use a relative path like flows/x/flow.yaml", path=path
         )

@@ -45,12 +45,14 @@ from linkloom.forges.models import (
 )
 from linkloom.forges.ports import ForgeStore, StoredDelivery
 from linkloom.proposals import errors as proposal_errors
+from linkloom.proposals import limits
 from linkloom.proposals.mirroring import Attribution, RemoteSync
 from linkloom.proposals.service import ProposalService
 
 log = structlog.get_logger(__name__)
 
 NO_FLOWS = "touches no file under flows/: nothing for Link Loom to check"
+REFUSED = "refused: "  # a head over the proposal limits (``proposals.limits``)
 _PULL_REFS = {
     ForgeKind.GITHUB: "refs/pull/{n}/head",
     ForgeKind.GITEA: "refs/pull/{n}/head",
@@ -277,21 +279,32 @@ class ForgeService:
             await self._save(link, note=NO_FLOWS, proposal_id=None, report=_due(link, self.clock))
             self._wake.set()
             return NO_FLOWS
-        if proposal is None:
-            proposal = await self.proposals.open(
-                title=f"{pr.title} (#{pr.number})" if pr.title else f"Pull request #{pr.number}",
-                author=actor,
-                ref=pr.head_sha,
-                description=f"{pr.url}\n\n{pr.description}".strip(),
-                run_checks=False,
-            )
-            done = f"opened proposal {proposal.id}"
-        elif proposal.head_commit != pr.head_sha:
-            proposal = await self.proposals.revise_to(
-                proposal.id, head=pr.head_sha, actor=actor, run_checks=False
-            )
-            done = f"revision {proposal.revision} of proposal {proposal.id}"
-        else:
+        try:
+            if proposal is None:
+                proposal = await self.proposals.open(
+                    title=f"{pr.title} (#{pr.number})"
+                    if pr.title
+                    else f"Pull request #{pr.number}",
+                    author=actor,
+                    ref=pr.head_sha,
+                    description=f"{pr.url}\n\n{pr.description}".strip(),
+                    run_checks=False,
+                )
+                done = f"opened proposal {proposal.id}"
+            elif proposal.head_commit != pr.head_sha:
+                proposal = await self.proposals.revise_to(
+                    proposal.id, head=pr.head_sha, actor=actor, run_checks=False
+                )
+                done = f"revision {proposal.revision} of proposal {proposal.id}"
+            else:
+                done = ""
+        except (limits.ProposalTooLarge, limits.AuthorQuotaExceeded) as exc:
+            # Said on the pull request (a failure status), never a crash of the delivery.
+            note = REFUSED + exc.message
+            await self._save(link, note=note, report=_due(link, self.clock))
+            self._wake.set()
+            return note
+        if not done:
             done = f"proposal {proposal.id} already at {pr.head_sha[:12]}"
         link = await self._save(
             link, proposal_id=proposal.id, note="", report=_due(link, self.clock)
@@ -429,6 +442,10 @@ class ForgeService:
         return sent
 
     async def compose(self, link: PullLink) -> report.Report | None:
+        if link.note.startswith(REFUSED):
+            description = link.note[: report.DESCRIPTION_LIMIT]
+            return report.Report(state="failure", description=description,
+                                 url=self.config.public_url, comment="")  # fmt: skip
         if link.proposal_id is None:
             if link.note != NO_FLOWS:
                 return None

@@ -26,7 +26,7 @@ from linkloom.engine.records import RunFilter
 from linkloom.errors import LinkloomError
 from linkloom.flows import gitstore, loading
 from linkloom.flows.spec import FlowSpec
-from linkloom.proposals import diff, plan, render
+from linkloom.proposals import diff, limits, plan, render
 from linkloom.proposals.models import (
     CheckName,
     CheckStatus,
@@ -143,27 +143,24 @@ class Checker:
         return Outcome(status=status, summary=text, details={"flows": details})
 
     async def companion_problems(self, flow_id: str, ref: str) -> list[dict[str, Any]]:
-        """Problems of the fixture cases, stubs and policy files of ``flow_id`` at ``ref``."""
+        """Problems of the fixture cases, stubs and policy files of ``flow_id`` at ``ref``
+        (``limits.companion_problem``, which also refuses such files before they are
+        committed)."""
         from linkloom.proposals import policy
 
         out: list[dict[str, Any]] = []
         directory = f"{gitstore.FLOWS_DIR}/{flow_id}"
         for name, text in (await self.repo.fixture_files(flow_id, ref)).items():
             path = f"{directory}/fixtures/{name}.yaml"
-            try:
-                if name == fixtures.STUBS_FILE:
-                    fixtures.stubs_from_texts({name: text})
-                else:
-                    fixtures.loads(text, name=name)
-            except InvalidFixture as exc:
-                out.append(_problem(path, exc.message, "invalid-fixture"))
+            problem = limits.companion_problem(path, text)
+            if problem is not None:
+                out.append(_problem(path, problem, "invalid-fixture"))
         path = f"{directory}/{policy.POLICY_FILE}"
         text = await self.repo.file_at(ref, path)
         if text is not None:
-            try:
-                policy.parse(text, where=path)
-            except LinkloomError as exc:
-                out.append(_problem(path, exc.message, "invalid-policy"))
+            problem = limits.companion_problem(path, text)
+            if problem is not None:
+                out.append(_problem(path, problem, "invalid-policy"))
         return out
 
     # ------------------------------------------------------------------ plan

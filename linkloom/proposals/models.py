@@ -402,6 +402,7 @@ class Proposal:
     conflicts: tuple[str, ...] = ()  # files that conflict with main (set when stale)
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    branch_pruned_at: datetime | None = None  # when the closed proposal's branch was deleted
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -421,6 +422,9 @@ class Proposal:
             "conflicts": list(self.conflicts),
             "created_at": self.created_at.isoformat() if self.created_at else None,
             "updated_at": self.updated_at.isoformat() if self.updated_at else None,
+            "branch_pruned_at": (
+                self.branch_pruned_at.isoformat() if self.branch_pruned_at else None
+            ),
         }
 
 
@@ -524,6 +528,18 @@ def _replay_bundle() -> BundleSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ProposalLimits:
+    """Operator limits (``proposals.*`` settings); None switches a limit off."""
+
+    max_file_bytes: int | None = 2 * 1024 * 1024  # one file's new content
+    max_bytes: int | None = 8 * 1024 * 1024  # all new file contents of one open or revision
+    max_files: int | None = 200  # files one request adds, changes or deletes
+    author_bytes_per_hour: int | None = 32 * 1024 * 1024  # what one author commits within an hour
+    author_revisions_per_hour: int | None = 120  # opens and revisions of one author in an hour
+    branch_retention_days: float | None = 30.0  # closed proposals' branches are deleted after
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ProposalSettings:
     """Operator settings of the change flow (``security.*``, ``engine.recent_*fixture_runs``)."""
 
@@ -536,3 +552,4 @@ class ProposalSettings:
     secrets: tuple[str, ...] = ()  # values scrubbed from fixture cases
     bundle: BundleSettings = field(default_factory=_replay_bundle)
     ignore: tuple[str, ...] = ()  # diff ignore rules (globs on result paths)
+    limits: ProposalLimits = field(default_factory=ProposalLimits)  # sizes, rates, retention

@@ -20,6 +20,7 @@ import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -30,7 +31,7 @@ from linkloom.engine.records import RunFilter
 from linkloom.errors import InvalidInput, LinkloomError
 from linkloom.flows import gitstore
 from linkloom.flows.spec import SLUG
-from linkloom.proposals import checks, errors, policy
+from linkloom.proposals import checks, errors, limits, policy
 from linkloom.proposals.models import (
     CHECK_ORDER,
     Check,
@@ -70,8 +71,10 @@ def check_flow_id(flow_id: str) -> str:
 
 
 def check_repo_file(path: str) -> str:
-    """``path`` when it is a file in a flow's directory (``flows/<id>/…``), else InvalidInput."""
-    if not _REPO_FILE.fullmatch(path) or ".." in path.split("/"):
+    """``path`` when it is a file in a flow's directory (``flows/<id>/…``), else InvalidInput.
+    Git's own names (``.git`` in any case) are refused: no git write may see them."""
+    git_own = any(p in (".", "..") or p.lower() == ".git" for p in path.split("/"))
+    if not _REPO_FILE.fullmatch(path) or git_own:
         raise InvalidInput(
             f"{path!r} is not a flow file: proposals change files under flows/<flow-id>/ "
             "(e.g. flows/daily-report/flow.yaml, flows/daily-report/fixtures/case.yaml)"
@@ -130,6 +133,9 @@ class ProposalService:
         self.clock = clock
         self.audit_log = audit
         self.settings = settings or ProposalSettings()
+        self.budget = limits.AuthorBudget(self.settings.limits)
+        self._pruned_at: datetime | None = None
+        self._opening: set[str] = set()
         self.checker = checks.Checker(
             repo=self.repo, runs=runs, clock=clock, runner=runner, settings=self.settings
         )
@@ -236,28 +242,53 @@ class ProposalService:
         if not title.strip():
             raise InvalidInput("a proposal needs a title: pass -m 'what and why'")
         check_text(title + description, "title or description")
-        changes = {
-            check_repo_file(path): text for path, text in (files or {}).items()
-        } | await self.files_for_specs(specs)
+        # Everything is checked before the first git write: a refused request writes nothing.
+        changes = self._changes(files) | await self.files_for_specs(specs)
         if not changes and not ref:
             raise errors.NothingToPropose()
+        start = await self.repo.resolve(check_ref(ref)) if ref else None
+        if start is not None:
+            sizes = await self.repo.changed_sizes(gitstore.MAIN, start)
+            if not any(gitstore.flow_id_of(path) for path in sizes) and not changes:
+                raise errors.NothingToPropose()
+            await self._admit(author, sizes=sizes, files=changes)
+        else:
+            await self._admit(author, files=changes)
         proposal_id = new_id()
         branch = BRANCH_PREFIX + proposal_id
         base = await self.repo.head(gitstore.MAIN)
-        if ref:
-            head = await self.repo.resolve(check_ref(ref))
-            base = await self.repo.merge_base(gitstore.MAIN, head)
-            await self.repo.create_branch(branch, head)
-        else:
-            await self.repo.create_branch(branch, gitstore.MAIN)
+        head = start or base
+        if start is not None:
+            base = await self.repo.merge_base(gitstore.MAIN, start)
         if changes:
-            head = await self.repo.commit_files(
-                branch, changes, _message(title, proposal_id, 1, description), author=author
+            head = await self.repo.commit_tree(
+                head, changes, _message(title, proposal_id, 1, description), author=author
             )
-        flows = [c.flow_id for c in await self.repo.changed_flows(gitstore.MAIN, branch)]
+        flows = [c.flow_id for c in await self.repo.changed_flows(gitstore.MAIN, head)]
         if not flows:
-            await self.repo.delete_branch(branch)
             raise errors.NothingToPropose()
+        self._opening.add(branch)  # not an orphan for ``prune_branches`` while it has no record
+        try:
+            await self.repo.create_branch(branch, head)
+            proposal = await self._create(proposal_id, title=title, author=author, branch=branch,
+                                          base=base, head=head, description=description,
+                                          flows=flows)  # fmt: skip
+        finally:
+            self._opening.discard(branch)
+        await self._audit(author, "proposal.open", proposal, flows=flows, ref=ref, head=head)
+        log.info("proposal_opened", proposal_id=proposal_id, flows=flows, author=author)
+        try:
+            await self.prune_branches()
+        except Exception:  # housekeeping never fails the request that triggered it
+            log.exception("proposal_branch_prune_failed")
+        if run_checks:
+            proposal = await self.run_checks(proposal_id)
+        return proposal
+
+    async def _create(
+        self, proposal_id: str, *, title: str, author: str, branch: str, base: str, head: str,
+        description: str, flows: list[str],
+    ) -> Proposal:  # fmt: skip
         now = self.clock.now()
         proposal = Proposal(
             id=proposal_id,
@@ -274,10 +305,6 @@ class ProposalService:
             updated_at=now,
         )
         await self.store.create(proposal)
-        await self._audit(author, "proposal.open", proposal, flows=flows, ref=ref, head=head)
-        log.info("proposal_opened", proposal_id=proposal_id, flows=flows, author=author)
-        if run_checks:
-            proposal = await self.run_checks(proposal_id)
         return proposal
 
     async def files_for_specs(self, specs: Sequence[str]) -> dict[str, str]:
@@ -317,13 +344,12 @@ class ProposalService:
         """Commit a new revision on the proposal's branch and run the checks again."""
         proposal = await self.get(proposal_id)
         self._require(proposal, "revise", allowed=tuple(s for s in S if not s.finished))
-        changes = {
-            check_repo_file(path): text for path, text in (files or {}).items()
-        } | await self.files_for_specs(specs)
+        changes = self._changes(files) | await self.files_for_specs(specs)
         if not changes:
             raise errors.NothingToPropose()
         revision = proposal.revision + 1
         check_text(message, "message")
+        await self._admit(actor, files=changes)
         head = await self.repo.commit_files(
             proposal.branch,
             changes,
@@ -547,6 +573,39 @@ class ProposalService:
         await self._audit(actor, "proposal.close", proposal, reason=reason)
         return proposal
 
+    async def prune_branches(self, *, force: bool = False) -> list[str]:
+        """Delete the branches of proposals closed longer than ``branch_retention_days`` ago
+        (and of branches no proposal record names, from before refused requests wrote
+        nothing), keeping the records; then let git drop what no ref reaches. Runs after a
+        proposal opens, at most once per hour (or per retention period when shorter)."""
+        days = self.settings.limits.branch_retention_days
+        if days is None:
+            return []
+        now = self.clock.now()
+        keep = timedelta(days=days)
+        recent = self._pruned_at is not None and now - self._pruned_at < min(keep, limits.HOUR)
+        if recent and not force:
+            return []
+        self._pruned_at = now
+        pruned: list[str] = []
+        for branch in await self.repo.branches(BRANCH_PREFIX):
+            proposal = await self.store.get(branch.removeprefix(BRANCH_PREFIX))
+            if proposal is None:  # an orphan: older servers left one per refused request
+                if branch in self._opening or now - await self.repo.commit_time(branch) < keep:
+                    continue
+            elif proposal.status is not S.CLOSED or (proposal.updated_at or now) > now - keep:
+                continue
+            await self.repo.delete_branch(branch)
+            pruned.append(branch)
+            if proposal is not None:
+                proposal = await self._save(proposal, branch_pruned_at=now)
+                await self._audit("loom", "proposal.branch_pruned", proposal, branch=branch,
+                                  head=proposal.head_commit)  # fmt: skip
+        if pruned:
+            await self.repo.collect_garbage()
+            log.info("proposal_branches_pruned", branches=pruned)
+        return pruned
+
     # ------------------------------------------------------------------ promotion
 
     async def promote(self, proposal_id: str, *, actor: str) -> Proposal:
@@ -596,6 +655,7 @@ class ProposalService:
         flows = [c.flow_id for c in await self.repo.changed_flows(gitstore.MAIN, head)]
         if not flows:
             raise errors.NothingToPropose()
+        await self._admit(actor, sizes=await self.repo.changed_sizes(gitstore.MAIN, head))
         await self.repo.move_branch(proposal.branch, head, expected=proposal.head_commit)
         base = await self.repo.merge_base(gitstore.MAIN, head)
         proposal = await self._save(
@@ -650,6 +710,32 @@ class ProposalService:
         ]
 
     # ------------------------------------------------------------------ helpers
+
+    @staticmethod
+    def _changes(files: Mapping[str, str | None] | None) -> dict[str, str | None]:
+        out: dict[str, str | None] = {}
+        for path, text in (files or {}).items():
+            if text is not None and not isinstance(text, str):
+                raise InvalidInput(f"the content of {path!r} must be text (or null to delete)")
+            out[check_repo_file(path)] = text
+        return out
+
+    async def _admit(
+        self,
+        author: str,
+        *,
+        files: Mapping[str, str | None] | None = None,
+        sizes: Mapping[str, int] | None = None,
+    ) -> None:
+        """Refuse a change beyond the limits (``proposals.limits``) before anything is written;
+        charge the author's hourly budget when it is admitted."""
+        limit = self.settings.limits
+        limits.admit(files or {}, limit)
+        merged = {**(sizes or {}), **{p: limits.size(t) for p, t in (files or {}).items()}}
+        total = limits.admit_sizes(merged, limit)
+        now = self.clock.now()
+        self.budget.check(author, total, now=now)
+        self.budget.charge(author, total, now=now)
 
     async def _production_versions(self, flows: Sequence[str]) -> dict[str, int]:
         out: dict[str, int] = {}

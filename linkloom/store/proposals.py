@@ -7,6 +7,7 @@ column of their own (revision, description, base versions, promotion, conflicts)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from linkloom.proposals.models import (
@@ -41,6 +42,7 @@ def _values(p: Proposal) -> dict[str, Any]:
             "promoted_commit": p.promoted_commit,
             "promoted_versions": dict(p.promoted_versions),
             "conflicts": list(p.conflicts),
+            "branch_pruned_at": p.branch_pruned_at.isoformat() if p.branch_pruned_at else None,
         },
         "created_at": p.created_at,
         "updated_at": p.updated_at,
@@ -64,9 +66,14 @@ def _proposal(row: Any) -> Proposal:
         promoted_commit=extra.get("promoted_commit"),
         promoted_versions={k: int(v) for k, v in (extra.get("promoted_versions") or {}).items()},
         conflicts=tuple(extra.get("conflicts") or ()),
+        branch_pruned_at=_when(extra.get("branch_pruned_at")),
         created_at=rows.utc(row.created_at),
         updated_at=rows.utc(row.updated_at),
     )
+
+
+def _when(text: Any) -> datetime | None:
+    return datetime.fromisoformat(text) if isinstance(text, str) and text else None
 
 
 def _check(row: Any) -> Check:

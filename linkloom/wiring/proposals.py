@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from linkloom.flows.gitstore import FlowsRepo
 from linkloom.flows.models import Policy
-from linkloom.proposals.models import ProposalSettings
+from linkloom.proposals.models import ProposalLimits, ProposalSettings
 from linkloom.proposals.service import ProposalService
 from linkloom.sandbox import backends
 from linkloom.sandbox.bundle import BundleSettings
@@ -40,6 +40,7 @@ def build_proposals(services: Services, *, runner: Any = None) -> ProposalServic
         bundle=BundleSettings(
             on_body_mismatch="replay", shell_enabled=settings.engine.shell_enabled
         ),
+        limits=ProposalLimits(**settings.proposals.model_dump()),
     )
 
     async def select() -> Any:

@@ -69,6 +69,11 @@ class ProposalOut(BaseModel):
     conflicts: list[str] = Field(default_factory=list)
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    branch_pruned_at: datetime | None = Field(
+        default=None,
+        description="When the closed proposal's branch was deleted from the flows repo "
+        "(`proposals.branch_retention_days`); the record stays.",
+    )
 
     @classmethod
     def from_domain(cls, p: Proposal) -> ProposalOut:
@@ -89,6 +94,7 @@ class ProposalOut(BaseModel):
             conflicts=list(p.conflicts),
             created_at=p.created_at,
             updated_at=p.updated_at,
+            branch_pruned_at=p.branch_pruned_at,
         )
 
 

@@ -347,3 +347,19 @@ async def test_two_pull_requests_merged_in_quick_succession_are_both_promoted_in
     assert max(v.version for v in history) == 2
     assert (await world.api.services.runs.get_spec("report")).inputs["to"].default == "pr21"
     assert (await world.api.services.runs.get_spec("audit")).inputs["to"].default == "pr22"
+
+
+async def test_a_pull_request_over_the_proposal_limits_gets_a_failure_status_and_no_proposal(
+    world: World,
+) -> None:
+    big = "name: big\ninputs: {}\nrecordings: []\n# " + "z" * (2 * 1024 * 1024 + 10) + "\n"
+    sha = world.push_branch("huge", {"flows/report/fixtures/big.yaml": big}, "A huge fixture")
+    assert (await world.send("pull_request", world.opened(11, sha, "huge"))).status_code == 202
+    await world.settle(sha)
+    (status,) = world.forge.statuses[sha]
+    assert status["state"] == "failure"
+    assert status["description"].startswith("refused: The proposal is too large")
+    assert "flows/report/fixtures/big.yaml" in status["description"]
+    assert await world.api.app.state.gitops.sync.service.list() == []
+    branches = world.api.app.state.gitops.sync.service.repo.sync.branches("proposals/")
+    assert branches == []

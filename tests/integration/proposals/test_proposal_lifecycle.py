@@ -234,16 +234,19 @@ async def test_open_from_a_git_ref_touching_two_flows(world: World) -> None:
         await world.service.open(title="Nothing", author="ann", ref="main")
 
 
+BROKEN_COMPANIONS = {
+    "flows/daily-report/fixtures/stubs.yaml": "stubs: [{url: x, response: {status: 9}}]",
+    "flows/daily-report/fixtures/case-1.yaml": "recorded_at: yesterday-ish\n",
+    "flows/daily-report/policy.yaml": "owners: alice\n",
+}
+
+
 async def test_broken_fixture_stubs_and_policy_files_fail_the_validate_check(world: World) -> None:
-    p = await world.service.open(
-        title="Broken companions",
-        author="ann",
-        files={
-            "flows/daily-report/fixtures/stubs.yaml": "stubs: [{url: x, response: {status: 9}}]",
-            "flows/daily-report/fixtures/case-1.yaml": "recorded_at: yesterday-ish\n",
-            "flows/daily-report/policy.yaml": "owners: alice\n",
-        },
-    )
+    """Files that arrive as a commit (a git ref, a pull request's head) are checked by the
+    validate check; files sent as text are refused before they are committed."""
+    world.repo.create_branch("feature/broken")
+    world.repo.commit_files("feature/broken", BROKEN_COMPANIONS, "Broken companions")
+    p = await world.service.open(title="Broken companions", author="ann", ref="feature/broken")
     assert p.status is ProposalStatus.OPEN
     validate = await world.service.check(p.id, CheckName.VALIDATE)
     assert validate.status is CheckStatus.FAILED
