@@ -19,6 +19,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from linkloom import signing
 from linkloom.errors import InvalidInput, NotAuthenticated
 from linkloom.forges.models import (
     Delivery,
@@ -30,6 +31,12 @@ from linkloom.forges.models import (
 )
 
 MAX_BODY_BYTES = 25_000_000  # GitHub caps payloads at 25 MB
+# Sent twice, one of these would let a proxy and this server read different values: refused.
+_CREDENTIAL_HEADERS = (
+    "X-Hub-Signature-256", "X-Gitea-Signature", "X-Forgejo-Signature", "X-Gitlab-Token",
+    "X-GitHub-Delivery", "X-Gitea-Delivery", "X-Forgejo-Delivery", "Idempotency-Key",
+    "X-Gitlab-Event-UUID",
+)  # fmt: skip
 ZERO_SHA = "0" * 40
 
 
@@ -57,6 +64,9 @@ def verify(kind: ForgeKind, secret: str, body: bytes, headers: Mapping[str, str]
     Raises:
         DeliveryRejected: no secret configured, no signature/token, or a wrong one.
     """
+    twice = signing.repeated(headers, *_CREDENTIAL_HEADERS)
+    if twice:
+        raise DeliveryRejected(reason=f"{twice[0]} was sent more than once")
     lower = {k.lower(): v for k, v in headers.items()}
     if not secret:
         raise DeliveryRejected(reason="this server has no forge webhook secret configured")

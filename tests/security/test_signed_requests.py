@@ -331,10 +331,14 @@ def _forge_headers(kind: str, body: bytes, delivery: str) -> dict[str, str]:
             "Idempotency-Key": delivery}  # fmt: skip
 
 
-def _signature_respellings(kind: str, headers: dict[str, str]) -> list[dict[str, str]]:
-    name = {"github": "X-Hub-Signature-256", "gitea": "X-Gitea-Signature"}.get(
+def _credential(kind: str) -> str:
+    return {"github": "X-Hub-Signature-256", "gitea": "X-Gitea-Signature"}.get(
         kind, "X-Gitlab-Token"
     )
+
+
+def _signature_respellings(kind: str, headers: dict[str, str]) -> list[dict[str, str]]:
+    name = _credential(kind)
     value = headers[name]
     bad = [f"{value},x", f"{value},{value}", f"x,{value}", value.upper(), f"{value}0", value[:-1]]
     return [{**headers, name: v} for v in bad if v != value]
@@ -357,6 +361,11 @@ def test_forge_webhooks_refuse_respellings_and_a_body_under_a_new_delivery_id(
                 answer = client.post(url, content=body, headers=mutated)
                 assert answer.status_code == 401, (mutated, answer.text)
                 assert answer.json()["code"] == "webhook_rejected"
+            credential = _credential(kind)
+            pairs = [*headers.items(), (credential, headers[credential])]
+            twice = client.post(url, content=body, headers=pairs)
+            assert twice.status_code == 401, twice.text
+            assert "more than once" in twice.json()["detail"]
             first = client.post(url, content=body, headers=headers)
             assert first.status_code == 202, first.text
             assert first.json()["handling"] == "queued", first.json()

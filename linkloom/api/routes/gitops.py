@@ -93,7 +93,8 @@ async def _receive(request: Request, forge: str) -> JSONResponse:
     if service is None or service.kind.value != forge:
         raise NoForge(forge=forge)
     body = await request.body()
-    receipt = await service.receive(body=body, headers=dict(request.headers))
+    # The headers themselves, not a dict: a signature or token sent twice is refused.
+    receipt = await service.receive(body=body, headers=request.headers)
     return JSONResponse(
         {"forge": receipt.forge, "event": receipt.event, "handling": receipt.handling,
          "reason": receipt.reason},
