@@ -593,8 +593,8 @@ class RunService:
                 step_run_id, attempt=attempt, until=until, now=now, signed_at=signed_at
             ),
         )
-        last = step.state.get(transitions.HEARTBEAT_SIGNED_AT)
-        replayed = signed_at is not None and isinstance(last, int) and signed_at <= last
+        last = transitions.last_heartbeat(step, attempt)
+        replayed = signed_at is not None and last is not None and signed_at <= last
         if replayed and (changes is None or not changes.steps) and step.lease_expires_at:
             return step.lease_expires_at
         return until

@@ -762,16 +762,24 @@ def extend_deadline(
         _refuse_after_deadline(step, now)
         if signed_at is None:
             return RunChanges(steps=(replace(step, lease_expires_at=until),))
-        last = step.state.get(HEARTBEAT_SIGNED_AT)
-        if isinstance(last, int) and signed_at <= last:
+        last = last_heartbeat(step, attempt)
+        if last is not None and signed_at <= last:
             return RunChanges()
-        state = {**step.state, HEARTBEAT_SIGNED_AT: signed_at}
+        state = {**step.state, HEARTBEAT_SIGNED_AT: [attempt, signed_at]}
         return RunChanges(steps=(replace(step, lease_expires_at=until, state=state),))
 
     return mutate
 
 
-HEARTBEAT_SIGNED_AT = "heartbeat_signed_at"  # step state: the last heartbeat that counted
+HEARTBEAT_SIGNED_AT = "heartbeat_signed_at"  # step state: [attempt, signed timestamp]
+
+
+def last_heartbeat(step: StepRun, attempt: int) -> int | None:
+    """The signed timestamp of this attempt's last heartbeat that moved its deadline."""
+    last = step.state.get(HEARTBEAT_SIGNED_AT)
+    if isinstance(last, list) and len(last) == 2 and last[0] == attempt:
+        return int(last[1])
+    return None
 
 
 def _refuse_after_deadline(step: StepRun, now: datetime) -> None:

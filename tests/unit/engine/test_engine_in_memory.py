@@ -349,6 +349,33 @@ async def test_outputs_derived_from_a_secret_are_stored_masked_whatever_the_filt
     assert exchange.request["body"] == {"echo": "***"}  # recorded masked
 
 
+async def test_a_heartbeat_signed_no_later_than_the_last_counted_one_moves_nothing() -> None:
+    """A replayed heartbeat (same signed second) keeps the deadline; a later one moves it, and
+    the next attempt starts afresh."""
+    h = Harness(lambda request: httpx.Response(202, json={}))
+    await h.start(
+        {
+            "id": "beats",
+            "steps": [http("job", mode="async", heartbeat_timeout=5, retry={"max_attempts": 2})],
+        }
+    )
+    token = json.loads(h.requests[-1].content)["callback"]["url"].rsplit("/", 1)[1]
+    first = await h.runs.heartbeat(token, signed_at=100)
+    h.clock.advance(3)
+    assert await h.runs.heartbeat(token, signed_at=100) == first  # a replay
+    assert await h.runs.heartbeat(token, signed_at=99) == first  # an older one
+    assert await h.runs.heartbeat(token, signed_at=101) > first
+    h.clock.advance(10)
+    await h.worker.run_until_idle()  # the attempt times out and is retried
+    h.clock.advance(3600)
+    await h.worker.run_until_idle()
+    retried = json.loads(h.requests[-1].content)["callback"]["url"].rsplit("/", 1)[1]
+    assert retried != token
+    h.clock.advance(1)
+    moved_to = h.clock.now() + timedelta(seconds=5)
+    assert await h.runs.heartbeat(retried, signed_at=50) == moved_to  # its own first heartbeat
+
+
 async def test_a_callback_or_heartbeat_after_the_deadline_is_refused_before_any_sweep() -> None:
     """The deadline decides, not when a worker's housekeeping next looks: a result that comes
     late is refused (409) even though no sweep has failed the attempt yet."""
