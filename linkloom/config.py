@@ -367,6 +367,10 @@ class TracingSettings(BaseModel):
     )
 
 
+def _block_promotion_default() -> list[Literal["failed", "error", "attention"]]:
+    return ["failed", "error"]
+
+
 class SecuritySettings(BaseModel):
     signing_key: SecretStr = Field(
         default=SecretStr(DEFAULT_SIGNING_KEY),
@@ -382,7 +386,7 @@ class SecuritySettings(BaseModel):
         default=1, ge=1, description="Approvals a proposal needs before it can be promoted."
     )
     block_promotion_on: list[Literal["failed", "error", "attention"]] = Field(
-        default_factory=lambda: ["failed", "error"],
+        default_factory=_block_promotion_default,
         description="Check statuses that block promotion (JSON list). A check that needs "
         "`attention` and is not listed needs an approval given after it finished.",
     )

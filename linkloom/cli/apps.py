@@ -7,12 +7,13 @@ names the design documents use), so both spellings reach the same commands.
 from __future__ import annotations
 
 import sys
+from typing import Literal
 
 import typer
 
 # On a terminal, help and usage errors are drawn with Rich. Piped or captured, they are plain
 # text: nothing wrapped at 80 columns or boxed for a log to keep, and no Rich to import.
-MARKUP = "rich" if sys.stdout.isatty() and sys.stderr.isatty() else None
+MARKUP: Literal["rich"] | None = "rich" if sys.stdout.isatty() and sys.stderr.isatty() else None
 
 app = typer.Typer(
     name="loom",

@@ -219,7 +219,7 @@ def follow_run(loom: Connection, run_id: str, *, timeout: float, live: bool) -> 
     from rich.live import Live
 
     deadline = time.monotonic() + timeout
-    run = loom.get(f"/runs/{run_id}")
+    run: dict[str, Any] = loom.get(f"/runs/{run_id}")
     with Live(_progress(run), console=out.console(), transient=True, auto_refresh=False) as view:
         while run["status"] not in TERMINAL:
             if time.monotonic() > deadline:

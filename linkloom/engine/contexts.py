@@ -57,7 +57,8 @@ def render_step_outputs(
     if not declared:
         return None
     rendered = rendering.render(dict(declared), context)
-    return scrub(rendered, secret_values(secrets))
+    outputs: dict[str, Any] = scrub(rendered, secret_values(secrets))
+    return outputs
 
 
 def flow_outputs_renderer(
@@ -67,7 +68,10 @@ def flow_outputs_renderer(
         if not spec.outputs:
             return None
         context = base_context(snapshot.run, snapshot, secrets)
-        return scrub(rendering.render(dict(spec.outputs), context), secret_values(secrets))
+        outputs: dict[str, Any] = scrub(
+            rendering.render(dict(spec.outputs), context), secret_values(secrets)
+        )
+        return outputs
 
     return render
 

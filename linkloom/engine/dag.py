@@ -77,7 +77,8 @@ def plan_from_spec(spec: FlowSpec) -> Plan:
     branches: dict[str, list[tuple[str, str]]] = {}
     for step in spec.steps:
         if getattr(step, "type", None) == "condition":
-            for name, members in (("then", step.then), ("else", step.else_)):  # type: ignore[attr-defined]
+            then, else_ = getattr(step, "then", ()), getattr(step, "else_", ())  # ConditionStep
+            for name, members in (("then", then), ("else", else_)):
                 for member in members:
                     branches.setdefault(member, []).append((step.id, name))
     nodes: dict[str, StepNode] = {}

@@ -21,7 +21,10 @@ LinkloomError
 
 from __future__ import annotations
 
-from linkloom.errors import Conflict, InvalidInput, NotFound
+# Re-exported: engine code raises the shared categories as ``errors.Conflict`` and so on.
+from linkloom.errors import Conflict as Conflict
+from linkloom.errors import InvalidInput as InvalidInput
+from linkloom.errors import NotFound as NotFound
 
 
 class FlowNotFound(NotFound):

@@ -292,7 +292,7 @@ def _attempt_row(
 def _apply(work: _Work, step: StepRun, outcome: Outcome) -> None:
     now = work.ctx.now
     state = outcome.state if outcome.state is not None else step.state
-    cleared = {"lease_owner": None, "lease_expires_at": None}
+    cleared: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
     if outcome.kind == SUCCEEDED:
         _attempt_row(work, step, StepStatus.SUCCEEDED, None)
         done = replace(

@@ -103,7 +103,7 @@ class Scheduler(TriggerRuns):
         self._stale = False
         self._specs: dict[tuple[str, int], FlowSpec | None] = {}
         self._enabled: dict[tuple[str, int], list[tuple[str, Schedule]]] = {}
-        self._checked: set[tuple[str, int, str, datetime]] = set()
+        self._checked: set[tuple[str, int, str, datetime | None]] = set()
         self._events_since: datetime | None = None
         self._purged_at: datetime | None = None
         self._events_seen: dict[str, None] = {}  # finished runs already handled (insertion order)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 import time
 from collections.abc import Iterable, Mapping
@@ -162,7 +163,7 @@ class SqlRetention:
             while True:
                 batch_started = time.perf_counter()
                 outcome = await self.db.run_write(
-                    lambda c, rule=rule, after=after: self._batch(c, rule, after, keep)
+                    functools.partial(self._batch, rule=rule, after=after, keep=keep)
                 )
                 took = time.perf_counter() - batch_started
                 if outcome is None:  # another process holds the purge lock

@@ -152,7 +152,8 @@ class Database:
             if self._write_pool is not None:
                 return await self._in_thread(self._write_pool, self._sync_write, fn)
             async with self.writer.begin() as conn:
-                return await conn.run_sync(fn)
+                written: T = await conn.run_sync(fn)
+                return written
         except sa.exc.DataError as exc:
             raise UnstorableValue() from exc
 
@@ -162,12 +163,17 @@ class Database:
             if self._read_pool is not None:
                 return await self._in_thread(self._read_pool, self._sync_read, fn)
             async with self.reader.connect() as conn:
-                return await conn.run_sync(fn)
+                read: T = await conn.run_sync(fn)
+                return read
         except sa.exc.DataError as exc:
             raise UnstorableValue() from exc
 
     @staticmethod
-    async def _in_thread(pool: ThreadPoolExecutor, runner: Any, fn: Any) -> Any:
+    async def _in_thread(
+        pool: ThreadPoolExecutor,
+        runner: Callable[[Callable[[sa.Connection], T]], T],
+        fn: Callable[[sa.Connection], T],
+    ) -> T:
         context = contextvars.copy_context()
         return await asyncio.get_running_loop().run_in_executor(pool, context.run, runner, fn)
 

@@ -66,13 +66,13 @@ class Services:
     tokens: SqlTokenStore
     web_sessions: SqlWebSessions  # the web UI's sign-ins
     audit: SqlAuditLog
+    pull: PullService  # pull-mode workers and their task queues
     workers: list[Worker] = field(default_factory=list)
     run_listeners: list[Any] = field(default_factory=list)
     notifications: NotificationService | None = None  # None: notifications disabled
     personal: PersonalNotifier | None = None  # the web app's own notifications (Web Push)
     operations: SqlOperations | None = None  # queue figures, revision, worker heartbeats
     heartbeat: ProcessHeartbeat | None = None  # while this process runs workers (or schedules)
-    pull: PullService | None = None  # pull-mode workers and their task queues
     # Built on first use (``proposal_service()``): it opens, or creates, the flows repo.
     proposals: ProposalService | None = None
     scheduler: Scheduler | None = None  # set by ``create_app`` (the API reads and starts it)

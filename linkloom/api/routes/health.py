@@ -97,8 +97,11 @@ def _method(request: Request, name: str) -> Callable[[], Awaitable[Any]] | None:
 
 
 class _Source:
-    def __init__(self, read: Callable[[], Awaitable[Any]]) -> None:
-        self.queue_stats = read
+    def __init__(self, read: Callable[[], Awaitable[metrics.QueueStats]]) -> None:
+        self._read = read
+
+    async def queue_stats(self) -> metrics.QueueStats:
+        return await self._read()
 
 
 @router.get("/healthz", summary="Liveness: the process is up and serving requests")
