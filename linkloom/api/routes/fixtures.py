@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from linkloom.access import Role
 from linkloom.api.deps import require_role
+from linkloom.api.routes import proposals as proposal_routes
 from linkloom.api.routes.proposals import Proposals
 from linkloom.api.schemas.common import AUTHED, problem_responses
 from linkloom.api.schemas.proposals import DriftOut, FixtureOut
@@ -52,3 +53,15 @@ async def fixture_drift(
     return DriftOut(
         flow_id=flow_id, ok=all(r.ok for r in reports), cases=[r.to_dict() for r in reports]
     )
+
+
+def mutating_routes() -> set[tuple[str, str]]:
+    """``(method, path)`` of the proposal and fixture routes that change something (each is
+    audited; see their tests)."""
+    found = set()
+    for module_router in (proposal_routes.router, router):
+        for route in module_router.routes:
+            for method in getattr(route, "methods", None) or ():
+                if method in ("POST", "PUT", "PATCH", "DELETE"):
+                    found.add((method, getattr(route, "path", "")))
+    return found

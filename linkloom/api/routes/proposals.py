@@ -349,16 +349,3 @@ async def history(flow_id: str, service: Proposals) -> list[dict[str, Any]]:
 )
 async def sync(service: Proposals, actor: Actor) -> dict[str, Any]:
     return await service.sync(actor=actor.name)
-
-
-def mutating_routes() -> set[tuple[str, str]]:
-    """``(method, path)`` of this module's mutating routes (each audited; see its tests)."""
-    from linkloom.api.routes import fixtures
-
-    found = set()
-    for module_router in (router, fixtures.router):
-        for route in module_router.routes:
-            for method in getattr(route, "methods", None) or ():
-                if method in ("POST", "PUT", "PATCH", "DELETE"):
-                    found.add((method, getattr(route, "path", "")))
-    return found

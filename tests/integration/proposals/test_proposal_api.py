@@ -116,7 +116,7 @@ async def test_proposal_flow_through_the_api(api: Api) -> None:
 
 
 async def test_every_proposal_route_that_changes_something_is_audited(api: Api) -> None:
-    from linkloom.api.routes.proposals import mutating_routes
+    from linkloom.api.routes.fixtures import mutating_routes
 
     exercised: set[tuple[str, str]] = set()
 
