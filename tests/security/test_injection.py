@@ -7,7 +7,6 @@ table's rows and the files under the server's home are as they were.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
@@ -141,26 +140,8 @@ def refusals(server: HostileServer) -> Iterator[Refusals]:
     yield found
     assert found.bad == []
     assert found.count > 10
-    after = server.snapshot()
-    changes = before.changes(after)
-    if changes and only_left_branches(before, after):
-        pytest.xfail("issue 17 finding 4: a refused proposal leaves a proposals/<id> branch")
-    assert changes == []
+    assert before.changes(server.snapshot()) == []
     assert server.alive()
-
-
-def only_left_branches(before: hostile.Snapshot, after: hostile.Snapshot) -> bool:
-    """Whether all that changed is what a refused proposal still leaves today (issue 17,
-    finding 4, fixed on i17-limits): new proposals/<id> branches, their ref files and reflogs."""
-    old, new = set(before.refs.splitlines()), set(after.refs.splitlines())
-    files = set(before.files.items()) ^ set(after.files.items())
-    return (
-        old <= new
-        and all(line.startswith("refs/heads/proposals/") for line in new - old)
-        and before.rows == after.rows
-        and before.objects == after.objects
-        and all(re.match(r"flows/\.git/(logs/)?refs/heads/proposals/", p) for p, _ in files)
-    )
 
 
 def test_proposal_files_outside_the_flows_tree_are_refused(
