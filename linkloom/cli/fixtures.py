@@ -11,6 +11,7 @@ from linkloom.cli import output as out
 from linkloom.cli.apps import fixtures_app
 from linkloom.cli.connection import connect
 from linkloom.cli.output import OutputFormat, OutputOption
+from linkloom.errors import InvalidInput
 
 
 @fixtures_app.command("export")
@@ -29,6 +30,8 @@ def export(
         typer.echo(data["yaml"], nl=False)
         return
     path = to / data["path"]
+    if not path.resolve().is_relative_to(to.resolve()):  # the server named a path outside
+        raise InvalidInput(f"refusing to write {data['path']!r}: it is outside {to}")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(data["yaml"])
     typer.echo(f"wrote {path}")

@@ -8,14 +8,19 @@ table's rows and the files under the server's home are as they were.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
+from aiohttp import web
+from typer.testing import CliRunner
 
+from linkloom.cli.main import app as loom_app
 from tests.support import hostile
 from tests.support.hostile import KINDS, HostileServer, dump, plain_flow
+from tests.support.servers import ThreadedAiohttpServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -257,3 +262,25 @@ def test_ci_mode_refuses_hostile_refs_repos_and_files(
     for path in PATHS:
         body = {**base, "files": {path: "x: 1\n"}}
         refusals.check("ci files", path, author.post(f"{API}/git/ci", json=body))
+
+
+class HostileLoom(ThreadedAiohttpServer):
+    """A server (or a man in the middle) answering a fixture export with a path outside."""
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        path = "flows/plain/fixtures/../../../../outside.yaml"
+        return web.json_response({"name": "x", "flow_id": "plain", "path": path, "yaml": "x: 1\n"})
+
+
+def test_fixture_export_writes_nothing_outside_the_checkout(tmp_path: Path) -> None:
+    checkout = tmp_path / "a" / "checkout"
+    checkout.mkdir(parents=True)
+    with HostileLoom() as fake:
+        result = CliRunner().invoke(
+            loom_app,
+            ["fixtures", "export", "some-run", "--to", str(checkout)],
+            env={"LOOM_SERVER_URL": fake.url, "LOOM_TOKEN": "loom_x"},
+        )
+    assert getattr(result.exception, "exit_code", result.exit_code) == 2, result.output
+    assert "outside" in str(result.exception or result.output)
+    assert list(tmp_path.rglob("*.yaml")) == []
