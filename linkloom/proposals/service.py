@@ -310,7 +310,9 @@ class ProposalService:
     async def files_for_specs(self, specs: Sequence[str]) -> dict[str, str]:
         """``{flows/<id>/flow.yaml: text}`` for spec texts, keeping an existing file's name."""
         out: dict[str, str] = {}
-        for text in specs:
+        for n, text in enumerate(specs, start=1):
+            # Sized before it is parsed: reading YAML takes about a second per megabyte.
+            limits.admit_sizes({f"spec {n}": limits.size(text)}, self.settings.limits)
             try:
                 data = yaml.safe_load(text)
             except yaml.YAMLError as exc:
