@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 MAX_BYTES = 2 * 1024 * 1024
 MAX_DEPTH = 64
@@ -106,7 +106,7 @@ class Builder:
 
     def stop(
         self, position: Position | int, message: str, code: str, hint: str | None = None
-    ) -> None:
+    ) -> NoReturn:
         self.fail(position, message, code, hint)
         raise Stop
 

@@ -111,7 +111,7 @@ class JsonReader(Builder):
             match = _STRING.match(text, pos)
             if match is None:
                 self.stop(position, "unterminated or invalid string", "json-syntax")
-            return self._unquote(match.group(), pos), match.end()  # type: ignore[union-attr]
+            return self._unquote(match.group(), pos), match.end()
         match = _NUMBER.match(text, pos)
         if match is not None and match.end() > pos:
             token = match.group()

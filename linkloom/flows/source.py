@@ -298,7 +298,7 @@ class _YamlReader(Builder):
                 "yaml-alias",
                 "define the anchor (&name) before the alias, and not around it",
             )
-        value, size = found  # type: ignore[misc]
+        value, size = found
         self.count(position, size)
         return value
 

@@ -206,9 +206,9 @@ def _path(node: nodes.Node) -> tuple[tuple[str, ...] | None, list[nodes.Node]]:
         base, rest = _path(node.node)
         if base is None:
             return None, [node.node, node.arg]
-        static = isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str | int)
-        if static and not rest:
-            return (*base, str(node.arg.value)), rest
+        arg = node.arg
+        if isinstance(arg, nodes.Const) and isinstance(arg.value, str | int) and not rest:
+            return (*base, str(arg.value)), rest
         return base, [*rest, node.arg]
     return None, [node]
 
@@ -353,9 +353,9 @@ def _fast_lookup(lookup: _Lookup, scope: Mapping[str, Any]) -> Any:
     for key in keys:
         kind = type(value)
         if kind is dict:
-            value = value.get(key, _MISS)  # type: ignore[union-attr]
-        elif kind is list and type(key) is int and -len(value) <= key < len(value):  # type: ignore[arg-type]
-            value = value[key]  # type: ignore[index]
+            value = value.get(key, _MISS)
+        elif kind is list and type(key) is int and -len(value) <= key < len(value):
+            value = value[key]
         else:
             return _MISS
         if value is _MISS:

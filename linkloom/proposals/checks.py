@@ -170,7 +170,7 @@ class Checker:
         now = self.clock.now()
         for flow in flows:
             before, version = await self.production_spec(flow.flow_id)
-            in_flight = []
+            in_flight: list[Any] = []
             if before is not None:
                 for status in (RunStatus.RUNNING, RunStatus.PENDING):
                     page = await self.runs.list_runs(

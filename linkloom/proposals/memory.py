@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 
 from linkloom.access import AuditEntry
@@ -30,7 +31,7 @@ class InMemoryProposalStore:
         statuses: Sequence[ProposalStatus] = (),
         flow_id: str | None = None,
         limit: int = 100,
-    ) -> list[Proposal]:
+    ) -> builtins.list[Proposal]:
         found = [
             p
             for p in self.proposals.values()
@@ -42,7 +43,9 @@ class InMemoryProposalStore:
     async def save_check(self, check: Check) -> None:
         self.checks[check.id] = check
 
-    async def list_checks(self, proposal_id: str, *, revision: int | None = None) -> list[Check]:
+    async def list_checks(
+        self, proposal_id: str, *, revision: int | None = None
+    ) -> builtins.list[Check]:
         return [
             c
             for c in self.checks.values()
@@ -52,13 +55,13 @@ class InMemoryProposalStore:
     async def add_review(self, review: Review) -> None:
         self.reviews.append(review)
 
-    async def list_reviews(self, proposal_id: str) -> list[Review]:
+    async def list_reviews(self, proposal_id: str) -> builtins.list[Review]:
         return [r for r in self.reviews if r.proposal_id == proposal_id]
 
     async def add_comment(self, comment: Comment) -> None:
         self.comments.append(comment)
 
-    async def list_comments(self, proposal_id: str) -> list[Comment]:
+    async def list_comments(self, proposal_id: str) -> builtins.list[Comment]:
         return [c for c in self.comments if c.proposal_id == proposal_id]
 
 

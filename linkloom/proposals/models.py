@@ -285,16 +285,13 @@ class DiffSummary:
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            name: getattr(self, name)
-            for name in self.__dataclass_fields__  # type: ignore[attr-defined]
-        }
+        out: dict[str, Any] = {name: getattr(self, name) for name in self.__dataclass_fields__}
         out["clean"] = self.clean
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DiffSummary:
-        names = cls.__dataclass_fields__  # type: ignore[attr-defined]
+        names = cls.__dataclass_fields__
         return cls(**{k: int(v) for k, v in data.items() if k in names})
 
 

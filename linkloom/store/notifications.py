@@ -17,7 +17,7 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 import structlog
@@ -58,6 +58,7 @@ from linkloom.store.tables import (
 )
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 
 class ChannelNameTaken(Conflict):
@@ -296,7 +297,7 @@ class SqlNotificationStore:
 
         return await self._retrying(write)
 
-    async def _retrying(self, write: Callable[[sa.Connection], Any]) -> Any:
+    async def _retrying(self, write: Callable[[sa.Connection], T]) -> T:
         """Run ``write``; once more after a unique-key race with another process."""
         try:
             return await self.db.run_write(write)
@@ -338,7 +339,7 @@ class SqlNotificationStore:
                 _delivery(r, status=DeliveryStatus.SENDING, lease_until=lease_until) for r in found
             ]
 
-        return await self.db.run_write(write)  # type: ignore[no-any-return]
+        return await self.db.run_write(write)
 
     async def finish_attempts(self, results: Sequence[tuple[Delivery, DeliveryAttempt]]) -> None:
         """Log each attempt and update its delivery, all in one transaction."""
