@@ -8,9 +8,9 @@ import typer
 
 from linkloom.cli.apps import app, worker_app
 from linkloom.cli.connection import connect
-from linkloom.cli.output import OutputFormat, OutputOption, emit, when
+from linkloom.cli.output import Column, OutputFormat, OutputOption, emit, when
 
-PLUGIN_COLUMNS = [
+PLUGIN_COLUMNS: list[Column] = [
     ("TYPE", "type"),
     ("STATUS", "status"),
     ("PACKAGE", lambda p: f"{p['package']} {p['version'] or ''}".strip() if p["package"] else ""),
@@ -18,7 +18,7 @@ PLUGIN_COLUMNS = [
     ("DESCRIPTION / ERROR", lambda p: p["error"] or p["summary"]),
 ]
 
-WORKER_COLUMNS = [
+WORKER_COLUMNS: list[Column] = [
     ("ID", "id"),
     ("STATUS", "status"),
     ("HOST", "host"),

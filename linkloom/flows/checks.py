@@ -327,7 +327,7 @@ def _urls(view: SpecView, reporter: Reporter, policy: Policy | None) -> None:
     for n, step in view.steps:
         key = {"http": "url", "llm": "base_url"}.get(str(step.get("type")))
         url = step.get(key) if key else None
-        if not isinstance(url, str):
+        if key is None or not isinstance(url, str):
             continue
         problem, host = _url_problem(url)
         where = ("steps", n, key)

@@ -21,7 +21,10 @@ import re
 import sys
 import typing
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from linkloom.flows.spec import StepBase
 
 # The standard library's logging, not structlog: this module is part of the base install (the
 # CLI validates specs with it), which has no structlog. ``logs.configure`` routes these records
@@ -42,7 +45,7 @@ class StepPlugin:
     version: str | None
     type_name: str
     executor: type
-    config_model: type
+    config_model: type[StepBase]
     summary: str
 
 
@@ -82,7 +85,7 @@ def discover(*, entry_points: Any = None) -> PluginReport:
     found = list(entry_points) if entry_points is not None else _installed()
     loaded: list[StepPlugin] = []
     failed: list[FailedPlugin] = []
-    models: dict[str, type] = {}
+    models: dict[str, type[StepBase]] = {}
     for ep in found:
         dist = getattr(ep, "dist", None)
         dist_name = getattr(dist, "name", None) if dist is not None else None
@@ -206,7 +209,9 @@ class _Dist:
     version: str | None
 
 
-def _check(executor: Any, spec: Any, *, taken: dict[str, type]) -> tuple[str, type]:
+def _check(
+    executor: Any, spec: Any, *, taken: dict[str, type[StepBase]]
+) -> tuple[str, type[StepBase]]:
     type_name = getattr(executor, "type_name", None)
     if not isinstance(type_name, str) or not _TYPE_NAME.match(type_name):
         raise ValueError("the executor needs a 'type_name' like 'hash' (lowercase slug)")
@@ -217,7 +222,8 @@ def _check(executor: Any, spec: Any, *, taken: dict[str, type]) -> tuple[str, ty
     if not callable(getattr(executor, "execute", None)):
         raise ValueError("the executor needs an 'async execute(ctx)' method")
     model = getattr(executor, "config_model", None)
-    if not (isinstance(model, type) and issubclass(model, spec.StepBase)):
+    step_base: type[StepBase] = spec.StepBase
+    if not isinstance(model, type) or not issubclass(model, step_base):
         raise ValueError("'config_model' must be a pydantic model subclassing flows.spec.StepBase")
     field = model.model_fields.get("type")
     args = typing.get_args(field.annotation) if field is not None else ()

@@ -112,15 +112,17 @@ class WebhookTrigger(_Model):
     )
 
 
+def _succeeded() -> list[Literal["SUCCEEDED", "FAILED", "CANCELLED"]]:
+    return ["SUCCEEDED"]
+
+
 class EventTrigger(_Model):
     """Start a run when another flow's run ends with one of the given statuses."""
 
     type: Literal["event"]
     id: str = Field(pattern=SLUG)
     flow: str = Field(pattern=SLUG)
-    statuses: list[Literal["SUCCEEDED", "FAILED", "CANCELLED"]] = Field(
-        default_factory=lambda: ["SUCCEEDED"]
-    )
+    statuses: list[Literal["SUCCEEDED", "FAILED", "CANCELLED"]] = Field(default_factory=_succeeded)
     inputs: dict[str, Template] = Field(
         default_factory=dict, description="Inputs rendered from {{ event.outputs.x }}."
     )
@@ -333,9 +335,9 @@ def install_step_types(models: dict[str, type[StepBase]]) -> None:
     if not models:
         return
     STEP_TYPES.update(models)
-    union = Union[tuple(STEP_TYPES.values())]  # noqa: UP007 (built from a runtime tuple)
+    union: Any = Union[tuple(STEP_TYPES.values())]  # noqa: UP007 (built from a runtime tuple)
     field = FlowSpec.model_fields["steps"]
-    field.annotation = list[Annotated[union, Field(discriminator="type")]]  # type: ignore[valid-type]
+    field.annotation = list[Annotated[union, Field(discriminator="type")]]
     FlowSpec.model_rebuild(force=True)
 
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from linkloom.engine.records import Flow, FlowVersion
 from linkloom.flows.spec import FlowSpec
 
-_SPEC_EXAMPLE = {
+_SPEC_EXAMPLE: dict[str, Any] = {
     "id": "daily-report",
     "name": "Daily report",
     "steps": [
