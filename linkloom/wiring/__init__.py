@@ -15,6 +15,7 @@ Submodules build the larger pieces: ``wiring.proposals``, ``wiring.notifications
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,7 @@ import httpx
 from linkloom.clock import SystemClock
 from linkloom.config import Settings
 from linkloom.engine import transport as engine_transport
-from linkloom.engine.ports import StepServices
+from linkloom.engine.ports import Clock, StepExecutor, StepServices
 from linkloom.engine.records import Run
 from linkloom.engine.secrets import StaticSecrets
 from linkloom.engine.service import RunService
@@ -40,6 +41,7 @@ from linkloom.store.web_sessions import SqlWebSessions
 
 if TYPE_CHECKING:
     from linkloom.engine.pull import PullService
+    from linkloom.metrics import QueueStats
     from linkloom.notifications.personal import PersonalNotifier
     from linkloom.notifications.service import NotificationService
     from linkloom.proposals.service import ProposalService
@@ -61,14 +63,15 @@ class Services:
     runs: RunService
     http: httpx.AsyncClient
     step_services: StepServices
-    executors: dict[str, Any]
+    executors: dict[str, StepExecutor]
     notifier: Notifier
     tokens: SqlTokenStore
     web_sessions: SqlWebSessions  # the web UI's sign-ins
     audit: SqlAuditLog
     pull: PullService  # pull-mode workers and their task queues
     workers: list[Worker] = field(default_factory=list)
-    run_listeners: list[Any] = field(default_factory=list)
+    # Called with each finished run (sync or async): notifications, the scheduler's triggers.
+    run_listeners: list[Callable[[Run], object]] = field(default_factory=list)
     notifications: NotificationService | None = None  # None: notifications disabled
     personal: PersonalNotifier | None = None  # the web app's own notifications (Web Push)
     operations: SqlOperations | None = None  # queue figures, revision, worker heartbeats
@@ -79,7 +82,7 @@ class Services:
     gitops: GitOps | None = None  # the remote sync and forge service when ``flows.remote`` is set
     retention: RetentionJob | None = None  # purges old runs where the scheduler runs (if set)
     # ``/readyz`` details added by optional pieces (e.g. the flows remote): name → async check.
-    readiness_details: dict[str, Any] = field(default_factory=dict)
+    readiness_details: dict[str, Callable[[], Awaitable[bool | str]]] = field(default_factory=dict)
     started: bool = False
 
     def proposal_service(self) -> ProposalService:
@@ -203,7 +206,7 @@ class Services:
             checks["workers_error"] = "no worker process seen in the last 20s: start 'loom worker'"
         return checks
 
-    async def queue_stats(self) -> Any:
+    async def queue_stats(self) -> QueueStats:
         """The work queue now (``metrics.QueueStatsSource``; ``/metrics`` reads it)."""
         assert self.operations is not None
         return await self.operations.queue_stats()
@@ -297,7 +300,7 @@ def build_gitops(services: Services, proposals: ProposalService) -> GitOps | Non
     return gitops.build_gitops(services, proposals)
 
 
-def retention(settings: Settings, db: session.Database, clock: Any) -> SqlRetention:
+def retention(settings: Settings, db: session.Database, clock: Clock) -> SqlRetention:
     """The retention of ``settings.retention`` on ``db`` (``loom db purge`` uses it too)."""
     rules = settings.retention
     policy = RetentionPolicy(
@@ -311,7 +314,7 @@ def retention(settings: Settings, db: session.Database, clock: Any) -> SqlRetent
 
 
 def _pull_service(
-    settings: Settings, db: session.Database, runs: RunService, clock: Any
+    settings: Settings, db: session.Database, runs: RunService, clock: Clock
 ) -> PullService:
     from linkloom.engine.pull import PullService, TaskQueue
     from linkloom.store.pull import SqlPullStore
@@ -327,7 +330,7 @@ def _pull_service(
     )
 
 
-def _subflow_starter(runs: RunService) -> Any:
+def _subflow_starter(runs: RunService) -> Callable[..., Awaitable[str]]:
     async def start_subflow(
         *,
         flow_id: str,
@@ -348,7 +351,7 @@ def _subflow_starter(runs: RunService) -> Any:
     return start_subflow
 
 
-def _run_reader(runs: RunService) -> Any:
+def _run_reader(runs: RunService) -> Callable[[str], Awaitable[tuple[str, dict[str, Any]]]]:
     async def read_run(run_id: str) -> tuple[str, dict[str, Any]]:
         run = await runs.get_run(run_id)
         return run.status.value, run.outputs or {}
