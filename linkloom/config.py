@@ -243,36 +243,36 @@ class ProposalsSettings(BaseModel):
         default=2 * 1024 * 1024,
         ge=1,
         description="Largest file a proposal may commit, in bytes (API, web editor, pull "
-        "requests). Empty: no limit.",
+        "requests). null: no limit.",
     )
     max_bytes: int | None = Field(
         default=8 * 1024 * 1024,
         ge=1,
         description="Largest total of the files one proposal or revision commits, in bytes. "
-        "Empty: no limit.",
+        "null: no limit.",
     )
     max_files: int | None = Field(
         default=200,
         ge=1,
-        description="Most files one proposal or revision changes. Empty: no limit.",
+        description="Most files one proposal or revision changes. null: no limit.",
     )
     author_bytes_per_hour: int | None = Field(
         default=32 * 1024 * 1024,
         ge=1,
         description="Bytes one author may commit through proposals within an hour (counted by "
-        "each server process). Empty: no limit.",
+        "each server process). null: no limit.",
     )
     author_revisions_per_hour: int | None = Field(
         default=120,
         ge=1,
         description="Proposals and revisions one author may make within an hour (counted by "
-        "each server process). Empty: no limit.",
+        "each server process). null: no limit.",
     )
     branch_retention_days: float | None = Field(
         default=30.0,
         gt=0,
         description="Days after which a closed proposal's branch is deleted from the flows repo "
-        "(its record, checks and reviews are kept). Empty: keep branches forever.",
+        "(its record, checks and reviews are kept). null: keep branches forever.",
     )
 
 

@@ -399,3 +399,10 @@ def test_defaults_bound_bodies_and_proposals() -> None:
     assert limits.max_bytes == 8 * 1024 * KIB
     assert limits.author_bytes_per_hour == 32 * 1024 * KIB
     assert limits.branch_retention_days == 30
+
+
+def test_a_limit_set_to_null_is_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOOM_PROPOSALS", '{"max_bytes": null}')  # as docs/security.md says
+    limits = config.load_settings().proposals
+    assert limits.max_bytes is None
+    assert limits.max_file_bytes == 2 * 1024 * KIB
