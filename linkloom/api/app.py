@@ -4,10 +4,11 @@
     app = create_app(settings, services)      # tests: a tmp database, an injected transport
 
 The services come from the composition root (``wiring.Services``) and live on ``app.state``:
-``services``, ``settings``, ``auth`` (``auth.Authenticator``), and, for the routes' convenience,
-the services' ``tokens``, ``web_sessions`` (the web UI's sign-ins, ``store.web_sessions``),
-``audit``, ``scheduler`` and ``gitops`` (``wiring.gitops.GitOps`` when ``flows.remote`` is set;
-else None). The lifespan starts what the settings ask for and this app did not
+``services``, ``settings``, ``auth`` (``auth.Authenticator``); the API's routes read the
+services through ``deps.get_services``. The services' ``tokens``, ``web_sessions`` (the web UI's
+sign-ins), ``audit``, ``scheduler`` and ``gitops`` (``wiring.gitops.GitOps`` when
+``flows.remote`` is set; else None) are on ``app.state`` too, where web pages and tests read
+them. The lifespan starts what the settings ask for and this app did not
 find already running: migrations on SQLite, the workers (``server.run_workers``), the scheduler
 (``server.run_scheduler`` and ``scheduler.enabled``), and stops them in reverse order.
 

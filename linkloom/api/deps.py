@@ -78,7 +78,7 @@ def get_audit(request: Request) -> AuditWriter:
             details=_jsonable(details),
             at=services.runs.clock.now(),
         )
-        await request.app.state.audit.record(entry)
+        await services.audit.record(entry)
 
     return write
 

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from linkloom.access import AuditFilter, Role
-from linkloom.api.deps import Actor, Audit, Services, require_role
+from linkloom.api.deps import Actor, Audit, Services, get_services, require_role
 from linkloom.api.schemas.access import AuditOut, MeOut, TokenCreatedOut, TokenIn, TokenOut
 from linkloom.api.schemas.common import AUTHED, Page, problem_responses
 
@@ -35,7 +35,7 @@ async def list_tokens(
     request: Request,
     include_revoked: Annotated[bool, Query(description="Also revoked tokens.")] = False,
 ) -> list[TokenOut]:
-    tokens = await request.app.state.tokens.list(include_revoked=include_revoked)
+    tokens = await get_services(request).tokens.list(include_revoked=include_revoked)
     return [TokenOut.from_domain(t) for t in tokens]
 
 
@@ -49,7 +49,7 @@ async def list_tokens(
 async def create_token(
     body: TokenIn, request: Request, services: Services, audit: Audit
 ) -> TokenCreatedOut:
-    secret, token = await request.app.state.tokens.create(
+    secret, token = await services.tokens.create(
         name=body.name, role=body.role, now=services.runs.clock.now()
     )
     await audit("token.create", "token", token.id, name=token.name, role=token.role.value)
@@ -65,7 +65,7 @@ async def create_token(
 async def revoke_token(
     token_id: str, request: Request, services: Services, audit: Audit
 ) -> TokenOut:
-    token = await request.app.state.tokens.revoke(token_id, now=services.runs.clock.now())
+    token = await services.tokens.revoke(token_id, now=services.runs.clock.now())
     await audit("token.revoke", "token", token_id, name=token.name)
     return TokenOut.from_domain(token)
 
@@ -95,7 +95,8 @@ async def list_audit(
         since=_utc(since),
         until=_utc(until),
     )
-    entries, next_cursor = await request.app.state.audit.list(filters, limit=limit, cursor=cursor)
+    audit_log = get_services(request).audit
+    entries, next_cursor = await audit_log.list(filters, limit=limit, cursor=cursor)
     return Page(items=[AuditOut.from_domain(e) for e in entries], next_cursor=next_cursor)
 
 

@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from linkloom.access import Role
-from linkloom.api.deps import Audit, Services, require_role
+from linkloom.api.deps import Audit, Services, get_services, require_role
 from linkloom.api.schemas.common import AUTHED, Page, problem_responses
 from linkloom.api.schemas.flows import (
     BackfillIn,
@@ -247,7 +247,7 @@ async def schedules(
     responses=problem_responses(*AUTHED, 404, 503),
 )
 async def backfill(flow_id: str, body: BackfillIn, request: Request, audit: Audit) -> BackfillOut:
-    scheduler = request.app.state.scheduler
+    scheduler = get_services(request).scheduler
     if scheduler is None:
         raise Unavailable("the scheduler is not configured in this server")
     start, end = body.start, body.end

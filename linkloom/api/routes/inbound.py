@@ -58,7 +58,7 @@ class SignatureRejected(NotAuthenticated):
 async def webhook(
     flow_id: str, trigger_id: str, request: Request, audit: Audit, services: Services
 ) -> RunOut:
-    scheduler = request.app.state.scheduler
+    scheduler = services.scheduler
     if scheduler is None:
         raise Unavailable("webhooks need the scheduler, which this server does not run")
     body = await request.body()
