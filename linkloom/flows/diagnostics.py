@@ -12,7 +12,7 @@ import difflib
 import re
 import types
 import typing
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from pydantic import BaseModel, ValidationError
 
@@ -20,6 +20,9 @@ from linkloom.flows.models import Problem, Severity
 from linkloom.flows.shapes import Normalised
 from linkloom.flows.source import Document, Path
 from linkloom.flows.spec import BUILTIN_STEP_TYPES, STEP_TYPES, FlowSpec
+
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -107,7 +110,7 @@ class Reporter:
 
 def schema_problems(exc: ValidationError, data: Any, reporter: Reporter) -> None:
     """Report each of pydantic's errors once, at the node the user wrote."""
-    grouped: dict[Path, list[dict[str, Any]]] = {}
+    grouped: dict[Path, list[ErrorDetails]] = {}
     for error in exc.errors(include_url=False):
         path = _clean_loc(error["loc"], data, error["type"])
         grouped.setdefault(path, []).append(error)
@@ -123,7 +126,7 @@ def schema_problems(exc: ValidationError, data: Any, reporter: Reporter) -> None
             _one(error, path, data, reporter)
 
 
-def _one(error: dict[str, Any], path: Path, data: Any, reporter: Reporter) -> None:
+def _one(error: ErrorDetails, path: Path, data: Any, reporter: Reporter) -> None:
     kind = error["type"]
     ctx = error.get("ctx") or {}
     value = error.get("input")

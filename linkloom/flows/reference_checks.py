@@ -64,7 +64,9 @@ def check(view: SpecView, reporter: Reporter) -> None:
                 extra |= {"input"}
             if key in _CONDITIONS and isinstance(value, str):
                 text = references.condition_template(value)
-                found = [(("steps", n, key), text)] if text is not None else []
+                found: list[tuple[Path, str]] = (
+                    [(("steps", n, key), text)] if text is not None else []
+                )
             else:
                 found = list(_templates(value, ("steps", n, key)))
             for path, text in found:

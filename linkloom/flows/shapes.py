@@ -227,7 +227,7 @@ def _step(raw: Any, path: Path, source: Path, out: Normalised) -> Any:
         )
     elif isinstance(config, dict):
         for key, value in config.items():
-            canonical = STEP_KEY_ALIASES.get(key, key)
+            canonical = STEP_KEY_ALIASES.get(key) or key
             if step.get("type") == "condition" and key == "expression":
                 canonical = "condition"
             if canonical in step:
