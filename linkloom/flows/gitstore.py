@@ -49,6 +49,7 @@ class MergeConflict(Conflict):
     """Merging {source!r} into {target!r} conflicts in {files}; rebase the proposal and fix them."""
 
     code = "merge_conflict"
+    files: list[str]  # the conflicting paths (set by the constructor's fields)
 
 
 class RefNotFound(NotFound):
@@ -186,7 +187,8 @@ class FlowsRepo:
     def resolve(self, ref: str) -> str:
         """The commit sha a branch, tag or sha names."""
         try:
-            return self.repo.git.rev_parse("--verify", "--quiet", f"{ref}^{{commit}}").strip()
+            sha: str = self.repo.git.rev_parse("--verify", "--quiet", f"{ref}^{{commit}}")
+            return sha.strip()
         except git.GitCommandError as exc:
             raise RefNotFound(ref=ref) from exc
 
@@ -254,7 +256,8 @@ class FlowsRepo:
             return None
 
     def _cat(self, commit: str, path: str) -> str:
-        return self.repo.git.cat_file("-p", f"{commit}:{path}", strip_newline_in_stdout=False)
+        text: str = self.repo.git.cat_file("-p", f"{commit}:{path}", strip_newline_in_stdout=False)
+        return text
 
     def log(
         self,
@@ -363,7 +366,8 @@ class FlowsRepo:
 
     def merge_base(self, a: str, b: str) -> str:
         try:
-            return self.repo.git.merge_base(self.resolve(a), self.resolve(b)).strip()
+            base: str = self.repo.git.merge_base(self.resolve(a), self.resolve(b))
+            return base.strip()
         except git.GitCommandError as exc:
             raise Conflict("{a!r} and {b!r} share no history", a=a, b=b) from exc
 
@@ -516,7 +520,7 @@ class FlowsRepo:
         return [line for line in out.splitlines() if line]
 
     def parents(self, ref: str) -> list[str]:
-        out = self.repo.git.rev_list("--parents", "-n", "1", self.resolve(ref))
+        out: str = self.repo.git.rev_list("--parents", "-n", "1", self.resolve(ref))
         return out.split()[1:]
 
     def conflicts_with_main(self, branch: str) -> list[str]:
@@ -573,7 +577,8 @@ class FlowsRepo:
         for parent in parents:
             args += ["-p", parent]
         args += ["-m", message]
-        return self.repo.git.commit_tree(*args, env=env).strip()
+        made: str = self.repo.git.commit_tree(*args, env=env)
+        return made.strip()
 
     def _store_blob(self, text: str) -> str:
         data = text.encode()
@@ -595,7 +600,8 @@ class FlowsRepo:
             raise MergeConflict(source=source_name, target=target_name, files=sorted(set(lines)))
         if status != 0:
             raise Conflict("git merge-tree failed: {error}", error=err.strip())
-        return out.splitlines()[0].strip()
+        tree: str = out.splitlines()[0]
+        return tree.strip()
 
     def _move_ref(self, branch: str, *, new: str, old: str) -> None:
         try:
@@ -607,7 +613,8 @@ class FlowsRepo:
 
     def _checked_out_branch(self) -> str | None:
         try:
-            return self.repo.git.symbolic_ref("--short", "-q", "HEAD").strip()
+            branch: str = self.repo.git.symbolic_ref("--short", "-q", "HEAD")
+            return branch.strip()
         except git.GitCommandError:
             return None
 
