@@ -144,6 +144,9 @@ class _YamlReader(Builder):
         root: Any = None
         try:
             positions = self.doc.positions
+            # Events are told apart by their exact class (``type(event) is``: the hot path), which
+            # mypy does not narrow on; each branch reads what its event kind carries.
+            event: Any
             for event in yaml.parse(self.text, Loader=_Loader):
                 kind = type(event)
                 if kind is _SCALAR and stack and not event.anchor:
@@ -218,7 +221,7 @@ class _YamlReader(Builder):
                 else:  # a mapping or a sequence starts
                     self.check_depth(len(stack) + 1, position)
                     self.count(position)
-                    container: Any = {} if kind is yaml.MappingStartEvent else []
+                    container = {} if kind is yaml.MappingStartEvent else []
                     if event.tag not in (None, "!", _MAP_TAG, _SEQ_TAG):
                         self.fail(position, f"unsupported YAML tag {event.tag}", "yaml-tag")
                     self.doc.positions[path] = position
