@@ -15,6 +15,7 @@ check results) and a non-stale base; every action writes an audit entry with its
 
 from __future__ import annotations
 
+import builtins
 import functools
 import re
 import secrets
@@ -32,6 +33,7 @@ from linkloom.errors import InvalidInput, LinkloomError
 from linkloom.flows import gitstore
 from linkloom.flows.spec import SLUG
 from linkloom.proposals import checks, errors, limits, policy
+from linkloom.proposals.checks import Outcome, Proposed
 from linkloom.proposals.models import (
     CHECK_ORDER,
     Check,
@@ -157,7 +159,7 @@ class ProposalService:
         statuses: Sequence[ProposalStatus] = (),
         flow_id: str | None = None,
         limit: int = 100,
-    ) -> list[Proposal]:
+    ) -> builtins.list[Proposal]:
         """Proposals, newest first; unfinished ones are marked stale when production moved."""
         wanted = set(statuses)
         fetch = wanted | {s for s in S if not s.finished} if S.STALE in wanted else wanted
@@ -165,7 +167,9 @@ class ProposalService:
         fresh = [await self._refresh_staleness(p) for p in found]
         return [p for p in fresh if not wanted or p.status in wanted]
 
-    async def checks(self, proposal_id: str, *, revision: int | None = None) -> list[Check]:
+    async def checks(
+        self, proposal_id: str, *, revision: int | None = None
+    ) -> builtins.list[Check]:
         proposal = await self.get(proposal_id)
         found = await self.store.list_checks(proposal_id, revision=revision or proposal.revision)
         order = {name: n for n, name in enumerate(CHECK_ORDER)}
@@ -174,13 +178,13 @@ class ProposalService:
     async def check(self, proposal_id: str, name: CheckName) -> Check | None:
         return next((c for c in await self.checks(proposal_id) if c.name is name), None)
 
-    async def reviews(self, proposal_id: str) -> list[Review]:
+    async def reviews(self, proposal_id: str) -> builtins.list[Review]:
         return await self.store.list_reviews(proposal_id)
 
-    async def comments(self, proposal_id: str) -> list[Comment]:
+    async def comments(self, proposal_id: str) -> builtins.list[Comment]:
         return await self.store.list_comments(proposal_id)
 
-    async def approvers(self, proposal: Proposal) -> list[str]:
+    async def approvers(self, proposal: Proposal) -> builtins.list[str]:
         """Reviewers whose latest decision on the current revision is an approval."""
         latest: dict[str, Review] = {}
         for review in await self.store.list_reviews(proposal.id):
@@ -287,7 +291,7 @@ class ProposalService:
 
     async def _create(
         self, proposal_id: str, *, title: str, author: str, branch: str, base: str, head: str,
-        description: str, flows: list[str],
+        description: str, flows: builtins.list[str],
     ) -> Proposal:  # fmt: skip
         now = self.clock.now()
         proposal = Proposal(
@@ -458,8 +462,8 @@ class ProposalService:
         return proposal
 
     async def _run_check(
-        self, proposal: Proposal, check: Check, run: Any, flows: list[checks.Proposed]
-    ) -> checks.Outcome:
+        self, proposal: Proposal, check: Check, run: Any, flows: builtins.list[Proposed]
+    ) -> Outcome:
         check = replace(check, status=CheckStatus.RUNNING, started_at=self.clock.now())
         await self.store.save_check(check)
         try:
@@ -486,7 +490,7 @@ class ProposalService:
         await self.store.save_check(check)
         return check
 
-    async def _finish_check(self, check: Check, outcome: checks.Outcome) -> Check:
+    async def _finish_check(self, check: Check, outcome: Outcome) -> Check:
         done = replace(
             check,
             status=outcome.status,
@@ -575,7 +579,7 @@ class ProposalService:
         await self._audit(actor, "proposal.close", proposal, reason=reason)
         return proposal
 
-    async def prune_branches(self, *, force: bool = False) -> list[str]:
+    async def prune_branches(self, *, force: bool = False) -> builtins.list[str]:
         """Delete the branches of proposals closed longer than ``branch_retention_days`` ago
         (and of branches no proposal record names, from before refused requests wrote
         nothing), keeping the records; then let git drop what no ref reaches. Runs after a
@@ -680,7 +684,7 @@ class ProposalService:
 
         return await promotion.sync(self, actor=actor)
 
-    async def history(self, flow_id: str) -> list[dict[str, Any]]:
+    async def history(self, flow_id: str) -> builtins.list[dict[str, Any]]:
         from linkloom.proposals import promotion
 
         return await promotion.history(self, flow_id)
@@ -698,7 +702,9 @@ class ProposalService:
         )
         return replace(case, name=check_case_name(name)) if name else case
 
-    async def check_fixtures(self, flow_id: str, *, runs: int = 20) -> list[drift.DriftReport]:
+    async def check_fixtures(
+        self, flow_id: str, *, runs: int = 20
+    ) -> builtins.list[drift.DriftReport]:
         """Each repo fixture of the flow against recent production exchanges (oldest first)."""
         texts = await self.repo.fixture_files(check_flow_id(flow_id), gitstore.MAIN)
         recent: list[Any] = []

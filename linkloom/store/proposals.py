@@ -6,6 +6,7 @@ column of their own (revision, description, base versions, promotion, conflicts)
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -50,7 +51,10 @@ def _values(p: Proposal) -> dict[str, Any]:
 
 
 def _proposal(row: Any) -> Proposal:
-    extra = row.flows if isinstance(row.flows, dict) else {"ids": list(row.flows or [])}
+    # The JSON column: the lifecycle fields (older rows hold only the list of flow ids).
+    extra: dict[str, Any] = (
+        row.flows if isinstance(row.flows, dict) else {"ids": list(row.flows or [])}
+    )
     return Proposal(
         id=row.id,
         title=row.title,
@@ -149,7 +153,9 @@ class SqlProposalStore:
             if result.rowcount == 0:
                 await conn.execute(proposal_checks.insert().values(id=check.id, **values))
 
-    async def list_checks(self, proposal_id: str, *, revision: int | None = None) -> list[Check]:
+    async def list_checks(
+        self, proposal_id: str, *, revision: int | None = None
+    ) -> builtins.list[Check]:
         query = proposal_checks.select().where(proposal_checks.c.proposal_id == proposal_id)
         if revision is not None:
             query = query.where(proposal_checks.c.revision == revision)
@@ -170,7 +176,7 @@ class SqlProposalStore:
                 )
             )
 
-    async def list_reviews(self, proposal_id: str) -> list[Review]:
+    async def list_reviews(self, proposal_id: str) -> builtins.list[Review]:
         query = (
             proposal_reviews.select()
             .where(proposal_reviews.c.proposal_id == proposal_id)
@@ -203,7 +209,7 @@ class SqlProposalStore:
                 )
             )
 
-    async def list_comments(self, proposal_id: str) -> list[Comment]:
+    async def list_comments(self, proposal_id: str) -> builtins.list[Comment]:
         query = (
             proposal_comments.select()
             .where(proposal_comments.c.proposal_id == proposal_id)
