@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -253,11 +253,14 @@ class StepRunner:
         now = self.clock.now()
         logs = tuple(ctx.logs) + tuple(result.logs)
         exchanges = tuple(result.exchanges) or tuple(ctx.exchanges)
-        logs = tuple(replace(line, message=self._scrub(line.message)) for line in logs)
-        exchanges = tuple(self._redact_exchange(x) for x in exchanges)
+        sent = sorted(ctx.sent_secrets)  # what the request derived from secrets: echoes are masked
+        logs = tuple(replace(line, message=self._scrub(line.message, sent)) for line in logs)
+        exchanges = tuple(self._redact_exchange(x, sent) for x in exchanges)
         state = dict(result.state) if result.state is not None else dict(ctx.state)
         if result.error is not None:
-            return self._failure(step, spec_step, spec, result.error, logs, exchanges, state)
+            return self._failure(
+                step, spec_step, spec, result.error, logs, exchanges, state, sent=sent
+            )
         if result.suspend_until is not None:
             return transitions.Outcome(
                 kind=transitions.SUSPEND, ready_at=result.suspend_until, state=state,
@@ -269,7 +272,7 @@ class StepRunner:
                 kind=transitions.WAIT, deadline=deadline, state=state, logs=logs,
                 exchanges=exchanges,
             )  # fmt: skip
-        output = self._scrub(result.output)
+        output = self._scrub(result.output, sent)
         try:
             context = {**base, "output": result.output, "response": _response_view(exchanges)}
             if ctx.index is not None:
@@ -277,9 +280,10 @@ class StepRunner:
             outputs = contexts.render_step_outputs(
                 spec_step.outputs, context, self.services.secrets
             )
+            outputs = scrub(outputs, sent) if sent and outputs else outputs
         except Exception as exc:
             error = StepError(kind="template", message=f"outputs: {exc}")
-            return self._failure(step, spec_step, spec, error, logs, exchanges, state)
+            return self._failure(step, spec_step, spec, error, logs, exchanges, state, sent=sent)
         return transitions.Outcome(
             kind=transitions.SUCCEEDED, output=output, outputs=outputs, state=state, logs=logs,
             exchanges=exchanges,
@@ -294,10 +298,12 @@ class StepRunner:
         logs: tuple[LogLine, ...],
         exchanges: tuple[Exchange, ...],
         state: dict[str, Any],
+        *,
+        sent: Sequence[str] = (),
     ) -> transitions.Outcome:
         policy = retries.effective_policy(spec_step, spec)
         used = step.attempt - int(step.state.get("attempt_base", 0))
-        data = self._scrub(error.to_dict())
+        data = self._scrub(error.to_dict(), sent)
         data["attempt"] = step.attempt
         state = {k: v for k, v in state.items() if k != "callback"}
         if retries.should_retry(error, attempts_used=used, policy=policy):
@@ -340,11 +346,11 @@ class StepRunner:
             mutation = transitions.reclaim_lease(step.id, owner=owner, ctx=ctx, force=force)
         await self._write(run.id, mutation)
 
-    def _scrub(self, value: Any) -> Any:
-        return scrub(value, secret_values(self.services.secrets))
+    def _scrub(self, value: Any, sent: Sequence[str] = ()) -> Any:
+        return scrub(value, [*secret_values(self.services.secrets), *sent])
 
-    def _redact_exchange(self, x: Exchange) -> Exchange:
-        values = secret_values(self.services.secrets)
+    def _redact_exchange(self, x: Exchange, sent: Sequence[str] = ()) -> Exchange:
+        values = [*secret_values(self.services.secrets), *sent]
         return replace(
             x,
             url=scrub(x.url, values),

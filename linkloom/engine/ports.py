@@ -67,6 +67,9 @@ class StepContext:
     attempt_id: str = ""
     logs: list[LogLine] = field(default_factory=list)
     exchanges: list[Exchange] = field(default_factory=list)
+    # Texts derived from secrets (``secrets.x | upper``…) this attempt sent out: an answer that
+    # echoes one back is masked by value, like a secret itself.
+    sent_secrets: set[str] = field(default_factory=set)
 
     def template_context(self) -> dict[str, Any]:
         """The names templates can use: inputs, steps, run, secrets, item, index."""

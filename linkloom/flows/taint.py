@@ -84,6 +84,28 @@ def mask(value: Any) -> Any:
     return _mask(value)
 
 
+def marked_texts(value: Any) -> set[str]:
+    """The marked strings in ``value`` (keys too): what a request derived from secrets sent, so
+    an answer that echoes one back can be masked by value."""
+    if not _marked:
+        return set()
+    found: set[str] = set()
+    _collect(value, found)
+    return found
+
+
+def _collect(value: Any, found: set[str]) -> None:
+    if isinstance(value, SecretStr):
+        found.add(str.__str__(value))
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _collect(key, found)
+            _collect(item, found)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _collect(item, found)
+
+
 def _mask(value: Any) -> Any:
     if isinstance(value, Secret):
         return MASK

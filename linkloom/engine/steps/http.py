@@ -203,6 +203,7 @@ class HttpExecutor:
             headers["X-Loom-Heartbeat-Url"] = callback["heartbeat_url"]
         if ctx.services.signing_key:
             headers.update(signing.sign(ctx.services.signing_key, content))
+        ctx.sent_secrets |= taint.marked_texts([url, query, user_headers, payload])
         record = Exchange(
             method=step.method,
             url=recorded_url(url, query),
