@@ -100,7 +100,7 @@ def plain_flow(flow_id: str = "plain", backend: str = "") -> dict[str, Any]:
 
 def secret_flow(flow_id: str = "secretive", backend: str = "BACKEND") -> dict[str, Any]:
     """A flow that uses both secrets, raw and through filters, in an http step's query and
-    headers, in a transform and in a POST body the backend echoes back."""
+    headers, in a transform and in a POST body the backend echoes back (raw and filtered)."""
     key, token = "secrets.ShopKey", "secrets.api_Token"
     return {
         "id": flow_id,
@@ -145,7 +145,13 @@ def secret_flow(flow_id: str = "secretive", backend: str = "BACKEND") -> dict[st
                 "method": "POST",
                 "url": f"{backend}/notify",
                 "depends_on": ["mix"],
-                "body": {"key": f"{{{{ {key} }}}}", "rate": "{{ steps.mix.output.rate }}"},
+                # the backend echoes the body back: the filtered forms must be masked there too
+                "body": {
+                    "key": f"{{{{ {key} }}}}",
+                    "up": f"{{{{ {token} | upper }}}}",
+                    "note": f"sent {{{{ {key} | reverse }}}} at {{{{ run.id }}}}",
+                    "rate": "{{ steps.mix.output.rate }}",
+                },
                 "retry": {"max_attempts": 1},
             },
         ],
