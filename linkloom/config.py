@@ -15,7 +15,7 @@ import os
 import re
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -28,6 +28,9 @@ from pydantic_settings import (
 )
 
 from linkloom.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from linkloom.flows.models import Policy
 
 DEFAULT_HOME = Path.home() / ".local" / "share" / "linkloom"
 DEFAULT_SIGNING_KEY = "dev-only-signing-key-change-me"
@@ -534,7 +537,8 @@ class Settings(BaseSettings):
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     secrets: dict[str, SecretStr] = Field(
         default_factory=dict,
-        description="Secrets flows read as {{ secrets.NAME }}: LOOM_SECRETS__NAME=value.",
+        description="Secrets flows read as {{ secrets.NAME }}: LOOM_SECRETS__NAME=value "
+        "(NAME keeps its case).",
     )
 
     @classmethod
@@ -546,10 +550,11 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        env = (_EnvSecrets(settings_cls), _WithoutSecrets(settings_cls, env_settings))
         path = config_file_path()
         if path is None:
-            return (init_settings, env_settings)
-        return (init_settings, env_settings, _file_source(settings_cls, path))
+            return (init_settings, *env)
+        return (init_settings, *env, _file_source(settings_cls, path))
 
     @model_validator(mode="after")
     def _safe_in_production(self) -> Settings:
@@ -574,6 +579,19 @@ class Settings(BaseSettings):
         current = self.security.signing_key.get_secret_value()
         return [current, *(key.get_secret_value() for key in self.security.previous_signing_keys)]
 
+    def spec_policy(self) -> Policy:
+        """The operator's rules for specs this server accepts (unknown secrets are errors)."""
+        from linkloom.flows.models import Policy
+
+        return Policy(
+            allowed_hosts=list(self.security.allowed_hosts),
+            require_timeout=self.security.require_timeouts,
+            require_retry=self.security.require_retries,
+            shell_enabled=self.engine.shell_enabled,
+            secret_names=frozenset(self.secrets),
+            unknown_secret="error",
+        )
+
     @property
     def public_url(self) -> str:
         return self.server.public_url or f"http://{self.server.host}:{self.server.port}"
@@ -586,6 +604,44 @@ def config_file_path() -> Path | None:
         return override
     raw = os.environ.get(CONFIG_FILE_ENV, "").strip()
     return Path(raw).expanduser() if raw else None
+
+
+SECRETS_ENV_PREFIX = "LOOM_SECRETS__"
+
+
+class _EnvSecrets(PydanticBaseSettingsSource):
+    """``LOOM_SECRETS__<NAME>`` with the name's case kept: ``secrets.MyToken`` reads MyToken.
+
+    Every other setting's variable is matched case-insensitively, which pydantic-settings does
+    by lower-casing the whole name; a secret's name is what templates read, so it keeps its case.
+    """
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads the environment at once
+
+    def __call__(self) -> dict[str, Any]:
+        found = {
+            name[len(SECRETS_ENV_PREFIX) :]: value
+            for name, value in os.environ.items()
+            if name.upper().startswith(SECRETS_ENV_PREFIX) and len(name) > len(SECRETS_ENV_PREFIX)
+        }
+        return {"secrets": found} if found else {}
+
+
+class _WithoutSecrets(PydanticBaseSettingsSource):
+    """The environment source minus ``secrets`` (read, case kept, by ``_EnvSecrets``)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], inner: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self._inner = inner
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._inner.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        data = dict(self._inner())
+        data.pop("secrets", None)
+        return data
 
 
 def _file_source(settings_cls: type[BaseSettings], path: Path) -> PydanticBaseSettingsSource:

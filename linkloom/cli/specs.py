@@ -81,17 +81,36 @@ def validate(
     require_retry: bool = typer.Option(False, help="Policy: every step needs a retry policy."),
     shell: bool = typer.Option(True, help="Policy: whether shell steps are allowed."),
     strict: bool = typer.Option(False, help="Treat warnings as errors."),
+    secrets: list[str] = typer.Option(
+        [],
+        "--secret",
+        help="A secret the server has (case-sensitive; repeatable): references to any other "
+        "secret are warned about.",
+    ),
+    server: bool = typer.Option(
+        False,
+        "--server",
+        help="Ask the configured server (LOOM_SERVER_URL, LOOM_TOKEN) for its secrets' names "
+        "and warn about references to any other.",
+    ),
 ) -> None:
     """Validate flow specs; exit 0 when valid, 1 when any has an error, 2 on usage errors."""
     from linkloom.flows import loading
     from linkloom.flows.models import Policy
 
     files = _spec_files(paths)
+    names = set(secrets)
+    if server:
+        from linkloom.cli.connection import connect
+
+        with connect() as connection:
+            names.update(connection.get("/secrets")["names"])
     policy = Policy(
         allowed_hosts=allowed_hosts,
         require_timeout=require_timeout,
         require_retry=require_retry,
         shell_enabled=shell,
+        secret_names=frozenset(names) if names or server else None,
     )
     problems: list[Problem] = []
     for file in files:

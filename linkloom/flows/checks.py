@@ -80,7 +80,7 @@ def check(data: dict[str, Any], *, reporter: Reporter, policy: Policy | None) ->
     _bodiless(view, reporter)
     if policy is not None:
         _policy(view, reporter, policy)
-    reference_checks.check(view, reporter)
+    reference_checks.check(view, reporter, policy)
 
 
 def _duplicates(view: SpecView, reporter: Reporter) -> None:

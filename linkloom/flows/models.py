@@ -70,3 +70,8 @@ class Policy:
     require_timeout: bool = False  # every step (or the flow's defaults) sets a timeout
     require_retry: bool = False  # every step (or the flow's defaults) sets a retry policy
     shell_enabled: bool = True  # False makes every shell step an error
+    # The server's secret names (case matters); None: unknown, references are not checked.
+    secret_names: frozenset[str] | None = None
+    # How a reference to a secret outside ``secret_names`` is reported: a warning where the
+    # names were only looked up (``loom validate --secret``), an error where the server decides.
+    unknown_secret: Literal["warning", "error"] = "warning"

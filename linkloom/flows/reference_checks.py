@@ -22,6 +22,7 @@ from linkloom.flows.source import Path
 
 if TYPE_CHECKING:
     from linkloom.flows.checks import SpecView
+    from linkloom.flows.models import Policy
 
 ROOTS = ("inputs", "steps", "run", "secrets")
 STEP_KEYS = ("output", "outputs", "status")
@@ -41,11 +42,15 @@ class _Reads:
     every_step: bool = False  # some template reads the whole ``steps`` mapping
     jinja_cost: int = 0  # Jinja work so far (bounded per spec, see references.JINJA_BUDGET)
     jinja_seen: set[str] = field(default_factory=set)
+    policy: Policy | None = None  # for the server's secret names
 
 
-def check(view: SpecView, reporter: Reporter) -> None:
-    """Check every template of the spec and warn about inputs and outputs nobody reads."""
-    reads = _Reads()
+def check(view: SpecView, reporter: Reporter, policy: Policy | None = None) -> None:
+    """Check every template of the spec and warn about inputs and outputs nobody reads.
+
+    With ``policy.secret_names`` known, a reference to any other secret is reported too.
+    """
+    reads = _Reads(policy=policy)
     inputs = view.data.get("inputs", {})
     declared_inputs = set(inputs) if isinstance(inputs, dict) else None  # None: unknown
     for n, step in view.steps:
@@ -177,6 +182,8 @@ def _reference(
         _input(ref, path=path, reporter=reporter, reads=reads, inputs=inputs)
     elif root == "steps":
         _step(ref, path=path, owner=owner, view=view, reporter=reporter, reads=reads)
+    elif root == "secrets":
+        _secret(ref, path=path, reporter=reporter, policy=reads.policy)
     elif root == "run" and len(ref) > 1 and ref[1] not in RUN_KEYS:
         reporter.add(
             path,
@@ -184,6 +191,32 @@ def _reference(
             code="unknown-reference",
             hint=did_you_mean(ref[1], RUN_KEYS) or "run has: " + ", ".join(RUN_KEYS),
         )
+
+
+def _secret(
+    ref: references.Reference, *, path: Path, reporter: Reporter, policy: Policy | None
+) -> None:
+    if policy is None or policy.secret_names is None:
+        return
+    known = policy.secret_names
+    if len(ref) < 2 or not isinstance(ref[1], str) or ref[1] in known:
+        return
+    name = ref[1]
+    same = [k for k in known if k.lower() == name.lower()]
+    if same:
+        hint = f"secret names are case-sensitive: did you mean {same[0]!r}?"
+    else:
+        hint = did_you_mean(name, known) or (
+            f"set LOOM_SECRETS__{name} on the server"
+            + (f" (it has: {', '.join(sorted(known))})" if known else " (it has none)")
+        )
+    reporter.add(
+        path,
+        f"secret {name!r} does not exist on the server",
+        code="unknown-secret",
+        severity=policy.unknown_secret,
+        hint=hint,
+    )
 
 
 def _input(

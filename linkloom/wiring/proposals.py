@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from linkloom.flows.gitstore import FlowsRepo
-from linkloom.flows.models import Policy
 from linkloom.proposals.models import ProposalLimits, ProposalSettings
 from linkloom.proposals.service import ProposalService
 from linkloom.sandbox import backends
@@ -30,12 +29,7 @@ def build_proposals(services: Services, *, runner: Any = None) -> ProposalServic
         block_on=tuple(security.block_promotion_on),
         fixture_runs=settings.engine.recent_fixture_runs,
         failed_fixture_runs=settings.engine.recent_failed_fixture_runs,
-        policy=Policy(
-            allowed_hosts=list(security.allowed_hosts),
-            require_timeout=security.require_timeouts,
-            require_retry=security.require_retries,
-            shell_enabled=settings.engine.shell_enabled,
-        ),
+        policy=settings.spec_policy(),
         secrets=tuple(v.get_secret_value() for v in settings.secrets.values()),
         bundle=BundleSettings(
             on_body_mismatch="replay", shell_enabled=settings.engine.shell_enabled

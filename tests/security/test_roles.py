@@ -42,6 +42,7 @@ ROLES: dict[tuple[str, str], Role | str] = {
     ("GET", "/readyz"): PUBLIC,
     ("GET", "/metrics"): PUBLIC,
     # flows
+    ("GET", f"{API}/secrets"): A,  # names only, for loom validate --server
     ("GET", f"{API}/flows"): V,
     ("GET", f"{API}/flows/{{flow_id}}"): V,
     ("PUT", f"{API}/flows/{{flow_id}}"): ADMIN,

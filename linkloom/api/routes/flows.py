@@ -22,6 +22,7 @@ from linkloom.api.schemas.flows import (
     FlowVersionOut,
     RollbackIn,
     ScheduleOut,
+    SecretNamesOut,
     TriggerIn,
     TriggerOut,
 )
@@ -34,6 +35,18 @@ from linkloom.flows.spec import FlowSpec, WebhookTrigger
 from linkloom.scheduler import cron
 
 router = APIRouter(prefix="/api/v1", tags=["flows"])
+
+
+@router.get(
+    "/secrets",
+    summary="Names of the server's secrets (never their values)",
+    description="What `{{ secrets.NAME }}` can read here; `loom validate --server` checks "
+    "specs against it. Names are case-sensitive.",
+    dependencies=[require_role(Role.author)],
+    responses=problem_responses(*AUTHED),
+)
+async def secret_names(services: Services) -> SecretNamesOut:
+    return SecretNamesOut(names=sorted(services.settings.secrets))
 
 
 @router.get(
@@ -89,7 +102,9 @@ async def put_flow(
     flow_id: str, body: FlowIn, services: Services, audit: Audit, request: Request
 ) -> FlowVersionOut:
     text = body.spec if isinstance(body.spec, str) else json.dumps(body.spec)
-    result = loading.check_flow(text, filename=f"{flow_id}.yaml")
+    result = loading.check_flow(
+        text, filename=f"{flow_id}.yaml", policy=services.settings.spec_policy()
+    )
     if result.spec is None:
         raise SpecInvalid(problems=result.problems)
     spec = result.spec

@@ -245,3 +245,12 @@ class BackfillOut(BaseModel):
     created: list[str] = Field(default_factory=list, description="Ids of the runs created.")
     existing: int = 0
     dry_run: bool = False
+
+
+class SecretNamesOut(BaseModel):
+    """The names of the server's secrets; their values never leave the server."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"names": ["CRM_TOKEN", "OPENAI_API_KEY"]}]}
+    )
+    names: list[str] = Field(description="Names as templates read them: {{ secrets.NAME }}.")

@@ -165,14 +165,8 @@ async def schema(request: Request) -> Response:
 
 
 def _policy(request: Request) -> Policy:
-    settings = request.app.state.settings
-    security = settings.security
-    return Policy(
-        allowed_hosts=list(security.allowed_hosts),
-        require_timeout=security.require_timeouts,
-        require_retry=security.require_retries,
-        shell_enabled=settings.engine.shell_enabled,
-    )
+    policy: Policy = request.app.state.settings.spec_policy()
+    return policy
 
 
 def _text(data: dict[str, Any]) -> str:

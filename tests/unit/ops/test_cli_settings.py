@@ -95,7 +95,7 @@ def test_config_show_masks_secrets_yaml_and_json(monkeypatch: pytest.MonkeyPatch
     assert yaml.safe_load(as_yaml.stdout) == data
     assert data["engine"]["concurrency"] == 7
     assert data["security"]["signing_key"] == "***"
-    assert data["secrets"] == {"crm_token": "***"}
+    assert data["secrets"] == {"CRM_TOKEN": "***"}  # a secret's name keeps its case
     assert data["database"]["url"] == "postgresql+psycopg://loom:***@db:5432/loom"
 
 

@@ -74,3 +74,18 @@ def test_settings_every_setting_has_a_description() -> None:
 def test_settings_committed_configuration_doc_is_current() -> None:
     committed = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     assert committed == cli_settings.render_reference(), "run ./scripts/gen-config-docs"
+
+
+def test_a_secrets_name_keeps_its_case_from_the_environment_and_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "loom.yaml"
+    path.write_text("secrets:\n  FromFile: f\n  MyToken: overridden\n")
+    monkeypatch.setenv("LOOM_SECRETS__MyToken", "env-value")
+    monkeypatch.setenv("LOOM_SECRETS__OPENAI_API_KEY", "k")
+    monkeypatch.setenv("loom_engine__concurrency", "6")  # other settings: any case
+    settings = config.load_settings(config_file=path)
+    values = {name: value.get_secret_value() for name, value in settings.secrets.items()}
+    assert values == {"MyToken": "env-value", "OPENAI_API_KEY": "k", "FromFile": "f"}
+    assert settings.engine.concurrency == 6
+    assert settings.spec_policy().secret_names == {"MyToken", "OPENAI_API_KEY", "FromFile"}
