@@ -178,8 +178,15 @@ _Dumper.add_representer(list, _list)
 
 def to_canonical_yaml(spec: FlowSpec) -> str:
     """The spec in the canonical shape as YAML (what ``loom convert`` prints)."""
+    return dump_yaml(canonical_dict(spec))
+
+
+def dump_yaml(data: Any) -> str:
+    """Data as YAML the way canonical specs are written (keys in their order); None: empty."""
+    if data is None:
+        return ""
     return yaml.dump(
-        canonical_dict(spec),
+        data,
         Dumper=_Dumper,
         sort_keys=False,
         allow_unicode=True,

@@ -185,6 +185,8 @@ class Checker:
                     now=now,
                     in_flight=in_flight,
                     before_version=version,
+                    before_text=await self.production_text(flow.flow_id, version),
+                    after_text=flow.text,
                 )
             )
         text = "; ".join(f"{p['flow_id']}: {p['summary']}" for p in plans)
@@ -196,6 +198,25 @@ class Checker:
         except LinkloomError:
             return None, None
         return await self.runs.get_spec(flow_id, flow.current_version), flow.current_version
+
+    async def production_text(self, flow_id: str, version: int | None) -> str | None:
+        """Production's spec as written in git: the file at the commit the version came from,
+        when its text is the one the version recorded (None for a version applied by hand)."""
+        if version is None:
+            return None
+        try:
+            found = await self.runs.get_flow_version(flow_id, version)
+        except LinkloomError:
+            return None
+        if not found.git_commit:
+            return None
+        try:
+            file: gitstore.FlowFile | None = await self.repo.read_flow(flow_id, found.git_commit)
+        except LinkloomError:
+            return None  # that commit is gone (a rewritten remote)
+        if file is None or file.content_hash != found.content_hash:
+            return None
+        return file.text
 
     # ------------------------------------------------------------------ sandbox + diff
 

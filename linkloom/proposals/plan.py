@@ -3,10 +3,12 @@
 ``plan_flow(before=…, after=…, now=…, in_flight=[…])`` compares production's spec of one flow
 with the proposed one and returns plain JSON data:
 
-* ``spec_diff``: a unified diff of the canonical YAML of both specs;
+* ``spec_diff``: a unified diff of both specs as written in git when production's text is known
+  (the file at the commit its version came from), else of their canonical YAML with
+  production's keys in the proposal's order (a stored spec's key order is the database's);
 * ``steps``: steps added, removed and changed (with the changed field paths);
 * ``schedules``: per schedule, added / removed / changed / unchanged, with the next 5 fire times
-  before and after;
+  before and after, in the schedule's time zone and in UTC;
 * ``triggers``: webhook and event triggers added, removed or changed;
 * ``policies``: effective retry, timeout and concurrency settings that change, per step;
 * ``in_flight``: runs still going on production's version (they finish on it).
@@ -18,8 +20,9 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from linkloom.flows import loading
 from linkloom.flows.spec import FlowSpec, Schedule
@@ -36,6 +39,8 @@ def plan_flow(
     now: datetime,
     in_flight: Iterable[Any] = (),
     before_version: int | None = None,
+    before_text: str | None = None,
+    after_text: str | None = None,
 ) -> dict[str, Any]:
     """The plan of one flow (``before`` None: a new flow; ``after`` None: a deleted flow)."""
     kind = "added" if before is None else "deleted" if after is None else "modified"
@@ -47,7 +52,9 @@ def plan_flow(
         "flow_id": flow_id,
         "kind": kind,
         "production_version": before_version,
-        "spec_diff": spec_diff(before, after, flow_id=flow_id),
+        "spec_diff": spec_diff(
+            before, after, flow_id=flow_id, before_text=before_text, after_text=after_text
+        ),
         "steps": step_changes(before, after),
         "schedules": schedule_changes(before, after, now=now),
         "triggers": trigger_changes(before, after),
@@ -67,12 +74,52 @@ def plan_flow(
     return plan
 
 
-def spec_diff(before: FlowSpec | None, after: FlowSpec | None, *, flow_id: str) -> str:
-    a = loading.to_canonical_yaml(before).splitlines(keepends=True) if before else []
-    b = loading.to_canonical_yaml(after).splitlines(keepends=True) if after else []
+def spec_diff(
+    before: FlowSpec | None,
+    after: FlowSpec | None,
+    *,
+    flow_id: str,
+    before_text: str | None = None,
+    after_text: str | None = None,
+) -> str:
+    """The unified diff production → proposed: of the texts in git when both sides have one
+    (``None`` spec: no file on that side), else of canonical YAML with aligned key order."""
+    if (before is None or before_text is not None) and (after is None or after_text is not None):
+        old, new = before_text or "", after_text or ""
+    else:
+        after_data = loading.canonical_dict(after) if after else None
+        before_data = loading.canonical_dict(before) if before else None
+        if before_data is not None and after_data is not None:
+            before_data = _in_order_of(before_data, after_data)
+        old, new = loading.dump_yaml(before_data), loading.dump_yaml(after_data)
+    a = old.splitlines(keepends=True)
+    b = new.splitlines(keepends=True)
+    if a and not a[-1].endswith("\n"):
+        a[-1] += "\n"
+    if b and not b[-1].endswith("\n"):
+        b[-1] += "\n"
     return "".join(
         difflib.unified_diff(a, b, fromfile=f"production/{flow_id}", tofile=f"proposed/{flow_id}")
     )
+
+
+def _in_order_of(value: Any, model: Any) -> Any:
+    """``value`` with every mapping's keys in the order ``model``'s matching mapping has them
+    (keys ``model`` lacks follow in their own order); list items are matched by their ``id``
+    when they have one (steps, schedules), else by position."""
+    if isinstance(value, dict) and isinstance(model, dict):
+        keys = [k for k in model if k in value] + [k for k in value if k not in model]
+        return {k: _in_order_of(value[k], model.get(k)) for k in keys}
+    if isinstance(value, list) and isinstance(model, list):
+        by_id = {m["id"]: m for m in model if isinstance(m, dict) and isinstance(m.get("id"), str)}
+        out = []
+        for i, item in enumerate(value):
+            match = by_id.get(item.get("id")) if isinstance(item, dict) else None
+            if match is None and not by_id:
+                match = model[i] if i < len(model) else None
+            out.append(_in_order_of(item, match))
+        return out
+    return value
 
 
 def _steps(spec: FlowSpec | None) -> dict[str, dict[str, Any]]:
@@ -120,14 +167,33 @@ def _fires(schedule: Schedule, now: datetime) -> dict[str, Any]:
         "describe": cron.describe(schedule),
         "enabled": schedule.enabled,
         "inputs": schedule.inputs,
-        "next": [],
+        "timezone": schedule.timezone,
+        "next": [],  # ISO 8601 in the schedule's time zone (with its offset)
+        "next_utc": [],
     }
     if schedule.enabled:
         try:
-            info["next"] = [t.isoformat() for t in cron.next_fires(schedule, after=now, n=FIRES)]
+            zone = ZoneInfo(schedule.timezone)
+            fires = cron.next_fires(schedule, after=now, n=FIRES)
+            info["next"] = [t.astimezone(zone).isoformat() for t in fires]
+            info["next_utc"] = [t.astimezone(UTC).isoformat() for t in fires]
         except Exception as exc:  # an invalid schedule is validate's business; say so here too
             info["error"] = str(exc)
     return info
+
+
+def _fire_times(info: Mapping[str, Any]) -> str:
+    """``2026-12-08 09:00 Europe/Kyiv (07:00 UTC), …`` (UTC alone for UTC schedules)."""
+    zone = info.get("timezone") or "UTC"
+    out = []
+    for local, utc in zip(info.get("next") or [], info.get("next_utc") or [], strict=False):
+        at, at_utc = datetime.fromisoformat(local), datetime.fromisoformat(utc)
+        text = f"{at:%Y-%m-%d %H:%M} {zone}"
+        if zone != "UTC":
+            day = "" if at_utc.date() == at.date() else f"{at_utc:%Y-%m-%d} "
+            text += f" ({day}{at_utc:%H:%M} UTC)"
+        out.append(text)
+    return ", ".join(out) or "never"
 
 
 def schedule_changes(
@@ -252,7 +318,7 @@ def plan_lines(plans: Sequence[Mapping[str, Any]]) -> list[str]:
             for side in ("before", "after"):
                 info = schedule.get(side)
                 if info and (schedule["change"] != "unchanged" or side == "after"):
-                    nxt = ", ".join(info.get("next") or []) or "never"
+                    nxt = _fire_times(info)
                     lines.append(f"    {side:6} {info['describe']}: next {nxt}")
         for trigger in plan["triggers"]:
             lines.append(f"  trigger {trigger['type']} {trigger['id']}: {trigger['change']}")

@@ -368,6 +368,17 @@ def test_proposals_tell_the_truth(world: World) -> None:
     code, text = world.loom("alice", "proposal", "checks", a["id"], "--wait")
     assert code == 8, text
     assert "total: output.lines" in text
+    # The plan's spec diff is of the texts in git: the one line, nothing re-ordered.
+    with world.client("viewer") as api:
+        (flow_plan,) = api.get(f"/proposals/{a['id']}/plan").json()["flows"]
+    edits = [
+        line
+        for line in flow_plan["spec_diff"].splitlines()
+        if line[:1] in "+-" and line[:3] not in ("---", "+++")
+    ]
+    assert [line[0] for line in edits] == ["-", "+"], flow_plan["spec_diff"]
+    assert "line(s)" in edits[1]
+    assert "line(s)" not in edits[0]
 
     # (b) a schedule-only change: no result difference at all.
     rescheduled = copy.deepcopy(base)
@@ -375,6 +386,10 @@ def test_proposals_tell_the_truth(world: World) -> None:
     b = world.propose("alice", rescheduled, "Half past")
     diff = world.diff(b["id"])
     assert diff["status"] == "passed", diff["summary"]
+    with world.client("viewer") as api:
+        plan_text = "\n".join(api.get(f"/proposals/{b['id']}/plan").json()["text"])
+    assert ":30 Europe/Kyiv (" in plan_text, plan_text
+    assert ":30 UTC)" in plan_text, plan_text
     for case in only_reproducible(diff):
         assert set(steps_of(case).values()) == {"unchanged"}
         assert not case["changed_requests"]

@@ -94,3 +94,98 @@ def test_plan_new_and_deleted_flows() -> None:
     deleted = plan.plan_flow(flow_id="report", before=spec(), after=None, now=NOW)
     assert deleted["kind"] == "deleted"
     assert deleted["steps"]["removed"] == ["fetch", "shape"]
+
+
+def test_plan_spec_diff_of_the_texts_in_git_keeps_comments_and_the_authors_order() -> None:
+    before_text = (
+        "id: report  # the nightly report\n"
+        "steps:\n"
+        "  - id: fetch\n"
+        "    type: http\n"
+        "    url: http://backend/fetch\n"
+        "    query: {region: eu, limit: 10}\n"
+    )
+    after_text = before_text.replace("limit: 10", "limit: 20")
+    step = {"id": "fetch", "type": "http", "url": "http://backend/fetch"}
+    before = FlowSpec.model_validate(
+        {"id": "report", "steps": [{**step, "query": {"region": "eu", "limit": "10"}}]}
+    )
+    after = FlowSpec.model_validate(
+        {"id": "report", "steps": [{**step, "query": {"region": "eu", "limit": "20"}}]}
+    )
+    p = plan.plan_flow(
+        flow_id="report",
+        before=before,
+        after=after,
+        now=NOW,
+        before_text=before_text,
+        after_text=after_text,
+    )
+    changed = [line for line in p["spec_diff"].splitlines() if line[:1] in "+-"]
+    assert changed == [
+        "--- production/report",
+        "+++ proposed/report",
+        "-    query: {region: eu, limit: 10}",
+        "+    query: {region: eu, limit: 20}",
+    ]
+
+
+def test_plan_spec_diff_ignores_the_key_order_a_database_gives_a_stored_spec() -> None:
+    """PostgreSQL's jsonb re-sorts keys; an untouched block must not show as removed and
+    re-added."""
+    authored = {
+        "id": "report",
+        "steps": [
+            {
+                "id": "post",
+                "type": "http",
+                "method": "POST",
+                "url": "http://backend/orders",
+                "headers": {"Content-Type": "application/json", "X-Trace": "1"},
+                "body": {"zeta": 1, "alpha": {"nested_b": 2, "a": 3}},
+            },
+            {"id": "shape", "type": "transform", "depends_on": ["post"], "template": {"y": 1}},
+        ],
+    }
+    stored = copy.deepcopy(authored)  # what jsonb gives back: keys by length, then bytes
+    stored["steps"].reverse()
+    for step in stored["steps"]:
+        for key in ("headers", "body"):
+            if key in step:
+                step[key] = dict(sorted(step[key].items(), key=lambda kv: (len(kv[0]), kv[0])))
+    stored["steps"].reverse()
+    proposed = copy.deepcopy(authored)
+    proposed["steps"][1]["template"] = {"y": 2}
+    p = plan.plan_flow(
+        flow_id="report",
+        before=FlowSpec.model_validate(stored),
+        after=FlowSpec.model_validate(proposed),
+        now=NOW,
+    )
+    changed = [line for line in p["spec_diff"].splitlines() if line[:1] in "+-"]
+    assert changed == [
+        "--- production/report",
+        "+++ proposed/report",
+        "-      y: 1",
+        "+      y: 2",
+    ]
+    unchanged = plan.plan_flow(
+        flow_id="report",
+        before=FlowSpec.model_validate(stored),
+        after=FlowSpec.model_validate(authored),
+        now=NOW,
+    )
+    assert unchanged["spec_diff"] == ""
+
+
+def test_plan_fire_times_are_in_the_schedules_zone_and_in_utc() -> None:
+    kyiv = spec(schedules=[{"id": "nightly", "cron": "0 9 * * *", "timezone": "Europe/Kyiv"}])
+    p = plan.plan_flow(flow_id="report", before=kyiv, after=kyiv, now=NOW)
+    (schedule,) = p["schedules"]
+    assert schedule["after"]["next"][0] == "2026-11-23T09:00:00+02:00"
+    assert schedule["after"]["next_utc"][0] == "2026-11-23T07:00:00+00:00"
+    lines = plan.plan_lines([p])
+    assert any(
+        "next 2026-11-23 09:00 Europe/Kyiv (07:00 UTC), 2026-11-24 09:00 Europe/Kyiv" in line
+        for line in lines
+    ), lines
