@@ -12,9 +12,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from linkloom.proposals import plan as plans
+from linkloom.proposals import render
 from linkloom.proposals.models import (
     Check,
     CheckName,
@@ -22,20 +22,12 @@ from linkloom.proposals.models import (
     Proposal,
     ProposalDiff,
     ProposalStatus,
-    StepChange,
 )
 
 CONTEXT = "linkloom"
 MARKER = "<!-- linkloom:proposal -->"
 DESCRIPTION_LIMIT = 140  # GitHub's limit on a status description
 COMMENT_LIMIT = 60_000  # below GitHub's 65,536 characters per comment
-_CHANGE_WORDS = {
-    StepChange.CHANGED: "changed",
-    StepChange.ADDED: "added",
-    StepChange.REMOVED: "removed",
-    StepChange.NEWLY_FAILING: "**newly failing**",
-    StepChange.NEWLY_PASSING: "newly passing",
-}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -153,56 +145,12 @@ def _comment(
     if diff is not None and diff.details.get("flows"):
         lines += ["", "#### Sandbox results against production", ""]
         for flow_id, data in sorted(diff.details["flows"].items()):
-            lines += [f"**{flow_id}**", "", render_markdown(ProposalDiff.from_dict(data)), ""]
+            lines += [render.flow_markdown(flow_id, ProposalDiff.from_dict(data)), ""]
     lines += ["", f"[Open the proposal in Link Loom]({url}) for the side-by-side diff."]
     text = "\n".join(lines)
     if len(text) > COMMENT_LIMIT:
         text = text[: COMMENT_LIMIT - 200] + f"\n\n… cut; the whole report: {url}"
     return text
-
-
-def render_markdown(diff: ProposalDiff) -> str:
-    """A grouped summary of one flow's diff: per case, the steps that changed, newly failing
-    steps, unrecorded requests. (``proposals.diff.render_markdown`` replaces it once there.)"""
-    from linkloom.proposals import diff as diffs
-
-    found = getattr(diffs, "render_markdown", None)
-    if callable(found):
-        return str(found(diff))
-    s = diff.summary
-    lines = [
-        f"{s.cases} case(s), {s.cases_changed} with differences · {s.changed} changed, "
-        f"{s.added} added, {s.removed} removed, {s.newly_failing} newly failing, "
-        f"{s.unrecorded} unrecorded request(s)",
-    ]
-    for case in diff.cases:
-        if not case.changed:
-            continue
-        lines.append(f"- case `{case.case}`: {case.production_status} → {case.proposed_status}")
-        if case.sandbox_error:
-            lines.append(f"  - sandbox error: {_escape(case.sandbox_error)}")
-        for step in case.steps:
-            if step.change is StepChange.UNCHANGED:
-                continue
-            detail = ", ".join(
-                f"`{c.path}`: {_short(c.production)} → {_short(c.proposed)}"
-                for c in step.changes[:5]
-            )
-            lines.append(
-                f"  - step `{step.step_id}` {_CHANGE_WORDS[step.change]}"
-                + (f": {detail}" if detail else "")
-            )
-        for call in case.unrecorded:
-            lines.append(f"  - would call (unrecorded): `{call.get('method')} {call.get('url')}`")
-    return "\n".join(lines)
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    import json
-
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    text = text if len(text) <= limit else text[: limit - 1] + "…"
-    return f"`{text}`" if "`" not in text else _escape(text)
 
 
 def _escape(text: str) -> str:

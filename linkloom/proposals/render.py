@@ -272,21 +272,28 @@ def render_markdown(
         lines.append("")
         lines.append("Nothing to compare: no fixture cases.")
     for flow_id, diff in diffs.items():
-        lines += ["", f"**{_md(flow_id)}**: {_md(summary_line(diff.summary))}", ""]
-        for finding in diff.findings:
-            lines.append(f"- {_md_mark(finding)} {_md(finding.text)}")
-        if not diff.findings:
-            lines.append("- nothing changes")
-        changed = [c for c in diff.cases if c.changed or not c.reproducible]
-        if changed:
-            lines += ["", "<details><summary>cases</summary>", ""]
-            for case in changed:
-                lines.append(
-                    f"- `{_md(case.case)}` {_md(case.production_status or '?')} → "
-                    f"{_md(case.proposed_status)} — {_md(_origin(case))}"
-                )
-            lines += ["", "</details>"]
+        lines += ["", flow_markdown(flow_id, diff)]
     return "\n".join(lines) + "\n"
+
+
+def flow_markdown(flow_id: str, diff: ProposalDiff) -> str:
+    """One flow's findings as Markdown: its summary line, a bullet per finding, and the cases
+    that differ folded under ``<details>``."""
+    lines = [f"**{_md(flow_id)}**: {_md(summary_line(diff.summary))}", ""]
+    for finding in diff.findings:
+        lines.append(f"- {_md_mark(finding)} {_md(finding.text)}")
+    if not diff.findings:
+        lines.append("- nothing changes")
+    changed = [c for c in diff.cases if c.changed or not c.reproducible]
+    if changed:
+        lines += ["", "<details><summary>cases</summary>", ""]
+        for case in changed:
+            lines.append(
+                f"- `{_md(case.case)}` {_md(case.production_status or '?')} → "
+                f"{_md(case.proposed_status)} — {_md(_origin(case))}"
+            )
+        lines += ["", "</details>"]
+    return "\n".join(lines)
 
 
 def _md_mark(finding: Finding) -> str:
