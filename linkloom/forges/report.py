@@ -86,8 +86,12 @@ def _state(proposal: Proposal, found: Mapping[CheckName, Check]) -> tuple[str, s
         diff and diff.details.get("attention")
     )
     summary = diff.summary if diff else "checks passed"
+    if attention and proposal.status is not ProposalStatus.APPROVED:
+        # Merging promotes: results that differ from production wait for a reviewer's approval
+        # (the promotion policy's rule for `attention`), so branch protection can hold the merge.
+        return "pending", f"results change, waiting for approval in Link Loom: {summary}"
     if attention:
-        return "success", f"passed, needs attention: {summary}"
+        return "success", f"approved: {summary}"
     return "success", f"passed: {summary}"
 
 

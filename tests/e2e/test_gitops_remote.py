@@ -143,8 +143,16 @@ class World:
         raise AssertionError(f"{what} did not happen:\n{self.log.read_text()[-4000:]}")
 
     def final_status(self, sha: str) -> dict[str, Any] | None:
+        """The status once the checks are done: success or failure, or pending on a review."""
         statuses = self.forge.statuses.get(sha) or []
-        return statuses[-1] if statuses and statuses[-1]["state"] != "pending" else None
+        last = statuses[-1] if statuses else None
+        if last is None or (last["state"] == "pending" and "approval" not in last["description"]):
+            return None
+        return last
+
+    def approved_status(self, sha: str) -> dict[str, Any] | None:
+        statuses = self.forge.statuses.get(sha) or []
+        return statuses[-1] if statuses and statuses[-1]["state"] == "success" else None
 
     def scheduled_run_after(self, moment: str) -> dict[str, Any]:
         def found() -> dict[str, Any] | None:
@@ -213,15 +221,18 @@ def test_pull_request_to_production_and_back_through_the_team_remote(world: Worl
     assert opened.status_code == 202, opened.text
 
     final = world.wait("the final status of the first head", lambda: world.final_status(first))
-    states = [s["state"] for s in world.forge.statuses[first]]
-    assert states[0] == "pending"
-    assert final["state"] == "success", final
+    # Results change: the status waits for a reviewer, so a protected branch waits too.
+    assert final["state"] == "pending", final
+    assert final["description"].startswith("results change, waiting for approval"), final
     assert final["context"] == "linkloom"
     proposal_id = final["target_url"].rsplit("/", 1)[-1]
     assert final["target_url"] == f"{world.url}/proposals/{proposal_id}"
     (comment,) = world.forge.comment_bodies(1)
-    assert "step `summary` changed" in comment
-    assert "4 of 5 records valid" in comment
+    assert "- ⚠️ summary: output" in comment  # one finding, the cases folded below it
+    with world.api("bob") as bob:
+        assert bob.post(f"/proposals/{proposal_id}/approve").status_code == 200
+    approved = world.wait("the approved status", lambda: world.approved_status(first))
+    assert approved["description"].startswith("approved: "), approved
     with world.api("viewer") as viewer:
         proposal = viewer.get(f"/proposals/{proposal_id}").json()
         pull = viewer.get(f"/proposals/{proposal_id}/pull-request").json()
@@ -312,7 +323,7 @@ def test_pull_request_to_production_and_back_through_the_team_remote(world: Worl
     assert done_ci.returncode == 0, out  # exit 8 (results differ) passes with a warning
     assert re.search(r"proposal \w+ revision 1: attention", out), out
     assert "::warning::Link Loom: results differ from production" in out
-    assert "step `summary` changed" in summary.read_text()
+    assert "- ⚠️ summary: output" in summary.read_text()
 
     # Credentials never reach the logs, the audit log or the API.
     with world.api("ops") as ops:
