@@ -10,7 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -125,9 +125,17 @@ def test_an_empty_sqlite_file_is_migrated_on_start(command: list[str], tmp_path:
     if command == ["server"]:
         serving(command, env, port)
     else:
-        running_for(command, env, seconds=4)
+        running_for(command, env, until=lambda: sqlite_revision(db) == HEAD)
+    assert sqlite_revision(db) == HEAD
+
+
+def sqlite_revision(db: Path) -> str | None:
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == (HEAD,)
+        try:
+            row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        except sqlite3.OperationalError:  # not migrated (yet)
+            return None
+    return row[0] if row else None
 
 
 def serving(args: list[str], env: dict[str, str], port: int, within: float = 60) -> None:
@@ -153,13 +161,25 @@ def serving(args: list[str], env: dict[str, str], port: int, within: float = 60)
         process.wait(timeout=30)
 
 
-def running_for(args: list[str], env: dict[str, str], *, seconds: float) -> None:
-    """Start a process that runs until stopped; it must still run after ``seconds``, quietly."""
+def running_for(
+    args: list[str],
+    env: dict[str, str],
+    *,
+    seconds: float = 4,
+    until: Callable[[], bool] | None = None,
+    within: float = 60,
+) -> None:
+    """Start a process that runs until stopped; it must still run, quietly, after ``seconds``
+    and once ``until`` holds (waited for up to ``within`` seconds: a loaded machine is slow)."""
     process = subprocess.Popen(
         [*LOOM, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     try:
         time.sleep(seconds)
+        deadline = time.monotonic() + within
+        while until is not None and not until() and time.monotonic() < deadline:
+            assert process.poll() is None, process.stdout.read()  # type: ignore[union-attr]
+            time.sleep(0.2)
         assert process.poll() is None, process.stdout.read()  # type: ignore[union-attr]
     finally:
         process.terminate()
