@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -171,13 +172,17 @@ class World:
         env = {"LOOM_SERVER_URL": self.url, "LOOM_TOKEN": self.tokens[who]}
         return CliRunner().invoke(cli_app, list(args), env=env)
 
-    def scheduled_run_after(self, moment: str, *, within: float = 30) -> dict[str, Any]:
-        """The first scheduled run created after ``moment`` that has finished."""
+    def scheduled_run_after(
+        self, moment: str, *, within: float = 30, settle: float = 5.0
+    ) -> dict[str, Any]:
+        """The first finished scheduled run created ``settle`` seconds after ``moment``: a fire
+        the scheduler decided just before (every 2 s) still runs the version it was decided on."""
+        since = (datetime.fromisoformat(moment) + timedelta(seconds=settle)).isoformat()
         deadline = time.monotonic() + within
         with self.api("viewer") as client:
             while time.monotonic() < deadline:
                 page = client.get(
-                    "/runs", params={"flow": "daily-report", "trigger": "schedule", "since": moment}
+                    "/runs", params={"flow": "daily-report", "trigger": "schedule", "since": since}
                 ).json()
                 done = [r for r in page["items"] if r["status"] in ("SUCCEEDED", "FAILED")]
                 if done:
@@ -213,7 +218,7 @@ def test_gitops_end_to_end_with_docker_sandbox(world: World) -> None:
     repo = git.Repo(world.home / "flows")
     # Production runs are recorded: at least three scheduled runs of version 1.
     start = time.monotonic()
-    first = world.scheduled_run_after("2000-01-01T00:00:00Z")
+    first = world.scheduled_run_after("2000-01-01T00:00:00+00:00", settle=0)
     assert first["flow_version"] == 1
     while time.monotonic() - start < 30:
         with world.api("viewer") as client:

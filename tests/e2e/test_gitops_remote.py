@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -154,11 +155,15 @@ class World:
         statuses = self.forge.statuses.get(sha) or []
         return statuses[-1] if statuses and statuses[-1]["state"] == "success" else None
 
-    def scheduled_run_after(self, moment: str) -> dict[str, Any]:
+    def scheduled_run_after(self, moment: str, *, settle: float = 5.0) -> dict[str, Any]:
+        """The first scheduled run created ``settle`` seconds after ``moment``: a fire the
+        scheduler decided just before (every 2 s) still runs the version it was decided on."""
+        since = (datetime.fromisoformat(moment) + timedelta(seconds=settle)).isoformat()
+
         def found() -> dict[str, Any] | None:
             with self.api("viewer") as client:
                 page = client.get("/runs", params={"flow": "daily-report", "trigger": "schedule",
-                                                   "since": moment}).json()  # fmt: skip
+                                                   "since": since}).json()  # fmt: skip
             done = [r for r in page["items"] if r["status"] in ("SUCCEEDED", "FAILED")]
             return min(done, key=lambda r: r["created_at"]) if done else None
 
