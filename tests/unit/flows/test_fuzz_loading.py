@@ -10,7 +10,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from linkloom.flows.errors import SpecInvalid
-from linkloom.flows.loading import check_flow, content_hash, load_flow, to_canonical_yaml
+from linkloom.flows.loading import (
+    check_flow,
+    content_hash,
+    dump_yaml,
+    load_flow,
+    to_canonical_yaml,
+)
 from linkloom.flows.spec import BUILTIN_STEP_TYPES, HttpStep, StepBase
 
 FIELDS = sorted(
@@ -169,7 +175,9 @@ def valid_specs(draw):
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(valid_specs())
 def test_fuzz_valid_specs_load_the_same_from_yaml_json_and_canonical_yaml(data):
-    from_yaml = load_flow(yaml.safe_dump(data))
+    # Written as YAML 1.2 (the reader's rules): PyYAML's safe_dump follows YAML 1.1 and leaves
+    # a string like "0E0" unquoted, which YAML 1.2 reads as a number.
+    from_yaml = load_flow(dump_yaml(data))
     from_json = load_flow(json.dumps(data), filename="x.json")
     assert content_hash(from_yaml) == content_hash(from_json)
     assert content_hash(load_flow(to_canonical_yaml(from_yaml))) == content_hash(from_yaml)
