@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import jmespath
 from jinja2 import StrictUndefined, nodes
@@ -77,6 +77,7 @@ class Budget:
 
 
 _CURRENT: ContextVar[Budget | None] = ContextVar("loom_template_budget", default=None)
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -113,7 +114,7 @@ def tick(cost: int = 1) -> None:
         _exhaust(current, f"the template ran longer than {current.limits.time_limit:g}s")
 
 
-def charge(value: Any) -> Any:
+def charge(value: T) -> T:
     """Count a value the template produced against the size limits; return it unchanged."""
     current = _CURRENT.get()
     limits = current.limits if current is not None else DEFAULT_LIMITS
@@ -290,13 +291,13 @@ def _check_replace(s: Any, old: Any, new: Any, count: Any = -1) -> None:
 
 
 def _check_join(sep: Any, items: Any) -> list[Any]:
-    items = list(items)
+    found: list[Any] = list(items)
     if isinstance(sep, str):
-        total = len(sep) * max(len(items) - 1, 0)
-        total += sum(len(x) for x in items if isinstance(x, str))
+        total = len(sep) * max(len(found) - 1, 0)
+        total += sum(len(x) for x in found if isinstance(x, str))
         if total > _limits().max_string:
             raise BudgetExceeded("the joined string would be too long")
-    return items
+    return found
 
 
 # ---------------------------------------------------------------------------- methods
@@ -574,7 +575,7 @@ class LoomEnvironment(ImmutableSandboxedEnvironment):
         tick()
         return super().getitem(obj, argument)
 
-    def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
         tick()
         args = _check_call(obj, args, kwargs)
         result = super().call(context, obj, *args, **kwargs)
@@ -604,7 +605,7 @@ class LoomEnvironment(ImmutableSandboxedEnvironment):
 
     def _generate(
         self, source: nodes.Template, name: Any, filename: Any, defer_init: bool = False
-    ) -> str:  # type: ignore[override]
+    ) -> str:
         _install_hooks(source)
         source.set_environment(self)
         return super()._generate(source, name, filename, defer_init=defer_init)
@@ -680,5 +681,5 @@ def _concat_node(node: nodes.Concat) -> nodes.Filter:
     return _filter_node(parts, "_loom_concat")
 
 
-def _filter_node(node: nodes.Expr, name: str) -> nodes.Filter:
+def _filter_node(node: nodes.Node, name: str) -> nodes.Filter:
     return nodes.Filter(node, name, [], [], None, None, lineno=node.lineno)
