@@ -80,6 +80,12 @@ async def test_delay_holds_no_worker_and_survives_a_restart(home: Path) -> None:
 
         await until(suspended, within=5)
         worker = server.services.workers[0]
+
+        async def slot_freed() -> bool:
+            # The suspension is committed a moment before the step's task returns its slot.
+            return not worker._inflight
+
+        await until(slot_freed, within=1)
         for _ in range(5):  # the timer holds no worker slot
             assert len(worker._inflight) == 0
             await asyncio.sleep(0.05)
