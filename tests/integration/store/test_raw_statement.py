@@ -1,0 +1,75 @@
+"""``raw.Statement`` on SQLite writes and reads exactly what SQLAlchemy Core does: the same
+stored text (JSON, datetimes, booleans, SQL NULL vs JSON null), the same values back, and
+SQLAlchemy's exception types."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from linkloom.store import session
+from linkloom.store.raw import Statement
+from linkloom.store.tables import runs
+
+_AT = datetime(2026, 12, 7, 18, 1, 2, 345678, tzinfo=UTC)
+
+
+def _run(run_id: str) -> dict[str, object]:
+    return {
+        "id": run_id, "flow_id": "f", "version": 1, "status": "RUNNING", "trigger": "api",
+        "trigger_info": {"k": [1, "é", None]}, "inputs": {}, "outputs": None, "error": None,
+        "schedule_id": None, "fire_time": None, "parent_run_id": None, "parent_step_id": None,
+        "created_by": None, "created_at": _AT, "started_at": _AT, "finished_at": None,
+        "sandbox": True, "max_parallel": None,
+    }  # fmt: skip
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> session.Database:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'r.db'}"
+    asyncio.run(session.upgrade(url))
+    return session.Database(url)
+
+
+def test_the_raw_path_stores_and_reads_what_sqlalchemy_does(database: session.Database) -> None:
+    by_id = runs.select().where(runs.c.id == sa.bindparam("b_run"))
+    with database.sync_writer.begin() as conn:
+        conn.execute(runs.insert(), _run("sa"))
+        Statement(runs.insert()).execute(conn, _run("raw"))
+    with database.sync_reader.connect() as conn:
+        stored = {
+            r[0]: r[1:]
+            for r in conn.exec_driver_sql(
+                "SELECT id, trigger_info, outputs, created_at, sandbox FROM runs"
+            )
+        }
+        assert stored["raw"] == stored["sa"]
+        assert stored["raw"][1] == "null"  # a None of a JSON column is JSON null, as in Core
+        through_sa = conn.execute(by_id, {"b_run": "sa"}).first()
+        through_raw = Statement(by_id).first(conn, {"b_run": "sa"})
+        assert through_raw is not None
+        assert through_sa is not None
+        assert tuple(through_raw) == tuple(through_sa)
+        assert through_raw._fields == tuple(through_sa._fields)
+        assert Statement(by_id).first(conn, {"b_run": "missing"}) is None
+        assert [r.id for r in Statement(runs.select().order_by(runs.c.id)).all(conn, {})] == [
+            "raw",
+            "sa",
+        ]
+    _dispose(database)
+
+
+def test_the_raw_path_raises_sqlalchemys_errors(database: session.Database) -> None:
+    with pytest.raises(sa.exc.IntegrityError), database.sync_writer.begin() as conn:
+        Statement(runs.insert()).executemany(conn, [_run("x"), _run("x")])
+    with database.sync_reader.connect() as conn:  # rolled back with its transaction
+        assert conn.exec_driver_sql("SELECT count(*) FROM runs").scalar() == 0
+    _dispose(database)
+
+
+def _dispose(database: session.Database) -> None:
+    asyncio.run(database.dispose())
