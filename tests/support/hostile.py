@@ -44,8 +44,8 @@ from tests.support.shop_backend import ShopBackend
 ROOT = Path(__file__).resolve().parents[2]
 KINDS = ["sqlite", "postgres"]
 SIGNING_KEY = "hostile-suite-signing-key"
-# Secrets with mixed-case names; flows read them as {{ secrets.ShopKey }} and
-# {{ secrets.api_Token }} (set in a config file, which keeps the names' case).
+# Secrets with mixed-case names; flows read them as {{ secrets.ShopKey }} (set in a config file)
+# and {{ secrets.api_Token }} (set as LOOM_SECRETS__api_Token: both keep the names' case).
 SECRETS = {"ShopKey": "Sk-Ho5tile-8d1e77c0a4", "api_Token": "tok-Q9v3Zt27mWx"}
 # Who holds a token: a name (recorded as the audit entries' actor) and a role.
 PEOPLE = {
@@ -332,14 +332,14 @@ def start(kind: str, home: Path, *, flows: list[dict[str, Any]] = FLOWS) -> Host
         (seed / spec["id"]).mkdir(parents=True, exist_ok=True)
         (seed / spec["id"] / "flow.yaml").write_text(dump(spec).replace("BACKEND", backend.url))
     config_file = home.parent / f"{home.name}-loom.toml"
-    config_file.write_text(
-        "[secrets]\n" + "".join(f'{name} = "{value}"\n' for name, value in SECRETS.items())
-    )
+    shop_key = SECRETS["ShopKey"]
+    config_file.write_text(f'[secrets]\nShopKey = "{shop_key}"\n')
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOM_")}
     env.update(
         {
             "LOOM_CONFIG_FILE": str(config_file),
+            "LOOM_SECRETS__api_Token": SECRETS["api_Token"],
             "LOOM_HOME": str(home),
             "LOOM_DATABASE__URL": db_url,
             "LOOM_SECURITY__SIGNING_KEY": SIGNING_KEY,
