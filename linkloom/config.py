@@ -15,7 +15,7 @@ import os
 import re
 from contextvars import ContextVar
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -28,9 +28,6 @@ from pydantic_settings import (
 )
 
 from linkloom.errors import InvalidInput
-
-if TYPE_CHECKING:
-    from linkloom.flows.models import Policy
 
 DEFAULT_HOME = Path.home() / ".local" / "share" / "linkloom"
 DEFAULT_SIGNING_KEY = "dev-only-signing-key-change-me"
@@ -578,19 +575,6 @@ class Settings(BaseSettings):
         """Keys an inbound signature may use: the current key, then the previous ones."""
         current = self.security.signing_key.get_secret_value()
         return [current, *(key.get_secret_value() for key in self.security.previous_signing_keys)]
-
-    def spec_policy(self) -> Policy:
-        """The operator's rules for specs this server accepts (unknown secrets are errors)."""
-        from linkloom.flows.models import Policy
-
-        return Policy(
-            allowed_hosts=list(self.security.allowed_hosts),
-            require_timeout=self.security.require_timeouts,
-            require_retry=self.security.require_retries,
-            shell_enabled=self.engine.shell_enabled,
-            secret_names=frozenset(self.secrets),
-            unknown_secret="error",
-        )
 
     @property
     def public_url(self) -> str:

@@ -41,6 +41,7 @@ from linkloom.store.web_sessions import SqlWebSessions
 
 if TYPE_CHECKING:
     from linkloom.engine.pull import PullService
+    from linkloom.flows.models import Policy
     from linkloom.metrics import QueueStats
     from linkloom.notifications.personal import PersonalNotifier
     from linkloom.notifications.service import NotificationService
@@ -277,6 +278,20 @@ def build_services(settings: Settings, *, http_transport: Any = None) -> Service
         services.personal = build_personal(services)
         services.run_listeners.append(services.personal.on_run_finished)
     return services
+
+
+def spec_policy(settings: Settings) -> Policy:
+    """The operator's rules for specs this server accepts (unknown secrets are errors)."""
+    from linkloom.flows.models import Policy
+
+    return Policy(
+        allowed_hosts=list(settings.security.allowed_hosts),
+        require_timeout=settings.security.require_timeouts,
+        require_retry=settings.security.require_retries,
+        shell_enabled=settings.engine.shell_enabled,
+        secret_names=frozenset(settings.secrets),
+        unknown_secret="error",
+    )
 
 
 def build_scheduler(services: Services) -> Scheduler:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from linkloom import wiring
 from linkloom.flows.gitstore import FlowsRepo
 from linkloom.proposals.models import ProposalLimits, ProposalSettings
 from linkloom.proposals.service import ProposalService
@@ -29,7 +30,7 @@ def build_proposals(services: Services, *, runner: Any = None) -> ProposalServic
         block_on=tuple(security.block_promotion_on),
         fixture_runs=settings.engine.recent_fixture_runs,
         failed_fixture_runs=settings.engine.recent_failed_fixture_runs,
-        policy=settings.spec_policy(),
+        policy=wiring.spec_policy(settings),
         secrets=tuple(v.get_secret_value() for v in settings.secrets.values()),
         bundle=BundleSettings(
             on_body_mismatch="replay", shell_enabled=settings.engine.shell_enabled

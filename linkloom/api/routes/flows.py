@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
+from linkloom import wiring
 from linkloom.access import Role
 from linkloom.api.deps import Audit, Services, get_services, require_role
 from linkloom.api.schemas.common import AUTHED, Page, problem_responses
@@ -103,7 +104,7 @@ async def put_flow(
 ) -> FlowVersionOut:
     text = body.spec if isinstance(body.spec, str) else json.dumps(body.spec)
     result = loading.check_flow(
-        text, filename=f"{flow_id}.yaml", policy=services.settings.spec_policy()
+        text, filename=f"{flow_id}.yaml", policy=wiring.spec_policy(services.settings)
     )
     if result.spec is None:
         raise SpecInvalid(problems=result.problems)

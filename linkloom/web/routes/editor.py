@@ -29,6 +29,7 @@ from fastapi.responses import JSONResponse
 from markupsafe import Markup
 from starlette.background import BackgroundTask
 
+from linkloom import wiring
 from linkloom.access import Role
 from linkloom.errors import InvalidInput, LinkloomError, NotFound
 from linkloom.flows import loading, shapes
@@ -165,8 +166,7 @@ async def schema(request: Request) -> Response:
 
 
 def _policy(request: Request) -> Policy:
-    policy: Policy = request.app.state.settings.spec_policy()
-    return policy
+    return wiring.spec_policy(request.app.state.settings)
 
 
 def _text(data: dict[str, Any]) -> str:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from linkloom import config
+from linkloom import config, wiring
 from linkloom.cli import settings as cli_settings
 
 ROOT = Path(__file__).parents[3]
@@ -88,4 +88,4 @@ def test_a_secrets_name_keeps_its_case_from_the_environment_and_the_file(
     values = {name: value.get_secret_value() for name, value in settings.secrets.items()}
     assert values == {"MyToken": "env-value", "OPENAI_API_KEY": "k", "FromFile": "f"}
     assert settings.engine.concurrency == 6
-    assert settings.spec_policy().secret_names == {"MyToken", "OPENAI_API_KEY", "FromFile"}
+    assert wiring.spec_policy(settings).secret_names == {"MyToken", "OPENAI_API_KEY", "FromFile"}
