@@ -102,6 +102,7 @@ class PushOutcome:
 
 
 class PersonalStore(Protocol):
+    async def preferences(self, actor: str) -> Preferences | None: ...
     async def all_preferences(self) -> list[Preferences]: ...
     async def record(self, note: PersonalNote) -> PersonalNote | None:
         """Store the note; None when this user was already told of this key."""

@@ -128,7 +128,8 @@ class SqlWebPushStore:
             ).first()
             if taken is not None:
                 return None
-            return conn.execute(notes_t.insert().values(**values)).inserted_primary_key[0]
+            inserted: Any = conn.execute(notes_t.insert().values(**values)).inserted_primary_key
+            return inserted[0]
 
         try:
             new_id = await self.db.run_write(write)
@@ -214,7 +215,7 @@ class SqlWebPushStore:
     # ---- the server's VAPID keys ----------------------------------------------------------------
     async def vapid_keys(self, *, now: datetime) -> webpush.VapidKeys:
         """The server's key pair, generated on first use."""
-        found = await self.db.run_read(
+        found: Any = await self.db.run_read(
             lambda c: c.execute(keys_t.select().where(keys_t.c.id == 1)).first()
         )
         if found is None:

@@ -87,7 +87,9 @@ async def save_notifications(request: Request) -> Response:
         flows=tuple(dict.fromkeys(f for f in many("flow") if f)),
     )
     await _store(request).save_preferences(prefs, now=services(request).runs.clock.now())
-    services(request).personal.forget_preferences()
+    personal = services(request).personal
+    if personal is not None:  # never None here: _store refused a server without it
+        personal.forget_preferences()
     return RedirectResponse("/me/notifications?saved=1", status_code=303)
 
 
@@ -163,7 +165,8 @@ async def push_unsubscribe(request: Request) -> Response:
 
 def _subscription_fields(request: Request, data: dict[str, Any]) -> tuple[str, str, str]:
     endpoint = data.get("endpoint")
-    keys = data.get("keys") if isinstance(data.get("keys"), dict) else {}
+    given = data.get("keys")
+    keys = given if isinstance(given, dict) else {}
     p256dh, auth = keys.get("p256dh"), keys.get("auth")
     if not isinstance(endpoint, str) or not endpoint or len(endpoint) > 2000:
         raise InvalidInput("send the browser's PushSubscription: 'endpoint' is missing")
