@@ -89,7 +89,9 @@ class TaskRequest:
             flow_version=_int(env.get("flow_version"), lower.get("x-loom-flow-version")),
             step_id=_str(env.get("step_id")) or lower.get("x-loom-step-id"),
             attempt=_int(env.get("attempt"), lower.get("x-loom-attempt")) or 1,
-            idempotency_key=lower.get("idempotency-key") or _str(env.get("idempotency_key")),
+            # The envelope's key is signed with the body; the header is not (a replay could
+            # change it), so it only counts for a delivery whose body carries none.
+            idempotency_key=_str(env.get("idempotency_key")) or lower.get("idempotency-key"),
             inputs=dict(inputs),
             upstream={k: v if isinstance(v, dict) else {"output": v} for k, v in upstream.items()},
             item=env.get("item"),

@@ -40,6 +40,8 @@ FAULTS = (
     "stale",  # re-sign validly with a timestamp 400 s in the past
     "future",  # re-sign validly with a timestamp 400 s in the future
     "skewed-ok",  # re-sign validly 200 s in the past: inside the 300 s window
+    "replay-new-key",  # forward; then send the captured delivery again under a new
+    # Idempotency-Key header (not signed): the envelope's key, which is, decides
     "drop-heartbeats",  # forward; answer this attempt's heartbeats 503 without forwarding
     "lose-first-callback-answer",  # forward; the first callback reaches the server, its
     # answer is dropped, so the backend sends it again and must take the 409
@@ -190,6 +192,20 @@ class Proxy(ThreadedAiohttpServer):
             ex.response_headers = {k.lower(): v for k, v in answer.headers.items()}
             ex.response_body = await answer.read()
         key = headers.get("idempotency-key", "")
+        if fault == "replay-new-key":
+            replay = Exchange(
+                kind="delivery", target=backend, fault="replayed", method=request.method,
+                path=path, request_headers={**headers, "idempotency-key": key + ":replayed"},
+                request_body=body,
+            )  # fmt: skip
+            self._add(replay)
+            async with self._session.request(
+                request.method, target, data=body if body else None,
+                headers={**send_headers, "idempotency-key": key + ":replayed"},
+            ) as again:  # fmt: skip
+                replay.status = again.status
+                replay.response_headers = {k.lower(): v for k, v in again.headers.items()}
+                replay.response_body = await again.read()
         if fault == "lose-first-answer":
             with self._lock:
                 self.answered[key] += 1

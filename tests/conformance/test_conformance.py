@@ -267,6 +267,31 @@ def test_duplicate_delivery_runs_the_handler_once_and_repeats_the_answer(
     assert len(seen.extra["attempts"]) == 2
 
 
+@case
+def case_replay_new_key(loom: Loom, backend: Backend, proxy: Proxy) -> Seen:
+    url = proxy.backend_url(backend.name, "replay-new-key") + "/api/tasks/charge"
+    spec = _flow("replay-new-key", backend, steps=[_http("charge", url)])
+    return _seen(loom, proxy, loom.run(spec, {"amount": 11}), charges=backend.effects("charge"))
+
+
+def test_a_captured_delivery_under_a_new_idempotency_key_header_is_a_repeat(
+    outcomes: Outcomes,
+) -> None:
+    """The ``Idempotency-Key`` header is not signed: a captured delivery sent again with another
+    one (inside the signature's window) must not run the handler again. The envelope's
+    ``idempotency_key``, which the signature covers, is the key."""
+    seen = outcomes["replay_new_key"]
+    assert seen.run["status"] == "SUCCEEDED", seen.run["error"]
+    first, replay = seen.deliveries
+    assert replay.fault == "replayed"
+    assert (first.status, replay.status) == (200, 200)
+    assert replay.response_headers.get("x-loom-idempotent-replay") == "true"
+    assert replay.json() == first.json()
+    key = f"{seen.run['id']}:charge"
+    charges = [e for e in seen.extra["charges"] if e["key"].startswith(seen.run["id"])]
+    assert [e["key"] for e in charges] == [key]
+
+
 # ---- signatures ---------------------------------------------------------------------------
 
 REFUSED = ("bad-signature", "tampered-body", "no-signature", "stale", "future")

@@ -100,7 +100,7 @@ func ParseTask(body []byte, header http.Header) (*Task, error) {
 		FlowVersion:    toInt(firstAny(env["flow_version"], header.Get("X-Loom-Flow-Version")), 0),
 		StepID:         first(str(env["step_id"]), header.Get("X-Loom-Step-Id")),
 		Attempt:        toInt(firstAny(env["attempt"], header.Get("X-Loom-Attempt")), 1),
-		IdempotencyKey: first(header.Get("Idempotency-Key"), str(env["idempotency_key"])),
+		IdempotencyKey: first(str(env["idempotency_key"]), header.Get("Idempotency-Key")), // signed one first
 		Inputs:         map[string]any{},
 		Upstream:       map[string]map[string]any{},
 		Item:           env["item"],

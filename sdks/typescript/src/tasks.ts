@@ -93,7 +93,8 @@ export class TaskRequest {
       int(env.flow_version) ?? int(lower["x-loom-flow-version"]) ?? null,
       str(env.step_id) ?? lower["x-loom-step-id"] ?? null,
       int(env.attempt) ?? int(lower["x-loom-attempt"]) ?? 1,
-      lower["idempotency-key"] ?? str(env.idempotency_key) ?? null,
+      // The envelope's key is signed with the body; the header is not (a replay could change it).
+      str(env.idempotency_key) || lower["idempotency-key"] || null,
       isObject(env.inputs) ? env.inputs : {},
       upstream,
       env.item ?? null,

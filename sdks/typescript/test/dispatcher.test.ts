@@ -74,8 +74,8 @@ test("a repeated key gets the stored SUCCESS without running the handler; FAILED
   assert.equal(ran, 1);
   let failures = 0;
   const failing = { handler: () => TaskResult.failed(`no ${++failures}`) };
-  await dispatcher.dispatch(failing, ...delivery(envelope({ step_id: "f" })));
-  await dispatcher.dispatch(failing, ...delivery(envelope({ step_id: "f" })));
+  await dispatcher.dispatch(failing, ...delivery(envelope({ step_id: "f", idempotency_key: "r1:f" })));
+  await dispatcher.dispatch(failing, ...delivery(envelope({ step_id: "f", idempotency_key: "r1:f" })));
   assert.equal(failures, 2);
 });
 

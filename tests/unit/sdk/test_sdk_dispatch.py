@@ -174,6 +174,25 @@ async def test_dispatch_returns_the_stored_reply_for_a_repeated_key_without_runn
     assert other.body["output"] == {"charge": 2}
 
 
+async def test_a_replayed_delivery_under_a_new_idempotency_key_header_is_still_a_repeat() -> None:
+    """The header is not signed: a captured delivery re-sent with another ``Idempotency-Key``
+    must not run the handler again; the envelope's key (signed with the body) decides."""
+    calls: list[int] = []
+
+    def charge(task: TaskRequest) -> dict[str, int]:
+        calls.append(1)
+        return {"charge": len(calls)}
+
+    d = dispatcher(idempotency=InMemoryIdempotencyStore())
+    route = TaskRoute(handler=charge, async_task=False, name="t")
+    body, headers = signed_delivery(task_envelope(idempotency_key="run-1:charge"), key=KEY)
+    first = await d.dispatch(route, body=body, headers=headers)
+    again = await d.dispatch(route, body=body, headers={**headers, "Idempotency-Key": "fresh"})
+    assert calls == [1]
+    assert again.body == first.body
+    assert again.headers["X-Loom-Idempotent-Replay"] == "true"
+
+
 async def test_dispatch_runs_the_handler_again_after_a_failed_attempt() -> None:
     outcomes = iter([ValueError("first"), Retryable("second"), "third"])
 

@@ -31,7 +31,7 @@ def test_task_request_parses_the_envelope() -> None:
     assert request.is_envelope
     assert (request.run_id, request.flow_id, request.flow_version) == ("run-1", "daily-report", 3)
     assert (request.step_id, request.attempt, request.index) == ("fetch_data", 2, 4)
-    assert request.idempotency_key == "run-1:x:4"  # the header wins over the envelope
+    assert request.idempotency_key == "run-1:fetch_data"  # the signed envelope, not the header
     assert request.inputs == {"count": 5}
     assert request.item == {"x": 1}
     assert request.output_of("fetch_data") == {"n": 1}

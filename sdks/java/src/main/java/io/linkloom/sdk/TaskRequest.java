@@ -46,7 +46,8 @@ public final class TaskRequest {
     this.stepId = first(str(env.get("step_id")), headers.get("x-loom-step-id"));
     Integer attempt = integer(env.get("attempt"), headers.get("x-loom-attempt"));
     this.attempt = attempt == null ? 1 : attempt;
-    this.idempotencyKey = first(headers.get("idempotency-key"), str(env.get("idempotency_key")));
+    // The envelope's key is signed with the body; the header is not (a replay could change it).
+    this.idempotencyKey = first(str(env.get("idempotency_key")), headers.get("idempotency-key"));
     this.inputs = env.get("inputs") instanceof Map<?, ?> m ? (Map<String, Object>) m : new LinkedHashMap<>();
     this.upstream = env.get("upstream") instanceof Map<?, ?> m ? (Map<String, Object>) m : new LinkedHashMap<>();
     this.item = env.get("item");
