@@ -281,11 +281,12 @@ async def baselines(backend: str, args: argparse.Namespace) -> dict[str, float]:
 
 def report(kind: str, found: dict[str, Any], base: dict[str, float], conc: int) -> None:
     fan = FANOUT / found["B"]
-    print(f"\n== {kind} ==")
+    print(f"\n== {kind} == (load average {' / '.join(f'{x:.1f}' for x in os.getloadavg())})")
     print(
         f"A chain of {CHAIN}: engine {found['A'] * 1000:.0f} ms | raw httpx "
         f"{base['httpx_chain'] * 1000:.0f} ms, aiohttp {base['aiohttp_chain'] * 1000:.0f} ms | "
         f"engine/httpx {found['A'] / base['httpx_chain']:.2f}x time, "
+        f"engine/aiohttp {found['A'] / base['aiohttp_chain']:.2f}x, "
         f"{found['A'] / CHAIN * 1000:.2f} ms per step"
     )
     print(
@@ -302,7 +303,8 @@ def report(kind: str, found: dict[str, Any], base: dict[str, float], conc: int) 
     print(
         f"CPU (this process, all workloads): engine {found['cpu_per_step'] * 1000:.2f} ms per "
         f"step ({found['main_cpu_per_step'] * 1000:.2f} in the event loop's thread) | "
-        f"raw aiohttp {base['aiohttp_cpu'] * 1000:.2f} ms per request"
+        f"raw aiohttp {base['aiohttp_cpu'] * 1000:.2f} ms per request | engine/aiohttp "
+        f"{found['cpu_per_step'] / base['aiohttp_cpu']:.1f}x"
     )
 
 
