@@ -91,7 +91,8 @@ async def sign_in(request: Request, response: Any, actor: auth.Actor) -> None:
         max_age=int(server.session_max_seconds),
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        # Behind a TLS proxy the app may see http: the public URL says what the browser uses.
+        secure=request.url.scheme == "https" or server.public_url.startswith("https://"),
         path="/",
     )
 

@@ -220,6 +220,17 @@ async def test_the_cookie_lives_as_long_as_the_session_and_only_on_this_site(clo
         assert clocked.tokens[Role.viewer] not in cookie
 
 
+async def test_the_cookie_is_secure_when_the_public_url_is_https(clocked: Api) -> None:
+    """Behind a TLS proxy the app sees http (uvicorn trusts X-Forwarded-Proto from 127.0.0.1
+    only); the public URL says the browser is on https, so the cookie must not travel in clear."""
+    clocked.app.state.settings.server.public_url = "https://loom.example.test"
+    async with browser(clocked) as client:
+        response = await client.post(
+            "/login", data={"token": clocked.tokens[Role.viewer], "next": "/"}
+        )
+        assert "secure" in response.headers["set-cookie"].lower()
+
+
 # ---- a real Chromium: nothing the browser keeps holds the token --------------------------------
 @pytest.mark.browser
 @pytest.mark.slow
