@@ -20,27 +20,31 @@ from typing import Any
 import sqlalchemy as sa
 
 Params = Mapping[str, Any]
+Core = sa.Select[Any] | sa.Insert | sa.Update
 _Processor = Callable[[Any], Any] | None
 
 
 class _Compiled:
     __slots__ = ("binds", "processors", "row", "sql")
 
-    def __init__(self, statement: sa.Executable, dialect: sa.Dialect, keys: Sequence[str]) -> None:
+    def __init__(self, statement: Core, dialect: sa.Dialect, keys: Sequence[str]) -> None:
         column_keys = list(keys) if isinstance(statement, sa.Insert) else None
         compiled = statement.compile(dialect=dialect, column_keys=column_keys)
         assert compiled.positiontup is not None  # pysqlite's paramstyle is qmark
         self.sql: str = compiled.string
         bind_processors = compiled._bind_processors
-        self.binds: list[tuple[str, _Processor]] = [
-            (name, bind_processors.get(name)) for name in compiled.positiontup
-        ]
+        self.binds: list[tuple[str, _Processor]] = []
+        for name in compiled.positiontup:
+            process = bind_processors.get(name)
+            # A sequence of processors is for tuple-valued parameters, which none of ours is.
+            assert process is None or callable(process), name
+            self.binds.append((name, process))
         result_columns = compiled._result_columns
         self.processors: list[_Processor] = [
             column.type._cached_result_processor(dialect, None) for column in result_columns
         ]
         self.row: Any = (
-            namedtuple("Row", [column.keyname for column in result_columns], rename=True)  # type: ignore[misc]
+            namedtuple("Row", [column.keyname for column in result_columns], rename=True)
             if result_columns
             else None
         )
@@ -63,7 +67,7 @@ class Statement:
     """A Core statement with bound parameters (``sa.bindparam`` names, or an INSERT's column
     names), executed on SQLite without SQLAlchemy's per-execution machinery."""
 
-    def __init__(self, statement: sa.Executable) -> None:
+    def __init__(self, statement: Core) -> None:
         self.statement = statement
         self._compiled: dict[tuple[str, ...], _Compiled] = {}
 
