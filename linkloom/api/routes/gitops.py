@@ -14,19 +14,23 @@ Nothing here ever returns a credential.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from linkloom.access import Role
-from linkloom.api.deps import Actor, Audit, require_role
+from linkloom.api.deps import Actor, Audit, get_services, require_role
 from linkloom.api.schemas.common import AUTHED, problem_responses
 from linkloom.api.schemas.gitops import FetchOut, ImportedOut, RemoteStatusOut
 from linkloom.errors import NotFound
 from linkloom.forges import ci
 from linkloom.forges.models import ForgeKind
+
+if TYPE_CHECKING:
+    from linkloom.forges.service import ForgeService
+    from linkloom.wiring.gitops import GitOps
 
 router = APIRouter(prefix="/api/v1", tags=["gitops"])
 
@@ -37,11 +41,17 @@ class NoRemote(NotFound):
     code = "no_flows_remote"
 
 
-def _gitops(request: Request) -> Any:
-    gitops = getattr(request.app.state, "gitops", None)
+def _gitops(request: Request) -> GitOps:
+    gitops = get_services(request).gitops
     if gitops is None:
         raise NoRemote()
     return gitops
+
+
+def _forge(request: Request) -> ForgeService | None:
+    """The forge service, when this server has a flows remote and a forge configured."""
+    gitops = get_services(request).gitops
+    return None if gitops is None else gitops.forge
 
 
 @router.get(
@@ -88,8 +98,7 @@ class NoForge(NotFound):
 
 
 async def _receive(request: Request, forge: str) -> JSONResponse:
-    gitops = getattr(request.app.state, "gitops", None)
-    service = getattr(gitops, "forge", None)
+    service = _forge(request)
     if service is None or service.kind.value != forge:
         raise NoForge(forge=forge)
     body = await request.body()
@@ -153,7 +162,7 @@ async def pull_request(proposal_id: str, request: Request) -> dict[str, Any]:
 
 
 async def _link(request: Request, proposal_id: str) -> Any:
-    service = getattr(getattr(request.app.state, "gitops", None), "forge", None)
+    service = _forge(request)
     return None if service is None else await service.link_of(proposal_id)
 
 
@@ -179,7 +188,7 @@ class CiIn(BaseModel):
 
 
 def _forge_store(request: Request) -> Any:
-    service = getattr(getattr(request.app.state, "gitops", None), "forge", None)
+    service = _forge(request)
     if service is not None:
         return service.store
     from linkloom.store.forges import SqlForgeStore
@@ -197,7 +206,7 @@ async def ci_revision(body: CiIn, request: Request, actor: Actor, audit: Audit) 
     from linkloom.api.routes.proposals import proposal_service
 
     proposals = proposal_service(request.app)
-    forge = getattr(getattr(request.app.state, "gitops", None), "forge", None)
+    forge = _forge(request)
     proposal = await ci.ci_revision(
         ci.CiRequest(
             forge=body.forge, repo=body.repo, number=body.number, head=body.head,
