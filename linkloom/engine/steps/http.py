@@ -156,7 +156,8 @@ class HttpExecutor:
             token = callbacks.make_token(
                 ctx.services.signing_key, step_run_id=step_run_id, attempt=int(attempt or 0)
             )
-            callback = callbacks.callback_urls(ctx.services.public_url, token)
+            # The attempt's credential: sent for real, recorded (and shown to viewers) as ***.
+            callback = taint.mark(callbacks.callback_urls(ctx.services.public_url, token))
         payload: Any
         if step.method in BODILESS:
             payload = None

@@ -349,6 +349,20 @@ async def test_outputs_derived_from_a_secret_are_stored_masked_whatever_the_filt
     assert exchange.request["body"] == {"echo": "***"}  # recorded masked
 
 
+async def test_a_recorded_exchange_shows_no_callback_token() -> None:
+    """An async step's callback URLs are its attempt's credential: a viewer reads recorded
+    exchanges, and a token plus any body signed with the shared key completes the attempt."""
+    h = Harness(lambda request: httpx.Response(202, json={}))
+    run_id = await h.start(
+        {"id": "job", "steps": [http("job", mode="async", heartbeat_timeout=60)]}
+    )
+    sent = h.requests[-1]
+    token = json.loads(sent.content)["callback"]["url"].rsplit("/", 1)[1]
+    assert sent.headers["X-Loom-Callback-Url"].endswith(token)  # the backend gets it
+    [exchange] = await h.runs.list_exchanges(run_id)
+    assert token not in json.dumps([exchange.request, exchange.response], default=str)
+
+
 async def test_a_heartbeat_signed_no_later_than_the_last_counted_one_moves_nothing() -> None:
     """A replayed heartbeat (same signed second) keeps the deadline; a later one moves it, and
     the next attempt starts afresh."""
