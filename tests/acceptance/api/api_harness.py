@@ -96,11 +96,13 @@ class Api:
     backend: FakeBackend
 
     def client(self, role: Role | None = Role.admin, **kwargs: Any) -> httpx.AsyncClient:
+        """A client of the app as ``role`` (None: no token) on ``http://loom.test`` unless
+        ``base_url`` says otherwise (``https://…`` where the app's public URL is https, whose
+        session cookie is Secure)."""
         headers = {"Authorization": f"Bearer {self.tokens[role]}"} if role is not None else {}
         transport = httpx.ASGITransport(app=self.app, raise_app_exceptions=False)
-        return httpx.AsyncClient(
-            transport=transport, base_url="http://loom.test", headers=headers, **kwargs
-        )
+        kwargs.setdefault("base_url", "http://loom.test")
+        return httpx.AsyncClient(transport=transport, headers=headers, **kwargs)
 
     async def next_callback(self, within: float = 10.0) -> dict[str, str]:
         """The callback URLs of the first async delivery (waits for it)."""

@@ -156,10 +156,13 @@ async def test_a_pull_request_opens_a_proposal_and_gets_a_status_and_one_comment
     assert shown["report"]["status"] == "sent"
     assert TOKEN not in json.dumps(shown)
 
-    async with world.api.client(None, follow_redirects=False) as browser:
+    # The public URL is https, so the session cookie is Secure: browse over https.
+    async with world.api.client(
+        None, follow_redirects=False, base_url="https://loom.test"
+    ) as browser:
         signed_in = await browser.post(
             "/login", data={"token": world.api.tokens[Role.viewer], "next": "/"},
-            headers={"Origin": "http://loom.test"},
+            headers={"Origin": "https://loom.test"},
         )  # fmt: skip
         assert signed_in.status_code == 303, signed_in.text
         page = (await browser.get(f"/proposals/{link.proposal_id}")).text
