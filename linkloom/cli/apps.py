@@ -15,6 +15,12 @@ import typer
 # text: nothing wrapped at 80 columns or boxed for a log to keep, and no Rich to import.
 MARKUP: Literal["rich"] | None = "rich" if sys.stdout.isatty() and sys.stderr.isatty() else None
 
+
+def group(help: str, *, no_args_is_help: bool = True) -> typer.Typer:
+    """A command group of ``loom`` (``loom flow …``), with the CLI's markup mode."""
+    return typer.Typer(help=help, no_args_is_help=no_args_is_help, rich_markup_mode=MARKUP)
+
+
 app = typer.Typer(
     name="loom",
     help="Link Loom: workflows changed the way code is changed.",
@@ -22,51 +28,17 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=MARKUP,
 )
-flow_app = typer.Typer(
-    help="Flows: apply, trigger, inspect, schedule.",
-    no_args_is_help=True,
-    rich_markup_mode=MARKUP,
-)
-run_app = typer.Typer(
-    help="Runs: list, describe, logs, cancel, retry.",
-    no_args_is_help=True,
-    rich_markup_mode=MARKUP,
-)
-proposal_app = typer.Typer(
-    help="Proposals: the GitOps change flow.",
-    no_args_is_help=True,
-    rich_markup_mode=MARKUP,
-)
-fixtures_app = typer.Typer(
-    help="Fixture cases recorded from production.",
-    no_args_is_help=True,
-    rich_markup_mode=MARKUP,
-)
-token_app = typer.Typer(
-    help="API tokens and their roles.", no_args_is_help=True, rich_markup_mode=MARKUP
-)
-db_app = typer.Typer(help="Database migrations.", no_args_is_help=True, rich_markup_mode=MARKUP)
-config_app = typer.Typer(
-    help="Local CLI configuration and server settings.",
-    no_args_is_help=True,
-    rich_markup_mode=MARKUP,
-)
-sandbox_app = typer.Typer(
-    help="The sandbox that runs proposals.",
-    no_args_is_help=True,
-    rich_markup_mode=MARKUP,
-)
-deadletter_app = typer.Typer(
-    help="Dead letters: failed steps to re-drive.",
-    no_args_is_help=True,
-    rich_markup_mode=MARKUP,
-)
-worker_app = typer.Typer(help="Pull-mode workers.", no_args_is_help=False, rich_markup_mode=MARKUP)
-remote_app = typer.Typer(
-    help="The team's git remote the flows repo mirrors.",
-    no_args_is_help=True,
-    rich_markup_mode=MARKUP,
-)
+flow_app = group("Flows: apply, trigger, inspect, schedule.")
+run_app = group("Runs: list, describe, logs, cancel, retry.")
+proposal_app = group("Proposals: the GitOps change flow.")
+fixtures_app = group("Fixture cases recorded from production.")
+token_app = group("API tokens and their roles.")
+db_app = group("Database migrations.")
+config_app = group("Local CLI configuration and server settings.")
+sandbox_app = group("The sandbox that runs proposals.")
+deadletter_app = group("Dead letters: failed steps to re-drive.")
+worker_app = group("Pull-mode workers.", no_args_is_help=False)
+remote_app = group("The team's git remote the flows repo mirrors.")
 
 app.add_typer(flow_app, name="flow")
 app.add_typer(flow_app, name="workflow", help="Alias of 'flow'.")

@@ -16,16 +16,12 @@ from typing import Annotated, Any
 import typer
 
 from linkloom.cli import output as out
-from linkloom.cli.apps import MARKUP, app
+from linkloom.cli.apps import app, group
 from linkloom.cli.connection import connect
 from linkloom.cli.output import OutputFormat, OutputOption
 from linkloom.errors import InvalidInput, Unavailable
 
-notify_app = typer.Typer(
-    help="Notifications: channels, rules, deliveries, test messages.",
-    no_args_is_help=True,
-    rich_markup_mode=MARKUP,
-)
+notify_app = group("Notifications: channels, rules, deliveries, test messages.")
 app.add_typer(notify_app, name="notify")
 
 BASE = "/notifications"
