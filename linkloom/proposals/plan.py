@@ -92,15 +92,19 @@ def spec_diff(
         if before_data is not None and after_data is not None:
             before_data = _in_order_of(before_data, after_data)
         old, new = loading.dump_yaml(before_data), loading.dump_yaml(after_data)
-    a = old.splitlines(keepends=True)
-    b = new.splitlines(keepends=True)
-    if a and not a[-1].endswith("\n"):
-        a[-1] += "\n"
-    if b and not b[-1].endswith("\n"):
-        b[-1] += "\n"
     return "".join(
-        difflib.unified_diff(a, b, fromfile=f"production/{flow_id}", tofile=f"proposed/{flow_id}")
+        difflib.unified_diff(
+            _lines(old), _lines(new), fromfile=f"production/{flow_id}", tofile=f"proposed/{flow_id}"
+        )
     )
+
+
+def _lines(text: str) -> list[str]:
+    """``text``'s lines, the last one ending in a newline too (a diff line per line)."""
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    return lines
 
 
 def _in_order_of(value: Any, model: Any) -> Any:
