@@ -107,7 +107,14 @@ async def put_flow(
         text, filename=f"{flow_id}.yaml", policy=wiring.spec_policy(services.settings)
     )
     if result.spec is None:
-        raise SpecInvalid(problems=result.problems)
+        # The server checks more than a local `loom validate` can (its secrets' names), and the
+        # caller's file name is not known here: name the flow and the command that sees it all.
+        raise SpecInvalid(
+            "Flow spec {flow_id!r} is invalid: {summary}; "
+            "run 'loom validate --server FILE' to list every problem, the server's checks too.",
+            problems=result.problems,
+            flow_id=flow_id,
+        )
     spec = result.spec
     if spec.id != flow_id:
         raise InvalidInput(

@@ -47,6 +47,11 @@ async def test_the_server_refuses_a_spec_reading_a_secret_it_lacks_and_names_the
             assert problem["code"] == "unknown-secret"
             assert problem["severity"] == "error"
             assert "did you mean 'MyToken'" in problem["hint"]
+            # A local `loom validate` cannot see the server's secrets: the message names the
+            # flow (not a file the caller never had) and the command that can.
+            message = wrong.json()["detail"]
+            assert "'secret-names' is invalid: 5:" in message, message
+            assert "loom validate --server" in message, message
 
             right = await http.put("/flows/secret-names", json={"spec": spec("MyToken")})
             assert right.status_code in (200, 201), right.text
