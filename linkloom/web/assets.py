@@ -1,5 +1,6 @@
-"""The built front-end assets (the visual editor, built from ``frontend/`` by
-``scripts/build-web``) and their version.
+"""The UI's static files (``web/static``: the pages' stylesheet and script, the icons, the
+service worker and the visual editor, built from ``frontend/`` by ``scripts/build-web``) and
+their versions.
 
 The editor ships as ``web/static/editor/editor.js`` and ``editor.css``: the wheel carries them,
 so an installed server needs no Node. A source checkout builds them once (``scripts/start``
@@ -15,9 +16,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from linkloom.web import rendering
-
-EDITOR = rendering.STATIC / "editor"
+STATIC = Path(__file__).parent / "static"
+EDITOR = STATIC / "editor"
 FILES = {"editor.js": "text/javascript", "editor.css": "text/css"}
 
 
@@ -74,7 +74,7 @@ def shell_version() -> str:
     """The installable app's version: the package's and a hash of every file the app shell is
     made of (the pages' stylesheet and script, the service worker, icons, the editor). Any
     change gives a new service worker, which replaces the old shell."""
-    paths = [rendering.STATIC / n for n in SHELL] + [rendering.STATIC / "icons" / n for n in ICONS]
+    paths = [STATIC / n for n in SHELL] + [STATIC / "icons" / n for n in ICONS]
     paths += [EDITOR / name for name in FILES]
     stamps = tuple(p.stat().st_mtime if p.exists() else -1.0 for p in paths)
     found = _shell.get(stamps)

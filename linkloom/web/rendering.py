@@ -17,10 +17,9 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from linkloom.access import Role
+from linkloom.web import assets
 
-HERE = Path(__file__).parent
-TEMPLATES = HERE / "templates"
-STATIC = HERE / "static"
+TEMPLATES = Path(__file__).parent / "templates"
 
 env = Environment(
     loader=FileSystemLoader(TEMPLATES),
@@ -83,13 +82,7 @@ def status_class(status: Any) -> str:
 env.filters.update(when=when, iso=iso, duration=duration, pretty=pretty, status_class=status_class)
 
 
-def _shell_version() -> str:
-    from linkloom.web import assets  # assets reads this module's STATIC
-
-    return assets.shell_version()
-
-
-env.globals.update(between=between, Role=Role, shell_version=_shell_version)
+env.globals.update(between=between, Role=Role, shell_version=assets.shell_version)
 
 
 def page(request: Request, name: str, *, status_code: int = 200, **context: Any) -> HTMLResponse:

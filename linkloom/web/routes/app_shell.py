@@ -14,7 +14,7 @@ import json
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 
-from linkloom.web import assets, rendering
+from linkloom.web import assets
 from linkloom.web.routing import WebRoute
 
 router = APIRouter(route_class=WebRoute)
@@ -59,7 +59,7 @@ async def manifest(request: Request) -> Response:
 
 @router.get("/sw.js")
 async def service_worker() -> Response:
-    text = (rendering.STATIC / "sw.js").read_text(encoding="utf-8")
+    text = (assets.STATIC / "sw.js").read_text(encoding="utf-8")
     text = text.replace("__LOOM_VERSION__", assets.shell_version()).replace(
         "__LOOM_SHELL_FILES__", json.dumps(assets.shell_files())
     )
@@ -81,7 +81,7 @@ async def icon(name: str, v: str = "") -> Response:
         return Response(status_code=404)
     current = v and v == assets.shell_version()
     return FileResponse(
-        rendering.STATIC / "icons" / name,
+        assets.STATIC / "icons" / name,
         media_type="image/png",
         headers={
             "Cache-Control": "public, max-age=31536000, immutable" if current else "no-cache",

@@ -16,7 +16,7 @@ from linkloom.engine.models import RunStatus
 from linkloom.engine.records import Run, RunFilter
 from linkloom.flows.spec import FlowSpec
 from linkloom.scheduler import cron
-from linkloom.web import rendering, session, views
+from linkloom.web import assets, rendering, session, views
 from linkloom.web.routing import WebRoute
 
 router = APIRouter(route_class=WebRoute)
@@ -35,7 +35,7 @@ async def static(name: str) -> Response:
     if name not in ASSETS:
         return Response(status_code=404)
     return FileResponse(
-        rendering.STATIC / name,
+        assets.STATIC / name,
         media_type=ASSETS[name],
         headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"},
     )
@@ -50,8 +50,6 @@ async def favicon() -> Response:
 @router.get("/static/editor/{name}")
 async def editor_static(name: str, v: str = "") -> Response:
     """The built editor (``scripts/build-web``); a versioned URL is cached for good."""
-    from linkloom.web import assets
-
     path = assets.editor_file(name)
     if path is None:
         return Response(status_code=404)

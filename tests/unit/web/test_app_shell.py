@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from linkloom.web import assets, rendering
+from linkloom.web import assets
 
 
 @pytest.fixture
 def static(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     copy = tmp_path / "static"
-    shutil.copytree(rendering.STATIC, copy)
-    monkeypatch.setattr(rendering, "STATIC", copy)
+    shutil.copytree(assets.STATIC, copy)
+    monkeypatch.setattr(assets, "STATIC", copy)
     monkeypatch.setattr(assets, "EDITOR", copy / "editor")
     return copy
 
