@@ -20,7 +20,8 @@ from typing import Any, ClassVar
 class LinkloomError(Exception):
     """Link Loom failed."""
 
-    code: ClassVar[str] = "error"
+    # Not a ClassVar: an error that came over HTTP carries the server's code per instance.
+    code: str = "error"
     http_status: ClassVar[int] = 500
     exit_code: ClassVar[int] = 1
 

@@ -49,7 +49,7 @@ class Flow:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Flow:
         data = _unwrap(data, "flow")
-        spec = data.get("spec") if isinstance(data.get("spec"), dict) else {}
+        spec = _dict(data.get("spec"))
         return cls(
             id=str(data.get("id") or data.get("flow_id") or spec.get("id")),
             version=_int(data.get("version")),
@@ -228,6 +228,11 @@ def _unwrap(data: dict[str, Any], key: str) -> dict[str, Any]:
     if "id" not in data and isinstance(inner, dict):
         return {**{k: v for k, v in data.items() if k != key}, **inner}
     return data
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    """``value`` when the JSON held an object there, else an empty dict."""
+    return value if isinstance(value, dict) else {}
 
 
 def _int(value: Any) -> int | None:

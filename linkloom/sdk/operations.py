@@ -156,7 +156,7 @@ class Connection:
         """Seconds to wait before trying ``call`` again, or None to stop."""
         if attempt > self.retries:
             return None
-        delay = min(self.backoff * 2 ** (attempt - 1), self.max_backoff)
+        delay = min(self.backoff * 2.0 ** (attempt - 1), self.max_backoff)
         if error is not None:
             # A POST is retried only when it cannot have reached the server.
             sent_maybe = not isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)

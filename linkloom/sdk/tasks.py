@@ -79,10 +79,10 @@ class TaskRequest:
         else:
             data = None
         envelope = isinstance(data, dict) and "run_id" in data and "step_id" in data
-        env: dict[str, Any] = data if envelope else {}  # type: ignore[assignment]
-        callback = env.get("callback") if isinstance(env.get("callback"), dict) else {}
-        upstream = env.get("upstream") if isinstance(env.get("upstream"), dict) else {}
-        inputs = env.get("inputs") if isinstance(env.get("inputs"), dict) else {}
+        env: dict[str, Any] = data if envelope else {}
+        callback = _dict(env.get("callback"))
+        upstream = _dict(env.get("upstream"))
+        inputs = _dict(env.get("inputs"))
         return cls(
             run_id=_str(env.get("run_id")) or lower.get("x-loom-run-id"),
             flow_id=_str(env.get("flow_id")) or lower.get("x-loom-flow-id"),
@@ -188,6 +188,11 @@ def _lines(logs: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     if isinstance(logs, str):
         return tuple(logs.splitlines())
     return tuple(str(line) for line in logs)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    """``value`` when the JSON held an object there, else an empty dict."""
+    return value if isinstance(value, dict) else {}
 
 
 def _str(value: Any) -> str | None:
