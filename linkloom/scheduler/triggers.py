@@ -176,7 +176,7 @@ class TriggerRuns:
         body, weeks later); the delivery id and the v1 key (timestamp + MAC) count as long as
         they are kept.
         """
-        wanted = [(verified.delivery_key, None)]
+        wanted: list[tuple[str, datetime | None]] = [(verified.delivery_key, None)]
         if verified.body_key is not None and self._replay_window > timedelta(0):
             wanted.append((verified.body_key, now - self._replay_window))
         stored: list[str] = []

@@ -289,9 +289,9 @@ class SqlSchedulerStore:
                 set_={"received_at": _db(received_at)},
                 where=d.c.received_at < _db(seen_since),
             )
-        insert = insert.returning(d.c.id)
+        statement = insert.returning(d.c.id)
         async with self.db.begin() as conn:
-            return (await conn.execute(insert)).first() is not None
+            return (await conn.execute(statement)).first() is not None
 
     async def forget_delivery(self, delivery_key: str) -> None:
         d = tables.webhook_deliveries

@@ -222,7 +222,9 @@ async def trigger(request: Request, flow_id: str) -> Response:
     return await _flow(request, flow_id, values=shown, problems=problems, status_code=422)
 
 
-async def _audit(request: Request, action: str, kind: str, object_id: str, **details: Any) -> None:
+async def _audit(
+    request: Request, action: str, kind: str, object_id: str | None, **details: Any
+) -> None:
     from linkloom.api.deps import get_audit  # the API's writer: same entries as API calls
 
     await get_audit(request)(action, kind, object_id, **details)
