@@ -1,18 +1,22 @@
 """Promotion, rollback and sync: where the flows repo's ``main`` and the flow versions meet.
 
-* ``promote``: merge ``proposals/<id>`` into main with a commit naming the proposal and its
+* ``promote``: merge a proposal's branch into main with a commit naming the proposal and its
   approvers, then store each changed flow's spec as a new version with that ``git_commit``. The
   scheduler reads the current version at each fire, so the next fire uses it; running runs keep
   the version they started with. All-or-nothing: every spec is validated before main moves, and a
   failure while storing versions moves main back and restores the previous versions.
 * ``rollback``: a commit on main restoring an earlier version's spec, and a new version with it.
 * ``sync``: import main into flow versions (``loom sync``); ``history``: versions with commits.
+
+Each works on a ``Production`` (``ProposalService`` is one). Proposals' statuses are not changed
+here: ``ProposalService.promote`` decides whether a proposal may be promoted and records it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import structlog
 
@@ -20,34 +24,39 @@ from linkloom.errors import LinkloomError
 from linkloom.flows import gitstore, loading
 from linkloom.flows.spec import FlowSpec
 from linkloom.proposals import errors
-from linkloom.proposals.models import PromotionResult, Proposal, ProposalStatus
-
-if TYPE_CHECKING:
-    from linkloom.proposals.service import ProposalService
+from linkloom.proposals.models import PromotionResult, Proposal
+from linkloom.proposals.ports import Publisher
 
 log = structlog.get_logger(__name__)
 
 
-async def promote(service: ProposalService, proposal_id: str, *, actor: str) -> Proposal:
-    """Merge an approved proposal into main and make its specs the production versions.
+class Production(Protocol):
+    """What promotion works on: the flows repo, the run service that stores flow versions, the
+    publisher of main to the team's remote (None without one) and the audit log."""
+
+    @property
+    def repo(self) -> gitstore.AsyncFlowsRepo: ...
+
+    @property
+    def runs(self) -> Any: ...
+
+    @property
+    def publisher(self) -> Publisher | None: ...
+
+    async def audit(
+        self, actor: str | None, action: str, object_type: str, object_id: str, **details: Any
+    ) -> None: ...
+
+
+async def promote(
+    service: Production, proposal: Proposal, *, approvers: Sequence[str], actor: str
+) -> PromotionResult:
+    """Merge a proposal the caller found promotable into main and make its specs the
+    production versions.
 
     Raises:
-        ProposalStale, NotPromotable, MergeConflict, PromotionFailed.
+        NotPromotable, MergeConflict, PromotionFailed.
     """
-    proposal = await service.get(proposal_id)
-    if proposal.status is ProposalStatus.STALE:
-        raise errors.ProposalStale(proposal_id=proposal.id)
-    if proposal.status.finished:
-        service._require(proposal, "promote", allowed=())
-    decision = await service.decision(proposal)
-    approvers = list(decision.approvers)
-    reasons = list(decision.reasons)
-    if proposal.status is not ProposalStatus.APPROVED and not reasons:
-        reasons.append(f"its status is {proposal.status.value}, not approved")
-    if reasons:
-        raise errors.NotPromotable(
-            proposal_id=proposal.id, reasons="; ".join(dict.fromkeys(reasons))
-        )
     repo = service.repo
     # Validate everything before main moves: the specs as the proposal's head has them.
     specs: dict[str, FlowSpec | None] = {}
@@ -70,31 +79,16 @@ async def promote(service: ProposalService, proposal_id: str, *, actor: str) -> 
         service, specs, commit=merged.sha, old_main=old_main, actor=actor, source="promotion",
         what=f"proposal {proposal.id}",
     )  # fmt: skip
-    promoted = await service._save(
-        proposal,
-        status=ProposalStatus.PROMOTED,
-        promoted_commit=merged.sha,
-        promoted_versions=versions,
-    )
-    result = PromotionResult(commit=merged.sha, versions=versions, approvers=tuple(approvers))
-    await service._audit(actor, "proposal.promote", promoted, **result.to_dict())
-    for flow_id, version in versions.items():
-        await service.audit(
-            actor, "flow.promote", "flow", flow_id, version=version, commit=merged.sha,
-            proposal=proposal.id,
-        )  # fmt: skip
-    log.info("proposal_promoted", proposal_id=proposal.id, commit=merged.sha, versions=versions)
-    return promoted
+    return PromotionResult(commit=merged.sha, versions=versions, approvers=tuple(approvers))
 
 
 async def rollback(
-    service: ProposalService, flow_id: str, *, to_version: int, actor: str
+    service: Production, flow_id: str, *, to_version: int, actor: str
 ) -> PromotionResult:
-    """Promote an earlier version again: a commit on main restoring its spec, a new version."""
-    from linkloom.proposals.service import check_flow_id
-
+    """Promote an earlier version again: a commit on main restoring its spec, a new version.
+    ``flow_id`` is a checked flow id."""
     runs = service.runs
-    old = await runs.get_flow_version(check_flow_id(flow_id), to_version)
+    old = await runs.get_flow_version(flow_id, to_version)
     current = await runs.get_flow(flow_id)
     spec = FlowSpec.model_validate(old.spec)
     repo = service.repo
@@ -128,7 +122,7 @@ async def rollback(
     return result
 
 
-async def _publish(service: ProposalService, *, old_main: str, new_main: str) -> None:
+async def _publish(service: Production, *, old_main: str, new_main: str) -> None:
     """On a remote-backed server, push main's new head to the team's remote before anything is
     applied; when that fails, main moves back and the error (e.g. ``RemoteMoved``) propagates."""
     if service.publisher is None or old_main == new_main:
@@ -141,7 +135,7 @@ async def _publish(service: ProposalService, *, old_main: str, new_main: str) ->
 
 
 async def import_commit(
-    service: ProposalService, *, commit: str, previous: str, actor: str, source: str, what: str
+    service: Production, *, commit: str, previous: str, actor: str, source: str, what: str
 ) -> dict[str, int]:
     """Make ``commit`` (main's head, fetched from the remote) production: every flow changed since
     ``previous`` gets its spec at ``commit`` as a new version. All-or-nothing: an invalid spec or
@@ -161,7 +155,7 @@ async def import_commit(
 
 
 async def _apply(
-    service: ProposalService,
+    service: Production,
     specs: dict[str, FlowSpec | None],
     *,
     commit: str,
@@ -194,7 +188,7 @@ async def _apply(
 
 
 async def _undo(
-    service: ProposalService,
+    service: Production,
     before: dict[str, int | None],
     *,
     old_main: str,
@@ -229,7 +223,7 @@ async def _undo(
             log.exception("promotion_undo_version_failed", flow_id=flow_id)
 
 
-async def sync(service: ProposalService, *, actor: str) -> dict[str, Any]:
+async def sync(service: Production, *, actor: str) -> dict[str, Any]:
     """Import main into flow versions; returns ``{flow_id: {version, created} | {error}}``."""
     repo = service.repo
     head = await repo.head(gitstore.MAIN)
@@ -254,11 +248,10 @@ async def sync(service: ProposalService, *, actor: str) -> dict[str, Any]:
     return {"commit": head, "flows": report}
 
 
-async def history(service: ProposalService, flow_id: str) -> list[dict[str, Any]]:
-    """The flow's versions, newest first, each with its git commit's subject when known."""
-    from linkloom.proposals.service import check_flow_id
-
-    versions = await service.runs.list_flow_versions(check_flow_id(flow_id))
+async def history(service: Production, flow_id: str) -> list[dict[str, Any]]:
+    """The flow's versions, newest first, each with its git commit's subject when known
+    (``flow_id`` is a checked flow id)."""
+    versions = await service.runs.list_flow_versions(flow_id)
     commits = {
         c.sha: c for c in await service.repo.log(f"{gitstore.FLOWS_DIR}/{flow_id}", limit=200)
     }

@@ -32,7 +32,7 @@ from linkloom.engine.records import RunFilter
 from linkloom.errors import InvalidInput, LinkloomError
 from linkloom.flows import gitstore
 from linkloom.flows.spec import SLUG
-from linkloom.proposals import checks, errors, limits, policy
+from linkloom.proposals import checks, errors, limits, policy, promotion
 from linkloom.proposals.checks import Outcome, Proposed
 from linkloom.proposals.models import (
     CHECK_ORDER,
@@ -615,18 +615,56 @@ class ProposalService:
     # ------------------------------------------------------------------ promotion
 
     async def promote(self, proposal_id: str, *, actor: str) -> Proposal:
-        from linkloom.proposals import promotion
+        """Merge an approved proposal into main and make its specs the production versions
+        (``promotion.promote``, all-or-nothing), then record it as promoted.
+
+        Raises:
+            ProposalStale, InvalidTransition, NotPromotable, MergeConflict, PromotionFailed.
+        """
 
         async def attempt() -> Proposal:
-            return await promotion.promote(self, proposal_id, actor=actor)
+            proposal = await self.get(proposal_id)
+            if proposal.status is S.STALE:
+                raise errors.ProposalStale(proposal_id=proposal.id)
+            if proposal.status.finished:
+                self._require(proposal, "promote", allowed=())
+            decision = await self.decision(proposal)
+            approvers = list(decision.approvers)
+            reasons = list(decision.reasons)
+            if proposal.status is not S.APPROVED and not reasons:
+                reasons.append(f"its status is {proposal.status.value}, not approved")
+            if reasons:
+                raise errors.NotPromotable(
+                    proposal_id=proposal.id, reasons="; ".join(dict.fromkeys(reasons))
+                )
+            result = await promotion.promote(self, proposal, approvers=approvers, actor=actor)
+            promoted = await self._save(
+                proposal,
+                status=S.PROMOTED,
+                promoted_commit=result.commit,
+                promoted_versions=result.versions,
+            )
+            await self._audit(actor, "proposal.promote", promoted, **result.to_dict())
+            for flow_id, version in result.versions.items():
+                await self.audit(
+                    actor, "flow.promote", "flow", flow_id, version=version,
+                    commit=result.commit, proposal=proposal.id,
+                )  # fmt: skip
+            log.info(
+                "proposal_promoted",
+                proposal_id=proposal.id,
+                commit=result.commit,
+                versions=result.versions,
+            )
+            return promoted
 
         return await (self.publisher.guard(attempt) if self.publisher else attempt())
 
     async def rollback(self, flow_id: str, *, to_version: int, actor: str) -> Any:
-        from linkloom.proposals import promotion
-
         async def attempt() -> Any:
-            return await promotion.rollback(self, flow_id, to_version=to_version, actor=actor)
+            return await promotion.rollback(
+                self, check_flow_id(flow_id), to_version=to_version, actor=actor
+            )
 
         return await (self.publisher.guard(attempt) if self.publisher else attempt())
 
@@ -680,14 +718,10 @@ class ProposalService:
         return proposal
 
     async def sync(self, *, actor: str) -> dict[str, Any]:
-        from linkloom.proposals import promotion
-
         return await promotion.sync(self, actor=actor)
 
     async def history(self, flow_id: str) -> builtins.list[dict[str, Any]]:
-        from linkloom.proposals import promotion
-
-        return await promotion.history(self, flow_id)
+        return await promotion.history(self, check_flow_id(flow_id))
 
     # ------------------------------------------------------------------ fixtures
 
