@@ -15,6 +15,7 @@ from linkloom import signing
 from linkloom.engine import retries, transitions
 from linkloom.engine.errors import CallbackTokenInvalid
 from linkloom.engine.models import LogLine, StepError
+from linkloom.engine.transitions import OutcomeKind
 
 if TYPE_CHECKING:
     from linkloom.engine.records import StepRun
@@ -113,7 +114,7 @@ def failed_outcome(
     if retries.should_retry(error, attempts_used=used, policy=policy):
         delay = retries.retry_delay(error, policy, used)
         return transitions.Outcome(
-            kind=transitions.RETRY,
+            kind=OutcomeKind.RETRY,
             error=data,
             state={k: v for k, v in step.state.items() if k != "callback"},
             logs=logs,
@@ -121,4 +122,4 @@ def failed_outcome(
         )
     if retryable:
         data["message"] = f"{data['message']} (gave up after {used} attempts)"
-    return transitions.Outcome(kind=transitions.FAILED, output=output, error=data, logs=logs)
+    return transitions.Outcome(kind=OutcomeKind.FAILED, output=output, error=data, logs=logs)

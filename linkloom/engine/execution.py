@@ -26,6 +26,7 @@ from linkloom.engine.records import Claim, Run, RunChanges, RunSnapshot, StepRun
 from linkloom.engine.redaction import redact_headers, scrub, secret_values
 from linkloom.engine.specs import CompiledFlow, SpecCache
 from linkloom.engine.store_port import CALLBACK_OWNER, Mutation, RunStore
+from linkloom.engine.transitions import OutcomeKind
 from linkloom.flows.spec import FlowSpec, StepBase
 
 log = structlog.get_logger(__name__)
@@ -138,7 +139,7 @@ class StepRunner:
             except Exception as exc:
                 return self._template_failure(step, ctx, owner, f"when: {exc}")
             if not go:
-                outcome = transitions.Outcome(kind=transitions.SKIPPED, skip_reason=dag.SKIP_WHEN)
+                outcome = transitions.Outcome(kind=OutcomeKind.SKIPPED, skip_reason=dag.SKIP_WHEN)
                 return transitions.apply_outcome(
                     step.id, attempt=step.attempt, owner=owner, outcome=outcome, ctx=ctx
                 )
@@ -169,7 +170,7 @@ class StepRunner:
         self, step: StepRun, ctx: transitions.Context, owner: str, message: str
     ) -> Any:
         error = {"kind": "template", "message": self._scrub(message), "retryable": False}
-        outcome = transitions.Outcome(kind=transitions.FAILED, error=error)
+        outcome = transitions.Outcome(kind=OutcomeKind.FAILED, error=error)
         return transitions.apply_outcome(
             step.id, attempt=step.attempt, owner=owner, outcome=outcome, ctx=ctx
         )
@@ -263,13 +264,13 @@ class StepRunner:
             )
         if result.suspend_until is not None:
             return transitions.Outcome(
-                kind=transitions.SUSPEND, ready_at=result.suspend_until, state=state,
+                kind=OutcomeKind.SUSPEND, ready_at=result.suspend_until, state=state,
                 logs=logs, exchanges=exchanges,
             )  # fmt: skip
         if result.wait_for_callback:
             deadline = result.callback_deadline or now + timedelta(seconds=ctx.timeout)
             return transitions.Outcome(
-                kind=transitions.WAIT, deadline=deadline, state=state, logs=logs,
+                kind=OutcomeKind.WAIT, deadline=deadline, state=state, logs=logs,
                 exchanges=exchanges,
             )  # fmt: skip
         output = self._scrub(result.output, sent)
@@ -285,7 +286,7 @@ class StepRunner:
             error = StepError(kind="template", message=f"outputs: {exc}")
             return self._failure(step, spec_step, spec, error, logs, exchanges, state, sent=sent)
         return transitions.Outcome(
-            kind=transitions.SUCCEEDED, output=output, outputs=outputs, state=state, logs=logs,
+            kind=OutcomeKind.SUCCEEDED, output=output, outputs=outputs, state=state, logs=logs,
             exchanges=exchanges,
         )  # fmt: skip
 
@@ -309,13 +310,13 @@ class StepRunner:
         if retries.should_retry(error, attempts_used=used, policy=policy):
             delay = retries.retry_delay(error, policy, used, rng=self.rng)
             return transitions.Outcome(
-                kind=transitions.RETRY, error=data, state=state, logs=logs, exchanges=exchanges,
+                kind=OutcomeKind.RETRY, error=data, state=state, logs=logs, exchanges=exchanges,
                 ready_at=self.clock.now() + timedelta(seconds=delay),
             )  # fmt: skip
         if retries.is_retryable(error, policy):
             data["message"] = f"{data['message']} (gave up after {used} attempts)"
         return transitions.Outcome(
-            kind=transitions.FAILED, error=data, state=state, logs=logs, exchanges=exchanges
+            kind=OutcomeKind.FAILED, error=data, state=state, logs=logs, exchanges=exchanges
         )
 
     def expired_outcome(
@@ -366,13 +367,13 @@ def _count_attempt(
     run: Run, spec_step: StepBase, outcome: transitions.Outcome, seconds: float
 ) -> None:
     step_type = str(getattr(spec_step, "type", "unknown"))
-    if outcome.kind in (transitions.SUSPEND, transitions.WAIT, transitions.SKIPPED):
+    if outcome.kind in (OutcomeKind.SUSPEND, OutcomeKind.WAIT, OutcomeKind.SKIPPED):
         return
-    status = "succeeded" if outcome.kind == transitions.SUCCEEDED else "failed"
+    status = "succeeded" if outcome.kind is OutcomeKind.SUCCEEDED else "failed"
     metrics.step_finished(step_type=step_type, status=status, seconds=seconds)
-    if outcome.kind == transitions.RETRY:
+    if outcome.kind is OutcomeKind.RETRY:
         metrics.step_retried(step_type=step_type)
-    elif outcome.kind == transitions.FAILED:
+    elif outcome.kind is OutcomeKind.FAILED:
         metrics.dead_lettered(flow_id=run.flow_id)
 
 

@@ -37,6 +37,7 @@ from linkloom.engine.records import (
 )
 from linkloom.engine.specs import SpecCache, content_hash, spec_to_json
 from linkloom.engine.store_port import RunStore
+from linkloom.engine.transitions import OutcomeKind
 from linkloom.flows.spec import FlowSpec
 
 TRIGGERS = ("manual", "schedule", "webhook", "event", "subflow", "backfill", "retry", "redrive")
@@ -541,11 +542,11 @@ class RunService:
             try:
                 outs = contexts.render_step_outputs(declared, context, self.secrets)
                 outcome = transitions.Outcome(
-                    kind=transitions.SUCCEEDED, output=output, outputs=outs, logs=logs
+                    kind=OutcomeKind.SUCCEEDED, output=output, outputs=outs, logs=logs
                 )
             except Exception as exc:
                 outcome = transitions.Outcome(
-                    kind=transitions.FAILED,
+                    kind=OutcomeKind.FAILED,
                     error={"kind": "template", "message": f"outputs: {exc}", "retryable": False},
                     logs=logs,
                 )

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from linkloom.engine import dag
@@ -30,14 +31,16 @@ from linkloom.engine.records import (
 )
 from linkloom.engine.store_port import CALLBACK_OWNER, FANOUT_OWNER, Mutation
 
-SUCCEEDED, FAILED, RETRY, SUSPEND, WAIT, SKIPPED = (
-    "succeeded",
-    "failed",
-    "retry",
-    "suspend",
-    "wait",
-    "skipped",
-)
+
+class OutcomeKind(StrEnum):
+    """Which way one attempt went; ``apply_outcome`` writes each differently."""
+
+    SUCCEEDED = "succeeded"  # the step is done with its output
+    FAILED = "failed"  # no attempt follows: the step fails and is dead-lettered
+    RETRY = "retry"  # the attempt failed; the step is queued again at ``ready_at``
+    SUSPEND = "suspend"  # a durable wait: queued again at ``ready_at`` without using an attempt
+    WAIT = "wait"  # stays RUNNING until its callback arrives or ``deadline`` passes
+    SKIPPED = "skipped"  # its ``when`` was false
 
 
 def new_id() -> str:
@@ -48,7 +51,7 @@ def new_id() -> str:
 class Outcome:
     """What the worker decided about one attempt, before it is written."""
 
-    kind: str  # succeeded | failed | retry | suspend | wait | skipped
+    kind: OutcomeKind
     output: Any = None
     outputs: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
@@ -293,7 +296,7 @@ def _apply(work: _Work, step: StepRun, outcome: Outcome) -> None:
     now = work.ctx.now
     state = outcome.state if outcome.state is not None else step.state
     cleared: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
-    if outcome.kind == SUCCEEDED:
+    if outcome.kind is OutcomeKind.SUCCEEDED:
         _attempt_row(work, step, StepStatus.SUCCEEDED, None)
         done = replace(
             step,
@@ -307,7 +310,7 @@ def _apply(work: _Work, step: StepRun, outcome: Outcome) -> None:
         )
         work.put(done)
         work.event("step_succeeded", f"{_label(step)} succeeded", step=step)
-    elif outcome.kind == RETRY:
+    elif outcome.kind is OutcomeKind.RETRY:
         _attempt_row(work, step, StepStatus.FAILED, outcome.error)
         work.put(
             replace(
@@ -329,10 +332,10 @@ def _apply(work: _Work, step: StepRun, outcome: Outcome) -> None:
             error=outcome.error,
             delay=delay,
         )
-    elif outcome.kind == FAILED:
+    elif outcome.kind is OutcomeKind.FAILED:
         _attempt_row(work, step, StepStatus.FAILED, outcome.error)
         _fail(work, step, outcome.error, state=state)
-    elif outcome.kind == SUSPEND:
+    elif outcome.kind is OutcomeKind.SUSPEND:
         # A durable wait does not use up an attempt.
         work.put(
             replace(
@@ -344,14 +347,14 @@ def _apply(work: _Work, step: StepRun, outcome: Outcome) -> None:
                 **cleared,
             )
         )
-    elif outcome.kind == WAIT:
+    elif outcome.kind is OutcomeKind.WAIT:
         work.put(
             replace(
                 step, state=state, lease_owner=CALLBACK_OWNER, lease_expires_at=outcome.deadline
             )
         )
         work.event("step_waiting", f"{_label(step)} waits for its callback", step=step)
-    elif outcome.kind == SKIPPED:
+    elif outcome.kind is OutcomeKind.SKIPPED:
         work.put(
             replace(
                 step,

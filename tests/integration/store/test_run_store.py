@@ -227,7 +227,7 @@ async def test_concurrent_sibling_completions_queue_the_join_once(store: SqlRunS
     assert len(claims) == 2
     compiled = await svc.specs.get(flow, 1)
     ctx = transitions.Context(plan=compiled.plan, now=clock.now())
-    ok = transitions.Outcome(kind=transitions.SUCCEEDED, output=1)
+    ok = transitions.Outcome(kind=transitions.OutcomeKind.SUCCEEDED, output=1)
     await asyncio.gather(
         *[
             store.update_run(
