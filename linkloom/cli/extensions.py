@@ -31,7 +31,7 @@ WORKER_COLUMNS: list[Column] = [
 
 def plugin_rows() -> list[dict[str, Any]]:
     """Every ``linkloom.steps`` entry point: loaded ones with their type, failed ones with why."""
-    from linkloom.flows import plugins
+    from linkloom.flows import plugins, spec  # noqa: F401 (spec: importing it discovers them)
 
     found = plugins.report()
     rows: list[dict[str, Any]] = [

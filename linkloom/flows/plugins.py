@@ -3,10 +3,12 @@ entry point group.
 
 A plugin's entry point names an executor class with a ``type_name`` (the spec's ``type:``) and a
 ``config_model``: a pydantic model subclassing ``flows.spec.StepBase`` whose ``type`` field is
-``Literal[type_name]``. Discovery runs once, when ``linkloom.flows.spec`` is first imported, and
-adds each good plugin's model to the spec's step union in place, so validation, ``loom schema``,
-the API and the UI see the new type. A plugin that fails to import or is malformed is recorded
-with its error (``loom plugins`` shows it) and never takes anything else down.
+``Literal[type_name]``. Discovery runs once, when ``linkloom.flows.spec`` is first imported: the
+spec hands its step model over (``attach``), and each good plugin's model is added to the spec's
+step union in place, so validation, ``loom schema``, the API and the UI see the new type. This
+module never imports the spec, so the dependency points one way. A plugin that fails to import
+or is malformed is recorded with its error (``loom plugins`` shows it) and never takes anything
+else down.
 
     [project.entry-points."linkloom.steps"]
     hash = "loom_hash_step:HashExecutor"
@@ -20,6 +22,7 @@ import os
 import re
 import sys
 import typing
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -66,12 +69,32 @@ class PluginReport:
     failed: tuple[FailedPlugin, ...] = ()
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepModel:
+    """The spec's step model, which plugins extend (``flows.spec`` attaches it)."""
+
+    base: type[StepBase]  # every plugin's config_model subclasses it
+    builtin: Collection[str]  # the built-in step types, which no plugin may take
+    install: Callable[[dict[str, type[StepBase]]], None]  # adds models to the step union
+
+
+_model: StepModel | None = None
 _report: PluginReport | None = None
 
 
+def attach(model: StepModel) -> PluginReport:
+    """Discover the plugins into the spec's step model (``flows.spec`` calls this once, when it
+    is first imported; ``discover`` finds them again into the same model)."""
+    global _model
+    _model = model
+    return discover()
+
+
 def report() -> PluginReport:
-    """The plugins found (discovering them on first use)."""
-    return _report if _report is not None else discover()
+    """The plugins found when the spec model was first imported (import ``flows.spec`` first)."""
+    if _report is None:
+        raise RuntimeError("no plugins discovered yet: import linkloom.flows.spec first")
+    return _report
 
 
 def discover(*, entry_points: Any = None) -> PluginReport:
@@ -80,8 +103,9 @@ def discover(*, entry_points: Any = None) -> PluginReport:
     ``entry_points`` (tests) replaces the installed ones. Never raises for a bad plugin.
     """
     global _report
-    from linkloom.flows import spec
-
+    target = _model
+    if target is None:
+        raise RuntimeError("no step model to extend yet: import linkloom.flows.spec first")
     found = list(entry_points) if entry_points is not None else _installed()
     loaded: list[StepPlugin] = []
     failed: list[FailedPlugin] = []
@@ -92,7 +116,7 @@ def discover(*, entry_points: Any = None) -> PluginReport:
         dist_version = getattr(dist, "version", None) if dist is not None else None
         try:
             executor = ep.load()
-            type_name, model = _check(executor, spec, taken=models)
+            type_name, model = _check(executor, target, taken=models)
         except Exception as exc:  # a plugin's import may raise anything
             error = f"{type(exc).__name__}: {exc}"
             failed.append(FailedPlugin(ep.name, ep.value, dist_name, dist_version, error))
@@ -112,7 +136,7 @@ def discover(*, entry_points: Any = None) -> PluginReport:
                 summary=summary,
             )
         )
-    spec.install_step_types(models)
+    target.install(models)
     _report = PluginReport(loaded=tuple(loaded), failed=tuple(failed))
     return _report
 
@@ -210,20 +234,19 @@ class _Dist:
 
 
 def _check(
-    executor: Any, spec: Any, *, taken: dict[str, type[StepBase]]
+    executor: Any, target: StepModel, *, taken: dict[str, type[StepBase]]
 ) -> tuple[str, type[StepBase]]:
     type_name = getattr(executor, "type_name", None)
     if not isinstance(type_name, str) or not _TYPE_NAME.match(type_name):
         raise ValueError("the executor needs a 'type_name' like 'hash' (lowercase slug)")
-    if type_name in spec.BUILTIN_STEP_TYPES:
+    if type_name in target.builtin:
         raise ValueError(f"step type {type_name!r} is built in; choose another type_name")
     if type_name in taken:
         raise ValueError(f"step type {type_name!r} is already added by another plugin")
     if not callable(getattr(executor, "execute", None)):
         raise ValueError("the executor needs an 'async execute(ctx)' method")
     model = getattr(executor, "config_model", None)
-    step_base: type[StepBase] = spec.StepBase
-    if not isinstance(model, type) or not issubclass(model, step_base):
+    if not isinstance(model, type) or not issubclass(model, target.base):
         raise ValueError("'config_model' must be a pydantic model subclassing flows.spec.StepBase")
     field = model.model_fields.get("type")
     args = typing.get_args(field.annotation) if field is not None else ()

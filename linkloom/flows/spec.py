@@ -1,7 +1,9 @@
 """The canonical flow spec: the one pydantic model every accepted spec shape loads into.
 
 A spec is data. Values that contain ``{{ … }}`` are Jinja2 templates rendered at run time in a
-sandbox (see ``linkloom.flows.templates``); nothing in a spec can run Python.
+sandbox (see ``linkloom.flows.templates``); nothing in a spec can run Python. The step types of
+installed plugins (``linkloom.flows.plugins``) join the step union when this module is first
+imported.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from linkloom.flows import plugins
 from linkloom.flows.durations import format_duration, parse_duration
 
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -341,10 +344,7 @@ def install_step_types(models: dict[str, type[StepBase]]) -> None:
     FlowSpec.model_rebuild(force=True)
 
 
-def _discover_plugins() -> None:
-    from linkloom.flows import plugins
-
-    plugins.discover()
-
-
-_discover_plugins()
+# The step types of installed plugins join the union now, before any model embeds FlowSpec.
+plugins.attach(
+    plugins.StepModel(base=StepBase, builtin=BUILTIN_STEP_TYPES, install=install_step_types)
+)

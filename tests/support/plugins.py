@@ -27,7 +27,7 @@ def install_example_plugin() -> Path:
         )  # fmt: skip
     if str(PLUGIN_DIR) not in sys.path:
         sys.path.append(str(PLUGIN_DIR))
-    from linkloom.flows import plugins
+    from linkloom.flows import plugins, spec  # noqa: F401 (spec: importing it discovers them)
 
     report = plugins.report()
     if not any(p.type_name == "hash" for p in report.loaded):

@@ -52,7 +52,8 @@ def builtin_executors(*, per_host_limit: int = 32, **_options: Any) -> dict[str,
         if cls is not None:
             executor = cls()
             found[executor.type_name] = executor
-    from linkloom.flows import plugins  # step types installed packages add (entry points)
+    # Step types installed packages add (entry points): importing the spec discovers them.
+    from linkloom.flows import plugins, spec  # noqa: F401 (spec: imported for that)
 
     for type_name, executor in plugins.executors().items():
         found.setdefault(type_name, executor)
