@@ -43,18 +43,24 @@ from linkloom.store import session
 from linkloom.store.runs import SqlRunStore
 
 _spent = [0.0]
-_sync_write = session.Database._sync_write
 
 
-def _timed(self: session.Database, fn: Any) -> Any:
-    started = time.thread_time()
-    try:
-        return _sync_write(self, fn)
-    finally:
-        _spent[0] += time.thread_time() - started
+def _timing(runner: Any) -> Any:
+    def timed(self: session.Database, fn: Any) -> Any:
+        started = time.thread_time()
+        try:
+            return runner(self, fn)
+        finally:
+            _spent[0] += time.thread_time() - started
+
+    return timed
 
 
-session.Database._sync_write = _timed  # type: ignore[method-assign]
+# The writer thread's entry points: every write, and (since the bare pysqlite writer) the hot
+# transactions. An older checkout has only the first.
+for _name in ("_sync_write", "_sync_hot_write"):
+    if hasattr(session.Database, _name):
+        setattr(session.Database, _name, _timing(getattr(session.Database, _name)))
 
 
 def completion(now: datetime) -> Any:

@@ -8,6 +8,10 @@ processors (JSON encoding, datetimes as text, booleans as integers) and the resu
 On SQLite it then executes on the connection's own DBAPI cursor inside the same transaction;
 errors come out as SQLAlchemy's (``IntegrityError``, ``DataError``, …) exactly as through
 ``Connection.execute``. On PostgreSQL it is ``Connection.execute`` unchanged.
+
+A ``Statement`` runs on a SQLAlchemy ``Connection`` or on a ``BareConnection``: the pysqlite
+connection that the store's writer thread owns for the engine's hot transactions
+(``Database.run_hot_write``), with no SQLAlchemy connection around it at all.
 """
 
 from __future__ import annotations
@@ -20,6 +24,21 @@ from typing import Any
 import sqlalchemy as sa
 
 Params = Mapping[str, Any]
+
+
+class BareConnection:
+    """A pysqlite connection in a transaction its owner began itself (``BEGIN IMMEDIATE`` on
+    the store's writer thread), and the SQLite dialect its statements are compiled for: all
+    that a ``Statement`` needs of a connection."""
+
+    __slots__ = ("dbapi", "dialect")
+
+    def __init__(self, dbapi: sqlite3.Connection, dialect: sa.Dialect) -> None:
+        self.dbapi = dbapi
+        self.dialect = dialect
+
+
+Conn = sa.Connection | BareConnection
 Core = sa.Select[Any] | sa.Insert | sa.Update
 _Processor = Callable[[Any], Any] | None
 
@@ -71,24 +90,26 @@ class Statement:
         self.statement = statement
         self._compiled: dict[tuple[str, ...], _Compiled] = {}
 
-    def _for(self, conn: sa.Connection, params: Params) -> _Compiled:
+    def _for(self, conn: Conn, params: Params) -> _Compiled:
         keys = tuple(params)
         compiled = self._compiled.get(keys)
         if compiled is None:
             compiled = self._compiled[keys] = _Compiled(self.statement, conn.dialect, keys)
         return compiled
 
-    def execute(self, conn: sa.Connection, params: Params) -> None:
+    def execute(self, conn: Conn, params: Params) -> None:
         if conn.dialect.name != "sqlite":
+            assert isinstance(conn, sa.Connection)
             conn.execute(self.statement, params)
             return
         compiled = self._for(conn, params)
         self._run(conn, compiled, compiled.bind(params), many=False).close()
 
-    def executemany(self, conn: sa.Connection, params: Sequence[Params]) -> None:
+    def executemany(self, conn: Conn, params: Sequence[Params]) -> None:
         if not params:
             return
         if conn.dialect.name != "sqlite":
+            assert isinstance(conn, sa.Connection)
             conn.execute(self.statement, list(params))
             return
         compiled = self._for(conn, params[0])
@@ -96,8 +117,9 @@ class Statement:
             raise ValueError("every parameter set of one executemany names the same keys")
         self._run(conn, compiled, [compiled.bind(p) for p in params], many=True).close()
 
-    def all(self, conn: sa.Connection, params: Params) -> list[Any]:
+    def all(self, conn: Conn, params: Params) -> list[Any]:
         if conn.dialect.name != "sqlite":
+            assert isinstance(conn, sa.Connection)
             return list(conn.execute(self.statement, params).all())
         compiled = self._for(conn, params)
         cursor = self._run(conn, compiled, compiled.bind(params), many=False)
@@ -106,8 +128,9 @@ class Statement:
         finally:
             cursor.close()
 
-    def first(self, conn: sa.Connection, params: Params) -> Any:
+    def first(self, conn: Conn, params: Params) -> Any:
         if conn.dialect.name != "sqlite":
+            assert isinstance(conn, sa.Connection)
             return conn.execute(self.statement, params).first()
         compiled = self._for(conn, params)
         cursor = self._run(conn, compiled, compiled.bind(params), many=False)
@@ -118,8 +141,12 @@ class Statement:
         return None if raw is None else compiled.rows((raw,))[0]
 
     @staticmethod
-    def _run(conn: sa.Connection, compiled: _Compiled, bound: Any, *, many: bool) -> Any:
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    def _run(conn: Conn, compiled: _Compiled, bound: Any, *, many: bool) -> Any:
+        cursor: Any
+        if type(conn) is BareConnection:
+            cursor = conn.dbapi.cursor()
+        else:
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             if many:
                 cursor.executemany(compiled.sql, bound)

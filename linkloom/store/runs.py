@@ -2,7 +2,9 @@
 
 Every method is one transaction written as a synchronous function of a connection and run by
 ``Database.run_write``/``run_read`` (SQLite: the store's own threads over pysqlite; PostgreSQL:
-``run_sync`` on psycopg's async connection). ``update_run_many`` starts by reading the run's
+``run_sync`` on psycopg's async connection); ``create_run`` and ``update_run_many``, the
+engine's hot path, by ``run_hot_write`` (SQLite: the writer thread's bare pysqlite connection,
+``raw.Statement``s only). ``update_run_many`` starts by reading the run's
 row, on PostgreSQL ``FOR NO KEY UPDATE`` (the run's row lock; on SQLite writers begin IMMEDIATE,
 which already holds the database's write lock), then reads the snapshot, calls the pure
 mutations and writes their changes. ``claim`` uses
@@ -42,6 +44,7 @@ from linkloom.engine.records import (
 from linkloom.engine.store_port import CALLBACK_OWNER, FANOUT_OWNER, Mutation
 from linkloom.store import flows as flow_queries
 from linkloom.store import rows
+from linkloom.store.raw import Conn as HotConn
 from linkloom.store.raw import Statement
 from linkloom.store.session import Database
 from linkloom.store.tables import (
@@ -154,7 +157,7 @@ class SqlRunStore:
         *,
         if_current: bool = False,
     ) -> None:
-        def tx(conn: Conn) -> None:
+        def tx(conn: HotConn) -> None:
             if if_current:
                 check = _FLOW_STATE_SHARED if self._pg else _FLOW_STATE
                 flow = check.first(conn, {"b_flow": run.flow_id})
@@ -168,7 +171,7 @@ class SqlRunStore:
                 _INSERT_EVENTS.executemany(conn, [rows.event_values(e) for e in events])
 
         try:
-            await self.db.run_write(tx)
+            await self.db.run_hot_write(tx)
         except IntegrityError as exc:
             if run.schedule_id is not None and run.fire_time is not None:
                 raise errors.DuplicateRun(
@@ -271,7 +274,7 @@ class SqlRunStore:
 
     def _snapshot(
         self,
-        conn: Conn,
+        conn: HotConn,
         run_id: str,
         *,
         parents_only: bool = False,
@@ -313,7 +316,7 @@ class SqlRunStore:
     async def update_run_many(
         self, run_id: str, mutations: Sequence[Mutation]
     ) -> list[RunChanges | Exception] | None:
-        def tx(conn: Conn) -> list[RunChanges | Exception] | None:
+        def tx(conn: HotConn) -> list[RunChanges | Exception] | None:
             # The row lock of the run (PostgreSQL); SQLite holds the write lock since BEGIN.
             locked = (_LOCK_RUN if self._pg else _RUN_BY_ID).first(conn, {"b_run": run_id})
             if locked is None:
@@ -338,9 +341,9 @@ class SqlRunStore:
                 self._write(conn, merged)
             return results
 
-        return await self.db.run_write(tx)
+        return await self.db.run_hot_write(tx)
 
-    def _write(self, conn: Conn, changes: RunChanges) -> None:
+    def _write(self, conn: HotConn, changes: RunChanges) -> None:
         if changes.run is not None:
             values = rows.run_values(changes.run)
             _UPDATE_RUN.execute(

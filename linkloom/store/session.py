@@ -6,12 +6,19 @@
 the pool instead of failing with "database is locked"; readers use WAL snapshots and never
 block. Connections get ``journal_mode=WAL``, ``busy_timeout=5000``, ``synchronous=NORMAL`` and
 ``foreign_keys=ON``. On PostgreSQL both engines are the same pool (psycopg 3).
+
+The engine's hot transactions (``run_hot_write``: creating a run, a batch of completions with
+the claims of the next steps) run on SQLite on a bare pysqlite connection that the writer
+thread owns: ``BEGIN IMMEDIATE`` and ``COMMIT`` on the connection itself, without SQLAlchemy's
+pool checkout, transaction bookkeeping and events (~0.15-0.3 ms of a ~0.5 ms transaction).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import sqlite3
 import sys
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,8 +31,11 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from linkloom.errors import InvalidInput, Unavailable
+from linkloom.store.raw import BareConnection
+from linkloom.store.raw import Conn as HotConn
 
 T = TypeVar("T")
+F = TypeVar("F")
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -90,6 +100,59 @@ def _ensure_sqlite_dir(url: str) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
+class _BareWriter:
+    """The writer thread's own pysqlite connection for the hot transactions.
+
+    Taken from the writer engine's pool once (so it got the same pragmas, ``isolation_level =
+    None`` and SQLAlchemy's dialect set-up) and detached from it; used and closed on the
+    writer thread only. Each transaction is ``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on
+    any error), and a failing ``BEGIN``/``COMMIT`` raises SQLAlchemy's error types, as through
+    the engine. A connection whose rollback fails is closed, and the next transaction opens
+    another."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        self._conn: BareConnection | None = None
+
+    def _connect(self) -> BareConnection:
+        proxied = self._engine.raw_connection()
+        proxied.detach()
+        dbapi = proxied.dbapi_connection
+        assert isinstance(dbapi, sqlite3.Connection)
+        return BareConnection(dbapi, self._engine.dialect)
+
+    def run(self, fn: Callable[[HotConn], T]) -> T:
+        conn = self._conn
+        if conn is None:
+            conn = self._conn = self._connect()
+        dbapi = conn.dbapi
+        try:
+            dbapi.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._error("BEGIN IMMEDIATE", exc) from exc
+        try:
+            result = fn(conn)
+            try:
+                dbapi.commit()
+            except sqlite3.Error as exc:
+                raise self._error("COMMIT", exc) from exc
+        except BaseException:
+            try:
+                dbapi.rollback()
+            except sqlite3.Error:
+                self.close()
+            raise
+        return result
+
+    def _error(self, sql: str, exc: sqlite3.Error) -> sa.exc.StatementError:
+        return sa.exc.DBAPIError.instance(sql, (), exc, sqlite3.Error, dialect=self._engine.dialect)
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.dbapi.close()
+
+
 class Database:
     """The engines of one database. Create with a URL; ``await dispose()`` at shutdown.
 
@@ -105,6 +168,7 @@ class Database:
         self.dialect = "sqlite" if self.url.startswith("sqlite") else "postgresql"
         self._write_pool: ThreadPoolExecutor | None = None
         self._read_pool: ThreadPoolExecutor | None = None
+        self._bare: _BareWriter | None = None
         if self.dialect == "sqlite":
             self.writer = create_engine(
                 self.url, immediate=True, echo=echo, pool_size=1, max_overflow=0, pool_timeout=60
@@ -118,6 +182,7 @@ class Database:
                 self.url, immediate=False, echo=echo, pool_size=readers, max_overflow=0
             )
             self._write_pool = ThreadPoolExecutor(1, thread_name_prefix="loom-db-write")
+            self._bare = _BareWriter(self.sync_writer)
             self._read_pool = ThreadPoolExecutor(readers, thread_name_prefix="loom-db-read")
         else:
             self.writer = create_engine(
@@ -157,6 +222,16 @@ class Database:
         except sa.exc.DataError as exc:
             raise UnstorableValue() from exc
 
+    async def run_hot_write(self, fn: Callable[[HotConn], T]) -> T:
+        """Run ``fn(connection)`` in one write transaction, like ``run_write``; on SQLite on the
+        writer thread's bare pysqlite connection (``fn`` may only run ``raw.Statement``s)."""
+        if self._write_pool is None:
+            return await self.run_write(fn)
+        try:
+            return await self._in_thread(self._write_pool, self._sync_hot_write, fn)
+        except sa.exc.DataError as exc:
+            raise UnstorableValue() from exc
+
     async def run_read(self, fn: Callable[[sa.Connection], T]) -> T:
         """Run ``fn(connection)`` in one read transaction."""
         try:
@@ -169,17 +244,17 @@ class Database:
             raise UnstorableValue() from exc
 
     @staticmethod
-    async def _in_thread(
-        pool: ThreadPoolExecutor,
-        runner: Callable[[Callable[[sa.Connection], T]], T],
-        fn: Callable[[sa.Connection], T],
-    ) -> T:
+    async def _in_thread(pool: ThreadPoolExecutor, runner: Callable[[F], T], fn: F) -> T:
         context = contextvars.copy_context()
         return await asyncio.get_running_loop().run_in_executor(pool, context.run, runner, fn)
 
     def _sync_write(self, fn: Callable[[sa.Connection], T]) -> T:
         with self.sync_writer.begin() as conn:
             return fn(conn)
+
+    def _sync_hot_write(self, fn: Callable[[HotConn], T]) -> T:
+        assert self._bare is not None
+        return self._bare.run(fn)
 
     def _sync_read(self, fn: Callable[[sa.Connection], T]) -> T:
         with self.sync_reader.connect() as conn:
@@ -194,6 +269,10 @@ class Database:
         return True
 
     async def dispose(self) -> None:
+        if self._write_pool is not None and self._bare is not None:
+            bare, self._bare = self._bare, None
+            with contextlib.suppress(RuntimeError):  # the pool is already shut down
+                await asyncio.get_running_loop().run_in_executor(self._write_pool, bare.close)
         await self.writer.dispose()
         if self.reader is not self.writer:
             await self.reader.dispose()

@@ -1,10 +1,11 @@
 """``raw.Statement`` on SQLite writes and reads exactly what SQLAlchemy Core does: the same
 stored text (JSON, datetimes, booleans, SQL NULL vs JSON null), the same values back, and
-SQLAlchemy's exception types."""
+SQLAlchemy's exception types, also on the writer thread's bare connection (``run_hot_write``)."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from linkloom.store import session
-from linkloom.store.raw import Statement
+from linkloom.store.raw import BareConnection, Conn, Statement
 from linkloom.store.tables import runs
 
 _AT = datetime(2026, 12, 7, 18, 1, 2, 345678, tzinfo=UTC)
@@ -73,3 +74,52 @@ def test_the_raw_path_raises_sqlalchemys_errors(database: session.Database) -> N
 
 def _dispose(database: session.Database) -> None:
     asyncio.run(database.dispose())
+
+
+def test_a_hot_write_rolls_back_on_error_and_its_connection_serves_the_next(
+    database: session.Database,
+) -> None:
+    insert = Statement(runs.insert())
+
+    def twice(conn: Conn) -> None:
+        insert.execute(conn, _run("a"))
+        insert.execute(conn, _run("a"))
+
+    async def scenario() -> list[str]:
+        with pytest.raises(sa.exc.IntegrityError):
+            await database.run_hot_write(twice)
+        await database.run_hot_write(lambda conn: insert.execute(conn, _run("b")))
+        # SQLAlchemy's writes and the bare connection's see each other's commits.
+        await database.run_write(lambda conn: conn.execute(runs.insert(), _run("c")))
+        found = await database.run_hot_write(
+            lambda conn: Statement(runs.select().order_by(runs.c.id)).all(conn, {})
+        )
+        await database.dispose()
+        return [r.id for r in found]
+
+    assert asyncio.run(scenario()) == ["b", "c"]
+
+
+def test_a_hot_write_that_cannot_take_the_write_lock_raises_sqlalchemys_error(
+    database: session.Database, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        # Wait 50 ms for the lock instead of the usual 5 s.
+        await database.run_hot_write(lambda conn: _busy_timeout(conn, 50))
+        other = sqlite3.connect(tmp_path / "r.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process's writer holds the lock
+        try:
+            with pytest.raises(sa.exc.OperationalError, match="database is locked"):
+                await database.run_hot_write(lambda conn: None)
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        await database.run_hot_write(lambda conn: Statement(runs.insert()).execute(conn, _run("d")))
+        await database.dispose()
+
+    asyncio.run(scenario())
+
+
+def _busy_timeout(conn: Conn, ms: int) -> None:
+    assert isinstance(conn, BareConnection)
+    conn.dbapi.execute(f"PRAGMA busy_timeout={ms}")
