@@ -8,6 +8,7 @@ the worker has even recorded that the step is waiting.
 from __future__ import annotations
 
 import hmac
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -110,16 +111,16 @@ def failed_outcome(
     )
     policy = retries.effective_policy(spec.step(step.step_id), spec)
     used = step.attempt - int(step.state.get("attempt_base", 0))
-    data = {**error.to_dict(), "attempt": step.attempt}
+    recorded = replace(error, attempt=step.attempt)
     if retries.should_retry(error, attempts_used=used, policy=policy):
         delay = retries.retry_delay(error, policy, used)
         return transitions.Outcome(
             kind=OutcomeKind.RETRY,
-            error=data,
+            error=recorded,
             state={k: v for k, v in step.state.items() if k != "callback"},
             logs=logs,
             ready_at=now + timedelta(seconds=delay),
         )
     if retryable:
-        data["message"] = f"{data['message']} (gave up after {used} attempts)"
-    return transitions.Outcome(kind=OutcomeKind.FAILED, output=output, error=data, logs=logs)
+        recorded = replace(recorded, message=f"{recorded.message} (gave up after {used} attempts)")
+    return transitions.Outcome(kind=OutcomeKind.FAILED, output=output, error=recorded, logs=logs)

@@ -169,7 +169,7 @@ class StepRunner:
     def _template_failure(
         self, step: StepRun, ctx: transitions.Context, owner: str, message: str
     ) -> Any:
-        error = {"kind": "template", "message": self._scrub(message), "retryable": False}
+        error = StepError(kind="template", message=self._scrub(message))
         outcome = transitions.Outcome(kind=OutcomeKind.FAILED, error=error)
         return transitions.apply_outcome(
             step.id, attempt=step.attempt, owner=owner, outcome=outcome, ctx=ctx
@@ -304,19 +304,25 @@ class StepRunner:
     ) -> transitions.Outcome:
         policy = retries.effective_policy(spec_step, spec)
         used = step.attempt - int(step.state.get("attempt_base", 0))
-        data = self._scrub(error.to_dict(), sent)
-        data["attempt"] = step.attempt
+        recorded = replace(
+            error,
+            kind=self._scrub(error.kind, sent),
+            message=self._scrub(error.message, sent),
+            attempt=step.attempt,
+        )
         state = {k: v for k, v in state.items() if k != "callback"}
         if retries.should_retry(error, attempts_used=used, policy=policy):
             delay = retries.retry_delay(error, policy, used, rng=self.rng)
             return transitions.Outcome(
-                kind=OutcomeKind.RETRY, error=data, state=state, logs=logs, exchanges=exchanges,
-                ready_at=self.clock.now() + timedelta(seconds=delay),
+                kind=OutcomeKind.RETRY, error=recorded, state=state, logs=logs,
+                exchanges=exchanges, ready_at=self.clock.now() + timedelta(seconds=delay),
             )  # fmt: skip
         if retries.is_retryable(error, policy):
-            data["message"] = f"{data['message']} (gave up after {used} attempts)"
+            recorded = replace(
+                recorded, message=f"{recorded.message} (gave up after {used} attempts)"
+            )
         return transitions.Outcome(
-            kind=OutcomeKind.FAILED, error=data, state=state, logs=logs, exchanges=exchanges
+            kind=OutcomeKind.FAILED, error=recorded, state=state, logs=logs, exchanges=exchanges
         )
 
     def expired_outcome(

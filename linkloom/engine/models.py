@@ -51,8 +51,10 @@ class StepError:
     retryable: bool = False
     retry_after: float | None = None  # seconds a server asked us to wait (Retry-After)
     status: int | None = None  # the HTTP status, for ``retry_on_status``
+    attempt: int | None = None  # the attempt it ended, once the worker has decided
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON a step run, attempt, dead letter or event stores."""
         out: dict[str, Any] = {
             "kind": self.kind,
             "message": self.message,
@@ -60,6 +62,8 @@ class StepError:
         }
         if self.status is not None:
             out["status"] = self.status
+        if self.attempt is not None:
+            out["attempt"] = self.attempt
         return out
 
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from linkloom import metrics
 from linkloom.engine import callbacks, contexts, errors, transitions
 from linkloom.engine.inputs import validate_inputs
-from linkloom.engine.models import RunStatus, StepStatus
+from linkloom.engine.models import RunStatus, StepError, StepStatus
 from linkloom.engine.ports import Clock, SecretResolver
 from linkloom.engine.records import (
     Attempt,
@@ -547,7 +547,7 @@ class RunService:
             except Exception as exc:
                 outcome = transitions.Outcome(
                     kind=OutcomeKind.FAILED,
-                    error={"kind": "template", "message": f"outputs: {exc}", "retryable": False},
+                    error=StepError(kind="template", message=f"outputs: {exc}"),
                     logs=logs,
                 )
         else:

@@ -18,7 +18,7 @@ from typing import Any
 
 from linkloom.engine import dag
 from linkloom.engine.errors import CallbackAlreadyUsed, CallbackDeadlinePassed, InvalidTransition
-from linkloom.engine.models import Exchange, LogLine, RunStatus, StepStatus
+from linkloom.engine.models import Exchange, LogLine, RunStatus, StepError, StepStatus
 from linkloom.engine.records import (
     Attempt,
     DeadLetter,
@@ -54,7 +54,7 @@ class Outcome:
     kind: OutcomeKind
     output: Any = None
     outputs: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
+    error: StepError | None = None  # retry / failed; stored as ``error.to_dict()``
     ready_at: datetime | None = None  # retry / suspend
     deadline: datetime | None = None  # wait: the callback deadline
     state: dict[str, Any] | None = None  # replaces the durable step state when given
@@ -270,9 +270,12 @@ def _record_attempt_data(work: _Work, step: StepRun, outcome: Outcome) -> None:
         )
 
 
-def _attempt_row(
-    work: _Work, step: StepRun, status: StepStatus, error: dict[str, Any] | None
-) -> None:
+def _json(error: StepError | None) -> dict[str, Any] | None:
+    """A step error as the records store it."""
+    return error.to_dict() if error is not None else None
+
+
+def _attempt_row(work: _Work, step: StepRun, status: StepStatus, error: StepError | None) -> None:
     now = work.ctx.now
     started = step.started_at
     work.attempts.append(
@@ -284,7 +287,7 @@ def _attempt_row(
             item_index=step.item_index,
             number=step.attempt,
             status=status,
-            error=error,
+            error=_json(error),
             started_at=started,
             finished_at=now,
             duration_ms=(now - started).total_seconds() * 1000 if started else None,
@@ -316,7 +319,7 @@ def _apply(work: _Work, step: StepRun, outcome: Outcome) -> None:
             replace(
                 step,
                 status=StepStatus.QUEUED,
-                error=outcome.error,
+                error=_json(outcome.error),
                 state=state,
                 ready_at=outcome.ready_at or now,
                 **cleared,
@@ -326,10 +329,10 @@ def _apply(work: _Work, step: StepRun, outcome: Outcome) -> None:
         work.event(
             "step_retrying",
             f"{_label(step)} attempt {step.attempt} failed: "
-            f"{(outcome.error or {}).get('message', '')}; retrying in {delay:.1f}s",
+            f"{outcome.error.message if outcome.error else ''}; retrying in {delay:.1f}s",
             step=step,
             level="warning",
-            error=outcome.error,
+            error=_json(outcome.error),
             delay=delay,
         )
     elif outcome.kind is OutcomeKind.FAILED:
@@ -370,15 +373,14 @@ def _apply(work: _Work, step: StepRun, outcome: Outcome) -> None:
         raise ValueError(f"unknown outcome {outcome.kind!r}")
 
 
-def _fail(
-    work: _Work, step: StepRun, error: dict[str, Any] | None, *, state: dict[str, Any]
-) -> None:
+def _fail(work: _Work, step: StepRun, error: StepError | None, *, state: dict[str, Any]) -> None:
     run = work.current_run
+    data = _json(error)
     work.put(
         replace(
             step,
             status=StepStatus.FAILED,
-            error=error,
+            error=data,
             state=state,
             finished_at=work.ctx.now,
             lease_owner=None,
@@ -393,16 +395,16 @@ def _fail(
             version=run.version,
             step_id=step.step_id,
             item_index=step.item_index,
-            error=error,
+            error=data,
             created_at=work.ctx.now,
         )
     )
     work.event(
         "step_failed",
-        f"{_label(step)} failed: {(error or {}).get('message', '')}",
+        f"{_label(step)} failed: {error.message if error else ''}",
         step=step,
         level="error",
-        error=error,
+        error=data,
     )
 
 
@@ -504,22 +506,22 @@ def _settle_fanouts(work: _Work) -> None:
         now = work.ctx.now
         if decision.failed:
             bad = [c.item_index for c in children if c.status is not StepStatus.SUCCEEDED]
-            error = {
-                "kind": "fanout",
-                "message": f"{len(bad)} of {len(children)} items failed (indices {bad[:20]})",
-                "retryable": False,
-            }
+            error = StepError(
+                kind="fanout",
+                message=f"{len(bad)} of {len(children)} items failed (indices {bad[:20]})",
+            )
+            data = error.to_dict()
             work.put(
                 replace(
-                    parent, status=StepStatus.FAILED, error=error, finished_at=now, lease_owner=None
+                    parent, status=StepStatus.FAILED, error=data, finished_at=now, lease_owner=None
                 )
             )
             work.event(
                 "step_failed",
-                f"{parent.step_id} failed: {error['message']}",
+                f"{parent.step_id} failed: {error.message}",
                 step=parent,
                 level="error",
-                error=error,
+                error=data,
             )
             continue
         output = [c.output for c in children]
@@ -528,12 +530,12 @@ def _settle_fanouts(work: _Work) -> None:
             try:
                 outputs = work.ctx.step_outputs(parent.step_id, output, work.snapshot)
             except Exception as exc:
-                error = {"kind": "template", "message": f"outputs: {exc}", "retryable": False}
+                error = StepError(kind="template", message=f"outputs: {exc}")
                 work.put(
                     replace(
                         parent,
                         status=StepStatus.FAILED,
-                        error=error,
+                        error=error.to_dict(),
                         finished_at=now,
                         lease_owner=None,
                     )
@@ -635,7 +637,7 @@ def cancel_run(*, ctx: Context, reason: str = "cancelled") -> Mutation:
         if run.status.terminal:
             raise InvalidTransition(run_id=run.id, status=run.status.value, action="cancel")
         work = _Work(snapshot=snapshot, ctx=ctx)
-        error = {"kind": "cancelled", "message": reason, "retryable": False}
+        error = StepError(kind="cancelled", message=reason)
         for step in snapshot.steps:
             if step.status.terminal:
                 continue
@@ -645,7 +647,7 @@ def cancel_run(*, ctx: Context, reason: str = "cancelled") -> Mutation:
                 replace(
                     step,
                     status=StepStatus.CANCELLED,
-                    error=error,
+                    error=error.to_dict(),
                     finished_at=ctx.now,
                     lease_owner=None,
                     lease_expires_at=None,
