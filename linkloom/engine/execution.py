@@ -20,8 +20,8 @@ import structlog
 
 from linkloom import logs, metrics, tracing
 from linkloom.engine import callbacks, contexts, dag, rendering, retries, transitions
-from linkloom.engine.models import Exchange, LogLine, StepError, StepResult
-from linkloom.engine.ports import StepContext, StepExecutor, StepServices
+from linkloom.engine.models import Exchange, LogLine, RunInfo, StepError, StepResult
+from linkloom.engine.ports import Clock, StepContext, StepExecutor, StepServices
 from linkloom.engine.records import Claim, Run, RunChanges, RunSnapshot, StepRun
 from linkloom.engine.redaction import redact_headers, scrub, secret_values
 from linkloom.engine.specs import CompiledFlow, SpecCache
@@ -57,7 +57,7 @@ class StepRunner:
         self.on_run_finished = on_run_finished
 
     @property
-    def clock(self) -> Any:
+    def clock(self) -> Clock:
         return self.services.clock
 
     def context(self, compiled: CompiledFlow) -> transitions.Context:
@@ -99,7 +99,7 @@ class StepRunner:
             _count_attempt(run, spec_step, outcome, time.perf_counter() - started)
         return changes
 
-    async def _write(self, run_id: str, mutation: Any) -> RunChanges | None:
+    async def _write(self, run_id: str, mutation: Mutation) -> RunChanges | None:
         changes = await self.writer(run_id, mutation)
         if changes is not None and changes.run is not None and changes.run.status.terminal:
             finished = changes.run
@@ -130,7 +130,7 @@ class StepRunner:
         base: dict[str, Any],
         *,
         owner: str,
-    ) -> Any:
+    ) -> Mutation | None:
         """``when`` false → skip; ``for_each`` → expand children. None: execute normally."""
         ctx = self.context(compiled)
         if spec_step.when is not None:
@@ -168,7 +168,7 @@ class StepRunner:
 
     def _template_failure(
         self, step: StepRun, ctx: transitions.Context, owner: str, message: str
-    ) -> Any:
+    ) -> Mutation:
         error = StepError(kind="template", message=self._scrub(message))
         outcome = transitions.Outcome(kind=OutcomeKind.FAILED, error=error)
         return transitions.apply_outcome(
@@ -383,9 +383,7 @@ def _count_attempt(
         metrics.dead_lettered(flow_id=run.flow_id)
 
 
-def _run_info(run: Run) -> Any:
-    from linkloom.engine.models import RunInfo
-
+def _run_info(run: Run) -> RunInfo:
     return RunInfo(
         id=run.id,
         flow_id=run.flow_id,

@@ -35,7 +35,7 @@ from linkloom.engine.records import (
     StepRun,
     apply_changes,
 )
-from linkloom.engine.specs import SpecCache, content_hash, spec_to_json
+from linkloom.engine.specs import CompiledFlow, SpecCache, content_hash, spec_to_json
 from linkloom.engine.store_port import RunStore
 from linkloom.engine.transitions import OutcomeKind
 from linkloom.flows.spec import FlowSpec
@@ -453,11 +453,11 @@ class RunService:
         self.wake()
         return await self.get_run(run_id)
 
-    async def _compiled_for(self, run_id: str) -> Any:
+    async def _compiled_for(self, run_id: str) -> CompiledFlow:
         run = await self.get_run(run_id)
         return await self.specs.get(run.flow_id, run.version)
 
-    def _context(self, compiled: Any) -> transitions.Context:
+    def _context(self, compiled: CompiledFlow) -> transitions.Context:
         return transitions.Context(
             plan=compiled.plan,
             now=self.clock.now(),

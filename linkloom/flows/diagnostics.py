@@ -15,6 +15,7 @@ import typing
 from typing import TYPE_CHECKING, Any, Union
 
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
 from linkloom.flows.models import Problem, Severity
 from linkloom.flows.shapes import Normalised
@@ -255,7 +256,7 @@ def _fields_at(path: Path, data: Any) -> list[str]:
     return [f.alias or name for name, f in model.model_fields.items()]
 
 
-def _field(model: type[BaseModel], name: str | int) -> Any:
+def _field(model: type[BaseModel], name: str | int) -> FieldInfo | None:
     for field_name, field in model.model_fields.items():
         if name in (field_name, field.alias):
             return field

@@ -220,7 +220,7 @@ class _Found:
         return str(self.entry_point.value)
 
     @property
-    def dist(self) -> Any:
+    def dist(self) -> _Dist:
         return _Dist(self.dist_name, self.dist_version)
 
     def load(self) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from linkloom.access import AuditEntry
 from linkloom.proposals.models import Check, Comment, Proposal, ProposalStatus, Review
@@ -47,7 +47,9 @@ class ProposalStore(Protocol):
 
 
 class AuditLog(Protocol):
-    async def record(self, entry: AuditEntry) -> Any: ...
+    async def record(self, entry: AuditEntry) -> int:
+        """Append ``entry``; returns its id."""
+        ...
 
 
 T = TypeVar("T")

@@ -40,6 +40,7 @@ from linkloom.proposals.models import (
     CheckName,
     CheckStatus,
     Comment,
+    PromotionResult,
     Proposal,
     ProposalSettings,
     ProposalStatus,
@@ -660,8 +661,8 @@ class ProposalService:
 
         return await (self.publisher.guard(attempt) if self.publisher else attempt())
 
-    async def rollback(self, flow_id: str, *, to_version: int, actor: str) -> Any:
-        async def attempt() -> Any:
+    async def rollback(self, flow_id: str, *, to_version: int, actor: str) -> PromotionResult:
+        async def attempt() -> PromotionResult:
             return await promotion.rollback(
                 self, check_flow_id(flow_id), to_version=to_version, actor=actor
             )

@@ -80,7 +80,7 @@ def apply_operation(ctx: StepContext, step: Any, data: Any) -> Any:
     if op == "pick" and not step.fields:
         raise StepConfigError("a 'pick' transform needs 'fields'")
 
-    def one(record: Any, index: int | None) -> Any:
+    def one(record: Any, index: int | None) -> dict[str, Any]:
         if not isinstance(record, dict):
             raise StepConfigError(
                 f"a {op!r} transform works on objects; got {type(record).__name__}"
