@@ -16,6 +16,7 @@ connection that the store's writer thread owns for the engine's hot transactions
 
 from __future__ import annotations
 
+import operator
 import sqlite3
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -40,67 +41,138 @@ class BareConnection:
 
 Conn = sa.Connection | BareConnection
 Core = sa.Select[Any] | sa.Insert | sa.Update
-_Processor = Callable[[Any], Any] | None
+
+
+def _getter(names: Sequence[str]) -> Callable[[Params], tuple[Any, ...]]:
+    """``params`` → the tuple of their values in ``names``' order."""
+    if len(names) > 1:
+        return operator.itemgetter(*names)
+    if names:
+        name = names[0]
+        return lambda params: (params[name],)
+    return lambda params: ()
+
+
+def _binder(process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``process`` with ``None`` answered from a cache: a bind processor is a function of its
+    value, and most values of a completion's JSON columns are ``None`` (stored as ``null``)."""
+    none = process(None)
+    return lambda value: none if value is None else process(value)
+
+
+def _reader(column_type: Any, process: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A result processor, with the JSON documents a completion's rows are full of decoded
+    without the decoder: ``null`` is ``None`` and ``{}`` an empty dict, as ``json.loads``
+    says."""
+    if not isinstance(column_type, sa.JSON):
+        return process
+
+    def read(value: Any) -> Any:
+        if value == "null":
+            return None
+        if value == "{}":
+            return {}
+        return process(value)
+
+    return read
+
+
+def _key(name: str, prefix: str) -> str:
+    return name[len(prefix) :] if prefix and name.startswith(prefix) else name
 
 
 class _Compiled:
-    __slots__ = ("binds", "processors", "row", "sql")
+    __slots__ = ("binds", "getter", "processors", "row", "sql")
 
-    def __init__(self, statement: Core, dialect: sa.Dialect, keys: Sequence[str]) -> None:
+    def __init__(
+        self, statement: Core, dialect: sa.Dialect, keys: Sequence[str], prefix: str
+    ) -> None:
         column_keys = list(keys) if isinstance(statement, sa.Insert) else None
         compiled = statement.compile(dialect=dialect, column_keys=column_keys)
         assert compiled.positiontup is not None  # pysqlite's paramstyle is qmark
         self.sql: str = compiled.string
         bind_processors = compiled._bind_processors
-        self.binds: list[tuple[str, _Processor]] = []
-        for name in compiled.positiontup:
+        self.getter = _getter([_key(name, prefix) for name in compiled.positiontup])
+        # (position, processor) of the parameters that have one.
+        self.binds: list[tuple[int, Callable[[Any], Any]]] = []
+        for index, name in enumerate(compiled.positiontup):
             process = bind_processors.get(name)
             # A sequence of processors is for tuple-valued parameters, which none of ours is.
             assert process is None or callable(process), name
-            self.binds.append((name, process))
-        result_columns = compiled._result_columns
-        self.processors: list[_Processor] = [
-            column.type._cached_result_processor(dialect, None) for column in result_columns
-        ]
+            if process is not None:
+                self.binds.append((index, _binder(process)))
+        # (position, processor) of the result columns that have one; every result processor
+        # of ours reads SQL NULL as None, so NULLs skip it.
+        self.processors: list[tuple[int, Callable[[Any], Any]]] = []
+        for index, column in enumerate(compiled._result_columns):
+            process = column.type._cached_result_processor(dialect, None)
+            if process is not None:
+                assert process(None) is None, column.keyname
+                self.processors.append((index, _reader(column.type, process)))
         self.row: Any = (
-            namedtuple("Row", [column.keyname for column in result_columns], rename=True)
-            if result_columns
+            namedtuple("Row", [c.keyname for c in compiled._result_columns], rename=True)
+            if compiled._result_columns
             else None
         )
 
-    def bind(self, params: Params) -> tuple[Any, ...]:
-        return tuple(
-            params[name] if process is None else process(params[name])
-            for name, process in self.binds
-        )
+    def bind(self, params: Params) -> Sequence[Any]:
+        values = self.getter(params)
+        if not self.binds:
+            return values
+        bound = list(values)
+        for index, process in self.binds:
+            bound[index] = process(bound[index])
+        return bound
 
     def rows(self, found: Iterable[Sequence[Any]]) -> list[Any]:
         make, processors = self.row._make, self.processors
-        return [
-            make([v if p is None else p(v) for p, v in zip(processors, raw, strict=True)])
-            for raw in found
-        ]
+        made = []
+        for raw in found:
+            values = list(raw)
+            for index, process in processors:
+                value = values[index]
+                if value is not None:
+                    values[index] = process(value)
+            made.append(make(values))
+        return made
 
 
 class Statement:
     """A Core statement with bound parameters (``sa.bindparam`` names, or an INSERT's column
-    names), executed on SQLite without SQLAlchemy's per-execution machinery."""
+    names), executed on SQLite without SQLAlchemy's per-execution machinery.
 
-    def __init__(self, statement: Core) -> None:
+    With a ``prefix``, a parameter ``sa.bindparam(prefix + key)`` takes the value of ``key``:
+    an UPDATE's ``SET status = :b_status`` (a bindparam may not take a column's name there)
+    takes ``status`` of the same dict of values an INSERT takes."""
+
+    def __init__(self, statement: Core, *, prefix: str = "") -> None:
         self.statement = statement
+        self._prefix = prefix
         self._compiled: dict[tuple[str, ...], _Compiled] = {}
+        self._names: list[tuple[str, str]] | None = None
+
+    def _core(self, params: Params) -> Params:
+        """PostgreSQL: ``params`` under SQLAlchemy's parameter names."""
+        if not self._prefix:
+            return params
+        if self._names is None:
+            names = self.statement.compile().binds
+            self._names = [(name, _key(name, self._prefix)) for name in names]
+        return {name: params[key] for name, key in self._names if key in params}
 
     def _for(self, conn: Conn, params: Params) -> _Compiled:
         keys = tuple(params)
         compiled = self._compiled.get(keys)
         if compiled is None:
-            compiled = self._compiled[keys] = _Compiled(self.statement, conn.dialect, keys)
+            compiled = self._compiled[keys] = _Compiled(
+                self.statement, conn.dialect, keys, self._prefix
+            )
         return compiled
 
     def execute(self, conn: Conn, params: Params) -> None:
         if conn.dialect.name != "sqlite":
             assert isinstance(conn, sa.Connection)
-            conn.execute(self.statement, params)
+            conn.execute(self.statement, self._core(params))
             return
         compiled = self._for(conn, params)
         self._run(conn, compiled, compiled.bind(params), many=False).close()
@@ -110,7 +182,7 @@ class Statement:
             return
         if conn.dialect.name != "sqlite":
             assert isinstance(conn, sa.Connection)
-            conn.execute(self.statement, list(params))
+            conn.execute(self.statement, [self._core(p) for p in params])
             return
         compiled = self._for(conn, params[0])
         if any(tuple(p) != tuple(params[0]) for p in params):
@@ -120,7 +192,7 @@ class Statement:
     def all(self, conn: Conn, params: Params) -> list[Any]:
         if conn.dialect.name != "sqlite":
             assert isinstance(conn, sa.Connection)
-            return list(conn.execute(self.statement, params).all())
+            return list(conn.execute(self.statement, self._core(params)).all())
         compiled = self._for(conn, params)
         cursor = self._run(conn, compiled, compiled.bind(params), many=False)
         try:
@@ -131,7 +203,7 @@ class Statement:
     def first(self, conn: Conn, params: Params) -> Any:
         if conn.dialect.name != "sqlite":
             assert isinstance(conn, sa.Connection)
-            return conn.execute(self.statement, params).first()
+            return conn.execute(self.statement, self._core(params)).first()
         compiled = self._for(conn, params)
         cursor = self._run(conn, compiled, compiled.bind(params), many=False)
         try:

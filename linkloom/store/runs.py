@@ -70,15 +70,18 @@ _RUN_BY_ID_SQL = runs.select().where(runs.c.id == sa.bindparam("b_run"))
 _RUN_BY_ID = Statement(_RUN_BY_ID_SQL)
 # The lock an UPDATE of the row would take, without writing a new row version.
 _LOCK_RUN = Statement(_RUN_BY_ID_SQL.with_for_update(key_share=True))
+# The updates take the dict of a record's values (``rows.run_values``, ``rows.step_values``).
 _UPDATE_RUN = Statement(
     runs.update()
-    .where(runs.c.id == sa.bindparam("b_run"))
-    .values({name: sa.bindparam(f"b_{name}") for name in _RUN_UPDATE_COLUMNS})
+    .where(runs.c.id == sa.bindparam("b_id"))
+    .values({name: sa.bindparam(f"b_{name}") for name in _RUN_UPDATE_COLUMNS}),
+    prefix="b_",
 )
 _UPDATE_STEP = Statement(
     step_runs.update()
     .where(step_runs.c.id == sa.bindparam("b_id"))
-    .values({name: sa.bindparam(f"b_{name}") for name in _STEP_UPDATE_COLUMNS})
+    .values({name: sa.bindparam(f"b_{name}") for name in _STEP_UPDATE_COLUMNS}),
+    prefix="b_",
 )
 _FLOW_STATE_SQL = sa.select(flows.c.current_version, flows.c.deleted_at).where(
     flows.c.id == sa.bindparam("b_flow")
@@ -345,19 +348,9 @@ class SqlRunStore:
 
     def _write(self, conn: HotConn, changes: RunChanges) -> None:
         if changes.run is not None:
-            values = rows.run_values(changes.run)
-            _UPDATE_RUN.execute(
-                conn,
-                {"b_run": changes.run.id, **{f"b_{k}": values[k] for k in _RUN_UPDATE_COLUMNS}},
-            )
+            _UPDATE_RUN.execute(conn, rows.run_values(changes.run))
         if changes.steps:
-            params = []
-            for step in changes.steps:
-                values = rows.step_values(step)
-                params.append(
-                    {"b_id": step.id, **{f"b_{k}": values[k] for k in _STEP_UPDATE_COLUMNS}}
-                )
-            _UPDATE_STEP.executemany(conn, params)
+            _UPDATE_STEP.executemany(conn, [rows.step_values(s) for s in changes.steps])
         if changes.new_steps:
             _INSERT_STEPS.executemany(conn, [rows.step_values(s) for s in changes.new_steps])
         if changes.attempts:

@@ -123,3 +123,24 @@ def test_a_hot_write_that_cannot_take_the_write_lock_raises_sqlalchemys_error(
 def _busy_timeout(conn: Conn, ms: int) -> None:
     assert isinstance(conn, BareConnection)
     conn.dbapi.execute(f"PRAGMA busy_timeout={ms}")
+
+
+def test_a_prefixed_update_takes_the_values_an_insert_takes(database: session.Database) -> None:
+    update = Statement(
+        runs.update()
+        .where(runs.c.id == sa.bindparam("b_id"))
+        .values(status=sa.bindparam("b_status"), outputs=sa.bindparam("b_outputs")),
+        prefix="b_",
+    )
+    with database.sync_writer.begin() as conn:
+        Statement(runs.insert()).executemany(conn, [_run("u"), _run("v")])
+        update.execute(conn, {**_run("u"), "status": "SUCCEEDED", "outputs": {"x": [1]}})
+    with database.sync_reader.connect() as conn:
+        found = conn.execute(
+            sa.select(runs.c.id, runs.c.status, runs.c.outputs).order_by(runs.c.id)
+        )
+        assert [tuple(r) for r in found] == [
+            ("u", "SUCCEEDED", {"x": [1]}),
+            ("v", "RUNNING", None),
+        ]
+    _dispose(database)
