@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from linkloom import signing
 from linkloom.engine import retries, transitions
 from linkloom.engine.errors import CallbackTokenInvalid
-from linkloom.engine.models import LogLine, StepError
+from linkloom.engine.models import LogLine, StepError, StepResult
 from linkloom.engine.transitions import OutcomeKind
 
 if TYPE_CHECKING:
@@ -70,10 +70,12 @@ def read_logs(value: Any) -> tuple[LogLine, ...]:
     return (LogLine(message=str(value)),)
 
 
-def read_result(payload: Any) -> tuple[bool, Any, str | None, tuple[LogLine, ...]]:
-    """Interpret a backend's answer: ``(ok, output, error message, logs)``.
+def read_result(payload: Any) -> StepResult:
+    """Interpret a backend's answer as the result of its step's attempt.
 
     ``{"status": "SUCCESS"|"FAILED", "output", "logs", "error"}``; any other JSON is the output.
+    A FAILED answer is a ``backend`` error, retryable only when the answer says
+    ``"retryable": true`` (the SDK's ``TaskResult.failed(..., retryable=True)``).
     """
     if isinstance(payload, dict) and str(payload.get("status", "")).upper() in (
         "SUCCESS",
@@ -85,18 +87,23 @@ def read_result(payload: Any) -> tuple[bool, Any, str | None, tuple[LogLine, ...
         logs = read_logs(payload.get("logs"))
         status = str(payload["status"]).upper()
         if status in ("SUCCESS", "SUCCEEDED"):
-            return True, payload.get("output"), None, logs
+            return StepResult(output=payload.get("output"), logs=logs)
         error = payload.get("error") or "the backend reported FAILED"
         if isinstance(error, dict):
             error = error.get("message") or str(error)
-        return False, payload.get("output"), str(error), logs
-    return True, payload, None, ()
+        return StepResult(
+            output=payload.get("output"),
+            logs=logs,
+            error=StepError(
+                kind="backend", message=str(error), retryable=payload.get("retryable") is True
+            ),
+        )
+    return StepResult(output=payload)
 
 
 def failed_outcome(
-    payload: Any,
+    error: StepError,
     *,
-    message: str | None,
     output: Any,
     logs: tuple[LogLine, ...],
     step: StepRun,
@@ -105,10 +112,6 @@ def failed_outcome(
 ) -> transitions.Outcome:
     """A FAILED callback fails the attempt; it is retried (per the step's retry policy) only
     when the backend marked it ``"retryable": true`` (the SDK does for ``Retryable``)."""
-    retryable = isinstance(payload, dict) and payload.get("retryable") is True
-    error = StepError(
-        kind="backend", message=message or "the backend reported FAILED", retryable=retryable
-    )
     policy = retries.effective_policy(spec.step(step.step_id), spec)
     used = step.attempt - int(step.state.get("attempt_base", 0))
     recorded = replace(error, attempt=step.attempt)
@@ -121,6 +124,6 @@ def failed_outcome(
             logs=logs,
             ready_at=now + timedelta(seconds=delay),
         )
-    if retryable:
+    if error.retryable:
         recorded = replace(recorded, message=f"{recorded.message} (gave up after {used} attempts)")
     return transitions.Outcome(kind=OutcomeKind.FAILED, output=output, error=recorded, logs=logs)

@@ -529,8 +529,9 @@ class RunService:
         snapshot = await self.store.snapshot(step.run_id)
         assert snapshot is not None
         compiled = await self.specs.get(snapshot.run.flow_id, snapshot.run.version)
-        ok, output, message, logs = callbacks.read_result(payload)
-        if ok:
+        result = callbacks.read_result(payload)
+        output, logs = result.output, result.logs
+        if result.error is None:
             declared = compiled.spec.step(step.step_id).outputs
             context = {
                 **contexts.base_context(snapshot.run, snapshot, self.secrets),
@@ -552,8 +553,7 @@ class RunService:
                 )
         else:
             outcome = callbacks.failed_outcome(
-                payload,
-                message=message,
+                result.error,
                 output=output,
                 logs=logs,
                 step=step,

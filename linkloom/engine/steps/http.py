@@ -129,21 +129,10 @@ class HttpExecutor:
                 state={**ctx.state, "callback": True, "heartbeat_timeout": wait},
                 exchanges=done,
             )
-        ok, output, message, logs = callbacks.read_result(parsed)
-        if not ok:
-            return StepResult(
-                output=output,
-                logs=logs,
-                error=StepError(
-                    kind="backend",
-                    message=message or "FAILED",
-                    status=status,
-                    # the SDK's TaskResult.failed(..., retryable=True): retried per the policy
-                    retryable=isinstance(parsed, dict) and parsed.get("retryable") is True,
-                ),
-                exchanges=done,
-            )
-        return StepResult(output=output, logs=logs, exchanges=done)
+        result = callbacks.read_result(parsed)
+        if result.error is not None:  # retried per the policy when the answer says retryable
+            result = replace(result, error=replace(result.error, status=status))
+        return replace(result, exchanges=done)
 
     def _render(self, ctx: StepContext, step: Any) -> _Request:
         tctx = ctx.template_context()
