@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -39,6 +39,9 @@ from linkloom.sandbox import collection, fixtures
 from linkloom.sandbox.bundle import SandboxBundle
 from linkloom.sandbox.errors import InvalidFixture
 from linkloom.sandbox.runner import SandboxRunner
+
+if TYPE_CHECKING:
+    from linkloom.engine.service import RunService
 
 log = structlog.get_logger(__name__)
 
@@ -72,7 +75,7 @@ class Checker:
         self,
         *,
         repo: gitstore.AsyncFlowsRepo,
-        runs: Any,
+        runs: RunService,
         clock: Any,
         runner: RunnerFactory,
         settings: ProposalSettings,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
@@ -26,6 +26,9 @@ from linkloom.flows.spec import FlowSpec
 from linkloom.proposals import errors
 from linkloom.proposals.models import PromotionResult, Proposal
 from linkloom.proposals.ports import Publisher
+
+if TYPE_CHECKING:
+    from linkloom.engine.service import RunService
 
 log = structlog.get_logger(__name__)
 
@@ -38,7 +41,7 @@ class Production(Protocol):
     def repo(self) -> gitstore.AsyncFlowsRepo: ...
 
     @property
-    def runs(self) -> Any: ...
+    def runs(self) -> RunService: ...
 
     @property
     def publisher(self) -> Publisher | None: ...

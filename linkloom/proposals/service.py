@@ -22,7 +22,7 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 import yaml
@@ -49,6 +49,9 @@ from linkloom.proposals.models import (
 )
 from linkloom.proposals.ports import AuditLog, ProposalStore, Publisher
 from linkloom.sandbox import drift, fixtures
+
+if TYPE_CHECKING:
+    from linkloom.engine.service import RunService
 
 log = structlog.get_logger(__name__)
 
@@ -124,7 +127,7 @@ class ProposalService:
         *,
         repo: gitstore.FlowsRepo,
         store: ProposalStore,
-        runs: Any,
+        runs: RunService,
         clock: Any,
         runner: checks.RunnerFactory,
         audit: AuditLog | None = None,

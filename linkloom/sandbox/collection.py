@@ -9,15 +9,18 @@ from ``flows/<id>/fixtures/`` in the flows repo (a repo case with the same name 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 from linkloom.engine.models import RunStatus
 from linkloom.engine.records import RunFilter
 from linkloom.sandbox import fixtures
 
+if TYPE_CHECKING:
+    from linkloom.engine.service import RunService
+
 
 async def production_cases(
-    runs: Any,
+    runs: RunService,
     flow_id: str,
     *,
     limit: int = 10,
@@ -34,7 +37,7 @@ async def production_cases(
 
 
 async def _cases(
-    runs: Any, flow_id: str, status: RunStatus, wanted: int, secrets: list[str]
+    runs: RunService, flow_id: str, status: RunStatus, wanted: int, secrets: list[str]
 ) -> list[fixtures.FixtureCase]:
     found: list[fixtures.FixtureCase] = []
     cursor: str | None = None
