@@ -67,8 +67,9 @@ class StepError:
         return out
 
 
-# The httpx request extension through which a step hands the transport what it records of a
-# request ({"record": Exchange, "step_id", "item_index"}): the sandbox's replay matches on it.
+# The httpx request extension through which ``transport.HttpxPort`` hands an httpx transport
+# what the engine records of a request ({"record": Exchange, "step_id", "item_index"}): the
+# sandbox's replay matches on it when it is reached through httpx.
 RECORD_EXTENSION = "loom.record"
 
 
@@ -98,6 +99,30 @@ class Exchange:
             "duration_ms": self.duration_ms,
             "error": self.error,
         }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboundRequest:
+    """One HTTP request of the ``http`` step, as it goes out through the ``HttpPort``."""
+
+    method: str
+    url: str  # the full URL as sent: the rendered query merged in
+    headers: dict[str, str]  # the step's own headers (a port adds Host, Accept, User-Agent…)
+    content: bytes  # b"": no body
+    record: Exchange  # what is recorded of it: secrets masked, no body for GET/HEAD
+    step_id: str
+    item_index: int | None = None
+    max_body: int  # answers larger than this are not read: ``InboundResponse.too_large``
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InboundResponse:
+    """The answer to an ``OutboundRequest``, its body read (and decoded) whole."""
+
+    status: int
+    headers: dict[str, str]  # lower-case names; a repeated header's values joined with ", "
+    body: bytes = b""
+    too_large: bool = False  # the body passed ``max_body``: ``body`` is empty, nothing was kept
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,8 +1,10 @@
 """The narrow interfaces the engine talks through.
 
 Step executors implement ``StepExecutor``; the worker hands each one a ``StepContext`` whose
-``services`` carry everything from outside (HTTP client, clock, secrets, callbacks, sub-flows).
-The run store protocol lives in ``engine/store_port.py``.
+``services`` carry everything from outside (HTTP port and client, clock, secrets, callbacks,
+sub-flows). The ``http`` step sends through an ``HttpPort``: in production aiohttp directly
+(``engine/transport.py``), in the sandbox the replay of recorded exchanges. The run store
+protocol lives in ``engine/store_port.py``.
 """
 
 from __future__ import annotations
@@ -12,11 +14,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from linkloom.engine.models import Exchange, LogLine, RunInfo, StepResult
+import httpx
+
+from linkloom.engine.models import (
+    Exchange,
+    InboundResponse,
+    LogLine,
+    OutboundRequest,
+    RunInfo,
+    StepResult,
+)
 
 if TYPE_CHECKING:
-    import httpx
-
     from linkloom.flows.spec import StepBase
 
 
@@ -32,11 +41,58 @@ class SecretResolver(Protocol):
     def names(self) -> list[str]: ...
 
 
+# The headers every ``HttpPort`` sends besides a request's own: what httpx's client sent before
+# the http step left httpx, so backends (and the sandbox's stubs) see the same requests.
+DEFAULT_HEADERS = (
+    ("accept", "*/*"),
+    ("accept-encoding", "gzip, deflate"),
+    ("connection", "keep-alive"),
+    ("user-agent", f"python-httpx/{httpx.__version__}"),
+)
+
+
+class HttpPort(Protocol):
+    """Sends the ``http`` step's requests: one ``OutboundRequest``, one ``InboundResponse``.
+
+    Redirects are never followed, no cookies are kept, and there is no timeout of its own (the
+    step's timeout bounds the call). A request that gets no complete answer raises ``CallFailed``.
+    """
+
+    async def send(self, request: OutboundRequest) -> InboundResponse: ...
+
+
+class CallFailed(Exception):
+    """An HTTP request that got no complete answer; the ``http`` step records it as a
+    ``StepError`` of this ``kind``.
+
+    ``kind``: ``connection`` (refused, reset, a body cut short…), ``timeout``, ``config`` (the
+    URL cannot be sent) or ``unrecorded`` (the sandbox has no answer for it; replay is
+    deterministic, so it is never retried). ``detail`` says what happened. ``status`` and
+    ``headers`` are those of the answer when its head arrived before its body failed.
+    """
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        kind: str = "connection",
+        retryable: bool = True,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.kind = kind
+        self.retryable = retryable
+        self.status = status
+        self.headers = headers or {}
+
+
 @dataclass(slots=True, kw_only=True)
 class StepServices:
     """Collaborators a step may use. Tests pass in-memory doubles (see ``linkloom.testing``)."""
 
-    http: httpx.AsyncClient
+    http: httpx.AsyncClient  # other steps' HTTP (llm); tests' ``httpx.MockTransport``
     clock: Clock
     secrets: SecretResolver
     signing_key: str = ""
@@ -48,6 +104,8 @@ class StepServices:
     # Reads a run's status and outputs: (status, outputs) — used by the ``flow`` step type.
     read_run: Callable[[str], Awaitable[tuple[str, dict[str, Any]]]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The ``http`` step's port; None: it sends through ``http`` (``transport.HttpxPort``).
+    outbound: HttpPort | None = None
 
 
 @dataclass(slots=True, kw_only=True)

@@ -51,9 +51,14 @@ if TYPE_CHECKING:
 
 
 def make_http_client(*, concurrency: int = 64, transport: Any = None) -> httpx.AsyncClient:
-    """The engine's HTTP client (``engine.transport``): httpx's API over aiohttp (httpx's own
-    pool is slow under load), keeping no cookies between calls."""
+    """The engine's httpx client (``engine.transport``), for the steps other than ``http``:
+    httpx's API over aiohttp (httpx's own pool is slow under load), keeping no cookies."""
     return engine_transport.make_client(concurrency=concurrency, transport=transport)
+
+
+def make_outbound(*, concurrency: int = 64) -> engine_transport.AiohttpPort:
+    """The ``http`` step's port (``engine.transport``): aiohttp directly, keeping no cookies."""
+    return engine_transport.AiohttpPort(concurrency=concurrency)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -179,6 +184,8 @@ class Services:
         if self.personal is not None:
             await self.personal.stop()
         await self.http.aclose()
+        if isinstance(self.step_services.outbound, engine_transport.AiohttpPort):
+            await self.step_services.outbound.aclose()
         await self.db.dispose()
         self.started = False
 
@@ -223,6 +230,12 @@ def build_services(settings: Settings, *, http_transport: Any = None) -> Service
     secrets = StaticSecrets({k: v.get_secret_value() for k, v in settings.secrets.items()})
     signing_key = settings.security.signing_key.get_secret_value()
     http = make_http_client(concurrency=settings.engine.concurrency, transport=http_transport)
+    # A replaced transport (tests) serves the http step too, through the port over httpx.
+    outbound = (
+        None
+        if http_transport is not None
+        else make_outbound(concurrency=settings.engine.concurrency)
+    )
     notifier = Notifier(db)
     holder: dict[str, Services] = {}
     runs = RunService(
@@ -244,6 +257,7 @@ def build_services(settings: Settings, *, http_transport: Any = None) -> Service
         max_response_bytes=settings.engine.max_response_bytes,
         start_subflow=_subflow_starter(runs),
         read_run=_run_reader(runs),
+        outbound=outbound,
     )
     executors = builtin_executors(per_host_limit=settings.engine.per_host_limit)
     pull = _pull_service(settings, db, runs, clock)

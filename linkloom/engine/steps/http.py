@@ -13,8 +13,9 @@ Idempotency-Key still runs) is no failure: the step asks again with backoff, up 
 
 Every exchange is recorded in ``ctx.exchanges`` as it was sent: the full URL with its query
 string, the body (none for GET/HEAD) and the headers, with values rendered from secrets already
-masked (the worker also masks secret values before persisting). The request carries the same
-record in its ``loom.record`` extension, so the sandbox's replay matches what was recorded.
+masked (the worker also masks secret values before persisting). Requests go out through the
+``HttpPort`` of ``ctx.services`` (aiohttp in production, the replay in the sandbox) carrying
+the same record, so the sandbox's replay matches what was recorded.
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ from urllib.parse import urlsplit
 import httpx
 
 from linkloom import metrics, signing, tracing
-from linkloom.engine import callbacks, rendering
-from linkloom.engine.models import RECORD_EXTENSION, Exchange, StepError, StepResult
-from linkloom.engine.ports import StepContext
+from linkloom.engine import callbacks, rendering, transport
+from linkloom.engine.models import Exchange, OutboundRequest, StepError, StepResult
+from linkloom.engine.ports import CallFailed, HttpPort, StepContext, StepServices
 from linkloom.flows import taint
 
 MAX_RECORDED_TEXT = 1_000_000
@@ -55,11 +56,6 @@ class _Request:
     record: Exchange  # what is recorded of it: secrets masked, no body for GET/HEAD
     step_id: str
     item_index: int | None
-
-    @property
-    def origin(self) -> dict[str, Any]:
-        """The ``loom.record`` extension: the record and the step attempt that sends it."""
-        return {"record": self.record, "step_id": self.step_id, "item_index": self.item_index}
 
 
 class HttpExecutor:
@@ -209,68 +205,78 @@ class HttpExecutor:
         self, ctx: StepContext, request: _Request
     ) -> tuple[int | None, dict[str, str], bytes, StepError | None]:
         limit = ctx.services.max_response_bytes
-        status: int | None = None
-        resp_headers: dict[str, str] = {}
         url = request.record.url
+        _ascii_only(request.headers)  # httpx's rule, kept: another header fails the attempt
         try:
-            built = ctx.services.http.build_request(
-                request.method,
-                _with_query(request.url, request.query),
-                headers=request.headers,
-                content=request.content or None,
-                extensions={RECORD_EXTENSION: request.origin},
+            answer = await _port(ctx.services).send(
+                OutboundRequest(
+                    method=request.method,
+                    url=_sent_url(request.url, request.query),
+                    headers=request.headers,
+                    content=request.content,
+                    record=request.record,
+                    step_id=request.step_id,
+                    item_index=request.item_index,
+                    max_body=limit,
+                )
             )
-            response = await ctx.services.http.send(built, stream=True)
-            try:
-                status = response.status_code
-                resp_headers = dict(response.headers)
-                declared = response.headers.get("content-length")
-                if declared and declared.isdigit() and int(declared) > limit:
-                    return status, resp_headers, b"", _too_large(limit, int(declared))
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > limit:
-                        return status, resp_headers, b"", _too_large(limit, None)
-                    chunks.append(chunk)
-            finally:
-                await response.aclose()
-        except httpx.TimeoutException as exc:
-            cause = exc.__cause__
-            if cause is not None and not isinstance(cause, TimeoutError):
-                # httpx-aiohttp maps a dropped connection to ConnectTimeout; say what happened.
-                return status, resp_headers, b"", StepError(
-                    kind="connection", retryable=True,
-                    message=f"connection to {url} failed: {type(cause).__name__}: {cause}",
-                )  # fmt: skip
-            return status, resp_headers, b"", StepError(
-                kind="timeout", message=f"HTTP timeout calling {url}: {type(exc).__name__}",
-                retryable=True,
-            )  # fmt: skip
         except httpx.InvalidURL as exc:
             return None, {}, b"", StepError(kind="config", message=f"invalid url: {exc}")
-        except (httpx.TransportError, OSError) as exc:
-            if getattr(exc, "retryable", True) is False:
-                # The sandbox's UnrecordedRequest: replay is deterministic, retrying cannot help.
-                return (
-                    status,
-                    resp_headers,
-                    b"",
-                    StepError(kind="unrecorded", message=str(exc), retryable=False),
-                )
-            detail = str(exc) or type(exc).__name__
-            return status, resp_headers, b"", StepError(
-                kind="connection", message=f"connection to {url} failed: {detail}",
-                retryable=True,
-            )  # fmt: skip
-        return status, resp_headers, b"".join(chunks), None
+        except CallFailed as exc:
+            return exc.status, exc.headers, b"", _call_error(exc, url)
+        if answer.too_large:
+            declared = answer.headers.get("content-length")
+            size = int(declared) if declared and declared.isdigit() else 0
+            return (
+                answer.status,
+                answer.headers,
+                b"",
+                _too_large(limit, size if size > limit else None),
+            )
+        return answer.status, answer.headers, answer.body, None
+
+
+def _port(services: StepServices) -> HttpPort:
+    if services.outbound is not None:
+        return services.outbound
+    return transport.HttpxPort(services.http)
+
+
+def _call_error(exc: CallFailed, url: str) -> StepError:
+    """How a request that got no complete answer reads in the attempt's error."""
+    if exc.kind == "timeout":
+        message = f"HTTP timeout calling {url}: {exc.detail}"
+    elif exc.kind == "config":
+        message = f"invalid url: {exc.detail}"
+    elif exc.kind == "unrecorded":
+        message = exc.detail
+    else:
+        message = f"connection to {url} failed: {exc.detail}"
+    return StepError(kind=exc.kind, message=message, retryable=exc.retryable)
+
+
+def _ascii_only(headers: dict[str, str]) -> None:
+    """Raise ``UnicodeEncodeError`` for a header name or value that is not ASCII, as httpx did
+    when it built the request (the attempt fails as the executor's internal error)."""
+    for name, value in headers.items():
+        if not name.isascii():
+            name.encode("ascii")
+        if not value.isascii():
+            value.encode("ascii")
 
 
 def _with_query(url: str, query: dict[str, str]) -> httpx.URL:
     """``url`` with ``query`` added to the query string it already has (httpx's ``params=``
     would replace it)."""
     return httpx.URL(url).copy_merge_params(query) if query else httpx.URL(url)
+
+
+def _sent_url(url: str, query: dict[str, str]) -> str:
+    """The URL to send, as httpx's client made it: one without a host became its path."""
+    merged = _with_query(url, query)
+    if not merged.is_absolute_url:
+        return "/" + merged.raw_path.decode("ascii").lstrip("/")
+    return str(merged)
 
 
 def recorded_url(url: str, query: dict[str, str]) -> str:

@@ -22,7 +22,7 @@ from linkloom.flows.spec import FlowSpec
 from linkloom.store import session
 from linkloom.store.runs import SqlRunStore
 from linkloom.testing import StaticSecrets, SystemClock
-from linkloom.wiring import make_http_client
+from linkloom.wiring import make_http_client, make_outbound
 from tests.support import databases
 from tests.support.real import POSTGRES_URL
 
@@ -168,8 +168,10 @@ async def engine(db_url: str, backend: Backend) -> AsyncIterator[Engine]:
         local_worker=lambda: holder.get("w"),  # as wired in ``loom server``
     )
     http = make_http_client(concurrency=16)
+    outbound = make_outbound(concurrency=16)
     services = StepServices(
         http=http,
+        outbound=outbound,
         clock=clock,
         secrets=secrets,
         signing_key=SIGNING_KEY,
@@ -191,6 +193,7 @@ async def engine(db_url: str, backend: Backend) -> AsyncIterator[Engine]:
     yield Engine(db=db, store=store, runs=runs, worker=worker, backend=backend)
     await worker.stop(grace=1)
     await http.aclose()
+    await outbound.aclose()
     await db.dispose()
 
 

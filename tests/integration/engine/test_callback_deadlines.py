@@ -26,7 +26,7 @@ from linkloom.flows.spec import FlowSpec
 from linkloom.store import session
 from linkloom.store.runs import SqlRunStore
 from linkloom.testing import StaticSecrets, SystemClock
-from linkloom.wiring import make_http_client
+from linkloom.wiring import make_http_client, make_outbound
 
 LEASE_SECONDS = 60.0  # renewals every 10 s: far longer than the heartbeat timeout below
 
@@ -45,11 +45,13 @@ async def slow_renewing(db_url: str, backend: Backend) -> AsyncIterator[RunServi
         wake=lambda: holder["w"].wake() if "w" in holder else None,
     )
     http = make_http_client(concurrency=4)
+    outbound = make_outbound(concurrency=4)
     worker = Worker(
         store=store,
         executors=builtin_executors(),
         services=StepServices(
             http=http,
+            outbound=outbound,
             clock=clock,
             secrets=StaticSecrets({}),
             signing_key=SIGNING_KEY,
@@ -65,6 +67,7 @@ async def slow_renewing(db_url: str, backend: Backend) -> AsyncIterator[RunServi
     yield runs
     await worker.stop(grace=1)
     await http.aclose()
+    await outbound.aclose()
     await db.dispose()
 
 
