@@ -1,10 +1,11 @@
 """Runs one fixture case on the production engine (``linkloom.engine``), in memory.
 
 The same ``RunService``, ``Worker`` and built-in step executors as production, on an
-``InMemoryRunStore``, with the replaying HTTP client, a frozen clock and redacted secrets. Time
-never passes by itself: when the worker is idle, the clock jumps to the next moment something is
-due (a retry's backoff, a durable delay, a lease or callback deadline), so retries and delays
-cost no wall-clock time and results are deterministic.
+``InMemoryRunStore``, with the replay as its HTTP (the http step's port, and the httpx client of
+the others), a frozen clock and redacted secrets. Time never passes by itself: when the worker
+is idle, the clock jumps to the next moment something is due (a retry's backoff, a durable
+delay, a lease or callback deadline), so retries and delays cost no wall-clock time and results
+are deterministic.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from linkloom.engine.memory import InMemoryRunStore
-from linkloom.engine.ports import StepServices
+from linkloom.engine.ports import HttpPort, StepServices
 from linkloom.engine.service import RunService
 from linkloom.engine.steps import builtin_executors
 from linkloom.engine.worker import Worker
@@ -31,6 +32,7 @@ async def run_case(
     flow: dict[str, Any],
     case: Any,
     http: Any,
+    outbound: HttpPort,
     clock: Any,
     secrets: Any,
     settings: Any,
@@ -41,6 +43,7 @@ async def run_case(
     await runs.apply_flow(spec, source="sandbox")
     services = StepServices(
         http=http,
+        outbound=outbound,
         clock=clock,
         secrets=secrets,
         signing_key=SIGNING_KEY,

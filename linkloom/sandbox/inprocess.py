@@ -124,6 +124,7 @@ async def run_side(
                     flow=flow,
                     case=case,
                     http=http,
+                    outbound=replayer,
                     clock=FrozenClock(case.recorded_at),
                     secrets=RedactedSecrets(),
                     settings=settings,

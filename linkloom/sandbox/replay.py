@@ -1,4 +1,8 @@
-"""The replaying transport: answers HTTP requests from a fixture case's recorded exchanges.
+"""The replay: answers HTTP requests from a fixture case's recorded exchanges.
+
+``Replayer`` is the engine's ``HttpPort`` for http steps (``send``) and, behind
+``transport()``, an httpx transport for every other client (the llm step); both keep one
+account of what was asked and answered.
 
 Matching key: method, normalised URL (lower-case scheme and host, default port dropped, query
 sorted, credentials scrubbed) and the canonical JSON body (sorted keys, credentials scrubbed, the
@@ -8,9 +12,10 @@ last recording answers again. A request with no recording of its own is answered
 matching stub (``sandbox/stubs.py``), else (with ``on_body_mismatch="replay"``) by a recording of
 the same method and URL ("sent differently").
 
-A request nothing answers raises ``UnrecordedRequest`` ("unrecorded request: POST https://…"),
-a non-retryable transport error the http step turns into a failed step, and is collected in
-``Replayer.unrecorded`` so the diff can list what the proposal "would have called".
+A request nothing answers fails as "unrecorded request: POST https://…" (``CallFailed`` of kind
+``unrecorded`` through the port, ``UnrecordedRequest`` through httpx): non-retryable, the http
+step turns it into a failed step, and it is collected in ``Replayer.unrecorded`` so the diff can
+list what the proposal "would have called".
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
-from linkloom.engine.models import RECORD_EXTENSION
+from linkloom.engine.models import RECORD_EXTENSION, InboundResponse, OutboundRequest
+from linkloom.engine.ports import DEFAULT_HEADERS, CallFailed
 from linkloom.sandbox.fixtures import RecordedExchange
 from linkloom.sandbox.scrub import Scrubber
 from linkloom.sandbox.stubs import Stub, http_response
@@ -191,12 +197,14 @@ class SentRequest:
 
 
 class Replayer:
-    """Serves recorded exchanges (then stubs) as an ``httpx`` transport; one per case run.
+    """Serves recorded exchanges (then stubs) to the http step's port and to httpx; one per
+    case run.
 
-    Requests are matched on what the engine records of them (the ``loom.record`` extension the
-    http step attaches: the URL with its query, the body actually sent, values derived from
-    secrets masked), so a replay compares like with like; requests without it (other clients)
-    are matched on their URL and content. Every request is logged in ``requests``.
+    Requests are matched on what the engine records of them (``OutboundRequest.record``, or the
+    ``loom.record`` extension through httpx: the URL with its query, the body actually sent,
+    values derived from secrets masked), so a replay compares like with like; requests without
+    it (other clients) are matched on their URL and content. Every request is logged in
+    ``requests``.
     """
 
     def __init__(
@@ -233,6 +241,7 @@ class Replayer:
         return httpx.MockTransport(self.handle)
 
     def handle(self, request: httpx.Request) -> httpx.Response:
+        """Answer a request that came through httpx (``transport()``: the llm step, tests)."""
         origin = request.extensions.get(RECORD_EXTENSION)
         record = origin.get("record") if isinstance(origin, Mapping) else None
         step_id: str | None
@@ -245,6 +254,47 @@ class Replayer:
             method, url, body = request.method, str(request.url), request.content
             step_id = request.headers.get("x-loom-step-id")
             item_index = None
+        served = self._serve(method, url, body, step_id=step_id, item_index=item_index)
+        if isinstance(served, UnrecordedCall):
+            raise UnrecordedRequest(served.method, served.url, request=request)
+        if isinstance(served, _Stubbed):
+            return served.stub.answer(request, body=served.body)
+        if served.error and served.status is None:
+            raise httpx.ConnectError(served.error, request=request)
+        return _response(served, request)
+
+    async def send(self, request: OutboundRequest) -> InboundResponse:
+        """Answer the http step's request (the engine's ``HttpPort``), matched on its record."""
+        record = request.record
+        served = self._serve(
+            record.method,
+            record.url,
+            record.request_body,
+            step_id=request.step_id,
+            item_index=request.item_index,
+        )
+        if isinstance(served, UnrecordedCall):
+            raise CallFailed(
+                f"unrecorded request: {served.describe()}", kind="unrecorded", retryable=False
+            )
+        if isinstance(served, _Stubbed):
+            answer = served.stub.reply(
+                method=request.method,
+                url=request.url,
+                headers=wire_headers(request),
+                body=served.body,
+            )
+        elif served.error and served.status is None:
+            raise CallFailed(served.error)
+        else:
+            answer = _response(served, None)
+        return _inbound(answer, request.max_body)
+
+    def _serve(
+        self, method: str, url: str, body: Any, *, step_id: str | None, item_index: int | None
+    ) -> RecordedExchange | _Stubbed | UnrecordedCall:
+        """Which recording (or stub) answers a request, logged in ``requests``; or the
+        unrecorded call, collected in ``unrecorded``."""
         key = self._key(method, url, body)
         shown_url = self.scrub.url(url)
         shown_body = _plain_body(body, self.scrub)
@@ -271,7 +321,7 @@ class Replayer:
         elif (stub := self._stub(method, key[1])) is not None:
             log("stub", stub=stub.label)
             self.served += 1
-            return stub.answer(request, body=shown_body)
+            return _Stubbed(stub=stub, body=shown_body)
         elif self.on_body_mismatch == "replay" and self._endpoints.get(key[:2]):
             exchange = self._same_endpoint(key)
             self._by_endpoint.add(key)
@@ -284,11 +334,9 @@ class Replayer:
             if key not in self._unrecorded_keys:  # retries of one request are listed once
                 self._unrecorded_keys.add(key)
                 self.unrecorded.append(call)
-            raise UnrecordedRequest(method.upper(), shown_url, request=request)
+            return call
         self.served += 1
-        if exchange.error and exchange.status is None:
-            raise httpx.ConnectError(exchange.error, request=request)
-        return _response(exchange, request)
+        return exchange
 
     def _stub(self, method: str, url: str) -> Stub | None:
         return next((s for s in self.stubs if s.matches(method, url)), None)
@@ -307,7 +355,13 @@ class Replayer:
         return exchange
 
 
-def _response(exchange: RecordedExchange, request: httpx.Request) -> httpx.Response:
+@dataclass(frozen=True, slots=True)
+class _Stubbed:
+    stub: Stub
+    body: Any  # the request's body as the stub's templates see it
+
+
+def _response(exchange: RecordedExchange, request: httpx.Request | None) -> httpx.Response:
     return http_response(
         status=exchange.status or 200,
         headers=exchange.response_headers,
@@ -327,3 +381,24 @@ def _plain_body(body: Any, scrub: Scrubber) -> Any:
         except ValueError:
             return scrub.text(text[:2000])
     return scrub.data(body)
+
+
+def _inbound(answer: httpx.Response, max_body: int) -> InboundResponse:
+    """An answer built as for httpx (its headers and body exactly so), as the port returns it."""
+    headers = dict(answer.headers)
+    declared = headers.get("content-length")
+    oversized = bool(declared and declared.isdigit() and int(declared) > max_body)
+    if oversized or len(answer.content) > max_body:
+        return InboundResponse(status=answer.status_code, headers=headers, too_large=True)
+    return InboundResponse(status=answer.status_code, headers=headers, body=answer.content)
+
+
+def wire_headers(request: OutboundRequest) -> dict[str, str]:
+    """The headers ``request`` carries on the wire, as httpx listed them (lower-case names, a
+    name set twice joined with ", "): what a stub's templates see as ``request.headers``."""
+    headers = httpx.Headers(DEFAULT_HEADERS)
+    headers.update(request.headers)  # as httpx's client merged its own under a request's
+    built = httpx.Request(
+        request.method, request.url, headers=headers, content=request.content or None
+    )
+    return dict(built.headers)

@@ -28,7 +28,7 @@ from linkloom.sandbox.replay import SentRequest
 if TYPE_CHECKING:
     import httpx
 
-    from linkloom.engine.ports import Clock, SecretResolver
+    from linkloom.engine.ports import Clock, HttpPort, SecretResolver
     from linkloom.sandbox.bundle import BundleSettings, SandboxBundle
     from linkloom.sandbox.fixtures import FixtureCase
 
@@ -243,7 +243,8 @@ class SandboxRunner(Protocol):
 
 
 class CaseEngine(Protocol):
-    """Runs one case of a flow on the engine, given the replaying client and frozen clock."""
+    """Runs one case of a flow on the engine, given the replay (as the engine's ``HttpPort``
+    for http steps, and behind an httpx client for the rest) and a frozen clock."""
 
     async def run(
         self,
@@ -251,6 +252,7 @@ class CaseEngine(Protocol):
         flow: dict[str, Any],
         case: FixtureCase,
         http: httpx.AsyncClient,
+        outbound: HttpPort,
         clock: Clock,
         secrets: SecretResolver,
         settings: BundleSettings,

@@ -70,22 +70,41 @@ class Stub:
         Raises:
             templates.TemplateError: a template in the stub's response does not render.
         """
+        return self.reply(
+            method=request.method,
+            url=str(request.url),
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=body,
+            request=request,
+        )
+
+    def reply(
+        self,
+        *,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: Any,
+        request: httpx.Request | None = None,
+    ) -> httpx.Response:
+        """The response to a request seen as ``method``, ``url``, ``headers`` (lower-case names,
+        as sent) and ``body`` (parsed), templates rendered; see ``answer``."""
         from linkloom.flows import templates  # Jinja: loaded only where a stub answers
 
-        parts = urlsplit(str(request.url))
+        parts = urlsplit(url)
         view = {
-            "method": request.method,
-            "url": str(request.url),
+            "method": method,
+            "url": url,
             "path": parts.path,
             "query": dict(parse_qsl(parts.query, keep_blank_values=True)),
-            "headers": {k.lower(): v for k, v in request.headers.items()},
+            "headers": dict(headers),
             "body": body,
         }
         rendered = templates.render(self.body, {"request": view})
-        headers = {k.lower(): v for k, v in self.headers.items()}
+        out = {k.lower(): v for k, v in self.headers.items()}
         if isinstance(rendered, str):
-            headers.setdefault("content-type", "text/plain")
-        return http_response(status=self.status, headers=headers, body=rendered, request=request)
+            out.setdefault("content-type", "text/plain")
+        return http_response(status=self.status, headers=out, body=rendered, request=request)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"method": self.method, "url": self.url}
@@ -101,7 +120,7 @@ class Stub:
 
 
 def http_response(
-    *, status: int, headers: Mapping[str, str], body: Any, request: httpx.Request
+    *, status: int, headers: Mapping[str, str], body: Any, request: httpx.Request | None
 ) -> httpx.Response:
     """An answer with ``body``: text as is unless the content type says JSON, else JSON."""
     headers = dict(headers)

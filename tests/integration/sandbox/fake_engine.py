@@ -15,7 +15,15 @@ from linkloom.sandbox.runner import CaseOutcome, StepOutcome
 
 class FakeEngine:
     async def run(
-        self, *, flow: dict[str, Any], case: Any, http: Any, clock: Any, secrets: Any, settings: Any
+        self,
+        *,
+        flow: dict[str, Any],
+        case: Any,
+        http: Any,
+        outbound: Any,
+        clock: Any,
+        secrets: Any,
+        settings: Any,
     ) -> CaseOutcome:
         steps: dict[str, StepOutcome] = {}
         status = "SUCCEEDED"

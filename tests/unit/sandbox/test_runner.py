@@ -31,6 +31,7 @@ class EchoEngine:
         flow: dict[str, Any],
         case: FixtureCase,
         http: Any,
+        outbound: Any,
         clock: Any,
         secrets: Any,
         settings: Any,
