@@ -12,8 +12,9 @@ them. The lifespan starts what the settings ask for and this app did not
 find already running: migrations on SQLite, the workers (``server.run_workers``), the scheduler
 (``server.run_scheduler`` and ``scheduler.enabled``), and stops them in reverse order.
 
-The web UI's routes (``linkloom.web.routes``) are mounted here too: the one import from ``api``
-into ``web`` (``web`` reuses the API's authenticator, audit writer and run feed).
+The web UI's routes (``linkloom.web.routes``) are mounted here too: ``api`` imports ``web``, and
+what both use (the request's services, actor and audit writer, the run feed) is in
+``linkloom.http``, below both.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ import structlog
 from fastapi import FastAPI
 
 import linkloom
-from linkloom import config, wiring
-from linkloom.api import auth, errors, limits
+from linkloom import auth, config, wiring
+from linkloom.api import errors, limits
 from linkloom.api.observability import RequestObservability
 from linkloom.api.routes import (
     access,

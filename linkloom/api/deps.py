@@ -1,4 +1,5 @@
-"""Dependencies routes declare with ``Annotated`` aliases; collaborators live on ``app.state``.
+"""Dependencies routes declare with ``Annotated`` aliases, over ``http.context`` (the request's
+services, actor and audit writer, shared with the web UI).
 
     @router.post("/runs/{run_id}/cancel", dependencies=[require_role(Role.author)])
     async def cancel(run_id: str, services: Services, audit: Audit) -> RunOut: ...
@@ -10,14 +11,13 @@ with every role.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
-from linkloom import wiring
-from linkloom.access import AuditEntry, Role
-from linkloom.api import auth
+from linkloom import auth, wiring
+from linkloom.access import Role
+from linkloom.http import context
 
 # Routes that carry no token: they check an HMAC signature instead.
 PUBLIC_ROUTES = frozenset(
@@ -32,22 +32,13 @@ PUBLIC_ROUTES = frozenset(
 )
 
 
-def get_services(request: Request) -> wiring.Services:
-    services: wiring.Services = request.app.state.services
-    return services
-
-
-async def get_actor(request: Request) -> auth.Actor:
-    authenticator: auth.Authenticator = request.app.state.auth
-    actor = await authenticator.actor(request.headers.get("authorization"))
-    request.state.actor = actor
-    return actor
+get_services = context.services  # for routes that take the request itself
 
 
 def require_role(role: Role) -> Any:
     """A route dependency that lets only ``role`` and higher roles through."""
 
-    async def check(actor: Annotated[auth.Actor, Depends(get_actor)]) -> None:
+    async def check(actor: Annotated[auth.Actor, Depends(context.actor)]) -> None:
         actor.require(role)
 
     check.required_role = role  # type: ignore[attr-defined]  # read by the role-matrix test
@@ -59,43 +50,9 @@ def required_role(dependency_call: Any) -> Role | None:
     return getattr(dependency_call, "required_role", None)
 
 
-AuditWriter = Callable[..., Awaitable[None]]
-
-
-def get_audit(request: Request) -> AuditWriter:
-    """Write one audit entry for the calling actor: ``await audit(action, type, id, **details)``."""
-
-    async def write(
-        action: str, object_type: str, object_id: str | None = None, **details: Any
-    ) -> None:
-        actor: auth.Actor | None = getattr(request.state, "actor", None)
-        services = get_services(request)
-        entry = AuditEntry(
-            actor=actor.name if actor else details.pop("actor", None),
-            action=action,
-            object_type=object_type,
-            object_id=object_id,
-            details=_jsonable(details),
-            at=services.runs.clock.now(),
-        )
-        await services.audit.record(entry)
-
-    return write
-
-
-def _jsonable(details: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in details.items():
-        if value is None or isinstance(value, str | int | float | bool | list | dict):
-            out[key] = value
-        else:
-            out[key] = str(value)
-    return out
-
-
 Services = Annotated[wiring.Services, Depends(get_services)]
-Actor = Annotated[auth.Actor, Depends(get_actor)]
-Audit = Annotated[AuditWriter, Depends(get_audit)]
+Actor = Annotated[auth.Actor, Depends(context.actor)]
+Audit = Annotated[context.AuditWriter, Depends(context.audit)]
 
 
 def api_routes(app: Any) -> list[tuple[str, str, Role | None]]:

@@ -26,8 +26,8 @@ from urllib.parse import urlsplit
 
 from fastapi import Request
 
+from linkloom import auth
 from linkloom.access import Role
-from linkloom.api import auth
 from linkloom.errors import InvalidInput, LinkloomError, NotAuthenticated, NotPermitted
 
 COOKIE = "loom_session"

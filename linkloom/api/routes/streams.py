@@ -5,12 +5,12 @@ the event id, ``data:`` the event as JSON) and ends after the run has finished. 
 clients send ``Last-Event-ID`` (or ``?after=``) and get only what they missed.
 
 ``GET /api/v1/stream`` sends ``event: run`` with ``{run_id, flow_id, status, at}`` whenever a run
-is created or changes status; it reads the database, so it sees runs of every process.
+is created or changes status; it reads the database, so it sees runs of every process
+(``http.feeds``: the web UI serves the same feed).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -20,13 +20,12 @@ from sse_starlette import EventSourceResponse
 from linkloom.access import Role
 from linkloom.api.deps import Services, require_role
 from linkloom.api.schemas.common import AUTHED, problem_responses
-from linkloom.api.schemas.runs import EventOut, RunStatusChange
-from linkloom.engine.records import RunFilter
+from linkloom.api.schemas.runs import EventOut
+from linkloom.http import feeds
 
 router = APIRouter(prefix="/api/v1", tags=["streams"])
 
-PING_SECONDS = 15
-GLOBAL_POLL_SECONDS = 0.5
+PING_SECONDS = feeds.PING_SECONDS
 _SSE = {"content": {"text/event-stream": {"schema": {"type": "string"}}}}
 
 
@@ -67,31 +66,4 @@ async def global_stream(
     services: Services,
     flow: Annotated[str | None, Query(description="Only runs of this flow.")] = None,
 ) -> EventSourceResponse:
-    async def changes() -> AsyncIterator[dict[str, Any]]:
-        known: dict[str, str] = {}
-        first = True
-        while True:
-            page = await services.runs.list_runs(RunFilter(flow_id=flow), limit=200)
-            runs = {r.id: r for r in page.items}
-            for run_id, status in list(known.items()):
-                if run_id not in runs and status in ("PENDING", "RUNNING"):
-                    runs[run_id] = await services.runs.get_run(run_id)
-            for run in sorted(runs.values(), key=lambda r: r.created_at):
-                status = run.status.value
-                if known.get(run.id) != status:
-                    known[run.id] = status
-                    if not first:
-                        at = run.finished_at or run.started_at or run.created_at
-                        change = RunStatusChange(
-                            run_id=run.id, flow_id=run.flow_id, status=status, at=at
-                        )
-                        yield {"event": "run", "data": change.model_dump_json()}
-            # Forget finished runs that dropped off the page (the map stays bounded).
-            for run_id in [k for k, v in known.items() if k not in runs]:
-                known.pop(run_id)
-            if first:
-                first = False
-                yield {"event": "ready", "data": "{}"}
-            await asyncio.sleep(GLOBAL_POLL_SECONDS)
-
-    return EventSourceResponse(changes(), ping=PING_SECONDS)
+    return feeds.status_changes(services, flow=flow)

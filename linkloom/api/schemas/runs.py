@@ -372,12 +372,3 @@ class RedriveOut(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"runs": [_RUN_EXAMPLE]}]})
 
     runs: list[RunOut]
-
-
-class RunStatusChange(BaseModel):
-    """An item of the global stream: a run changed status."""
-
-    run_id: str
-    flow_id: str
-    status: str
-    at: datetime

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
+from linkloom import auth
 from linkloom.access import AuditFilter, Role
-from linkloom.api import auth
 from linkloom.errors import InvalidInput
 from linkloom.web import rendering, session
 from linkloom.web.routes.pages import _audit, services

@@ -15,6 +15,7 @@ from linkloom.engine.errors import InputsInvalid
 from linkloom.engine.models import RunStatus
 from linkloom.engine.records import Run, RunFilter
 from linkloom.flows.spec import FlowSpec
+from linkloom.http import context
 from linkloom.scheduler import cron
 from linkloom.web import assets, rendering, session, views
 from linkloom.web.routing import WebRoute
@@ -25,9 +26,7 @@ RECENT = 20  # runs per flow the dashboard's success rate is computed over
 ASSETS = {"app.css": "text/css", "app.js": "text/javascript", "favicon.svg": "image/svg+xml"}
 
 
-def services(request: Request) -> wiring.Services:
-    found: wiring.Services = request.app.state.services
-    return found
+services = context.services
 
 
 @router.get("/static/{name}")
@@ -225,6 +224,4 @@ async def trigger(request: Request, flow_id: str) -> Response:
 async def _audit(
     request: Request, action: str, kind: str, object_id: str | None, **details: Any
 ) -> None:
-    from linkloom.api.deps import get_audit  # the API's writer: same entries as API calls
-
-    await get_audit(request)(action, kind, object_id, **details)
+    await context.audit(request)(action, kind, object_id, **details)  # the API's entries

@@ -26,6 +26,7 @@ from sse_starlette import EventSourceResponse
 from linkloom.access import Role
 from linkloom.engine.models import RunStatus
 from linkloom.engine.records import Run, RunEvent, RunFilter
+from linkloom.http import feeds
 from linkloom.web import rendering, session, views
 from linkloom.web.routes.pages import _audit, services
 from linkloom.web.routing import WebRoute
@@ -274,8 +275,5 @@ async def retry(request: Request, run_id: str) -> Response:
 @router.get("/live")
 async def live_runs(request: Request) -> Response:
     """Run status changes of every flow (the dashboard notifies about watched runs)."""
-    from linkloom.api.routes import streams  # the API's feed, authenticated here by cookie
-
-    await session.require(request, Role.viewer)
-    response: Response = await streams.global_stream(services=services(request), flow=None)
-    return response
+    await session.require(request, Role.viewer)  # the API's feed, authenticated here by cookie
+    return feeds.status_changes(services(request), flow=None)

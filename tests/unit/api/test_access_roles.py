@@ -6,9 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from linkloom import access
+from linkloom import access, auth
 from linkloom.access import ApiToken, Role
-from linkloom.api import auth
 from linkloom.cli.server import UnsafeBind, check_bind, is_loopback
 from linkloom.config import load_settings
 from linkloom.testing import SystemClock

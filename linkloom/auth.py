@@ -2,20 +2,30 @@
 
 ``Authorization: Bearer <secret>``; the secret is hashed (SHA-256) and looked up among the active
 tokens (``store.tokens``). With ``server.auth`` off (loopback development only: ``loom server``
-refuses it on other addresses) every caller is the ``anonymous`` admin.
+refuses it on other addresses) every caller is the ``anonymous`` admin. The API checks the
+header on each call; the web UI checks the token once, at sign-in, and then resolves its session
+cookie to the same ``Actor``. Framework-free: ``wiring`` builds the ``Authenticator``.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
-from linkloom.access import Role
+from linkloom.access import ApiToken, Role
 from linkloom.errors import NotAuthenticated, NotPermitted
-from linkloom.store.tokens import SqlTokenStore
 
 TOUCH_EVERY = 60.0  # seconds between writes of a token's last_used_at
+
+
+class TokenStore(Protocol):
+    """What authenticating needs of the token store (``store.tokens.SqlTokenStore``)."""
+
+    async def authenticate(self, secret: str) -> ApiToken | None: ...
+
+    async def touch(self, token_id: str, *, now: datetime) -> None: ...
 
 
 class TokenInvalid(NotAuthenticated):
@@ -53,7 +63,7 @@ ANONYMOUS = Actor(name="anonymous", role=Role.admin)
 class Authenticator:
     """Resolves the ``Authorization`` header to an ``Actor``."""
 
-    def __init__(self, *, tokens: SqlTokenStore, clock: Any, enabled: bool = True) -> None:
+    def __init__(self, *, tokens: TokenStore, clock: Any, enabled: bool = True) -> None:
         self.tokens = tokens
         self.clock = clock
         self.enabled = enabled
