@@ -41,6 +41,8 @@ from linkloom.store import session
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from linkloom.scheduler.service import Scheduler
+
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 
 
@@ -101,7 +103,7 @@ class Loom:
             db = self.services.db
             self._own_engines = (db.writer, db.reader)
             db.writer = db.reader = engine  # share the host's pool
-        self.scheduler: Any = None
+        self.scheduler: Scheduler | None = None  # the services' scheduler, once started here
         self._subscribers: list[RunFeed] = []
         self.started = False
 
@@ -121,7 +123,7 @@ class Loom:
         self.services.run_listeners.append(self._publish)
         await self.services.start(worker=self._workers, migrate=False)
         if self._scheduler_wanted:
-            self.scheduler = wiring.build_scheduler(self.services)
+            self.scheduler = self.services.scheduler
             self.services.run_listeners.append(self.scheduler.on_run_finished)
             await self.scheduler.start()
         self.started = True

@@ -3,13 +3,11 @@
     app = create_app()                        # settings from the environment, services wired
     app = create_app(settings, services)      # tests: a tmp database, an injected transport
 
-The services come from the composition root (``wiring.Services``) and live on ``app.state``:
-``services``, ``settings``, ``auth`` (``auth.Authenticator``); the API's routes read the
-services through ``deps.get_services``. The services' ``tokens``, ``web_sessions`` (the web UI's
-sign-ins), ``audit``, ``scheduler`` and ``gitops`` (``wiring.gitops.GitOps`` when
-``flows.remote`` is set; else None) are on ``app.state`` too, where web pages and tests read
-them. The lifespan starts what the settings ask for and this app did not
-find already running: migrations on SQLite, the workers (``server.run_workers``), the scheduler
+The services come from the composition root (``wiring.Services``) and are the one thing on
+``app.state``: ``app.state.services``, which the API's routes and the web pages read (through
+``http.context``), with everything on it (settings, authenticator, tokens, web sessions, audit,
+scheduler, proposals, GitOps). The lifespan starts what the settings ask for and this app did
+not find already running: migrations on SQLite, the workers (``server.run_workers``), the scheduler
 (``server.run_scheduler`` and ``scheduler.enabled``), and stops them in reverse order.
 
 The web UI's routes (``linkloom.web.routes``) are mounted here too: ``api`` imports ``web``, and
@@ -27,7 +25,7 @@ import structlog
 from fastapi import FastAPI
 
 import linkloom
-from linkloom import auth, config, wiring
+from linkloom import config, wiring
 from linkloom.api import errors, limits
 from linkloom.api.observability import RequestObservability
 from linkloom.api.routes import (
@@ -79,31 +77,23 @@ def create_app(
     *,
     start_services: bool = True,
 ) -> FastAPI:
-    """Build the app. ``start_services=False`` leaves starting workers to the caller."""
-    settings = settings or config.load_settings()
-    services = services or wiring.build_services(settings)
+    """Build the app on ``services`` (built from ``settings`` when not given, from the
+    environment when neither is). ``start_services=False`` leaves starting workers to the
+    caller."""
+    if services is None:
+        services = wiring.build_services(settings or config.load_settings())
+    settings = services.settings
     app = FastAPI(
         title="Link Loom",
         version=linkloom.__version__,
         description=DESCRIPTION,
         lifespan=_lifespan(start_services),
     )
-    app.state.settings = settings
     app.state.services = services
-    app.state.tokens = services.tokens
-    app.state.web_sessions = services.web_sessions
-    app.state.audit = services.audit
-    app.state.auth = auth.Authenticator(
-        tokens=services.tokens, clock=services.runs.clock, enabled=settings.server.auth
-    )
-    # The scheduler is started by the lifespan, which also lets it hear of finished runs at
-    # once (event triggers).
-    if services.scheduler is None:
-        services.scheduler = wiring.build_scheduler(services)
-    app.state.scheduler = services.scheduler
-    if settings.flows.remote and services.gitops is None:
-        services.gitops = wiring.build_gitops(services, services.proposal_service())
-    app.state.gitops = services.gitops
+    # With a flows remote, build the proposal service and its GitOps pieces now, not on the
+    # first request: /readyz reports the remote from the start, and the lifespan starts it.
+    if settings.flows.remote:
+        _ = services.gitops
     errors.install(app)
     app.add_middleware(
         limits.BodyLimit,
@@ -120,22 +110,21 @@ def create_app(
 def _lifespan(start_services: bool) -> Any:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings: config.Settings = app.state.settings
         services: wiring.Services = app.state.services
-        scheduler = app.state.scheduler
+        settings = services.settings
+        scheduler = services.scheduler
         owned = start_services and not services.started
+        # The lifespan starts the scheduler, and lets it hear of finished runs at once (event
+        # triggers).
         run_scheduler = (
-            start_services
-            and scheduler is not None
-            and settings.server.run_scheduler
-            and settings.scheduler.enabled
+            start_services and settings.server.run_scheduler and settings.scheduler.enabled
         )
         if owned:
             await services.start(
                 worker=settings.server.run_workers,
                 migrate=session.is_sqlite(settings.database_url),
             )
-        gitops = app.state.gitops if start_services else None
+        gitops = services.gitops if start_services else None
         if gitops is not None:
             await gitops.start()  # fetch the flows remote and import it (never fails the start)
         if run_scheduler:

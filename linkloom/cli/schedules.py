@@ -45,7 +45,7 @@ def _moment(value: str, option: str) -> datetime:
 async def _with_services(work: Callable[[Any], Awaitable[T]], settings: Settings) -> T:
     from linkloom import logs
     from linkloom.store import session
-    from linkloom.wiring import build_scheduler, build_services
+    from linkloom.wiring import build_services
 
     # The scheduler's log lines go to standard error, and only warnings: the command's own
     # output is what the user reads (and scripts parse).
@@ -54,8 +54,7 @@ async def _with_services(work: Callable[[Any], Awaitable[T]], settings: Settings
     try:
         if session.is_sqlite(settings.database_url):
             await session.upgrade(settings.database_url)
-        scheduler = build_scheduler(services)
-        return await work(scheduler)
+        return await work(services.scheduler)
     finally:
         await services.stop()
 
@@ -262,7 +261,7 @@ async def _serve(settings: Settings) -> None:
     import asyncio
 
     from linkloom.store import session
-    from linkloom.wiring import build_scheduler, build_services
+    from linkloom.wiring import build_services
 
     sqlite = session.is_sqlite(settings.database_url)
     await session.require_current(settings.database_url, migrate=sqlite)
@@ -272,7 +271,7 @@ async def _serve(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        scheduler = build_scheduler(services)
+        scheduler = services.scheduler
         await scheduler.start()
         services.start_retention()  # old runs are purged where schedules fire
         await services.beat(role="scheduler")  # /readyz on the API shows scheduler_processes

@@ -27,8 +27,7 @@ def services(request: Request) -> wiring.Services:
 
 async def actor(request: Request) -> auth.Actor:
     """The actor of the request's bearer token (remembered on ``request.state``)."""
-    authenticator: auth.Authenticator = request.app.state.auth
-    found = await authenticator.actor(request.headers.get("authorization"))
+    found = await services(request).auth.actor(request.headers.get("authorization"))
     request.state.actor = found
     return found
 

@@ -29,6 +29,7 @@ from fastapi import Request
 from linkloom import auth
 from linkloom.access import Role
 from linkloom.errors import InvalidInput, LinkloomError, NotAuthenticated, NotPermitted
+from linkloom.http import context
 
 COOKIE = "loom_session"
 
@@ -48,8 +49,7 @@ class CsrfRejected(NotPermitted):
 
 
 def enabled(request: Request) -> bool:
-    authenticator: auth.Authenticator = request.app.state.auth
-    return authenticator.enabled
+    return context.services(request).auth.enabled
 
 
 async def actor_or_none(request: Request) -> auth.Actor | None:
@@ -58,14 +58,15 @@ async def actor_or_none(request: Request) -> auth.Actor | None:
     cached = getattr(request.state, "web_actor", None)
     if cached is not None:
         return cached  # type: ignore[no-any-return]
-    authenticator: auth.Authenticator = request.app.state.auth
+    services = context.services(request)
+    authenticator = services.auth
     if not authenticator.enabled:
         actor = auth.ANONYMOUS
     else:
-        found = await request.app.state.web_sessions.authenticate(
+        found = await services.web_sessions.authenticate(
             request.cookies.get(COOKIE, ""),
             now=authenticator.clock.now(),
-            idle=request.app.state.settings.server.session_idle_seconds,
+            idle=services.settings.server.session_idle_seconds,
         )
         if found is None:
             return None
@@ -78,12 +79,12 @@ async def actor_or_none(request: Request) -> auth.Actor | None:
 
 async def sign_in(request: Request, response: Any, actor: auth.Actor) -> None:
     """Start a server-side session for the token ``actor`` signed in with; set its cookie."""
-    authenticator: auth.Authenticator = request.app.state.auth
-    server = request.app.state.settings.server
+    services = context.services(request)
+    server = services.settings.server
     if actor.token_id is None:  # auth off: nobody needs a session
         return
-    secret, _ = await request.app.state.web_sessions.create(
-        token_id=actor.token_id, now=authenticator.clock.now(), lifetime=server.session_max_seconds
+    secret, _ = await services.web_sessions.create(
+        token_id=actor.token_id, now=services.auth.clock.now(), lifetime=server.session_max_seconds
     )
     response.set_cookie(
         COOKIE,
@@ -99,9 +100,9 @@ async def sign_in(request: Request, response: Any, actor: auth.Actor) -> None:
 
 async def sign_out(request: Request, response: Any) -> None:
     """End this browser's session on the server and clear its cookie."""
-    authenticator: auth.Authenticator = request.app.state.auth
+    services = context.services(request)
     secret = request.cookies.get(COOKIE, "")
-    await request.app.state.web_sessions.revoke(secret, now=authenticator.clock.now())
+    await services.web_sessions.revoke(secret, now=services.auth.clock.now())
     clear_cookie(response)
 
 
@@ -121,7 +122,7 @@ def csrf_token(request: Request) -> str:
 
 
 def _mac(request: Request, message: str) -> str:
-    key = request.app.state.settings.security.signing_key.get_secret_value()
+    key = context.services(request).settings.security.signing_key.get_secret_value()
     return hmac.new(key.encode(), message.encode(), hashlib.sha256).hexdigest()[:40]
 
 
@@ -133,7 +134,7 @@ def check_origin(request: Request) -> None:
             raise CsrfRejected()
         return
     allowed = {request.headers.get("host", "")}
-    public = getattr(request.app.state.settings, "public_url", "")  # behind a proxy
+    public = context.services(request).settings.public_url  # behind a proxy
     if public:
         allowed.add(urlsplit(public).netloc)
     if urlsplit(origin).netloc not in allowed:

@@ -1,7 +1,10 @@
 """The composition root: every service is built here from settings (database, run store, run
-service, HTTP client, executors, workers, tokens, audit, notifications, scheduler, proposals,
-GitOps). ``loom server``, ``loom worker``, ``create_app``, ``embed`` and tests use it; the edges
-(api, web, cli, embed) receive the ``Services`` and build none themselves.
+service, HTTP client, executors, workers, tokens, authenticator, audit, notifications,
+scheduler, proposals, GitOps). ``loom server``, ``loom worker``, ``create_app``, ``embed`` and
+tests use it; the edges (api, web, cli, embed) receive the ``Services`` and build none
+themselves. The proposal service and the GitOps pieces are built on first use
+(``Services.proposals``): they open (or create) the flows repo and import git, which a worker
+never needs.
 
     services = build_services(settings)
     await services.start()          # migrate (SQLite by default), start a worker
@@ -21,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from linkloom.auth import Authenticator
 from linkloom.clock import SystemClock
 from linkloom.config import Settings
 from linkloom.engine import transport as engine_transport
@@ -30,6 +34,7 @@ from linkloom.engine.secrets import StaticSecrets
 from linkloom.engine.service import RunService
 from linkloom.engine.steps import builtin_executors
 from linkloom.engine.worker import Worker
+from linkloom.scheduler.service import Scheduler
 from linkloom.store import session
 from linkloom.store.audit import SqlAuditLog
 from linkloom.store.notify import Notifier
@@ -38,6 +43,7 @@ from linkloom.store.retention import RetentionJob, RetentionPolicy, SqlRetention
 from linkloom.store.runs import SqlRunStore
 from linkloom.store.tokens import SqlTokenStore
 from linkloom.store.web_sessions import SqlWebSessions
+from linkloom.wiring import scheduler as scheduling
 
 if TYPE_CHECKING:
     from linkloom.engine.pull import PullService
@@ -46,7 +52,7 @@ if TYPE_CHECKING:
     from linkloom.notifications.personal import PersonalNotifier
     from linkloom.notifications.service import NotificationService
     from linkloom.proposals.service import ProposalService
-    from linkloom.scheduler.service import Scheduler
+    from linkloom.sandbox.runner import SandboxRunner
     from linkloom.wiring.gitops import GitOps
 
 
@@ -72,9 +78,13 @@ class Services:
     executors: dict[str, StepExecutor]
     notifier: Notifier
     tokens: SqlTokenStore
+    auth: Authenticator  # who is calling: the API's bearer tokens, the web UI's sign-ins
     web_sessions: SqlWebSessions  # the web UI's sign-ins
     audit: SqlAuditLog
     pull: PullService  # pull-mode workers and their task queues
+    # Started only where schedules fire: ``loom server`` (``create_app``), ``loom scheduler``,
+    # ``embed``; it also hears of finished runs there (event triggers).
+    scheduler: Scheduler
     workers: list[Worker] = field(default_factory=list)
     # Called with each finished run (sync or async): notifications, the scheduler's triggers.
     run_listeners: list[Callable[[Run], object]] = field(default_factory=list)
@@ -82,22 +92,40 @@ class Services:
     personal: PersonalNotifier | None = None  # the web app's own notifications (Web Push)
     operations: SqlOperations | None = None  # queue figures, revision, worker heartbeats
     heartbeat: ProcessHeartbeat | None = None  # while this process runs workers (or schedules)
-    # Built on first use (``proposal_service()``): it opens, or creates, the flows repo.
-    proposals: ProposalService | None = None
-    scheduler: Scheduler | None = None  # set by ``create_app`` (the API reads and starts it)
-    gitops: GitOps | None = None  # the remote sync and forge service when ``flows.remote`` is set
     retention: RetentionJob | None = None  # purges old runs where the scheduler runs (if set)
+    # The proposals' sandbox (tests pass an in-process one); None: ``settings.sandbox`` chooses.
+    sandbox_runner: SandboxRunner | None = None
     # ``/readyz`` details added by optional pieces (e.g. the flows remote): name → async check.
     readiness_details: dict[str, Callable[[], Awaitable[bool | str]]] = field(default_factory=dict)
     started: bool = False
+    _proposals: ProposalService | None = field(default=None, init=False, repr=False)
+    _gitops: GitOps | None = field(default=None, init=False, repr=False)
 
-    def proposal_service(self) -> ProposalService:
-        """The proposal service, built on first use (``wiring.proposals``)."""
-        if self.proposals is None:
-            from linkloom.wiring.proposals import build_proposals
+    @property
+    def proposals(self) -> ProposalService:
+        """The proposal service (``wiring.proposals``), built on first use."""
+        if self._proposals is None:
+            self._build_proposals()
+        assert self._proposals is not None
+        return self._proposals
 
-            self.proposals = build_proposals(self)
-        return self.proposals
+    @proposals.setter
+    def proposals(self, service: ProposalService) -> None:  # tests put a double in its place
+        self._proposals = service
+
+    @property
+    def gitops(self) -> GitOps | None:
+        """The remote sync and forge service (``wiring.gitops``), built with the proposal service
+        when ``flows.remote`` is set; None without a remote."""
+        if self._proposals is None and self.settings.flows.remote:
+            self._build_proposals()
+        return self._gitops
+
+    def _build_proposals(self) -> None:
+        from linkloom.wiring import gitops, proposals
+
+        self._proposals = proposals.build_proposals(self, runner=self.sandbox_runner)
+        self._gitops = gitops.build_gitops(self, self._proposals)
 
     def make_worker(self, **overrides: Any) -> Worker:
         eng = self.settings.engine
@@ -220,8 +248,11 @@ class Services:
         return await self.operations.queue_stats()
 
 
-def build_services(settings: Settings, *, http_transport: Any = None) -> Services:
-    """Create (not start) every service from ``settings``."""
+def build_services(
+    settings: Settings, *, http_transport: Any = None, sandbox_runner: SandboxRunner | None = None
+) -> Services:
+    """Create (not start) every service from ``settings`` (tests pass an ``http_transport`` for
+    the steps' calls and a ``sandbox_runner`` for the proposals' checks)."""
     db = session.Database(
         settings.database_url, echo=settings.database.echo, pool_size=settings.database.pool_size
     )
@@ -262,6 +293,7 @@ def build_services(settings: Settings, *, http_transport: Any = None) -> Service
     executors = builtin_executors(per_host_limit=settings.engine.per_host_limit)
     pull = _pull_service(settings, db, runs, clock)
     step_services.extra["task_queue"] = pull.queue
+    tokens = SqlTokenStore(db)
     services = Services(
         settings=settings,
         db=db,
@@ -271,11 +303,14 @@ def build_services(settings: Settings, *, http_transport: Any = None) -> Service
         step_services=step_services,
         executors=executors,
         notifier=notifier,
-        tokens=SqlTokenStore(db),
+        tokens=tokens,
+        auth=Authenticator(tokens=tokens, clock=clock, enabled=settings.server.auth),
         web_sessions=SqlWebSessions(db),
         audit=SqlAuditLog(db),
         pull=pull,
+        scheduler=scheduling.build_scheduler(settings, db=db, runs=runs),
         operations=SqlOperations(db, clock),
+        sandbox_runner=sandbox_runner,
     )
     if settings.retention.enabled:
         services.retention = RetentionJob(
@@ -306,27 +341,6 @@ def spec_policy(settings: Settings) -> Policy:
         secret_names=frozenset(settings.secrets),
         unknown_secret="error",
     )
-
-
-def build_scheduler(services: Services) -> Scheduler:
-    """A new scheduler on ``services`` (``wiring.scheduler``)."""
-    from linkloom.wiring import scheduler
-
-    return scheduler.build_scheduler(services)
-
-
-def build_proposals(services: Services, *, runner: Any = None) -> ProposalService:
-    """A new proposal service on ``services`` (``wiring.proposals``); tests pass a ``runner``."""
-    from linkloom.wiring import proposals
-
-    return proposals.build_proposals(services, runner=runner)
-
-
-def build_gitops(services: Services, proposals: ProposalService) -> GitOps | None:
-    """The remote sync and forge service for ``proposals`` when ``flows.remote`` is set."""
-    from linkloom.wiring import gitops
-
-    return gitops.build_gitops(services, proposals)
 
 
 def retention(settings: Settings, db: session.Database, clock: Clock) -> SqlRetention:

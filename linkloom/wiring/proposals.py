@@ -1,6 +1,7 @@
 """The proposal service of the services: flows repo (created when missing, seeded from
 ``flows.seed_from``), SQL proposal store, SQL audit log (tapped by the notifications), and the
-sandbox runner the settings choose. ``Services.proposal_service()`` builds it on first use."""
+sandbox runner the settings choose (or the one ``build_services`` was given).
+``Services.proposals`` builds it on first use."""
 
 from __future__ import annotations
 

@@ -168,14 +168,14 @@ def test_revoking_the_token_ends_its_sessions(real_server: RealServer) -> None:
 def clocked(any_api: Api) -> Api:
     """The app (SQLite, then PostgreSQL) with 10-minute idle and 1-hour absolute limits, and a
     clock tests move."""
-    any_api.app.state.settings.server.session_idle_seconds = IDLE
-    any_api.app.state.settings.server.session_max_seconds = LIFETIME
-    any_api.app.state.auth.clock = FrozenClock(any_api.services.runs.clock.now())
+    any_api.services.settings.server.session_idle_seconds = IDLE
+    any_api.services.settings.server.session_max_seconds = LIFETIME
+    any_api.services.auth.clock = FrozenClock(any_api.services.runs.clock.now())
     return any_api
 
 
 def clock_of(api: Api) -> FrozenClock:
-    clock: FrozenClock = api.app.state.auth.clock
+    clock: FrozenClock = api.services.auth.clock
     return clock
 
 
@@ -223,7 +223,7 @@ async def test_the_cookie_lives_as_long_as_the_session_and_only_on_this_site(clo
 async def test_the_cookie_is_secure_when_the_public_url_is_https(clocked: Api) -> None:
     """Behind a TLS proxy the app sees http (uvicorn trusts X-Forwarded-Proto from 127.0.0.1
     only); the public URL says the browser is on https, so the cookie must not travel in clear."""
-    clocked.app.state.settings.server.public_url = "https://loom.example.test"
+    clocked.app.state.services.settings.server.public_url = "https://loom.example.test"
     async with browser(clocked) as client:
         response = await client.post(
             "/login", data={"token": clocked.tokens[Role.viewer], "next": "/"}

@@ -193,7 +193,7 @@ def _forge_store(request: Request) -> Any:
         return service.store
     from linkloom.store.forges import SqlForgeStore
 
-    return SqlForgeStore(request.app.state.services.db)
+    return SqlForgeStore(get_services(request).db)
 
 
 @router.post(
@@ -203,9 +203,7 @@ def _forge_store(request: Request) -> Any:
     responses=problem_responses(*AUTHED, 409, 422, 503),
 )
 async def ci_revision(body: CiIn, request: Request, actor: Actor, audit: Audit) -> dict[str, Any]:
-    from linkloom.api.routes.proposals import proposal_service
-
-    proposals = proposal_service(request.app)
+    proposals = get_services(request).proposals
     forge = _forge(request)
     proposal = await ci.ci_revision(
         ci.CiRequest(
@@ -214,7 +212,7 @@ async def ci_revision(body: CiIn, request: Request, actor: Actor, audit: Audit) 
             base=body.base, head_ref=body.head_ref, files=body.files or None,
         ),
         proposals=proposals, store=_forge_store(request), forge=forge,
-        clock=request.app.state.services.runs.clock,
+        clock=get_services(request).runs.clock,
     )  # fmt: skip
     await audit("proposal.ci", "proposal", proposal.id, pull=f"{body.repo}#{body.number}",
                 head=body.head)  # fmt: skip
@@ -232,9 +230,8 @@ async def proposal_report(proposal_id: str, request: Request) -> dict[str, Any]:
 
 
 async def _ci_report(request: Request, proposal_id: str) -> dict[str, Any]:
-    from linkloom.api.routes.proposals import proposal_service
-
-    proposals = proposal_service(request.app)
+    proposals = get_services(request).proposals
+    public_url = get_services(request).settings.public_url
     proposal = await proposals.get(proposal_id)
     checks = await proposals.checks(proposal_id)
     found = ci.outcome(proposal, checks)
@@ -246,6 +243,6 @@ async def _ci_report(request: Request, proposal_id: str) -> dict[str, Any]:
         "exit_code": ci.OUTCOME_EXIT[found],
         "statuses": ci.statuses(proposal, checks),
         "problems": ci.problems(checks),
-        "markdown": ci.summary(proposal, checks, public_url=request.app.state.settings.public_url),
-        "url": f"{request.app.state.settings.public_url.rstrip('/')}/proposals/{proposal.id}",
+        "markdown": ci.summary(proposal, checks, public_url=public_url),
+        "url": f"{public_url.rstrip('/')}/proposals/{proposal.id}",
     }

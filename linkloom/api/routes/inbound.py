@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from linkloom import signing
-from linkloom.api.deps import Audit, Services
+from linkloom.api.deps import Audit, Services, get_services
 from linkloom.api.schemas.access import AcceptedOut
 from linkloom.api.schemas.common import problem_responses
 from linkloom.api.schemas.runs import RunOut
@@ -112,7 +112,7 @@ async def _verified_body(request: Request) -> tuple[bytes, signing.Signed]:
     body = await request.body()
     if len(body) > MAX_CALLBACK_BYTES:
         raise InvalidInput(f"the callback body is larger than {MAX_CALLBACK_BYTES} bytes")
-    keys = request.app.state.settings.verification_keys
+    keys = get_services(request).settings.verification_keys
     reason = "no key configured"
     for key in keys:
         try:

@@ -44,7 +44,7 @@ router = APIRouter(prefix="/api/v1", tags=["proposals"])
 def proposal_service(app: Any) -> ProposalService:
     """The app's proposal service (the services build it on first use)."""
     services: wiring.Services = app.state.services
-    return services.proposal_service()
+    return services.proposals
 
 
 def _service(request: Request) -> ProposalService:

@@ -101,7 +101,7 @@ async def stop_worker(worker_id: str, services: Services) -> Response:
     responses=problem_responses(*AUTHED, 404, 422),
 )
 async def poll(body: PollIn, services: Services, request: Request) -> PollOut:
-    wait = min(body.wait, request.app.state.settings.pull.max_wait)
+    wait = min(body.wait, services.settings.pull.max_wait)
     tasks = await services.pull.poll(
         worker_id=body.worker_id, queues=body.queues, limit=body.max_tasks, wait=wait
     )

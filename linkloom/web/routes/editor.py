@@ -129,7 +129,7 @@ def _page(
     source: dict[str, Any],
     proposal: dict[str, Any] | None = None,
 ) -> Response:
-    settings = request.app.state.settings
+    settings = services(request).settings
     boot = {
         "mode": mode,
         "flowId": flow_id,
@@ -166,7 +166,7 @@ async def schema(request: Request) -> Response:
 
 
 def _policy(request: Request) -> Policy:
-    return wiring.spec_policy(request.app.state.settings)
+    return wiring.spec_policy(services(request).settings)
 
 
 def _text(data: dict[str, Any]) -> str:

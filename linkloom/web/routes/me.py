@@ -173,7 +173,7 @@ def _subscription_fields(request: Request, data: dict[str, Any]) -> tuple[str, s
     if not (isinstance(p256dh, str) and isinstance(auth, str) and 40 <= len(p256dh) <= 200):
         raise InvalidInput("send the browser's PushSubscription: 'keys.p256dh' and 'keys.auth'")
     parts = urlsplit(endpoint)
-    insecure = request.app.state.settings.notifications.web_push_insecure_endpoints
+    insecure = services(request).settings.notifications.web_push_insecure_endpoints
     if parts.scheme == "https" and parts.hostname:
         return endpoint, p256dh, auth
     if parts.scheme == "http" and insecure and _loopback(parts.hostname or ""):

@@ -30,7 +30,7 @@ async def login(request: Request) -> Response:
     data = await request.form()
     token = str(data.get("token", "")).strip()
     target = session.safe_next(str(data.get("next", "/")))
-    authenticator: auth.Authenticator = request.app.state.auth
+    authenticator = services(request).auth
     try:
         actor = await authenticator.actor(f"Bearer {token}" if token else None)
     except auth.MissingToken:
@@ -115,7 +115,7 @@ async def audit_log(
     filters = AuditFilter(
         actor=actor or None, action=action or None, object_type=object_type or None
     )
-    entries, next_cursor = await request.app.state.audit.list(filters, limit=100, cursor=cursor)
+    entries, next_cursor = await services(request).audit.list(filters, limit=100, cursor=cursor)
     return rendering.page(
         request,
         "audit.html",

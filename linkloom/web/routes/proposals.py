@@ -19,9 +19,9 @@ from fastapi.responses import RedirectResponse
 from markupsafe import Markup
 from starlette.background import BackgroundTask
 
-from linkloom import wiring
 from linkloom.access import Role
 from linkloom.errors import LinkloomError, NotFound, Unavailable
+from linkloom.http import context
 from linkloom.web import rendering, session
 from linkloom.web.routing import STATUS, WebRoute
 
@@ -44,8 +44,7 @@ REVIEWABLE = ("ready-for-review", "approved", "changes-requested")
 
 def proposal_service(request: Request) -> Any:
     """The services' proposal service (the one the API uses; built on first use)."""
-    services: wiring.Services = request.app.state.services
-    return services.proposal_service()
+    return context.services(request).proposals
 
 
 def _require_service(request: Request) -> Any:
@@ -131,7 +130,8 @@ async def _page(
 
 async def _pull_request(request: Request, proposal_id: str) -> Any:
     """The pull request the proposal is (``forges.models.PullLink``), on a forge-backed server."""
-    forge = getattr(getattr(request.app.state, "gitops", None), "forge", None)
+    gitops = context.services(request).gitops
+    forge = None if gitops is None else gitops.forge
     return None if forge is None else await forge.link_of(proposal_id)
 
 

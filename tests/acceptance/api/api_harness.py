@@ -130,19 +130,29 @@ def settings_for(db_url: str, home: Path, **overrides: Any) -> config.Settings:
 
 
 async def start_api(
-    db_url: str, home: Path, *, tweak: Callable[[FakeBackend], None] | None = None, **overrides: Any
+    db_url: str,
+    home: Path,
+    *,
+    tweak: Callable[[FakeBackend], None] | None = None,
+    sandbox_runner: Any = None,
+    **overrides: Any,
 ) -> tuple[Api, Any]:
+    """The wired app, started; ``sandbox_runner``: the proposals' sandbox (default: settings')."""
     backend = FakeBackend()
     if tweak:
         tweak(backend)
     settings = settings_for(db_url, home, **overrides)
-    services = wiring.build_services(settings, http_transport=httpx.MockTransport(backend.handler))
+    services = wiring.build_services(
+        settings,
+        http_transport=httpx.MockTransport(backend.handler),
+        sandbox_runner=sandbox_runner,
+    )
     app = create_app(settings, services)
     lifespan = app.router.lifespan_context(app)
     await lifespan.__aenter__()
     tokens = {}
     for role in Role:
-        secret, _token = await app.state.tokens.create(
+        secret, _token = await app.state.services.tokens.create(
             name=f"{role.value}-user", role=role, now=services.runs.clock.now()
         )
         tokens[role] = secret

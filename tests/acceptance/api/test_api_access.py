@@ -54,7 +54,7 @@ async def test_token_lifecycle_and_revocation(api: Api) -> None:
         assert after.status_code == 401
         assert after.json()["code"] == "token_invalid"
         assert after.headers["www-authenticate"] == "Bearer"
-    stored = await api.app.state.tokens.list(include_revoked=True)
+    stored = await api.services.tokens.list(include_revoked=True)
     assert all(secret not in repr(t) for t in stored)
 
 

@@ -16,7 +16,7 @@ SLACK_URL = "https://hooks.slack.example/services/T000/B000/SECRETSECRET"
 
 
 async def _audit_count(api: Api) -> int:
-    entries, _ = await api.app.state.audit.list(AuditFilter(), limit=1000)
+    entries, _ = await api.services.audit.list(AuditFilter(), limit=1000)
     return len(entries)
 
 

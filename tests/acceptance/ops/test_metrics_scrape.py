@@ -84,9 +84,9 @@ async def test_metrics_every_family_gains_samples_from_real_work(
         scheduler={"tick_seconds": 0.2},
         flows={"seed_from": str(tmp_path / "seed")},
     )
-    services = wiring.build_services(settings)  # real HTTP to the real backend
+    # Real HTTP to the real backend.
+    services = wiring.build_services(settings, sandbox_runner=InProcessRunner())
     app = create_app(settings, services)
-    services.proposals = wiring.build_proposals(services, runner=InProcessRunner())
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with (
         app.router.lifespan_context(app),

@@ -13,7 +13,6 @@ import yaml
 
 from linkloom.access import Role
 from linkloom.sandbox.inprocess import InProcessRunner
-from linkloom.wiring import build_proposals
 from tests.acceptance.api.api_harness import BACKEND, Api, api, sqlite_template, start_api
 
 __all__ = ["FLOW", "api", "repo_api", "sqlite_template"]
@@ -41,8 +40,12 @@ async def repo_api(tmp_path: Path) -> AsyncIterator[Api]:
     seed.mkdir(parents=True)
     (seed / "flow.yaml").write_text("# the weekly report\n" + yaml.safe_dump(FLOW, sort_keys=False))
     url = f"sqlite+aiosqlite:///{tmp_path / 'loom.db'}"
-    running, lifespan = await start_api(url, tmp_path, flows={"seed_from": str(tmp_path / "seed")})
-    running.services.proposals = build_proposals(running.services, runner=InProcessRunner())
+    running, lifespan = await start_api(
+        url,
+        tmp_path,
+        sandbox_runner=InProcessRunner(),
+        flows={"seed_from": str(tmp_path / "seed")},
+    )
     async with running.client(Role.admin) as admin:
         assert (await admin.post("/api/v1/repo/sync")).status_code == 200
     yield running

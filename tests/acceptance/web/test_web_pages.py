@@ -86,7 +86,7 @@ async def test_web_trigger_form_starts_a_run_and_shows_422_problems_inline(api: 
     run = await api.wait_run(run_id)
     assert run.inputs == {"count": 2, "to": "a@b.c"}
     assert run.created_by == "author-user"
-    entries, _ = await api.app.state.audit.list(_filter(action="run.trigger"), limit=10)
+    entries, _ = await api.services.audit.list(_filter(action="run.trigger"), limit=10)
     assert [(e.actor, e.object_id) for e in entries] == [("author-user", run_id)]
 
 
@@ -226,7 +226,7 @@ async def test_web_cancel_and_retry_buttons(api: Api) -> None:
         retried = await client.post(f"/runs/{run.id}/retry", data={"csrf": token})
         assert retried.status_code == 303
     assert (await api.services.runs.get_run(run.id)).status.value in ("PENDING", "RUNNING")
-    entries, _ = await api.app.state.audit.list(_filter(object_id=run.id), limit=10)
+    entries, _ = await api.services.audit.list(_filter(object_id=run.id), limit=10)
     assert [e.action for e in entries] == ["run.retry", "run.cancel"]
 
 
@@ -246,7 +246,7 @@ async def test_web_flow_page_diffs_two_versions_side_by_side(api: Api) -> None:
 
 
 async def test_web_without_auth_everyone_is_the_anonymous_admin(api: Api) -> None:
-    api.app.state.auth.enabled = False
+    api.services.auth.enabled = False
     try:
         async with browser(api) as client:
             page = await client.get("/")
@@ -255,7 +255,7 @@ async def test_web_without_auth_everyone_is_the_anonymous_admin(api: Api) -> Non
             assert "Sign out" not in page.text
             assert (await client.get("/login")).headers["location"] == "/"
     finally:
-        api.app.state.auth.enabled = True
+        api.services.auth.enabled = True
 
 
 async def test_web_bad_query_and_unknown_ids_are_html_error_pages(api: Api) -> None:

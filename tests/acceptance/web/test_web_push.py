@@ -15,7 +15,6 @@ import yaml
 
 from linkloom.access import Role
 from linkloom.sandbox.inprocess import InProcessRunner
-from linkloom.wiring import build_proposals
 from tests.acceptance.api.api_harness import Api, flow_spec, start_api
 from tests.acceptance.web.conftest import FLOW
 from tests.acceptance.web.web_client import browser, csrf_of
@@ -30,10 +29,10 @@ async def push_api(tmp_path: Path) -> AsyncIterator[Api]:
     running, lifespan = await start_api(
         f"sqlite+aiosqlite:///{tmp_path / 'loom.db'}",
         tmp_path,
+        sandbox_runner=InProcessRunner(),
         flows={"seed_from": str(tmp_path / "seed")},
         notifications={"web_push_insecure_endpoints": True},
     )
-    running.services.proposals = build_proposals(running.services, runner=InProcessRunner())
     async with running.client(Role.admin) as admin:
         assert (await admin.post("/api/v1/repo/sync")).status_code == 200
         put = await admin.put("/api/v1/flows/billing", json={"spec": flow_spec("billing")})

@@ -78,7 +78,7 @@ async def serve(tmp_path: Path, **overrides: Any) -> AsyncIterator[Server]:
             if task.done():
                 task.result()  # it failed to start: say why
             await asyncio.sleep(0.05)
-    secret, _ = await app.state.tokens.create(
+    secret, _ = await app.state.services.tokens.create(
         name="ci", role=Role.author, now=app.state.services.runs.clock.now()
     )
     try:
@@ -161,7 +161,7 @@ async def test_the_github_actions_job_reports_and_exits_like_checks_wait(
         assert match, out
         summary = await asyncio.to_thread(Path(env["GITHUB_STEP_SUMMARY"]).read_text)
         assert f"Link Loom: proposal [`{match[1]}`]" in summary
-        proposal = await server.app.state.gitops.sync.service.get(match[1])
+        proposal = await server.app.state.services.gitops.sync.service.get(match[1])
         assert proposal.head_commit == head  # the pull request's own commit is the revision
 
         code, out = await run_job(commands, cwd=engineer.work, env=env)

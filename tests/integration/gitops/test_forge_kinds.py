@@ -72,7 +72,7 @@ async def deliver(api: Api, kind: str, event: str, payload: dict[str, Any], n: i
 
 
 async def settle(api: Api, forge: ForgeDouble, sha: str) -> list[str]:
-    service = api.app.state.gitops.forge
+    service = api.services.gitops.forge
     await service.drain(within=60)
     async with asyncio.timeout(60):
         while True:
@@ -153,9 +153,9 @@ async def test_a_gitlab_merge_request_is_a_proposal_with_a_status_and_one_note(
     push.update(ref="refs/heads/main", before=before, after=merge, user_username="maintainer")
     push["project"]["path_with_namespace"] = "platform/flows"
     assert (await deliver(api, "gitlab", "Push Hook", push, 4)).status_code == 202
-    await api.app.state.gitops.forge.drain(within=60)
-    link = await api.app.state.gitops.forge.store.get_link(ForgeKind.GITLAB, "platform/flows", 4)
-    proposal = await api.app.state.gitops.sync.service.get(link.proposal_id)
+    await api.services.gitops.forge.drain(within=60)
+    link = await api.services.gitops.forge.store.get_link(ForgeKind.GITLAB, "platform/flows", 4)
+    proposal = await api.services.gitops.sync.service.get(link.proposal_id)
     assert proposal.status.value == "promoted"
     assert (await api.services.runs.get_spec("report")).inputs["to"].default == "gitlab-2"
 

@@ -59,7 +59,7 @@ class World:
 
     @property
     def service(self) -> Any:
-        return self.api.app.state.gitops.forge
+        return self.api.services.gitops.forge
 
     async def send(self, event: str, payload: dict[str, Any], *, delivery: str | None = None,
                    secret: str = SECRET) -> Any:  # fmt: skip
@@ -143,7 +143,7 @@ async def test_a_pull_request_opens_a_proposal_and_gets_a_status_and_one_comment
     assert "flow report (modified, production version 1)" in comment  # the plan
     assert "| sandbox | passed |" in comment
     proposal = await world.api.services.runs.store.get_flow("report") and (
-        await world.api.app.state.gitops.sync.service.get(link.proposal_id)
+        await world.api.services.gitops.sync.service.get(link.proposal_id)
     )
     assert proposal.author == "github:octocat"
     assert proposal.head_commit == sha
@@ -189,7 +189,7 @@ async def test_a_new_head_is_a_new_revision_and_the_same_comment_is_edited(
     assert world.forge.comments[comment_id]["edits"] >= 1
     assert "revision 2" in world.forge.comments[comment_id]["body"]
     link = await world.service.store.get_link(*_key(6))
-    proposal = await world.api.app.state.gitops.sync.service.get(link.proposal_id)
+    proposal = await world.api.services.gitops.sync.service.get(link.proposal_id)
     assert (proposal.revision, proposal.head_commit) == (2, second)
 
 
@@ -208,7 +208,7 @@ async def test_bad_signatures_and_replays_are_401_and_create_nothing(world: Worl
     assert (again.status_code, again.json()["code"]) == (401, "webhook_replayed")
     assert (new_id.status_code, new_id.json()["code"]) == (401, "webhook_replayed")
     await world.settle(sha)
-    proposals = await world.api.app.state.gitops.sync.service.list()
+    proposals = await world.api.services.gitops.sync.service.list()
     assert len(proposals) == 1
 
 
@@ -229,7 +229,7 @@ async def test_ignored_deliveries_say_why(world: World) -> None:
     assert status["state"] == "success"
     assert "touches no file under flows/" in status["description"]
     assert world.forge.comment_bodies(8) == []
-    assert await world.api.app.state.gitops.sync.service.list() == []
+    assert await world.api.services.gitops.sync.service.list() == []
 
 
 async def test_an_invalid_spec_fails_the_status_with_file_and_line(world: World) -> None:
@@ -252,7 +252,7 @@ async def test_a_forge_that_is_down_is_retried_and_never_blocks_the_checks(
     await world.send("pull_request", world.opened(10, sha, "slow"))
     await world.service.drain(within=60)
     link = await world.service.store.get_link(*_key(10))
-    proposal = await world.api.app.state.gitops.sync.service.get(link.proposal_id)
+    proposal = await world.api.services.gitops.sync.service.get(link.proposal_id)
     assert proposal.status.value == "ready-for-review"  # the checks ran regardless
     await world.service.report_due()
     link = await world.service.store.get_link(*_key(10))
@@ -284,12 +284,12 @@ async def test_merging_on_the_forge_promotes_with_the_merger_and_closing_closes(
     await world.send("pull_request", merged)
     await world.service.drain(within=60)
     link = await world.service.store.get_link(*_key(11))
-    proposal = await world.api.app.state.gitops.sync.service.get(link.proposal_id)
+    proposal = await world.api.services.gitops.sync.service.get(link.proposal_id)
     assert proposal.status.value == "promoted"
     assert proposal.promoted_commit == merge
     flow = await world.api.services.runs.get_spec("report")
     assert flow.inputs["to"].default == "merged"
-    entries, _ = await world.api.app.state.audit.list(AuditFilter(object_id=proposal.id))
+    entries, _ = await world.api.services.audit.list(AuditFilter(object_id=proposal.id))
     promote = next(e for e in entries if e.action == "proposal.promote")
     assert promote.actor == "github:hubot"  # the push of the merge button is the merger's
     assert promote.details["via"] == "github pull request #11"
@@ -302,7 +302,7 @@ async def test_merging_on_the_forge_promotes_with_the_merger_and_closing_closes(
     await world.send("pull_request", closed)
     await world.service.drain(within=60)
     link = await world.service.store.get_link(*_key(12))
-    proposal = await world.api.app.state.gitops.sync.service.get(link.proposal_id)
+    proposal = await world.api.services.gitops.sync.service.get(link.proposal_id)
     assert proposal.status.value == "closed"
 
 
@@ -336,14 +336,14 @@ async def test_two_pull_requests_merged_in_quick_succession_are_both_promoted_in
     promoted = {}
     for number in heads:
         link = await world.service.store.get_link(*_key(number))
-        proposal = await world.api.app.state.gitops.sync.service.get(link.proposal_id)
+        proposal = await world.api.services.gitops.sync.service.get(link.proposal_id)
         assert proposal.status.value == "promoted"
         promoted[number] = proposal.promoted_commit
     assert promoted == {21: first, 22: second}
     actors = {}
     for number in heads:
         link = await world.service.store.get_link(*_key(number))
-        entries, _ = await world.api.app.state.audit.list(AuditFilter(object_id=link.proposal_id))
+        entries, _ = await world.api.services.audit.list(AuditFilter(object_id=link.proposal_id))
         actors[number] = next(e.actor for e in entries if e.action == "proposal.promote")
     assert actors == {21: "git:Ann", 22: "github:bob"}  # each merge by whoever made it
     history = await world.api.services.runs.list_flow_versions("report")
@@ -363,6 +363,6 @@ async def test_a_pull_request_over_the_proposal_limits_gets_a_failure_status_and
     assert status["state"] == "failure"
     assert status["description"].startswith("refused: The proposal is too large")
     assert "flows/report/fixtures/big.yaml" in status["description"]
-    assert await world.api.app.state.gitops.sync.service.list() == []
-    branches = world.api.app.state.gitops.sync.service.repo.sync.branches("proposals/")
+    assert await world.api.services.gitops.sync.service.list() == []
+    branches = world.api.services.gitops.sync.service.repo.sync.branches("proposals/")
     assert branches == []

@@ -113,7 +113,7 @@ async def test_the_remote_is_imported_at_start_and_each_new_commit_once(
     assert again["imported"] == []
     assert len(await versions(api, "report")) == 2  # the same commits twice create nothing
 
-    entries, _ = await api.app.state.audit.list(AuditFilter(action="flows.push_unreviewed"))
+    entries, _ = await api.services.audit.list(AuditFilter(action="flows.push_unreviewed"))
     assert [(e.object_id, e.actor) for e in reversed(entries)] == [
         (first, "git:Test Engineer"),
         (second, "git:Test Engineer"),
@@ -141,7 +141,7 @@ async def test_an_invalid_spec_on_the_remote_keeps_the_last_good_production(
     assert "flows/report/flow.yaml" in status["refused"]["reason"]
     assert [v["version"] for v in await versions(api, "report")] == [1]
     await fetch(api)  # refused again, alerted once
-    refusals, _ = await api.app.state.audit.list(AuditFilter(action="flows.remote_refused"))
+    refusals, _ = await api.services.audit.list(AuditFilter(action="flows.remote_refused"))
     assert len(refusals) == 1
 
     eng.write("flows/report/flow.yaml", spec("report", to="fixed"))
@@ -176,7 +176,7 @@ async def test_a_force_push_on_the_production_branch_is_refused_and_alerted(
     assert fetched["status"]["production_commit"] == production
     assert "force-pushed" in fetched["status"]["refused"]["reason"]
     assert (await api.services.runs.get_spec("report")).inputs["to"].default == "ops"
-    alerts, _ = await api.app.state.audit.list(AuditFilter(action="flows.remote_refused"))
+    alerts, _ = await api.services.audit.list(AuditFilter(action="flows.remote_refused"))
     assert [e.details["kind"] for e in alerts] == ["diverged"]
     async with api.client(Role.reviewer) as reviewer:
         refused = await reviewer.post("/api/v1/flows/report/versions/1/promote")
@@ -278,7 +278,7 @@ async def test_a_token_remote_that_goes_down_keeps_production_and_says_so_in_rea
             assert ready["checks"]["flows_remote"].startswith("error: Could not fetch")
             assert status["last_error"].startswith("Could not fetch")
             assert TOKEN not in failed.text + str(ready) + str(status)
-            entries = await running.app.state.audit.list(AuditFilter(), limit=500)
+            entries = await running.app.state.services.audit.list(AuditFilter(), limit=500)
             assert TOKEN not in str(entries)
             assert (await running.services.runs.get_spec("report")).inputs["to"].default == "ops"
         finally:

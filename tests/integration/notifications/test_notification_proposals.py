@@ -17,7 +17,6 @@ from notify_harness import eventually
 from linkloom.access import Role
 from linkloom.notifications.models import ChannelKind, EventKind
 from linkloom.sandbox.inprocess import InProcessRunner
-from linkloom.wiring import build_proposals
 from tests.acceptance.api.api_harness import BACKEND, Api, start_api
 from tests.support.notify_receivers import WebhookReceiver
 
@@ -44,10 +43,10 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
     running, lifespan = await start_api(
         url,
         tmp_path,
+        sandbox_runner=InProcessRunner(),
         flows={"seed_from": str(tmp_path / "seed")},
         server={"public_url": "https://loom.example.test"},
     )
-    running.services.proposals = build_proposals(running.services, runner=InProcessRunner())
     yield running
     await lifespan.__aexit__(None, None, None)
 

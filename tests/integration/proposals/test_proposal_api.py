@@ -13,7 +13,6 @@ import yaml
 from linkloom.access import AuditFilter, Role
 from linkloom.api.routes.proposals import proposal_service
 from linkloom.sandbox.inprocess import InProcessRunner
-from linkloom.wiring import build_proposals
 from tests.acceptance.api.api_harness import BACKEND, Api, start_api
 
 FLOW: dict[str, Any] = {
@@ -37,8 +36,12 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
     seed.mkdir(parents=True)
     (seed / "flow.yaml").write_text(yaml.safe_dump(FLOW, sort_keys=False))
     url = f"sqlite+aiosqlite:///{tmp_path / 'loom.db'}"
-    running, lifespan = await start_api(url, tmp_path, flows={"seed_from": str(tmp_path / "seed")})
-    running.services.proposals = build_proposals(running.services, runner=InProcessRunner())
+    running, lifespan = await start_api(
+        url,
+        tmp_path,
+        sandbox_runner=InProcessRunner(),
+        flows={"seed_from": str(tmp_path / "seed")},
+    )
     yield running
     await lifespan.__aexit__(None, None, None)
 
@@ -105,7 +108,7 @@ async def test_proposal_flow_through_the_api(api: Api) -> None:
     finally:
         for client in (admin, reviewer, author, viewer):
             await client.aclose()
-    entries, _ = await api.app.state.audit.list(AuditFilter(object_id=p["id"]), limit=100)
+    entries, _ = await api.services.audit.list(AuditFilter(object_id=p["id"]), limit=100)
     actions = {(e.actor, e.action) for e in entries}
     assert ("reviewer-user", "proposal.open") in actions
     assert ("reviewer-user", "proposal.approve_refused") in actions
@@ -121,10 +124,10 @@ async def test_every_proposal_route_that_changes_something_is_audited(api: Api) 
     exercised: set[tuple[str, str]] = set()
 
     async def step(client: Any, template: str, url: str, **kwargs: Any) -> Any:
-        before, _ = await api.app.state.audit.list(AuditFilter(), limit=1000)
+        before, _ = await api.services.audit.list(AuditFilter(), limit=1000)
         response = await client.post(url, **kwargs)
         assert response.is_success, (template, response.status_code, response.text)
-        after, _ = await api.app.state.audit.list(AuditFilter(), limit=1000)
+        after, _ = await api.services.audit.list(AuditFilter(), limit=1000)
         assert len(after) > len(before), template
         exercised.add(("POST", template))
         return response.json()
