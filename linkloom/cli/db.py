@@ -57,10 +57,8 @@ def purge(
     import asyncio
 
     from linkloom import wiring
-    from linkloom.clock import SystemClock
     from linkloom.config import load_settings
     from linkloom.errors import InvalidInput
-    from linkloom.store import session
 
     settings = load_settings()
     if days:
@@ -73,11 +71,7 @@ def purge(
         )
 
     async def run() -> str:
-        db = session.Database(url or settings.database_url)
-        try:
-            report = await wiring.retention(settings, db, SystemClock()).purge()
-        finally:
-            await db.dispose()
+        report = await wiring.purge_runs(settings, database_url=url)
         flows = ", ".join(f"{f}: {n}" for f, n in sorted(report.by_flow.items()))
         return (
             f"deleted {report.runs} run(s) in {report.batches} batch(es)"

@@ -37,19 +37,11 @@ TOKEN_COLUMNS: list[out.Column] = [
 def _local(work: Callable[[SqlTokenStore], Awaitable[T]]) -> T:
     import asyncio
 
-    from linkloom import config
-    from linkloom.store import session
-    from linkloom.store.tokens import SqlTokenStore
+    from linkloom import config, wiring
 
     async def run() -> T:
-        settings = config.load_settings()
-        db = session.Database(settings.database_url)
-        try:
-            if session.is_sqlite(settings.database_url):
-                await session.upgrade(settings.database_url)
-            return await work(SqlTokenStore(db))
-        finally:
-            await db.dispose()
+        async with wiring.token_store(config.load_settings()) as tokens:
+            return await work(tokens)
 
     return asyncio.run(run())
 

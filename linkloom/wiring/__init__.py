@@ -18,7 +18,8 @@ Submodules build the larger pieces: ``wiring.proposals``, ``wiring.notifications
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +40,7 @@ from linkloom.store import session
 from linkloom.store.audit import SqlAuditLog
 from linkloom.store.notify import Notifier
 from linkloom.store.operations import ProcessHeartbeat, SqlOperations, head
-from linkloom.store.retention import RetentionJob, RetentionPolicy, SqlRetention
+from linkloom.store.retention import PurgeReport, RetentionJob, RetentionPolicy, SqlRetention
 from linkloom.store.runs import SqlRunStore
 from linkloom.store.tokens import SqlTokenStore
 from linkloom.store.web_sessions import SqlWebSessions
@@ -253,9 +254,7 @@ def build_services(
 ) -> Services:
     """Create (not start) every service from ``settings`` (tests pass an ``http_transport`` for
     the steps' calls and a ``sandbox_runner`` for the proposals' checks)."""
-    db = session.Database(
-        settings.database_url, echo=settings.database.echo, pool_size=settings.database.pool_size
-    )
+    db = _database(settings)
     store = SqlRunStore(db)
     clock = SystemClock()
     secrets = StaticSecrets({k: v.get_secret_value() for k, v in settings.secrets.items()})
@@ -343,8 +342,38 @@ def spec_policy(settings: Settings) -> Policy:
     )
 
 
+@asynccontextmanager
+async def token_store(settings: Settings) -> AsyncIterator[SqlTokenStore]:
+    """The API tokens in the settings' database, without the rest of the services: ``loom token
+    … --local`` on the server's host. An embedded SQLite database is migrated first."""
+    db = _database(settings)
+    try:
+        if session.is_sqlite(settings.database_url):
+            await session.upgrade(settings.database_url)
+        yield SqlTokenStore(db)
+    finally:
+        await db.dispose()
+
+
+async def purge_runs(settings: Settings, *, database_url: str = "") -> PurgeReport:
+    """Delete old finished runs now, as ``settings.retention`` says (``loom db purge``), in the
+    settings' database or the one ``database_url`` names."""
+    db = _database(settings, url=database_url)
+    try:
+        return await retention(settings, db, SystemClock()).purge()
+    finally:
+        await db.dispose()
+
+
+def _database(settings: Settings, *, url: str = "") -> session.Database:
+    options = settings.database
+    return session.Database(
+        url or settings.database_url, echo=options.echo, pool_size=options.pool_size
+    )
+
+
 def retention(settings: Settings, db: session.Database, clock: Clock) -> SqlRetention:
-    """The retention of ``settings.retention`` on ``db`` (``loom db purge`` uses it too)."""
+    """The retention of ``settings.retention`` on ``db`` (``purge_runs`` and the job use it)."""
     rules = settings.retention
     policy = RetentionPolicy(
         runs_days=rules.runs_days,
