@@ -38,6 +38,7 @@ from linkloom.engine.worker import Worker
 from linkloom.scheduler.service import Scheduler
 from linkloom.store import session
 from linkloom.store.audit import SqlAuditLog
+from linkloom.store.forges import SqlForgeStore
 from linkloom.store.notify import Notifier
 from linkloom.store.operations import ProcessHeartbeat, SqlOperations, head
 from linkloom.store.retention import PurgeReport, RetentionJob, RetentionPolicy, SqlRetention
@@ -83,6 +84,7 @@ class Services:
     web_sessions: SqlWebSessions  # the web UI's sign-ins
     audit: SqlAuditLog
     pull: PullService  # pull-mode workers and their task queues
+    forge_links: SqlForgeStore  # pull requests and their proposals (CI mode, the forge service)
     # Started only where schedules fire: ``loom server`` (``create_app``), ``loom scheduler``,
     # ``embed``; it also hears of finished runs there (event triggers).
     scheduler: Scheduler
@@ -307,6 +309,7 @@ def build_services(
         web_sessions=SqlWebSessions(db),
         audit=SqlAuditLog(db),
         pull=pull,
+        forge_links=SqlForgeStore(db),
         scheduler=scheduling.build_scheduler(settings, db=db, runs=runs),
         operations=SqlOperations(db, clock),
         sandbox_runner=sandbox_runner,

@@ -13,7 +13,6 @@ from linkloom.forges.models import ForgeKind
 from linkloom.forges.service import ForgeConfig, ForgeService
 from linkloom.proposals.mirroring import RemoteSync
 from linkloom.proposals.service import ProposalService
-from linkloom.store.forges import SqlForgeStore
 
 if TYPE_CHECKING:
     from linkloom.wiring import Services
@@ -82,7 +81,7 @@ def _forge_service(
             report_max_attempts=forge.report_max_attempts,
             report_retry_seconds=forge.report_retry_seconds,
         ),
-        store=SqlForgeStore(services.db),
+        store=services.forge_links,
         proposals=proposals,
         sync=sync,
         clock=services.runs.clock,

@@ -187,15 +187,6 @@ class CiIn(BaseModel):
     )
 
 
-def _forge_store(request: Request) -> Any:
-    service = _forge(request)
-    if service is not None:
-        return service.store
-    from linkloom.store.forges import SqlForgeStore
-
-    return SqlForgeStore(get_services(request).db)
-
-
 @router.post(
     "/git/ci",
     summary="CI mode: a pull request's changed flows as a revision of its proposal; checks run",
@@ -211,7 +202,7 @@ async def ci_revision(body: CiIn, request: Request, actor: Actor, audit: Audit) 
             title=body.title or f"Pull request #{body.number}", author=actor.name, url=body.url,
             base=body.base, head_ref=body.head_ref, files=body.files or None,
         ),
-        proposals=proposals, store=_forge_store(request), forge=forge,
+        proposals=proposals, store=get_services(request).forge_links, forge=forge,
         clock=get_services(request).runs.clock,
     )  # fmt: skip
     await audit("proposal.ci", "proposal", proposal.id, pull=f"{body.repo}#{body.number}",
