@@ -8,7 +8,9 @@ machine load than wall time. It imports the checkout it sits in: to compare two 
 (e.g. a git worktree of an older commit), copy it into the other's ``bench/`` and run both in
 turn, a few times each:
 
-    .venv/bin/python bench/bench_completion.py [--count 2000]
+    .venv/bin/python bench/bench_completion.py [--count 2000] [--steps 3]
+
+``--steps`` is the number of steps of the run, all of which each completion reads.
 
 Under ``valgrind --tool=callgrind`` with ``--count 0`` and ``--count 200`` the difference of
 the two totals is the instructions of 200 completions (repeatable under load).
@@ -103,6 +105,7 @@ def completion(now: datetime) -> Any:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--steps", type=int, default=3, help="steps of the run (each read)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite+aiosqlite:///{tmp}/loom.db"
@@ -113,7 +116,7 @@ async def main() -> None:
                   created_at=now)  # fmt: skip
         steps = [
             StepRun(id=f"s{i}", run_id="r", step_id=f"s{i}", status=StepStatus.QUEUED)
-            for i in range(3)
+            for i in range(args.steps)
         ]
         await store.create_run(run, steps)
         mutate = completion(now)
@@ -124,7 +127,10 @@ async def main() -> None:
             await store.update_run_many("r", [mutate])
         await store.db.dispose()
     per = _spent[0] / args.count * 1e6 if args.count else 0.0
-    print(f"writer-thread CPU per completion transaction: {per:.0f} µs ({args.count} runs)")
+    print(
+        f"writer-thread CPU per completion transaction: {per:.0f} µs "
+        f"({args.count} runs, {args.steps} steps)"
+    )
 
 
 if __name__ == "__main__":
