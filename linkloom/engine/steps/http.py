@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import json
 import time
 from dataclasses import dataclass, replace
@@ -66,8 +67,8 @@ class HttpExecutor:
         self._hosts: dict[str, asyncio.Semaphore] = {}
 
     def _semaphore(self, url: str) -> asyncio.Semaphore:
-        parts = urlsplit(url)
-        key = f"{parts.scheme}://{parts.netloc}"
+        scheme, netloc = _origin(url)
+        key = f"{scheme}://{netloc}"
         sem = self._hosts.get(key)
         if sem is None:
             sem = self._hosts[key] = asyncio.Semaphore(self.per_host_limit)
@@ -95,7 +96,7 @@ class HttpExecutor:
         finally:
             duration = (time.perf_counter() - started) * 1000
         if error is None or error.kind not in ("config", "unrecorded"):  # a call went out
-            metrics.backend_response(host=urlsplit(url).netloc, status_code=status)
+            metrics.backend_response(host=_origin(url)[1], status_code=status)
         if error is not None:
             ctx.exchanges.append(
                 _with(exchange, duration_ms=duration, error=error.message, status=status,
@@ -273,15 +274,48 @@ def _with_query(url: str, query: dict[str, str]) -> httpx.URL:
 
 def _sent_url(url: str, query: dict[str, str]) -> str:
     """The URL to send, as httpx's client made it: one without a host became its path."""
+    if taint.is_marked(url) or any(map(taint.is_marked, query.values())):
+        return _sent_text(url, query)  # never kept in the cache below
+    return _cached_sent_text(url, tuple(query.items()))
+
+
+def recorded_url(url: str, query: dict[str, str]) -> str:
+    """The URL as sent, values rendered from secrets masked (a URL built from one whole)."""
+    shown = taint.MASK if taint.is_marked(url) else str(url)
+    return _cached_text(shown, tuple((str(k), str(v)) for k, v in taint.mask(query).items()))
+
+
+def _sent_text(url: str, query: dict[str, str]) -> str:
     merged = _with_query(url, query)
     if not merged.is_absolute_url:
         return "/" + merged.raw_path.decode("ascii").lstrip("/")
     return str(merged)
 
 
-def recorded_url(url: str, query: dict[str, str]) -> str:
-    """The URL as sent, values rendered from secrets masked (a URL built from one whole)."""
-    return str(_with_query(taint.MASK if taint.is_marked(url) else url, taint.mask(query)))
+# Steps send the same few URLs over and over; parsing one with httpx costs ~15 µs.
+@functools.lru_cache(maxsize=1024)
+def _cached_sent_text(url: str, query: tuple[tuple[str, str], ...]) -> str:
+    return _sent_text(url, dict(query))
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_text(url: str, query: tuple[tuple[str, str], ...]) -> str:
+    return str(_with_query(url, dict(query)))
+
+
+def _origin(url: str) -> tuple[str, str]:
+    """The URL's scheme and netloc."""
+    if taint.is_marked(url):
+        return _split_origin(url)
+    return _cached_origin(url)
+
+
+def _split_origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc
+
+
+_cached_origin = functools.lru_cache(maxsize=1024)(_split_origin)
 
 
 def _with(exchange: Exchange, **changes: Any) -> Exchange:
