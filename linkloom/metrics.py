@@ -20,6 +20,7 @@ Queue figures are read from the database when scraped: the ``/metrics`` route aw
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
@@ -162,9 +163,19 @@ def run_finished(*, flow_id: str, status: object, seconds: float | None = None) 
 
 def step_finished(*, step_type: str, status: object, seconds: float) -> None:
     """Record one finished step attempt (succeeded, failed, timed_out, cancelled…)."""
-    step_attempt_duration.labels(step_type=step_type, status=_label(status)).observe(
-        max(seconds, 0.0)
-    )
+    _step_attempt(step_type, _label(status)).observe(max(seconds, 0.0))
+
+
+# The series every step touches, looked up once: ``labels()`` costs more than the update.
+# (Nothing removes a series, so a kept child stays the one that is exported.)
+@functools.lru_cache(maxsize=256)
+def _step_attempt(step_type: str, status: str) -> Histogram:
+    return step_attempt_duration.labels(step_type=step_type, status=status)
+
+
+@functools.lru_cache(maxsize=1024)
+def _backend_response(host: str, code: str) -> Counter:
+    return backend_responses.labels(host=host, code=code)
 
 
 def step_retried(*, step_type: str) -> None:
@@ -180,7 +191,7 @@ def dead_lettered(*, flow_id: str) -> None:
 def backend_response(*, host: str, status_code: int | None) -> None:
     """Count a user-backend response; ``None`` when the call got no response at all."""
     code = "error" if status_code is None else str(status_code)
-    backend_responses.labels(host=host, code=code).inc()
+    _backend_response(host, code).inc()
 
 
 def scheduler_fired(*, lateness_seconds: float, kind: str = "cron") -> None:
