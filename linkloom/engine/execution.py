@@ -90,7 +90,7 @@ class StepRunner:
             if early is not None:
                 return await self._write(run.id, early)
         started = time.perf_counter()
-        outcome = await self._attempt(step, spec_step, compiled.spec, run, snapshot, base)
+        outcome = await self._attempt(step, spec_step, compiled.spec, run, base)
         mutation = transitions.apply_outcome(
             step.id, attempt=step.attempt, owner=owner, outcome=outcome, ctx=self.context(compiled)
         )
@@ -181,7 +181,6 @@ class StepRunner:
         spec_step: StepBase,
         spec: FlowSpec,
         run: Run,
-        snapshot: RunSnapshot,
         base: dict[str, Any],
     ) -> transitions.Outcome:
         step_type = getattr(spec_step, "type", "")
@@ -192,7 +191,7 @@ class StepRunner:
             step=spec_step,
             attempt=step.attempt,
             idempotency_key=step.idempotency_key,
-            upstream=contexts.upstream(snapshot),
+            upstream=base["steps"],  # the view base_context built from the snapshot
             services=self.services,
             timeout=timeout,
             state=dict(step.state),
