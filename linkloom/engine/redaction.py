@@ -8,6 +8,7 @@ is stored as ``***`` whole, and every occurrence of a secret's value elsewhere i
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -25,6 +26,7 @@ _HARMLESS = {"idempotency-key", "x-loom-idempotency-key"}
 MIN_SECRET_LENGTH = 4  # shorter values would mask innocent text everywhere
 
 
+@functools.lru_cache(maxsize=1024)  # the same few names on every call
 def is_sensitive_header(name: str) -> bool:
     return name.lower() not in _HARMLESS and bool(_SENSITIVE.search(name))
 
