@@ -11,6 +11,13 @@ thread takes part):
   (rendering, the outcome, redaction, the mutation and its application; no SQL).
 
     .venv/bin/python bench/bench_http_step.py [--rounds 7] [--calls 300]
+
+Machine load moves CPU time; instruction counts do not. ``--only call`` runs just that
+measurement, once, for callgrind (the process's instructions at ``--calls N`` minus those at
+``--calls 0``, divided by N, are the instructions per call):
+
+    valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%p .venv/bin/python \
+        bench/bench_http_step.py --only call --calls 200
 """
 
 from __future__ import annotations
@@ -110,6 +117,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--only", choices=("call",), help="one measurement, once (callgrind)")
     args = parser.parse_args()
     logs.configure(config.load_settings(log={"level": "WARNING"}))
     with backend_process() as backend:
@@ -122,6 +130,13 @@ async def main() -> None:
             store=store, executors=builtin_executors(), services=services, owner="bench",
             concurrency=64, lease_seconds=60, poll_interval=1.0, specs=runs_.specs,
         )  # fmt: skip
+        if args.only == "call":
+            await call(backend, args.calls, services)
+            await services.http.aclose()
+            outbound = getattr(services, "outbound", None)
+            if outbound is not None:
+                await outbound.aclose()
+            return
         await steps(backend, services, runs_, worker)  # warm up
         figures: dict[str, list[float]] = {"raw": [], "call": [], "step": []}
         for _ in range(args.rounds):
