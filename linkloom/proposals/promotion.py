@@ -14,7 +14,6 @@ here: ``ProposalService.promote`` decides whether a proposal may be promoted and
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -199,15 +198,11 @@ async def _undo(
     actor: str,
 ) -> None:
     """Put main and the current versions back as they were (best effort, each part alone)."""
-    repo: Any = service.repo.sync
-
-    def move_back() -> None:
-        with repo._lock:  # the repo's writer lock: nobody commits between our check and move
-            if repo.head(gitstore.MAIN) == new_main:
-                repo._move_ref(gitstore.MAIN, new=old_main, old=new_main)
-
     try:
-        await asyncio.to_thread(move_back)
+        # Compare-and-swap: a commit made on main after the promotion stays.
+        await service.repo.move_branch(gitstore.MAIN, old_main, expected=new_main)
+    except gitstore.RefMoved:
+        log.warning("promotion_undo_main_moved", old_main=old_main, promoted=new_main)
     except Exception:
         log.exception("promotion_undo_git_failed", old_main=old_main)
     for flow_id, version in before.items():

@@ -221,6 +221,31 @@ async def test_promotion_failing_part_way_leaves_production_as_it_was(world: Wor
     assert set(promoted.promoted_versions) == {"daily-report", "second"}
 
 
+async def test_undoing_a_failed_promotion_keeps_a_commit_made_on_main_meanwhile(
+    world: World,
+) -> None:
+    p = await world.service.open(title="Title", author="ann", files={SPEC_PATH: changed_title()})
+    await world.service.approve(p.id, reviewer="bob")
+    real_apply = world.runs.apply_flow
+    meanwhile: list[str] = []
+
+    async def commit_then_fail(spec, **kwargs):  # type: ignore[no-untyped-def]
+        # Someone commits on main after the merge, before the promotion gives up.
+        meanwhile.append(world.repo.commit_files("main", {"README.md": "hi\n"}, "Add a readme"))
+        raise RuntimeError("database went away")
+
+    world.runs.apply_flow = commit_then_fail  # type: ignore[method-assign]
+    with pytest.raises(errors.PromotionFailed, match="database went away"):
+        await world.service.promote(p.id, actor="bob")
+    world.runs.apply_flow = real_apply  # type: ignore[method-assign]
+    # main is not moved back over the other commit (compare-and-swap), and production's
+    # version of the flow is untouched.
+    assert world.repo.head("main") == meanwhile[0]
+    assert (await world.runs.get_spec("daily-report")).steps[1].template["title"] == (
+        "Report for {{ inputs.day }}"
+    )
+
+
 async def test_open_from_a_git_ref_touching_two_flows(world: World) -> None:
     world.repo.create_branch("feature/x")
     extra = "id: second\nsteps:\n  - id: a\n    type: transform\n    template: {x: 1}\n"
