@@ -2,8 +2,8 @@
 
 ``ProposalStore`` persists proposals, checks, reviews and comments (``store/proposals.py`` on
 SQL, ``proposals/memory.py`` in memory). ``AuditLog`` appends audit entries (``store/audit.py``).
-``RunsPort`` is the slice of the engine's ``RunService`` the service uses. ``Publisher`` pushes
-promotions to the team's git remote (``proposals/mirroring.py``).
+``Publisher`` pushes promotions to the team's git remote (``proposals/mirroring.py``). The
+service reads runs and stores flow versions through the engine's ``RunService`` itself.
 """
 
 from __future__ import annotations
