@@ -215,7 +215,18 @@ class HttpxPort:
 
 
 class EngineTransport(httpx_aiohttp.AiohttpTransport):
-    """``AiohttpTransport`` passing headers to aiohttp as a list of pairs."""
+    """``AiohttpTransport`` passing headers to aiohttp as a list of pairs, keeping no cookies."""
+
+    def get_client(self) -> aiohttp.ClientSession:
+        """httpx-aiohttp's session (``make_client`` sets no socket path or local address)
+        without a cookie jar: aiohttp's own keeps named hosts' cookies (only bare IPs'
+        are refused)."""
+        connector = aiohttp.TCPConnector(
+            limit=self.limits.max_connections or 0,
+            keepalive_timeout=self.limits.keepalive_expiry,
+            ssl=self.ssl_context,
+        )
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self.proxy is not None:
