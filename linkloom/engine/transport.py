@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 import httpx
 import httpx_aiohttp
+from aiohttp import http_exceptions
 from httpx_aiohttp import transport as aiohttp_transport
 
 from linkloom.engine.models import RECORD_EXTENSION, InboundResponse, OutboundRequest
@@ -131,8 +132,12 @@ def _call_failed(
             return CallFailed(name, kind="timeout", status=status, headers=headers)
         # refused, reset, DNS, TLS…: httpx-aiohttp called them ConnectTimeout; name the cause
         return CallFailed(f"{type(exc).__name__}: {exc}", status=status, headers=headers)
+    if isinstance(exc, aiohttp.ClientPayloadError) and isinstance(
+        exc.__cause__, http_exceptions.ContentEncodingError
+    ):
+        return None  # a body that does not decode: httpx's DecodingError, not caught either
     names = (
-        (aiohttp.ClientPayloadError, "ReadError"),  # the body was cut short or is corrupt
+        (aiohttp.ClientPayloadError, "ReadError"),  # the body was cut short
         (aiohttp.InvalidUrlClientError, "UnsupportedProtocol"),
         (aiohttp.NonHttpUrlClientError, "UnsupportedProtocol"),
         (aiohttp.ClientHttpProxyError, "ProxyError"),

@@ -16,6 +16,7 @@ import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 from aiohttp import web
@@ -59,6 +60,8 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         return web.Response(
             body=body, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}
         )
+    if path == "/badgzip":
+        return web.Response(body=b"not gzip", headers={"Content-Encoding": "gzip"})
     if path == "/302":
         return web.Response(status=302, headers={"Location": "/elsewhere"})
     if path == "/503":
@@ -183,6 +186,16 @@ async def test_port_reports_calls_without_a_whole_answer_as_call_failed(
     assert bad_port.value.detail == "http://127.0.0.1:99999/x"
     for failed in (refused, reset, short, bad_port):
         assert (failed.value.kind, failed.value.retryable) == ("connection", True)
+
+
+async def test_port_lets_a_body_that_does_not_decode_escape_as_before(
+    server: Server, port: transport.AiohttpPort
+) -> None:
+    """httpx's DecodingError was no transport error: the attempt failed as the executor's
+    internal error, not retried; aiohttp's is let through the same way."""
+    url, _ = server
+    with pytest.raises(aiohttp.ClientPayloadError, match="Can not decode content-encoding"):
+        await port.send(_request(f"{url}/badgzip"))
 
 
 def _attempt(services: StepServices, step: dict[str, Any]) -> StepContext:
