@@ -126,8 +126,14 @@ class Proxy(ThreadedAiohttpServer):
     # ---- the server ---------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if self._session is None:
+            # A fresh connection per forwarded request: a pooled one idle past the server's
+            # keep-alive (uvicorn closes after 5 s; a late callback comes 12 s after the last
+            # forwarded request) can be closed under us, which failed the request with
+            # ServerDisconnectedError and left its exchange unanswered.
             self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=120), auto_decompress=False
+                connector=aiohttp.TCPConnector(force_close=True),
+                timeout=aiohttp.ClientTimeout(total=120),
+                auto_decompress=False,
             )
         parts = request.path.split("/", 4)  # "", "to"|"server", name, fault|path...
         body = await request.read()
