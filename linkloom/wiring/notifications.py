@@ -7,9 +7,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-import httpx
-import httpx_aiohttp
-
+from linkloom.engine.transport import make_client
 from linkloom.notifications import channels
 from linkloom.notifications.personal import PersonalNotifier
 from linkloom.notifications.rules import ProposalFacts
@@ -26,12 +24,10 @@ def build_notifications(services: Services, *, senders: Any = None) -> Notificat
     """The ``NotificationService`` over the services' database, run service and settings."""
     settings = services.settings
     options = settings.notifications
-    # httpx's API over aiohttp, as the engine's client (httpx's own pool costs more CPU).
-    http = httpx.AsyncClient(
-        transport=httpx_aiohttp.AiohttpTransport(),
-        timeout=options.timeout_seconds,
-        follow_redirects=False,
-    )
+    # The engine's client for its other steps: httpx's API over aiohttp, no redirects followed,
+    # and no cookies kept (a receiver's Set-Cookie must not ride along on later deliveries).
+    # Each send passes the channel timeout.
+    http = make_client(concurrency=16)
     store = SqlNotificationStore(services.db, keys=settings.verification_keys)
     return NotificationService(
         store=store,

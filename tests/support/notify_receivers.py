@@ -39,9 +39,10 @@ class Received:
 
 
 class WebhookReceiver(ThreadedAiohttpServer):
-    def __init__(self, *, port: int = 0, status: int = 200) -> None:
+    def __init__(self, *, port: int = 0, status: int = 200, set_cookie: str = "") -> None:
         super().__init__(port=port)
         self.status = status
+        self.set_cookie = set_cookie  # a Set-Cookie header for every answer, when given
         self.received: list[Received] = []
         self.answered: list[int] = []
 
@@ -49,7 +50,8 @@ class WebhookReceiver(ThreadedAiohttpServer):
         body = await request.read()
         self.received.append(Received(request.path, CIMultiDict(request.headers), body))
         self.answered.append(self.status)
-        return web.json_response({"ok": self.status < 300}, status=self.status)
+        headers = {"Set-Cookie": self.set_cookie} if self.set_cookie else None
+        return web.json_response({"ok": self.status < 300}, status=self.status, headers=headers)
 
     def at(self, path: str) -> list[Received]:
         return [r for r in self.received if r.path == path and r.headers.get("X-Loom-Event") != ""]

@@ -255,3 +255,20 @@ async def test_notify_email_over_implicit_tls_checks_the_certificate(
         assert untrusted.status is DeliveryStatus.FAILED
         assert "CERTIFICATE_VERIFY_FAILED" in (untrusted.last_error or "")
         assert [m["X-TLS"] for m in smtp.messages] == ["yes"]
+
+
+async def test_notify_webhooks_keep_no_cookies_between_deliveries(loom: Loom) -> None:
+    """A receiver's Set-Cookie must not ride along on later deliveries (to it or another
+    channel on that host): the sender keeps no cookie jar. A named host, since cookies of bare
+    IP addresses are refused anyway."""
+    with WebhookReceiver(set_cookie="session=from-receiver; Path=/") as receiver:
+        url = receiver.url.replace("127.0.0.1", "localhost")
+        await loom.notify.create_channel(
+            name="cookie-hook", kind=ChannelKind.WEBHOOK, config={"url": f"{url}/hook"}
+        )
+        for _ in range(2):
+            delivery = await loom.notify.send_test("cookie-hook")
+            assert delivery.status is DeliveryStatus.SENT, delivery
+        first, second = receiver.at("/hook")
+        assert "Cookie" not in first.headers
+        assert "Cookie" not in second.headers, second.headers["Cookie"]
