@@ -270,9 +270,13 @@ class Database:
 
     async def dispose(self) -> None:
         if self._write_pool is not None and self._bare is not None:
-            bare, self._bare = self._bare, None
+            # Closed on the writer thread after the writes already queued there (FIFO), which
+            # still need the connection: a completion queued at shutdown is written, not lost.
             with contextlib.suppress(RuntimeError):  # the pool is already shut down
-                await asyncio.get_running_loop().run_in_executor(self._write_pool, bare.close)
+                await asyncio.get_running_loop().run_in_executor(
+                    self._write_pool, self._bare.close
+                )
+            self._bare = None
         await self.writer.dispose()
         if self.reader is not self.writer:
             await self.reader.dispose()

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -120,6 +122,35 @@ def test_a_hot_write_that_cannot_take_the_write_lock_raises_sqlalchemys_error(
         await database.dispose()
 
     asyncio.run(scenario())
+
+
+def test_hot_writes_queued_when_the_database_is_disposed_are_written(
+    database: session.Database,
+) -> None:
+    """Completions already queued on the writer thread at shutdown still reach the database."""
+    insert = Statement(runs.insert())
+
+    def slow_insert(run_id: str) -> Callable[[Conn], None]:
+        def write(conn: Conn) -> None:
+            time.sleep(0.05)  # the writer is busy while dispose() is called
+            insert.execute(conn, _run(run_id))
+
+        return write
+
+    async def scenario() -> list[object]:
+        queued = [
+            asyncio.ensure_future(database.run_hot_write(slow_insert(f"q{i}"))) for i in range(3)
+        ]
+        await asyncio.sleep(0.01)  # all three are on the writer's queue
+        await database.dispose()
+        return await asyncio.gather(*queued, return_exceptions=True)
+
+    assert asyncio.run(scenario()) == [None, None, None]
+    reopened = session.Database(database.url)
+    with reopened.sync_reader.connect() as conn:
+        found = conn.exec_driver_sql("SELECT id FROM runs ORDER BY id").scalars().all()
+    _dispose(reopened)
+    assert found == ["q0", "q1", "q2"]
 
 
 def _busy_timeout(conn: Conn, ms: int) -> None:
