@@ -273,9 +273,7 @@ class Database:
             # Closed on the writer thread after the writes already queued there (FIFO), which
             # still need the connection: a completion queued at shutdown is written, not lost.
             with contextlib.suppress(RuntimeError):  # the pool is already shut down
-                await asyncio.get_running_loop().run_in_executor(
-                    self._write_pool, self._bare.close
-                )
+                await asyncio.get_running_loop().run_in_executor(self._write_pool, self._bare.close)
             self._bare = None
         await self.writer.dispose()
         if self.reader is not self.writer:
