@@ -20,13 +20,11 @@ import operator
 import sqlite3
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 
 Params = Mapping[str, Any]
-R = TypeVar("R")
-CACHED_ROWS = 20_000
 
 
 class BareConnection:
@@ -196,47 +194,23 @@ class Statement:
             assert isinstance(conn, sa.Connection)
             return list(conn.execute(self.statement, self._core(params)).all())
         compiled = self._for(conn, params)
-        return compiled.rows(self._fetch(conn, compiled, params, one=False))
-
-    def records(
-        self,
-        conn: Conn,
-        params: Params,
-        convert: Callable[[Any], R],
-        cache: dict[tuple[Any, ...], R],
-    ) -> list[R]:
-        """``convert`` of each row. On SQLite a row whose stored values were read before gives
-        the record they gave then, from ``cache`` (keyed by the raw values, so any change of
-        the row is a new key): a completion reads every step of its run, nearly all unchanged
-        since the previous one. The cache is cleared when it reaches ``CACHED_ROWS``."""
-        if conn.dialect.name != "sqlite":
-            assert isinstance(conn, sa.Connection)
-            return [convert(r) for r in conn.execute(self.statement, self._core(params)).all()]
-        compiled = self._for(conn, params)
-        made = []
-        for raw in self._fetch(conn, compiled, params, one=False):
-            record = cache.get(raw)
-            if record is None:
-                if len(cache) >= CACHED_ROWS:
-                    cache.clear()
-                record = cache[raw] = convert(compiled.rows((raw,))[0])
-            made.append(record)
-        return made
+        cursor = self._run(conn, compiled, compiled.bind(params), many=False)
+        try:
+            return compiled.rows(cursor.fetchall())
+        finally:
+            cursor.close()
 
     def first(self, conn: Conn, params: Params) -> Any:
         if conn.dialect.name != "sqlite":
             assert isinstance(conn, sa.Connection)
             return conn.execute(self.statement, self._core(params)).first()
         compiled = self._for(conn, params)
-        raw = self._fetch(conn, compiled, params, one=True)
-        return None if raw is None else compiled.rows((raw,))[0]
-
-    def _fetch(self, conn: Conn, compiled: _Compiled, params: Params, *, one: bool) -> Any:
         cursor = self._run(conn, compiled, compiled.bind(params), many=False)
         try:
-            return cursor.fetchone() if one else cursor.fetchall()
+            raw = cursor.fetchone()
         finally:
             cursor.close()
+        return None if raw is None else compiled.rows((raw,))[0]
 
     @staticmethod
     def _run(conn: Conn, compiled: _Compiled, bound: Any, *, many: bool) -> Any:

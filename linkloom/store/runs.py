@@ -122,8 +122,6 @@ class SqlRunStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._pg = db.dialect == "postgresql"
-        # The writer thread's step records by their rows' stored values (raw.Statement.records).
-        self._step_records: dict[tuple[Any, ...], StepRun] = {}
 
     # ---- flows -------------------------------------------------------------------------
     async def save_flow_version(self, **kwargs: Any) -> tuple[FlowVersion, bool]:
@@ -292,11 +290,8 @@ class SqlRunStore:
         if row is None:
             return None
         query = _STEPS_OF_RUN[parents_only, lock and self._pg]
-        if lock:  # the writer's (one thread): records of rows read before are reused
-            steps = query.records(conn, {"b_run": run_id}, rows.step_run, self._step_records)
-        else:
-            steps = [rows.step_run(r) for r in query.all(conn, {"b_run": run_id})]
-        return RunSnapshot(run=rows.run(row), steps=tuple(steps))
+        step_rows = query.all(conn, {"b_run": run_id})
+        return RunSnapshot(run=rows.run(row), steps=tuple(rows.step_run(r) for r in step_rows))
 
     async def list_items(
         self, run_id: str, step_id: str, *, after: int | None = None, limit: int = 100

@@ -14,9 +14,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from linkloom.engine.models import RunStatus
-from linkloom.engine.records import Run
-from linkloom.store import rows, session
+from linkloom.store import session
 from linkloom.store.raw import BareConnection, Conn, Statement
 from linkloom.store.tables import runs
 
@@ -176,27 +174,4 @@ def test_a_prefixed_update_takes_the_values_an_insert_takes(database: session.Da
             ("u", "SUCCEEDED", {"x": [1]}),
             ("v", "RUNNING", None),
         ]
-    _dispose(database)
-
-
-def test_records_reuse_the_record_of_a_row_read_before_unless_it_changed(
-    database: session.Database,
-) -> None:
-    every_run = Statement(runs.select().order_by(runs.c.id))
-    set_status = Statement(
-        runs.update()
-        .where(runs.c.id == sa.bindparam("b_id"))
-        .values(status=sa.bindparam("b_status")),
-        prefix="b_",
-    )
-    cache: dict[tuple[object, ...], Run] = {}
-    with database.sync_writer.begin() as conn:
-        Statement(runs.insert()).executemany(conn, [_run("u"), _run("v")])
-        before = every_run.records(conn, {}, rows.run, cache)
-        set_status.execute(conn, {"id": "u", "status": "SUCCEEDED"})
-        after = every_run.records(conn, {}, rows.run, cache)
-        assert after == [rows.run(r) for r in every_run.all(conn, {})]
-    assert after[1] is before[1]
-    assert after[0] is not before[0]
-    assert (before[0].status, after[0].status) == (RunStatus.RUNNING, RunStatus.SUCCEEDED)
     _dispose(database)
