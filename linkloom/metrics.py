@@ -189,9 +189,12 @@ def dead_lettered(*, flow_id: str) -> None:
 
 
 def backend_response(*, host: str, status_code: int | None) -> None:
-    """Count a user-backend response; ``None`` when the call got no response at all."""
+    """Count a user-backend response; ``None`` when the call got no response at all.
+
+    ``host`` is a URL's netloc: its ``user:password@`` (credentials, perhaps from secrets) is
+    dropped, so a label never exports them."""
     code = "error" if status_code is None else str(status_code)
-    _backend_response(host, code).inc()
+    _backend_response(host.rpartition("@")[2], code).inc()
 
 
 def scheduler_fired(*, lateness_seconds: float, kind: str = "cron") -> None:

@@ -53,6 +53,12 @@ def test_metrics_counters_for_retries_dead_letters_backends_scheduler_sandbox() 
     assert _value("loom_api_request_duration_seconds_count", **api) == 1
 
 
+def test_metrics_backend_host_label_never_carries_credentials() -> None:
+    metrics.backend_response(host="ops:s3cret-pw@m-cred:8081", status_code=200)
+    assert _value("loom_backend_responses_total", host="m-cred:8081", code="200") == 1
+    assert "s3cret-pw" not in metrics.exposition().decode()
+
+
 class _Source:
     def __init__(self, stats: metrics.QueueStats | None, *, hang: bool = False) -> None:
         self.stats, self.hang = stats, hang
