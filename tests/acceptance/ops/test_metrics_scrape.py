@@ -133,9 +133,12 @@ async def test_metrics_every_family_gains_samples_from_real_work(
                     break
                 await asyncio.sleep(0.1)
         # Retention, 60 days on: the failed run goes (the succeeded one is a fixture case).
+        # "ticking" keeps its 10 newest runs as fixture cases; on a slow machine it has fired
+        # more than 10 times by now, and its older runs go too (which this test leaves alone).
         later = services.runs.clock.now() + timedelta(days=60)
         purged = await wiring.retention(settings, services.db, services.runs.clock).purge(now=later)
-        assert purged.by_flow == {"broken": 1}
+        assert purged.by_flow.get("broken") == 1, purged
+        assert "report" not in purged.by_flow, purged
         after_text = (await client.get("/metrics")).text
     after = scrape_values(after_text)
 
