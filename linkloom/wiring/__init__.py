@@ -127,8 +127,11 @@ class Services:
     def _build_proposals(self) -> None:
         from linkloom.wiring import gitops, proposals
 
-        self._proposals = proposals.build_proposals(self, runner=self.sandbox_runner)
-        self._gitops = gitops.build_gitops(self, self._proposals)
+        # Both or neither: a proposal service kept after its GitOps failed to build would
+        # promote without pushing to the team's remote; the next use tries again and says why.
+        service = proposals.build_proposals(self, runner=self.sandbox_runner)
+        self._gitops = gitops.build_gitops(self, service)
+        self._proposals = service
 
     def make_worker(self, **overrides: Any) -> Worker:
         eng = self.settings.engine

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from engine_harness import Backend, Reply, step
 
 from linkloom.config import Settings, load_settings
@@ -287,3 +288,24 @@ async def test_a_trigger_cancelled_while_its_run_is_written_still_starts_the_run
                 await asyncio.sleep(0.05)
         assert [r.status for r in page.items] == [RunStatus.SUCCEEDED] * 2
         assert len(backend.calls_to("/a")) == 2
+
+
+async def test_a_proposal_service_whose_gitops_fails_to_build_is_not_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without its GitOps a proposal service would promote without pushing to the team's
+    remote: a failed build leaves neither, and the next use fails the same way."""
+    from linkloom.wiring import gitops
+
+    def broken(*_args: Any) -> None:
+        raise RuntimeError("the remote's credentials are missing")
+
+    monkeypatch.setattr(gitops, "build_gitops", broken)
+    settings = load_settings(home=tmp_path, security={"signing_key": "k" * 32})
+    services = build_services(settings)
+    try:
+        for _ in range(2):
+            with pytest.raises(RuntimeError, match="credentials are missing"):
+                services.proposals  # noqa: B018 - the property builds the service
+    finally:
+        await services.stop()
