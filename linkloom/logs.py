@@ -384,12 +384,23 @@ def configure(
     # httpx logs every request at INFO (the engine's hot path); alembic lists its plugins.
     for chatty in ("httpx", "alembic.runtime.plugins"):
         logging.getLogger(chatty).setLevel(max(numeric_level, logging.WARNING))
+    migration = logging.getLogger("alembic.runtime.migration")
+    migration.removeFilter(_not_alembic_preamble)
+    if numeric_level > logging.DEBUG:
+        migration.addFilter(_not_alembic_preamble)
     structlog.configure(
         processors=[_run_chain],
         logger_factory=_sink_factory,
         wrapper_class=_BoundLogger,
         cache_logger_on_first_use=True,
     )
+
+
+def _not_alembic_preamble(record: logging.LogRecord) -> bool:
+    """Drop the two lines alembic logs every time it opens a migration context ("Context impl
+    SQLiteImpl.", "Will assume non-transactional DDL."): three of each per server start, telling
+    the reader nothing. Shown at level DEBUG; "Running upgrade ..." is always kept."""
+    return not str(record.msg).startswith(("Context impl ", "Will assume "))
 
 
 def reset() -> None:

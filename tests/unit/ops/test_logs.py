@@ -185,3 +185,26 @@ async def test_logs_nested_bound_blocks_restore_and_tasks_inherit_ids() -> None:
     assert "attempt" not in outer
     assert not {"run_id", "step_id", "request_id"} & set(after)
     assert logs.bound_ids() == {}
+
+
+async def test_logs_migrations_name_each_upgrade_without_alembic_preamble(tmp_path) -> None:
+    from linkloom.store.session import upgrade
+
+    out = io.StringIO()
+    logs.configure(fmt="json", stream=out)
+    await upgrade(f"sqlite+aiosqlite:///{tmp_path / 'loom.db'}")
+
+    events = [line["event"] for line in _lines(out)]
+    assert any(str(e).startswith("Running upgrade  -> 0001") for e in events)
+    assert not [e for e in events if str(e).startswith(("Context impl", "Will assume"))]
+
+
+async def test_logs_alembic_preamble_is_shown_at_debug(tmp_path) -> None:
+    from linkloom.store.session import upgrade
+
+    out = io.StringIO()
+    logs.configure(fmt="json", level="debug", stream=out)
+    await upgrade(f"sqlite+aiosqlite:///{tmp_path / 'loom.db'}")
+
+    events = [str(line["event"]) for line in _lines(out)]
+    assert "Context impl SQLiteImpl." in events
