@@ -259,14 +259,14 @@ class ProposalsSettings(BaseModel):
     author_bytes_per_hour: int | None = Field(
         default=32 * 1024 * 1024,
         ge=1,
-        description="Bytes one author may commit through proposals within an hour (counted by "
-        "each server process). null: no limit.",
+        description="Bytes one author may commit through proposals within an hour (counted in "
+        "the database: one budget for every server process). null: no limit.",
     )
     author_revisions_per_hour: int | None = Field(
         default=120,
         ge=1,
-        description="Proposals and revisions one author may make within an hour (counted by "
-        "each server process). null: no limit.",
+        description="Proposals and revisions one author may make within an hour (counted in "
+        "the database: one budget for every server process). null: no limit.",
     )
     branch_retention_days: float | None = Field(
         default=30.0,

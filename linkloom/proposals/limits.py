@@ -7,21 +7,20 @@
                                a pull request's head): ``{path: bytes}`` read from the repo
     AuthorBudget               bytes and revisions an author committed in the last hour
 
-Key contract: a refused request writes nothing (no branch, no object). The budget is kept by the
-server process; a restart starts every author afresh.
+Key contract: a refused request writes nothing (no branch, no object). The budget is kept in the
+proposal store (``ProposalStore.charge``): the same in every server process and across restarts.
 """
 
 from __future__ import annotations
 
 import math
-import threading
-from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from linkloom.errors import InvalidInput, LinkloomError
-from linkloom.proposals.models import ProposalLimits
+from linkloom.proposals.models import ProposalLimits, Spending
+from linkloom.proposals.ports import ProposalStore
 
 HOUR = timedelta(hours=1)
 MIB = 1024 * 1024
@@ -107,39 +106,43 @@ def companion_problem(path: str, text: str) -> str | None:
 _FIXTURE_SUFFIXES = (".yaml", ".yml", ".json")
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class AuthorBudget:
-    """What each author committed through proposals in the last hour (this process)."""
+    """What each author committed through proposals in the last hour, kept in the proposal
+    store: every server process sharing the database holds an author to one budget, and a
+    restart forgets nothing."""
 
     limits: ProposalLimits
-    _spent: dict[str, deque[tuple[datetime, int]]] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    store: ProposalStore
 
-    def check(self, author: str, n_bytes: int, *, now: datetime) -> None:
-        """Refuse one more request of ``n_bytes`` by ``author`` when it would pass a limit."""
-        with self._lock:
-            window = self._window(author, now)
-            count, spent = len(window), sum(n for _, n in window)
-            oldest = window[0][0] if window else now
+    async def spend(self, author: str, n_bytes: int, *, now: datetime) -> None:
+        """Charge one request of ``n_bytes`` by ``author``, or refuse it when it would pass a
+        limit (``AuthorQuotaExceeded``: nothing is charged). Check and charge are one step in
+        the store, so two concurrent requests cannot both take the last unit."""
+        if (
+            self.limits.author_revisions_per_hour is None
+            and self.limits.author_bytes_per_hour is None
+        ):
+            return
+
+        def admit(spent: Spending) -> None:
+            self.check(author, n_bytes, spent, now=now)
+
+        await self.store.charge(author, n_bytes, at=now, since=now - HOUR, admit=admit)
+
+    def check(self, author: str, n_bytes: int, spent: Spending, *, now: datetime) -> None:
+        """Refuse one more request of ``n_bytes`` by ``author``, who committed ``spent`` in the
+        hour before ``now``, when it would pass a limit."""
+        oldest = spent.oldest or now
         retry = max(1, math.ceil((oldest + HOUR - now).total_seconds()))
         revisions = self.limits.author_revisions_per_hour
-        if revisions is not None and count + 1 > revisions:
-            raise AuthorQuotaExceeded(author=author, used=f"{count} revisions", limit=revisions,
-                                      retry_after=retry)  # fmt: skip
+        if revisions is not None and spent.revisions + 1 > revisions:
+            raise AuthorQuotaExceeded(author=author, used=f"{spent.revisions} revisions",
+                                      limit=revisions, retry_after=retry)  # fmt: skip
         most = self.limits.author_bytes_per_hour
-        if most is not None and spent + n_bytes > most:
-            raise AuthorQuotaExceeded(author=author, used=_bytes(spent), limit=_bytes(most),
+        if most is not None and spent.bytes + n_bytes > most:
+            raise AuthorQuotaExceeded(author=author, used=_bytes(spent.bytes), limit=_bytes(most),
                                       retry_after=retry)  # fmt: skip
-
-    def charge(self, author: str, n_bytes: int, *, now: datetime) -> None:
-        with self._lock:
-            self._window(author, now).append((now, n_bytes))
-
-    def _window(self, author: str, now: datetime) -> deque[tuple[datetime, int]]:
-        window = self._spent.setdefault(author, deque())
-        while window and window[0][0] <= now - HOUR:
-            window.popleft()
-        return window
 
 
 def _bytes(n: int) -> str:

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from linkloom.access import AuditEntry
-from linkloom.proposals.models import Check, Comment, Proposal, ProposalStatus, Review
+from linkloom.proposals.models import (
+    Check,
+    Comment,
+    Proposal,
+    ProposalStatus,
+    Review,
+    Spending,
+)
 
 
 class InMemoryProposalStore:
@@ -15,6 +23,7 @@ class InMemoryProposalStore:
         self.checks: dict[str, Check] = {}
         self.reviews: list[Review] = []
         self.comments: list[Comment] = []
+        self.charges: dict[str, list[tuple[datetime, int]]] = {}  # author: [(at, bytes)]
 
     async def create(self, proposal: Proposal) -> None:
         self.proposals[proposal.id] = proposal
@@ -63,6 +72,26 @@ class InMemoryProposalStore:
 
     async def list_comments(self, proposal_id: str) -> builtins.list[Comment]:
         return [c for c in self.comments if c.proposal_id == proposal_id]
+
+    async def charge(
+        self,
+        author: str,
+        n_bytes: int,
+        *,
+        at: datetime,
+        since: datetime,
+        admit: Callable[[Spending], None],
+    ) -> None:
+        # No await between reading and appending: atomic within the one event loop.
+        window = [c for c in self.charges.get(author, []) if c[0] > since]
+        admit(
+            Spending(
+                revisions=len(window),
+                bytes=sum(n for _, n in window),
+                oldest=min((when for when, _ in window), default=None),
+            )
+        )
+        self.charges[author] = [*window, (at, n_bytes)]
 
 
 class InMemoryAuditLog:

@@ -537,6 +537,16 @@ class ProposalLimits:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Spending:
+    """What one author committed through proposals within the hour before a request, as the
+    proposal store recorded it (every server process sees the same)."""
+
+    revisions: int = 0  # opens and revisions admitted
+    bytes: int = 0  # the bytes their files added
+    oldest: datetime | None = None  # the earliest of them: an hour later it no longer counts
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ProposalSettings:
     """Operator settings of the change flow (``security.*``, ``engine.recent_*fixture_runs``)."""
 

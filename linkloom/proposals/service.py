@@ -139,7 +139,7 @@ class ProposalService:
         self.clock = clock
         self.audit_log = audit
         self.settings = settings or ProposalSettings()
-        self.budget = limits.AuthorBudget(self.settings.limits)
+        self.budget = limits.AuthorBudget(self.settings.limits, store)
         self._pruned_at: datetime | None = None
         self._opening: set[str] = set()
         self.checker = checks.Checker(
@@ -779,9 +779,7 @@ class ProposalService:
         limits.admit(files or {}, limit)
         merged = {**(sizes or {}), **{p: limits.size(t) for p, t in (files or {}).items()}}
         total = limits.admit_sizes(merged, limit)
-        now = self.clock.now()
-        self.budget.check(author, total, now=now)
-        self.budget.charge(author, total, now=now)
+        await self.budget.spend(author, total, now=self.clock.now())
 
     async def _production_versions(self, flows: Sequence[str]) -> dict[str, int]:
         out: dict[str, int] = {}

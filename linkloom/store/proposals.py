@@ -1,15 +1,24 @@
-"""``SqlProposalStore``: proposals, their checks, reviews and comments (``ProposalStore``).
+"""``SqlProposalStore``: proposals, their checks, reviews and comments, and the authors' hourly
+budget (``ProposalStore``).
 
 The ``proposals.flows`` JSON column holds the flow ids and the lifecycle fields that have no
 column of their own (revision, description, base versions, promotion, conflicts).
+
+``charge`` reads an author's last hour from ``proposal_charges`` and adds the new row in one
+write transaction that no other charge of the same author interleaves with, in any process: on
+PostgreSQL it first takes a transaction advisory lock keyed by the author, on SQLite the
+writer's ``BEGIN IMMEDIATE`` already serialises every write.
 """
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
+
+import sqlalchemy as sa
 
 from linkloom.proposals.models import (
     Check,
@@ -20,10 +29,17 @@ from linkloom.proposals.models import (
     ProposalStatus,
     Review,
     ReviewDecision,
+    Spending,
 )
 from linkloom.store import rows
 from linkloom.store.session import Database
-from linkloom.store.tables import proposal_checks, proposal_comments, proposal_reviews, proposals
+from linkloom.store.tables import (
+    proposal_charges,
+    proposal_checks,
+    proposal_comments,
+    proposal_reviews,
+    proposals,
+)
 
 
 def _values(p: Proposal) -> dict[str, Any]:
@@ -78,6 +94,13 @@ def _proposal(row: Any) -> Proposal:
 
 def _when(text: Any) -> datetime | None:
     return datetime.fromisoformat(text) if isinstance(text, str) and text else None
+
+
+def _budget_lock_key(author: str) -> int:
+    """The advisory lock of ``author``'s budget: a signed 64-bit key (two authors sharing one
+    only wait for each other)."""
+    digest = hashlib.blake2b(b"loom-author-budget\0" + author.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def _check(row: Any) -> Check:
@@ -227,3 +250,31 @@ class SqlProposalStore:
             )
             for r in found
         ]
+
+    async def charge(
+        self,
+        author: str,
+        n_bytes: int,
+        *,
+        at: datetime,
+        since: datetime,
+        admit: Callable[[Spending], None],
+    ) -> None:
+        c = proposal_charges.c
+        async with self.db.begin() as conn:
+            if self.db.dialect == "postgresql":
+                await conn.execute(
+                    sa.select(sa.func.pg_advisory_xact_lock(_budget_lock_key(author)))
+                )
+            await conn.execute(proposal_charges.delete().where(c.author == author, c.at <= since))
+            count, total, oldest = (
+                await conn.execute(
+                    sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(c.bytes), 0),
+                              sa.func.min(c.at)).where(c.author == author, c.at > since)
+                )
+            ).one()  # fmt: skip
+            # Raises to refuse: the transaction rolls back and nothing is charged.
+            admit(Spending(revisions=int(count), bytes=int(total), oldest=rows.utc(oldest)))
+            await conn.execute(
+                proposal_charges.insert().values(author=author, at=at, bytes=n_bytes)
+            )

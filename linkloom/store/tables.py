@@ -375,6 +375,24 @@ proposal_comments = sa.Table(
     sa.Index("ix_proposal_comments_proposal", "proposal_id"),
 )
 
+# What each author committed through proposals (``ProposalStore.charge``): one row per admitted
+# open or revision, kept for the hour the budget looks back (older rows of an author go when
+# they charge again).
+proposal_charges = sa.Table(
+    "proposal_charges",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("author", sa.String(200), nullable=False),
+    sa.Column("at", TS, nullable=False),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+    sa.Index("ix_proposal_charges_author_at", "author", "at"),
+)
+
 # ---- notifications (``store/notifications.py``) ---------------------------------------------
 
 notification_channels = sa.Table(
