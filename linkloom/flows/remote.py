@@ -7,7 +7,10 @@ production branch (``flows.branch``) is fetched to ``refs/remotes/origin/<branch
                      an empty remote)
     fetch()          every remote branch to refs/remotes/origin/* (at start, on a push webhook,
                      by polling); returns the remote production head
-    fetch_pull()     a pull request's head: the forge's pull ref, else its branch
+    fetch_pull()     a pull request's head (the forge's pull ref, else its branch) into
+                     ``refs/loom/pull/<number>``
+    drop_pull()      delete that ref once no live proposal needs it (``pulls()`` lists them), so
+                     git can drop the head's objects
     push(new)        publish main's new head to the remote branch, never forced; ``RemoteMoved``
                      when the remote moved meanwhile
 
@@ -32,6 +35,7 @@ from linkloom.errors import Conflict, InvalidInput, Unavailable
 from linkloom.flows import gitstore
 
 REMOTE = "origin"
+PULL_REFS = "refs/loom/pull/"  # pull request heads, by number
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 _SCP = re.compile(r"^(?P<user>[^@/\s]+@)?(?P<host>[^:/\s]+):(?P<path>(?!//).+)$")
 _AUTH_HINTS = (
@@ -222,7 +226,7 @@ class FlowsRemote:
         ``refs`` are tried in order (the forge's pull ref, then the source branch); the first
         that brings ``sha`` wins.
         """
-        target = f"refs/loom/pull/{number}"
+        target = f"{PULL_REFS}{number}"
         reasons: list[str] = []
         with self._lock:
             for ref in refs:
@@ -240,11 +244,37 @@ class FlowsRemote:
                     return sha
             if self.has_commit(sha):
                 return sha
+            self._drop(target)  # whatever was fetched is not the head asked for
         raise RemoteUnavailable(
             action=f"fetch commit {sha[:12]} of pull request {number}",
             remote=self.display_url,
             reason="; ".join(reasons) or "the commit is not on the remote (yet)",
         )
+
+    def drop_pull(self, number: int, *, expected: str | None = None) -> bool:
+        """Delete ``refs/loom/pull/<number>`` (only while it is at ``expected``, when given);
+        True when it was deleted. The head's objects stay until git's garbage collection finds
+        that nothing reaches them (a live proposal's branch still does)."""
+        with self._lock:
+            return self._drop(f"{PULL_REFS}{number}", expected=expected)
+
+    def pulls(self) -> dict[int, str]:
+        """``{number: head}`` of the pull requests whose heads are fetched."""
+        out = self._git("for-each-ref", "--format=%(refname) %(objectname)", PULL_REFS)
+        heads: dict[int, str] = {}
+        for line in out.splitlines():
+            ref, _, sha = line.partition(" ")
+            name = ref.removeprefix(PULL_REFS)
+            if name.isdigit():
+                heads[int(name)] = sha
+        return heads
+
+    def _drop(self, ref: str, *, expected: str | None = None) -> bool:
+        current = self._git("rev-parse", "--verify", "--quiet", ref, check=False).strip()
+        if not current or (expected is not None and current != expected):
+            return False
+        self._git("update-ref", "-d", ref, current, action="delete a fetched pull request head")
+        return True
 
     def has_commit(self, sha: str) -> bool:
         out = self._git("cat-file", "-t", sha, check=False)

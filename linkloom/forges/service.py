@@ -8,6 +8,11 @@
                  on the PR (a success status) and no proposal is made
                  PR closed → the proposal closes;  PR merged / push to production → the remote
                  is imported (``RemoteSync.catch_up``), promoting the merged proposal
+    heads        a PR's fetched head (``refs/loom/pull/<n>``) is kept only while the PR is open
+                 and its live proposal is at that head: it is deleted after a refused or
+                 flow-less head, a close, a merge, and (``prune_heads``, every few minutes)
+                 once the proposal closes or is promoted in Link Loom; a later head is fetched
+                 again
     report loop  every few seconds, for each open PR: the report its proposal's state calls
                  for, sent when it differs from what the forge has; a failure is retried with
                  backoff and never blocks the checks
@@ -76,6 +81,7 @@ class ForgeConfig:
     report_retry_seconds: float = 2.0
     report_interval: float = 2.0  # how often open pull requests' reports are reconciled
     retry_max_seconds: float = 300.0
+    prune_heads_seconds: float = 300.0  # how often fetched heads no proposal needs are deleted
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,6 +110,7 @@ class ForgeService:
     _head_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _link_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # read-modify-write of links
     _busy: int = 0
+    _heads_pruned_at: float | None = None  # the event loop's clock
 
     @property
     def kind(self) -> ForgeKind:
@@ -256,7 +263,10 @@ class ForgeService:
 
     async def _on_head(self, event: PullEvent, *, actor: str | None = None) -> str:
         async with self._head_lock:  # a webhook and a CI job for one head make one revision
-            return await self._head(event, actor=actor)
+            try:
+                return await self._head(event, actor=actor)
+            finally:  # a refused head, one touching no flows, one that failed: none is kept
+                await self._release_head(event.pull.number)
 
     async def _head(self, event: PullEvent, *, actor: str | None) -> str:
         pr = event.pull
@@ -315,6 +325,13 @@ class ForgeService:
         return done
 
     async def _on_closed(self, event: PullEvent) -> str:
+        try:
+            return await self._closed(event)
+        finally:
+            async with self._head_lock:
+                await self._release_head(event.pull.number)
+
+    async def _closed(self, event: PullEvent) -> str:
         link = await self._link(event)
         link = await self._save(link, state=LinkState.CLOSED)
         proposal = await self._proposal_of(link)
@@ -326,6 +343,13 @@ class ForgeService:
         return f"closed proposal {proposal.id}"
 
     async def _on_merged(self, event: PullEvent) -> str:
+        try:
+            return await self._merged(event)
+        finally:
+            async with self._head_lock:
+                await self._release_head(event.pull.number)
+
+    async def _merged(self, event: PullEvent) -> str:
         link = await self._link(event)
         link = await self._save(
             link, state=LinkState.MERGED, merged_by=event.actor, merge_commit=event.merge_commit
@@ -392,6 +416,50 @@ class ForgeService:
     def _user(self, name: str) -> str:
         return f"{self.kind.value}:{name}" if name else self.kind.value
 
+    # ---------------------------------------------------------------- fetched heads
+
+    async def prune_heads(self) -> list[int]:
+        """Delete every fetched pull request head (``refs/loom/pull/<n>``) that no live proposal
+        needs, e.g. after its proposal was closed or promoted in Link Loom; returns their
+        numbers. The report loop runs it every ``prune_heads_seconds``."""
+        async with self._head_lock:
+            return await self._prune_heads()
+
+    async def _prune_heads(self, *, only: int | None = None) -> list[int]:
+        """Kept: the head of an open pull request whose unfinished proposal is at that head (its
+        ``proposals/<id>`` branch holds it anyway). The caller holds ``_head_lock``, so no head
+        is dropped between its fetch and the proposal it opens."""
+        heads = await asyncio.to_thread(self.sync.remote.pulls)
+        if only is not None:
+            heads = {n: sha for n, sha in heads.items() if n == only}
+        if not heads:
+            return []
+        needed: dict[int, str] = {}
+        for link in await self.store.links(open_only=True):
+            ours = link.forge is self.kind and link.repo.lower() == self.config.repo.lower()
+            if not ours or link.proposal_id is None or link.number not in heads:
+                continue
+            proposal = await self.proposals.store.get(link.proposal_id)
+            if proposal is not None and not proposal.status.finished:
+                needed[link.number] = proposal.head_commit
+        dropped = []
+        for number, sha in heads.items():
+            if needed.get(number) == sha:
+                continue
+            if await asyncio.to_thread(self.sync.remote.drop_pull, number, expected=sha):
+                dropped.append(number)
+        if dropped:
+            log.info("forge_pull_heads_dropped", forge=self.kind.value, pulls=dropped)
+        return dropped
+
+    async def _release_head(self, number: int) -> None:
+        """Drop pull request ``number``'s fetched head unless its proposal needs it (the caller
+        holds ``_head_lock``). Housekeeping: a failure is logged, never the delivery's."""
+        try:
+            await self._prune_heads(only=number)
+        except Exception:  # the periodic prune_heads tries again
+            log.exception("forge_pull_head_prune_failed", pull=number)
+
     # ---------------------------------------------------------------- attribution
 
     async def attribute(self, commit: str, parents: list[str], message: str) -> Attribution | None:
@@ -425,6 +493,14 @@ class ForgeService:
                 await self.report_due()
             except Exception:  # the loop outlives any bug in one round
                 log.exception("forge_report_round_crashed")
+            now = asyncio.get_running_loop().time()
+            last = self._heads_pruned_at
+            if last is None or now - last >= self.config.prune_heads_seconds:
+                self._heads_pruned_at = now
+                try:
+                    await self.prune_heads()
+                except Exception:  # housekeeping; the next round tries again
+                    log.exception("forge_pull_head_prune_failed")
             self._wake.clear()
             try:
                 async with asyncio.timeout(self.config.report_interval):

@@ -23,7 +23,7 @@ from tests.support.forge_double import (
     npm_packages_installed,
     signed,
 )
-from tests.support.git_remotes import BareRemote, Engineer
+from tests.support.git_remotes import BareRemote, Engineer, git
 from tests.support.real import require
 
 pytestmark = pytest.mark.timeout(300)  # real servers and sandboxes: slow under load
@@ -88,6 +88,13 @@ class World:
             self.engineer.write(path, text)
         self.engineer.commit(message)
         return self.engineer.push(branch)
+
+    def pull_heads(self) -> dict[int, str]:
+        """``git for-each-ref refs/loom/pull`` in the server's flows repo: the fetched heads."""
+        out = git("for-each-ref", "--format=%(refname) %(objectname)", "refs/loom/pull",
+                  cwd=self.service.sync.remote.repo.path)  # fmt: skip
+        pairs = (line.split() for line in out.splitlines())
+        return {int(ref.rsplit("/", 1)[1]): sha for ref, sha in pairs}
 
     def opened(self, number: int, sha: str, branch: str, **kw: Any) -> dict[str, Any]:
         return github_pull_request("opened", repo=REPO, number=number, head_sha=sha,
@@ -366,3 +373,87 @@ async def test_a_pull_request_over_the_proposal_limits_gets_a_failure_status_and
     assert await world.api.services.gitops.sync.service.list() == []
     branches = world.api.services.gitops.sync.service.repo.sync.branches("proposals/")
     assert branches == []
+    assert world.pull_heads() == {}  # the refused head was fetched, and is not kept
+
+    # The author makes it small: the new head is fetched again and opens a proposal.
+    world.engineer.branch("huge")
+    world.engineer.write("flows/report/flow.yaml", spec("report", to="small"))
+    world.engineer.commit("A small change instead")
+    small = world.engineer.push("huge", force=True)
+    sync = github_pull_request("synchronize", repo=REPO, number=11, head_sha=small,
+                               head_ref="huge")  # fmt: skip
+    await world.send("pull_request", sync)
+    await world.settle(small)
+    assert world.forge.statuses[small][-1]["state"] == "success"
+    assert world.pull_heads() == {11: small}
+
+    # A huge head again: refused, and not kept, though the proposal stays open at ``small``.
+    world.engineer.write("flows/report/fixtures/big.yaml", big)
+    huge = world.engineer.commit("Huge again")
+    world.engineer.push("huge")
+    sync = github_pull_request("synchronize", repo=REPO, number=11, head_sha=huge,
+                               head_ref="huge")  # fmt: skip
+    await world.send("pull_request", sync)
+    await world.settle(huge)
+    assert world.forge.statuses[huge][-1]["description"].startswith("refused:")
+    (proposal,) = await world.api.services.gitops.sync.service.list()
+    assert (proposal.status.finished, proposal.head_commit) == (False, small)
+    assert world.pull_heads() == {}
+
+
+async def test_a_closed_pull_requests_head_is_deleted_and_fetched_again_when_it_reopens(
+    world: World,
+) -> None:
+    sha = world.push_branch("again", {"flows/report/flow.yaml": spec("report", to="again")},
+                            "Again")  # fmt: skip
+    await world.send("pull_request", world.opened(13, sha, "again"))
+    await world.settle(sha)
+    assert world.pull_heads() == {13: sha}  # kept while its proposal is open
+    closed = github_pull_request("closed", repo=REPO, number=13, head_sha=sha, head_ref="again")
+    await world.send("pull_request", closed)
+    await world.service.drain(within=60)
+    first = (await world.service.store.get_link(*_key(13))).proposal_id
+    proposals = world.api.services.gitops.sync.service
+    assert (await proposals.get(first)).status.value == "closed"
+    assert world.pull_heads() == {}
+
+    reopened = github_pull_request("reopened", repo=REPO, number=13, head_sha=sha,
+                                   head_ref="again")  # fmt: skip
+    await world.send("pull_request", reopened)
+    await world.service.drain(within=60)
+    link = await world.service.store.get_link(*_key(13))
+    assert link.proposal_id != first
+    again = await proposals.get(link.proposal_id)
+    assert (again.status.value, again.head_commit) == ("ready-for-review", sha)
+    assert world.pull_heads() == {13: sha}
+
+    before = world.remote.head()
+    merge = world.remote.merge("again", message="Merge pull request #13 from acme/again")
+    await world.send("push", github_push(repo=REPO, ref="refs/heads/main", before=before,
+                                         after=merge, pusher="hubot"))  # fmt: skip
+    await world.send("pull_request", github_pull_request(
+        "closed", repo=REPO, number=13, head_sha=sha, head_ref="again", merged_by="hubot",
+        merge_commit=merge,
+    ))  # fmt: skip
+    await world.service.drain(within=60)
+    assert (await proposals.get(link.proposal_id)).status.value == "promoted"
+    assert world.pull_heads() == {}
+
+
+async def test_heads_whose_proposal_ended_in_link_loom_are_pruned_and_open_ones_kept(
+    world: World,
+) -> None:
+    heads = {}
+    for number, flow_id in ((31, "report"), (32, "audit")):
+        heads[number] = world.push_branch(
+            f"pr-{number}", {f"flows/{flow_id}/flow.yaml": spec(flow_id, to=f"pr{number}")},
+            f"{flow_id} to pr{number}",
+        )  # fmt: skip
+        await world.send("pull_request", world.opened(number, heads[number], f"pr-{number}"))
+        await world.settle(heads[number])
+    assert world.pull_heads() == heads
+    link = await world.service.store.get_link(*_key(31))
+    proposals = world.api.services.gitops.sync.service
+    await proposals.close(link.proposal_id, actor="admin", reason="not now")  # the PR stays open
+    assert await world.service.prune_heads() == [31]
+    assert world.pull_heads() == {32: heads[32]}
