@@ -3,9 +3,10 @@ of the other steps. Neither keeps cookies, follows redirects or times out by its
 
 ``AiohttpPort`` sends each ``OutboundRequest`` with aiohttp directly (no httpx models on the hot
 path: ~0.2 ms of CPU per call less) and answers the way the httpx-over-aiohttp client it replaced
-did: the same default headers on the wire, the body decoded (gzip, deflate), headers as
-lower-case names with repeated values joined by ", ", and each aiohttp error reported as the
-same ``CallFailed``. ``HttpxPort`` is the port over any ``httpx.AsyncClient``: tests'
+did: the same default headers on the wire, the body decoded as httpx decoded it (gzip, deflate
+and identity; any other encoding's bytes passed through, header kept), headers as lower-case
+names with repeated values joined by ", ", and each aiohttp error reported as the same
+``CallFailed``. ``HttpxPort`` is the port over any ``httpx.AsyncClient``: tests'
 ``httpx.MockTransport`` and ``wiring.build_services(http_transport=…)`` reach the step through it.
 
 ``make_client()`` returns the ``httpx.AsyncClient`` the llm step and notifications use: httpx's
@@ -16,13 +17,13 @@ runs' calls.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import aiohttp
 import httpx
 import httpx_aiohttp
-from aiohttp import http_exceptions
 from httpx_aiohttp import transport as aiohttp_transport
 
 from linkloom.engine.models import RECORD_EXTENSION, InboundResponse, OutboundRequest
@@ -58,7 +59,9 @@ class AiohttpPort:
             headers=DEFAULT_HEADERS,  # aiohttp adds Host and Content-Length, as it did then
             cookie_jar=aiohttp.DummyCookieJar(),
             timeout=aiohttp.ClientTimeout(total=None),  # the step's timeout bounds each call
-            auto_decompress=True,
+            # aiohttp would decode brotli and zstd too when their packages are installed, and fail
+            # the call when they are not; the port decodes what httpx decoded (``Decoder``)
+            auto_decompress=False,
         )
         return self._session
 
@@ -79,7 +82,10 @@ class AiohttpPort:
                 status = response.status
                 headers = header_dict(response.raw_headers)
                 body = await read_body(
-                    headers, response.content.iter_chunked(READ_CHUNK), request.max_body
+                    headers,
+                    response.content.iter_chunked(READ_CHUNK),
+                    request.max_body,
+                    decoder=decoder_for(headers, limit=request.max_body),
                 )
         except aiohttp.ClientError as exc:
             failed = _call_failed(exc, status=status, headers=headers)
@@ -98,21 +104,105 @@ class AiohttpPort:
 
 
 async def read_body(
-    headers: dict[str, str], chunks: AsyncIterator[bytes], limit: int
+    headers: dict[str, str],
+    chunks: AsyncIterator[bytes],
+    limit: int,
+    *,
+    decoder: Decoder | None = None,
 ) -> bytes | None:
-    """The whole body, or None when it declares or streams more than ``limit`` bytes (the rest
-    is not read)."""
+    """The whole body, or None when it declares or streams more than ``limit`` bytes, or decodes
+    to more (the rest is not read). ``decoder`` undoes the body's ``Content-Encoding``."""
     declared = headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         return None
     parts: list[bytes] = []
     size = 0
-    async for chunk in chunks:
-        size += len(chunk)
-        if size > limit:
-            return None
-        parts.append(chunk)
+    try:
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > limit:
+                return None
+            parts.append(decoder.decode(chunk) if decoder else chunk)
+        if decoder:
+            parts.append(decoder.flush())
+    except _TooLarge:
+        return None
     return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+class _TooLarge(Exception):
+    """A body decodes to more than the limit."""
+
+
+class _Inflater:
+    """One ``gzip`` or ``deflate`` layer, as httpx's ``GZipDecoder`` and ``DeflateDecoder``
+    decoded it (a ``deflate`` body without zlib's header is read as raw deflate), that never
+    holds more than ``limit`` decoded bytes: a small body that inflates to gigabytes (a
+    decompression bomb) stops at ``limit + 1``."""
+
+    def __init__(self, encoding: str, *, limit: int) -> None:
+        gzip = encoding == "gzip"
+        self._inflate = zlib.decompressobj(zlib.MAX_WBITS | 16 if gzip else zlib.MAX_WBITS)
+        self._raw_deflate_next = not gzip  # httpx's fallback, tried on the first chunk only
+        self._room = limit
+
+    def decode(self, data: bytes) -> bytes:
+        first, self._raw_deflate_next = self._raw_deflate_next, False
+        try:
+            out = self._inflate.decompress(data, self._room + 1)
+        except zlib.error as exc:
+            if not first:
+                raise httpx.DecodingError(str(exc)) from exc  # as httpx raised it
+            self._inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+            return self.decode(data)
+        return self._count(out)
+
+    def flush(self) -> bytes:
+        try:
+            return self._count(self._inflate.flush())
+        except zlib.error as exc:
+            raise httpx.DecodingError(str(exc)) from exc
+
+    def _count(self, out: bytes) -> bytes:
+        self._room -= len(out)
+        if self._room < 0:
+            raise _TooLarge
+        return out
+
+
+def decoder_for(headers: dict[str, str], *, limit: int) -> Decoder | None:
+    """The ``Decoder`` of an answer with these headers; None when it has nothing to undo."""
+    encoding = headers.get("content-encoding")
+    if not encoding:
+        return None
+    found = Decoder(encoding, limit=limit)
+    return found if found.layers else None
+
+
+INFLATED = frozenset({"gzip", "deflate"})  # the encodings httpx decoded without extra packages
+
+
+class Decoder:
+    """Undoes a ``Content-Encoding`` as httpx did: each listed ``gzip`` or ``deflate`` layer,
+    last first; ``identity`` and any encoding it cannot decode (``br``, ``zstd``…) are skipped,
+    so their bytes pass through as they came, the header kept. A layer that does not decode
+    raises httpx's ``DecodingError``; one that decodes to more than ``limit`` bytes ends the
+    read as too large."""
+
+    def __init__(self, content_encoding: str, *, limit: int) -> None:
+        names = [name.strip().lower() for name in content_encoding.split(",")]
+        self.layers = [_Inflater(name, limit=limit) for name in reversed(names) if name in INFLATED]
+
+    def decode(self, data: bytes) -> bytes:
+        for layer in self.layers:
+            data = layer.decode(data)
+        return data
+
+    def flush(self) -> bytes:
+        data = b""
+        for layer in self.layers:
+            data = layer.decode(data) + layer.flush()
+        return data
 
 
 def _answer(status: int, headers: dict[str, str], body: bytes | None) -> InboundResponse:
@@ -132,10 +222,6 @@ def _call_failed(
             return CallFailed(name, kind="timeout", status=status, headers=headers)
         # refused, reset, DNS, TLS…: httpx-aiohttp called them ConnectTimeout; name the cause
         return CallFailed(f"{type(exc).__name__}: {exc}", status=status, headers=headers)
-    if isinstance(exc, aiohttp.ClientPayloadError) and isinstance(
-        exc.__cause__, http_exceptions.ContentEncodingError
-    ):
-        return None  # a body that does not decode: httpx's DecodingError, not caught either
     names = (
         (aiohttp.ClientPayloadError, "ReadError"),  # the body was cut short
         (aiohttp.InvalidUrlClientError, "UnsupportedProtocol"),
