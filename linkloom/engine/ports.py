@@ -67,7 +67,9 @@ class CallFailed(Exception):
 
     ``kind``: ``connection`` (refused, reset, a body cut short…), ``timeout``, ``config`` (the
     URL cannot be sent) or ``unrecorded`` (the sandbox has no answer for it; replay is
-    deterministic, so it is never retried). ``detail`` says what happened. ``status`` and
+    deterministic, so it is never retried). ``detail`` says what happened, and names no part of
+    the URL (aiohttp's own messages carry it whole, query string and userinfo included): the
+    step names the scheme, host, port and path in the attempt's error. ``status`` and
     ``headers`` are those of the answer when its head arrived before its body failed.
     """
 

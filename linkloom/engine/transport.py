@@ -5,9 +5,10 @@ of the other steps. Neither keeps cookies, follows redirects or times out by its
 path: ~0.2 ms of CPU per call less) and answers the way the httpx-over-aiohttp client it replaced
 did: the same default headers on the wire, the body decoded as httpx decoded it (gzip, deflate
 and identity; any other encoding's bytes passed through, header kept), headers as lower-case
-names with repeated values joined by ", ", and each aiohttp error reported as the same
-``CallFailed``. ``HttpxPort`` is the port over any ``httpx.AsyncClient``: tests'
-``httpx.MockTransport`` and ``wiring.build_services(http_transport=…)`` reach the step through it.
+names with repeated values joined by ", ", and each aiohttp error reported as a ``CallFailed``
+that names the cause but no part of the URL (``failure``). ``HttpxPort`` is the port over any
+``httpx.AsyncClient``: tests' ``httpx.MockTransport`` and
+``wiring.build_services(http_transport=…)`` reach the step through it.
 
 ``make_client()`` returns the ``httpx.AsyncClient`` the llm step and notifications use: httpx's
 API over aiohttp (``EngineTransport``, httpx-aiohttp's transport with a cheaper header hand-over).
@@ -17,9 +18,12 @@ runs' calls.
 
 from __future__ import annotations
 
+import os
+import ssl
 import zlib
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
@@ -87,14 +91,10 @@ class AiohttpPort:
                     request.max_body,
                     decoder=decoder_for(headers, limit=request.max_body),
                 )
-        except aiohttp.ClientError as exc:
-            failed = _call_failed(exc, status=status, headers=headers)
-            if failed is None:
-                raise  # as before: e.g. a malformed answer is the executor's internal error
-            raise failed from exc
-        except OSError as exc:
-            detail = str(exc) or type(exc).__name__
-            raise CallFailed(detail, status=status, headers=headers) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            failed = failure(exc, url=request.url, status=status, headers=headers)
+            # an UnreadableAnswer is logged with its traceback: not aiohttp's, which names the URL
+            raise failed from (exc if isinstance(failed, CallFailed) else None)
         return _answer(status, headers, body)
 
     async def aclose(self) -> None:
@@ -211,27 +211,92 @@ def _answer(status: int, headers: dict[str, str], body: bytes | None) -> Inbound
     return InboundResponse(status=status, headers=headers, body=body)
 
 
-def _call_failed(
-    exc: aiohttp.ClientError, *, status: int | None, headers: dict[str, str]
-) -> CallFailed | None:
-    """``exc`` as the step reported it when httpx-aiohttp mapped it to an httpx error first."""
-    if isinstance(exc, aiohttp.ClientConnectionError):
-        if isinstance(exc, TimeoutError):  # a timeout of aiohttp's own (none is configured)
-            read = isinstance(exc, aiohttp.SocketTimeoutError)
-            name = "ReadTimeout" if read else "ConnectTimeout"
-            return CallFailed(name, kind="timeout", status=status, headers=headers)
-        # refused, reset, DNS, TLS…: httpx-aiohttp called them ConnectTimeout; name the cause
-        return CallFailed(f"{type(exc).__name__}: {exc}", status=status, headers=headers)
-    names = (
-        (aiohttp.ClientPayloadError, "ReadError"),  # the body was cut short
-        (aiohttp.InvalidUrlClientError, "UnsupportedProtocol"),
-        (aiohttp.NonHttpUrlClientError, "UnsupportedProtocol"),
-        (aiohttp.ClientHttpProxyError, "ProxyError"),
-    )
-    for kind, name in names:
-        if isinstance(exc, kind):
-            return CallFailed(str(exc) or name, status=status, headers=headers)
-    return None
+class UnreadableAnswer(Exception):
+    """An answer aiohttp could not parse (a malformed status line or header…): as under httpx,
+    the attempt fails as the executor's internal error, not retried."""
+
+
+def failure(
+    exc: BaseException, *, url: str, status: int | None, headers: dict[str, str]
+) -> CallFailed | UnreadableAnswer:
+    """What the port raises for aiohttp's ``exc``: the cause, in words, and no part of ``url``.
+
+    aiohttp's messages carry the URL whole, userinfo and query string included, where a value a
+    template derived from a secret may be (masking by value cannot find it); the step names the
+    scheme, host, port and path itself. Its connection errors are ``CallFailed`` of kind
+    ``connection`` (retried), a URL it cannot send is one of kind ``config`` (not retried).
+    """
+    reason = _reason(exc, url)
+    if isinstance(exc, TimeoutError):  # a timeout of aiohttp's own (none is configured)
+        name = "ReadTimeout" if isinstance(exc, aiohttp.SocketTimeoutError) else "ConnectTimeout"
+        return CallFailed(name, kind="timeout", status=status, headers=headers)
+    if isinstance(exc, aiohttp.NonHttpUrlClientError | aiohttp.InvalidUrlClientError):
+        return CallFailed(reason, kind="config", retryable=False)
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        return CallFailed(f"the proxy refused the call: {reason}", status=status, headers=headers)
+    if isinstance(exc, aiohttp.ClientResponseError):  # a malformed answer
+        return UnreadableAnswer(f"the answer could not be read: {reason}")
+    return CallFailed(reason, status=status, headers=headers)
+
+
+def _reason(exc: BaseException, url: str) -> str:
+    """Why ``exc`` happened, without aiohttp's words around it (which name the URL)."""
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        reason = f"could not resolve the host ({_os_reason(exc.os_error)})"
+    elif isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        reason = f"the TLS certificate was refused ({_os_reason(exc.certificate_error)})"
+    elif isinstance(exc, aiohttp.ClientSSLError):
+        reason = f"the TLS handshake failed ({_os_reason(exc.os_error)})"
+    elif isinstance(exc, aiohttp.ClientConnectorError):
+        reason = f"could not connect ({_os_reason(exc.os_error)})"
+    elif isinstance(exc, aiohttp.ServerDisconnectedError):
+        reason = "the server closed the connection without an answer"
+    elif isinstance(exc, aiohttp.ClientPayloadError):
+        cause = getattr(exc.__cause__, "message", None) or type(exc.__cause__ or exc).__name__
+        reason = f"the answer's body was cut short ({str(cause).rstrip('.')})"
+    elif isinstance(exc, aiohttp.NonHttpUrlClientError):
+        scheme = str(exc.args[0] if exc.args else "").partition(":")[0]
+        reason = f"only http and https URLs can be sent, not {scheme}:"
+    elif isinstance(exc, aiohttp.InvalidUrlClientError):
+        cause = exc.__cause__
+        reason = f"aiohttp cannot send it ({cause})" if cause else "it has no host"
+    elif isinstance(exc, aiohttp.ClientResponseError):  # its status is aiohttp's, not an answer's
+        reason = " ".join(str(exc.message).split()).removesuffix(" ^")
+    elif isinstance(exc, OSError):
+        reason = f"the connection failed ({_os_reason(exc)})"
+    else:
+        reason = f"the connection failed ({type(exc).__name__})"
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        host = None
+    # a certificate's message names the host it was not valid for, quoted
+    return reason.replace(f"'{host}'", "the host") if host else reason
+
+
+def _os_reason(error: BaseException) -> str:
+    if isinstance(error, ssl.SSLCertVerificationError) and error.verify_message:
+        return str(error.verify_message)
+    if isinstance(error, ssl.SSLError) and error.reason:
+        return str(error.reason)
+    if isinstance(error, OSError) and error.errno and error.errno > 0:
+        return os.strerror(error.errno).lower()
+    if isinstance(error, OSError) and error.strerror:
+        return str(error.strerror).lower()
+    return type(error).__name__
+
+
+def location(url: str, *, path: bool = True, rest: bool = False) -> str:
+    """``url`` as an error may name it: scheme, host and port, and its path when ``path``; never
+    the userinfo, nor the query string and fragment unless ``rest`` (a template's literal
+    prefix, compared with this)."""
+    scheme, sep, after = url.partition("://")
+    if not sep:
+        return url.partition("?")[0].partition("#")[0]
+    end = next((i for i, char in enumerate(after) if char in "/?#"), len(after))
+    host = after[:end].rpartition("@")[2]
+    tail = after[end:] if rest else after[end:].partition("?")[0].partition("#")[0]
+    return f"{scheme}://{host}{tail if path else ''}"
 
 
 def header_dict(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -283,26 +348,30 @@ class HttpxPort:
                 body = await read_body(headers, response.aiter_bytes(), request.max_body)
             finally:
                 await response.aclose()
-        except httpx.TimeoutException as exc:
-            cause = exc.__cause__
-            if cause is not None and not isinstance(cause, TimeoutError):
-                # httpx-aiohttp maps a dropped connection to ConnectTimeout; say what happened.
-                detail = f"{type(cause).__name__}: {cause}"
-                raise CallFailed(detail, status=status, headers=headers) from exc
-            raise CallFailed(
-                type(exc).__name__, kind="timeout", status=status, headers=headers
-            ) from exc
         except httpx.InvalidURL as exc:
             raise CallFailed(str(exc), kind="config", retryable=False) from exc
         except (httpx.TransportError, OSError) as exc:
-            if getattr(exc, "retryable", True) is False:
-                # The sandbox's UnrecordedRequest: replay is deterministic, retrying cannot help.
-                raise CallFailed(
-                    str(exc), kind="unrecorded", retryable=False, status=status, headers=headers
-                ) from exc
-            detail = str(exc) or type(exc).__name__
-            raise CallFailed(detail, status=status, headers=headers) from exc
+            failed = _httpx_failure(exc, url=request.url, status=status, headers=headers)
+            raise failed from (exc if isinstance(failed, CallFailed) else None)
         return _answer(status, headers, body)
+
+
+def _httpx_failure(
+    exc: httpx.TransportError | OSError, *, url: str, status: int | None, headers: dict[str, str]
+) -> CallFailed | UnreadableAnswer:
+    cause = exc.__cause__
+    if isinstance(cause, aiohttp.ClientError) and not isinstance(cause, TimeoutError):
+        # httpx-aiohttp's (where a dropped connection is a ConnectTimeout): told as
+        # ``AiohttpPort`` tells it, without the URL aiohttp's text names
+        return failure(cause, url=url, status=status, headers=headers)
+    if isinstance(exc, httpx.TimeoutException):
+        return CallFailed(type(exc).__name__, kind="timeout", status=status, headers=headers)
+    if getattr(exc, "retryable", True) is False:
+        # The sandbox's UnrecordedRequest: replay is deterministic, retrying cannot help.
+        return CallFailed(
+            str(exc), kind="unrecorded", retryable=False, status=status, headers=headers
+        )
+    return CallFailed(str(exc) or type(exc).__name__, status=status, headers=headers)
 
 
 class EngineTransport(httpx_aiohttp.AiohttpTransport):

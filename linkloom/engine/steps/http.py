@@ -84,10 +84,7 @@ class HttpExecutor:
             return StepResult(error=StepError(kind="config", message=str(exc)))
         url = request.url
         if not url.startswith(("http://", "https://")):
-            shown = taint.mask(url)
-            return StepResult(
-                error=StepError(kind="config", message=f"url must be http(s), got {shown!r}")
-            )
+            return StepResult(error=_not_http(url, step.url))
         exchange = request.record
         started = time.perf_counter()
         try:
@@ -206,7 +203,6 @@ class HttpExecutor:
         self, ctx: StepContext, request: _Request
     ) -> tuple[int | None, dict[str, str], bytes, StepError | None]:
         limit = ctx.services.max_response_bytes
-        url = request.record.url
         _ascii_only(request.headers)  # httpx's rule, kept: another header fails the attempt
         try:
             answer = await _port(ctx.services).send(
@@ -224,7 +220,8 @@ class HttpExecutor:
         except httpx.InvalidURL as exc:
             return None, {}, b"", StepError(kind="config", message=f"invalid url: {exc}")
         except CallFailed as exc:
-            return exc.status, exc.headers, b"", _call_error(exc, url)
+            step: Any = ctx.step
+            return exc.status, exc.headers, b"", _call_error(exc, _where(request.url, step.url))
         if answer.too_large:
             declared = answer.headers.get("content-length")
             size = int(declared) if declared and declared.isdigit() else 0
@@ -243,17 +240,53 @@ def _port(services: StepServices) -> HttpPort:
     return transport.HttpxPort(services.http)
 
 
-def _call_error(exc: CallFailed, url: str) -> StepError:
-    """How a request that got no complete answer reads in the attempt's error."""
+def _call_error(exc: CallFailed, where: str) -> StepError:
+    """How a request that got no complete answer reads in the attempt's error; ``where`` is
+    ``_where``'s."""
     if exc.kind == "timeout":
-        message = f"HTTP timeout calling {url}: {exc.detail}"
+        message = f"HTTP timeout calling {where}: {exc.detail}"
     elif exc.kind == "config":
-        message = f"invalid url: {exc.detail}"
+        message = f"invalid url {where}: {exc.detail}"
     elif exc.kind == "unrecorded":
         message = exc.detail
     else:
-        message = f"connection to {url} failed: {exc.detail}"
+        message = f"connection to {where} failed: {exc.detail}"
     return StepError(kind=exc.kind, message=message, retryable=exc.retryable)
+
+
+def _where(url: str, template: str) -> str:
+    """The URL a call went to, as its error names it: scheme, host, port and path, never the
+    userinfo, query string or fragment (where credentials and API keys travel).
+
+    A URL rendered from a secret (``?token={{ secrets.key | upper }}``) is marked as a whole;
+    then it is named only as far as the step's ``url`` spells it out before its first template
+    tag (scheme, host and port; the path too when it is literal), else as "the backend".
+    """
+    where = transport.location(url)
+    if not taint.is_marked(url):
+        return where
+    literal = transport.location(_literal_prefix(template), path=True, rest=True)
+    for shown in (where, transport.location(url, path=False)):
+        if literal.startswith(shown):
+            return shown
+    return "the backend"
+
+
+def _literal_prefix(template: str) -> str:
+    """The text of a template before its first tag: what every rendering of it starts with."""
+    return template.split("{{", 1)[0].split("{%", 1)[0]
+
+
+def _not_http(url: str, template: str) -> StepError:
+    """The error of a URL that is not http(s): it names the scheme, never the whole URL."""
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        got = "; it has no scheme"
+    elif taint.is_marked(url) and not _literal_prefix(template).startswith(f"{scheme}://"):
+        got = "; it has another scheme"  # one rendered from a secret
+    else:
+        got = f", not {scheme}://"
+    return StepError(kind="config", message=f"url must start with http:// or https://{got}")
 
 
 def _ascii_only(headers: dict[str, str]) -> None:

@@ -13,8 +13,11 @@ from __future__ import annotations
 import gzip
 import json
 import socket
+import ssl
+import traceback
 import zlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,6 +30,8 @@ from linkloom.engine.models import Exchange, OutboundRequest
 from linkloom.engine.ports import CallFailed, StepContext, StepServices
 from linkloom.engine.secrets import StaticSecrets
 from linkloom.engine.steps.http import HttpExecutor
+from tests.support.not_http import not_http_server
+from tests.support.notify_receivers import self_signed
 from tests.support.step_context import make_context
 
 Server = tuple[str, list[web.Request]]
@@ -224,13 +229,18 @@ async def test_port_reports_calls_without_a_whole_answer_as_call_failed(
         await port.send(_request(f"{url}/short"))
     with pytest.raises(CallFailed) as bad_port:
         await port.send(_request("http://127.0.0.1:99999/x"))
-    assert refused.value.detail.startswith("ClientConnectorError: Cannot connect to host")
-    assert reset.value.detail == "ServerDisconnectedError: Server disconnected"
-    assert short.value.detail.startswith("Response payload is not completed")
+    assert refused.value.detail == "could not connect (connection refused)"
+    assert reset.value.detail == "the server closed the connection without an answer"
+    assert short.value.detail == (
+        "the answer's body was cut short "
+        "(Not enough data to satisfy content length header (received 5 of 100 bytes))"
+    )
     assert (short.value.status, short.value.headers["content-length"]) == (200, "100")
-    assert bad_port.value.detail == "http://127.0.0.1:99999/x"
-    for failed in (refused, reset, short, bad_port):
+    for failed in (refused, reset, short):
         assert (failed.value.kind, failed.value.retryable) == ("connection", True)
+    # a URL aiohttp cannot send is the step's configuration: retrying cannot help
+    assert bad_port.value.detail == "aiohttp cannot send it (Port out of range 0-65535)"
+    assert (bad_port.value.kind, bad_port.value.retryable) == ("config", False)
 
 
 async def test_port_lets_a_body_that_does_not_decode_escape_as_before(
@@ -241,6 +251,71 @@ async def test_port_lets_a_body_that_does_not_decode_escape_as_before(
     url, _ = server
     with pytest.raises(httpx.DecodingError, match=r"^Error -3 while decompressing data"):
         await port.send(_request(f"{url}/badgzip"))
+
+
+async def test_port_errors_name_no_part_of_the_url(server: Server) -> None:
+    """aiohttp's messages hold the whole URL, userinfo and query string with it; the port's
+    say what happened and nothing of the URL (the step names scheme, host, port and path)."""
+    url, _ = server
+    plain_port = url.rsplit(":", 1)[1]
+    userinfo, query = "user:pw@", "?token=SECRET-DERIVED"
+    dead = _dead_url().removeprefix("http://")
+    calls = {
+        f"http://{userinfo}{dead}{query}": CallFailed,
+        f"http://{userinfo}127.0.0.1:99999/x{query}": CallFailed,
+        f"ftp://{userinfo}files.test/x{query}": CallFailed,
+        f"/x{query}": CallFailed,
+        f"https://{userinfo}127.0.0.1:{plain_port}/x{query}": CallFailed,  # TLS to plain HTTP
+    }
+    port = transport.AiohttpPort(concurrency=4)
+    found = {}
+    try:
+        async with not_http_server() as garbled:
+            calls[f"http://{userinfo}127.0.0.1:{garbled}/x{query}"] = transport.UnreadableAnswer
+            for sent, raised in calls.items():
+                with pytest.raises(raised) as failed:
+                    await port.send(_request(sent))
+                found[sent] = failed.value
+    finally:
+        await port.aclose()
+    for sent, error in found.items():
+        text = (
+            "".join(traceback.format_exception(error))
+            if isinstance(error, transport.UnreadableAnswer)
+            else str(error)
+        )  # the internal error is logged with its traceback
+        for part in ("SECRET-DERIVED", "token", "pw@", "/x"):
+            assert part not in text, (sent, text)
+    refused, bad_port, ftp, relative, tls, garbled_answer = map(str, found.values())
+    assert refused == "could not connect (connection refused)"
+    assert bad_port == "aiohttp cannot send it (Port out of range 0-65535)"
+    assert ftp == "only http and https URLs can be sent, not ftp:"
+    assert relative == "it has no host"
+    assert tls.startswith("the TLS handshake failed (")  # OpenSSL's words follow
+    assert garbled_answer == (
+        "the answer could not be read: Bad status line: Expected HTTP/, RTSP/ or ICE/: "
+        "b'NOT HTTP AT ALL'"
+    )
+
+
+async def test_port_names_a_refused_certificate_and_not_the_url(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(cert), str(key))
+    runner = web.AppRunner(web.Application(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    tls_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = transport.AiohttpPort(concurrency=4)
+    try:
+        with pytest.raises(CallFailed) as failed:
+            await port.send(_request(f"https://user:pw@127.0.0.1:{tls_port}/x?token=SECRET"))
+    finally:
+        await port.aclose()
+        await runner.cleanup()
+    assert failed.value.detail == "the TLS certificate was refused (self-signed certificate)"
+    assert (failed.value.kind, failed.value.retryable) == ("connection", True)
 
 
 def _attempt(services: StepServices, step: dict[str, Any]) -> StepContext:

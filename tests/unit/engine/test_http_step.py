@@ -278,3 +278,53 @@ async def test_a_secret_in_the_query_or_a_filtered_header_is_recorded_masked() -
     origin = request.extensions["loom.record"]
     assert origin["record"].url == exchange.url
     assert origin["step_id"] == "s"
+
+
+# ---------------------------------------------------------------------- what errors name
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("ftp://user:pw@files.test/x?k=v", "url must start with http:// or https://, not ftp://"),
+        ("files.test/x?k=v", "url must start with http:// or https://; it has no scheme"),
+        (
+            "{{ secrets.token | lower }}://files.test/x",
+            "url must start with http:// or https://; it has another scheme",
+        ),
+    ],
+)
+async def test_a_url_that_is_not_http_is_refused_naming_only_its_scheme(
+    url: str, message: str
+) -> None:
+    _, pending = _run(
+        lambda r: httpx.Response(200), {"url": url}, services={"secrets": {"token": "FTP"}}
+    )
+    result = await pending
+    assert result.error is not None
+    assert (result.error.kind, result.error.message) == ("config", message)
+
+
+@pytest.mark.parametrize(
+    ("url", "where"),
+    [
+        ("http://user:pw@shop.test:8080/orders?key=k1#top", "http://shop.test:8080/orders"),
+        # rendered from a secret: named as far as the step's url spells it out
+        ("http://shop.test/orders?key={{ secrets.token | upper }}", "http://shop.test/orders"),
+        ("http://shop.test/{{ secrets.token | upper }}/orders", "http://shop.test"),
+        ("http://{{ secrets.token | lower }}.shop.test/orders", "the backend"),
+        ("http://u:{{ secrets.token | lower }}@shop.test/orders", "the backend"),
+    ],
+)
+async def test_a_failed_call_names_the_url_without_userinfo_query_or_secrets(
+    url: str, where: str
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("could not connect (connection refused)", request=request)
+
+    _, pending = _run(handler, {"url": url}, services={"secrets": {"token": "tok-secret"}})
+    result = await pending
+    assert result.error is not None
+    assert result.error.message == (
+        f"connection to {where} failed: could not connect (connection refused)"
+    )
