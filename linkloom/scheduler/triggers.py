@@ -5,8 +5,9 @@ store, run launcher and clock). The contracts:
 
 * backfill creates the runs a schedule would have created in a window, under the same unique
   ``(flow_id, schedule_id, fire_time)`` key as scheduled runs, so nothing runs twice;
-* a webhook is verified before anything is stored; its delivery key is stored once, and freed
-  again when its run cannot be created;
+* a webhook is verified before anything is stored; its delivery keys are stored once (the keys of
+  what was signed once per server, not per trigger: ``webhooks``), and freed again when its run
+  cannot be created;
 * an event run carries ``(schedule_id="@<trigger id>", fire_time=<upstream finished_at>)``, so the
   run listener and the polling safety net start the downstream flow once per upstream run.
 """
@@ -172,27 +173,28 @@ class TriggerRuns:
     ) -> list[str]:
         """Store the delivery's keys, or raise ``WebhookReplayed`` when any was seen.
 
-        A GitHub body key older than the replay window no longer counts (a legitimately equal
-        body, weeks later); the delivery id and the v1 key (timestamp + MAC) count as long as
-        they are kept.
+        A server-wide key (what was signed) is refused at every trigger once any trigger took
+        it: neither scheme signs the URL, so a captured delivery is valid wherever its secret
+        is. A windowed key (GitHub's body) older than the replay window no longer counts (a
+        legitimately equal body, weeks later); the others count as long as they are kept.
         """
-        wanted: list[tuple[str, datetime | None]] = [(verified.delivery_key, None)]
-        if verified.body_key is not None and self._replay_window > timedelta(0):
-            wanted.append((verified.body_key, now - self._replay_window))
         stored: list[str] = []
-        for value, window_start in wanted:
-            key = hashlib.sha256(f"{flow_id}/{trigger_id}/{value}".encode()).hexdigest()
+        for wanted in verified.keys:
+            if wanted.windowed and self._replay_window <= timedelta(0):
+                continue
+            scope = "" if wanted.server_wide else f"{flow_id}/{trigger_id}/"
+            key = hashlib.sha256(f"{scope}{wanted.value}".encode()).hexdigest()
             if not await self._store.record_delivery(
                 flow_id=flow_id,
                 trigger_id=trigger_id,
                 delivery_key=key,
                 received_at=now,
-                seen_since=window_start,
+                seen_since=now - self._replay_window if wanted.windowed else None,
             ):
                 for earlier in stored:
                     await self._store.forget_delivery(earlier)
                 log.warning("webhook_replayed", flow_id=flow_id, trigger_id=trigger_id,
-                            scheme=verified.scheme)  # fmt: skip
+                            scheme=verified.scheme, server_wide=wanted.server_wide)  # fmt: skip
                 raise WebhookReplayed()
             stored.append(key)
         return stored

@@ -9,8 +9,15 @@ Two signature schemes are accepted (see ``linkloom.signing``):
   (``linkloom.signing``), so no respelling of one signed request is a new delivery.
 * GitHub: ``X-Hub-Signature-256`` over the body. GitHub signs no timestamp and no delivery id, so
   there are two keys: ``X-GitHub-Delivery`` (required; the forge's own redelivery) and the
-  body's hash (the same signed body under a new delivery id), the latter remembered for
+  signed body (the same signed body under a new delivery id), the latter remembered for
   the scheduler's ``replay_window``.
+
+Neither scheme signs the URL, so a signed request is valid at every trigger (of any flow) that
+checks the same secret. The keys of what was signed (``v1``: timestamp and MAC; GitHub: the
+body's MAC) are therefore server-wide: a delivery counts once at whichever trigger it reaches
+first. The MAC depends on the secret, so triggers with different secrets never share a key. Only
+GitHub's delivery id, which nothing signs and which the forge resends to the same hook, is kept
+per trigger.
 
 Each key is stored once (``webhook_deliveries.delivery_key`` is unique); the scheduler service
 refuses a delivery any of whose keys it has. Inputs are rendered from the trigger's
@@ -49,10 +56,18 @@ _HIDDEN_HEADERS = frozenset(
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ReplayKey:
+    """One de-duplication key of a verified delivery: a second request with it is a replay."""
+
+    value: str
+    server_wide: bool  # counts at every trigger (what was signed), else only at this trigger
+    windowed: bool = False  # counts only within the scheduler's replay_window (GitHub's body)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Verified:
     scheme: str  # "v1" or "github"
-    delivery_key: str  # store once; a second request with the same key is a replay
-    body_key: str | None = None  # GitHub: the signed body; a replay within the window
+    keys: tuple[ReplayKey, ...]  # store each once; a request with any stored key is a replay
 
 
 def verify(
@@ -79,7 +94,10 @@ def verify(
             signed = signing.check(secret, body, lower, tolerance=tolerance, now=now)
         except signing.SignatureError as exc:
             raise WebhookRejected(reason=str(exc)) from exc
-        return Verified(scheme="v1", delivery_key=_key("v1", signed.replay_key))
+        return Verified(
+            scheme="v1",
+            keys=(ReplayKey(value=_key("v1", signed.replay_key), server_wide=True),),
+        )
     if github:
         try:
             signing.verify_github(secret, body, github)
@@ -91,10 +109,20 @@ def verify(
                 reason=f"a {signing.GITHUB_HEADER} request needs a {GITHUB_DELIVERY_HEADER} "
                 "header (replay protection)"
             )
+        mac = github.strip().removeprefix("sha256=")  # verified: exactly the body's MAC
         return Verified(
             scheme="github",
-            delivery_key=_key("github", delivery),
-            body_key="github-body:" + hashlib.sha256(body).hexdigest(),
+            keys=(
+                ReplayKey(value=_key("github", delivery), server_wide=False),
+                ReplayKey(value=_key("github-mac", mac), server_wide=True, windowed=True),
+                # The per-trigger body key of earlier releases, so a body received before an
+                # upgrade still counts at its trigger until the replay window has passed.
+                ReplayKey(
+                    value="github-body:" + hashlib.sha256(body).hexdigest(),
+                    server_wide=False,
+                    windowed=True,
+                ),
+            ),
         )
     raise WebhookRejected(
         reason=f"missing signature: send {signing.TIMESTAMP_HEADER} and "

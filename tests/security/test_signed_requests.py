@@ -41,6 +41,17 @@ HOOKS = {
     "triggers": [{"type": "webhook", "id": "push", "inputs": {"ref": "{{ payload.ref }}"}}],
     "steps": [{"id": "fetch", "type": "http", "url": f"{BACKEND}/fetch"}],
 }
+MIRROR = {  # another flow: "push" checks the same server secret as hooks/push, "own" its own
+    "id": "mirror",
+    "inputs": {"ref": {"type": "string"}},
+    "triggers": [
+        {"type": "webhook", "id": "push", "inputs": {"ref": "{{ payload.ref }}"}},
+        {"type": "webhook", "id": "own", "secret": "MIRROR_HOOK",
+         "inputs": {"ref": "{{ payload.ref }}"}},
+    ],
+    "steps": [{"id": "fetch", "type": "http", "url": f"{BACKEND}/fetch"}],
+}  # fmt: skip
+MIRROR_SECRET = "security-suite-mirror-secret"
 SLOW = {
     "id": "slow",
     "triggers": [{"type": "webhook", "id": "go"}],
@@ -63,7 +74,7 @@ class Loom:
 
     def runs(self, flow_id: str) -> int:
         with self.client() as client:
-            answer = client.get("/api/v1/runs", params={"flow_id": flow_id, "limit": 200})
+            answer = client.get("/api/v1/runs", params={"flow": flow_id, "limit": 200})
         answer.raise_for_status()
         return len(answer.json()["items"])
 
@@ -75,6 +86,7 @@ def _start(tmp_path: Path, db: str, forge: str) -> Iterator[Loom]:
         seed={
             "flows/hooks/flow.yaml": yaml.safe_dump(HOOKS, sort_keys=False),
             "flows/slow/flow.yaml": yaml.safe_dump(SLOW, sort_keys=False),
+            "flows/mirror/flow.yaml": yaml.safe_dump(MIRROR, sort_keys=False),
         },
     )
     backend = FakeBackend()
@@ -90,6 +102,7 @@ def _start(tmp_path: Path, db: str, forge: str) -> Iterator[Loom]:
         server={"auth": False, "public_url": http.url, "port": http.port},
         engine={"poll_interval": 0.05},
         security={"signing_key": KEY},
+        secrets={"MIRROR_HOOK": MIRROR_SECRET},
         flows={"remote": remote.file_url, "poll_seconds": 0},
         forge={"kind": forge, "api_url": "http://127.0.0.1:9", "token": "t",
                "webhook_secret": FORGE_SECRET, "repo": REPO, "report_max_attempts": 1},
@@ -249,6 +262,54 @@ def test_a_github_style_webhook_body_under_a_new_delivery_id_is_a_replay(loom: L
         answer = client.post(url, content=body_for("gh-5"), headers=unsigned_id)
         assert answer.status_code == 401, "a GitHub-style request needs its delivery id"
     assert loom.runs("hooks") == 2
+
+
+# ---- flow webhooks: one delivery, one run on the whole server ------------------------------
+
+
+def test_a_v1_delivery_replayed_at_another_flows_trigger_with_the_same_secret_is_refused(
+    loom: Loom,
+) -> None:
+    """v1 signs ``<timestamp>.<body>``, not the URL: each trigger used to keep its own replay
+    keys, so a captured delivery started one more run at every trigger sharing the secret."""
+    body = body_for("main")
+    headers = v1(body)
+    with loom.client() as client:
+        first = client.post("/api/v1/webhooks/hooks/push", content=body, headers=headers)
+        assert first.status_code == 201, first.text
+        replay = client.post("/api/v1/webhooks/mirror/push", content=body, headers=headers)
+        assert replay.status_code == 409, replay.text
+        assert replay.json()["code"] == "webhook_replayed"
+        assert "already accepted" in replay.json()["detail"]
+        # The same body and second signed with another secret is another signed request.
+        own = v1(body, at=int(headers[signing.TIMESTAMP_HEADER]), key=MIRROR_SECRET)
+        other = client.post("/api/v1/webhooks/mirror/own", content=body, headers=own)
+        assert other.status_code == 201, other.text
+        again = client.post("/api/v1/webhooks/hooks/push", content=body, headers=own)
+        assert again.status_code == 401, "a secret is checked only where it is configured"
+    assert loom.runs("hooks") == 1
+    assert loom.runs("mirror") == 1
+
+
+def test_a_github_style_body_replayed_at_another_flows_trigger_with_the_same_secret_is_refused(
+    loom: Loom,
+) -> None:
+    body = body_for("gh-shared")
+    with loom.client() as client:
+        headers = github(body, "d-1")
+        first = client.post("/api/v1/webhooks/hooks/push", content=body, headers=headers)
+        assert first.status_code == 201, first.text
+        for delivery in ("d-1", "d-2"):
+            replay = client.post(
+                "/api/v1/webhooks/mirror/push", content=body, headers=github(body, delivery)
+            )
+            assert replay.status_code == 409, (delivery, replay.text)
+            assert replay.json()["code"] == "webhook_replayed"
+        own = github(body, "d-1", secret=MIRROR_SECRET)  # same body and id, another secret
+        other = client.post("/api/v1/webhooks/mirror/own", content=body, headers=own)
+        assert other.status_code == 201, other.text
+    assert loom.runs("hooks") == 1
+    assert loom.runs("mirror") == 1
 
 
 # ---- async-step callbacks and heartbeats ---------------------------------------------------
