@@ -8,10 +8,15 @@ request was less than ``idle`` ago::
     secret, record = await sessions.create(token_id=token.id, now=now, lifetime=43200)
     found = await sessions.authenticate(secret, now=now, idle=7200)   # WebSession, or None
     await sessions.revoke(secret, now=now)                            # sign-out
+
+Signing in again from a browser that holds a cookie replaces that session:
+``create(..., replacing=[old_secret])`` revokes it in the same transaction, whoever it belonged
+to, so no cookie value known before a sign-in (one an attacker planted) works after it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -63,14 +68,19 @@ class SqlWebSessions:
         self.db = db
 
     async def create(
-        self, *, token_id: str, now: datetime, lifetime: float
+        self, *, token_id: str, now: datetime, lifetime: float, replacing: Sequence[str] = ()
     ) -> tuple[str, WebSession]:
-        """Start a session for the (active) token; return its secret (for the cookie only)."""
+        """Start a session for the (active) token; return its secret (for the cookie only).
+
+        The sessions whose secrets are in ``replacing`` (the cookies the browser sent) end in
+        the same transaction: a sign-in never leaves an earlier cookie value alive."""
         secret = access.new_session_secret()
         session_id = access.new_session_id()
         async with self.db.begin() as conn:
             # Sessions past their absolute end are of no use to anyone: forget them.
             await conn.execute(web_sessions.delete().where(web_sessions.c.expires_at < now))
+            if replaced := [access.hash_secret(old) for old in replacing if old]:
+                await conn.execute(_revoking(replaced, now=now))
             await conn.execute(
                 web_sessions.insert().values(
                     id=session_id,
@@ -116,11 +126,15 @@ class SqlWebSessions:
         if not secret:
             return
         async with self.db.begin() as conn:
-            await conn.execute(
-                web_sessions.update()
-                .where(
-                    web_sessions.c.secret_hash == access.hash_secret(secret),
-                    web_sessions.c.revoked_at.is_(None),
-                )
-                .values(revoked_at=now)
-            )
+            await conn.execute(_revoking([access.hash_secret(secret)], now=now))
+
+
+def _revoking(secret_hashes: Sequence[str], *, now: datetime) -> sa.Update:
+    return (
+        web_sessions.update()
+        .where(
+            web_sessions.c.secret_hash.in_(secret_hashes),
+            web_sessions.c.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+    )

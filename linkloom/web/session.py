@@ -6,9 +6,12 @@
   and puts the secret in the ``loom_session`` cookie: ``HttpOnly`` (scripts never see it),
   ``SameSite=Strict`` (other sites' requests never carry it), ``Secure`` behind https. The
   cookie is no API token: the API refuses it as a Bearer token.
+* Signing in always starts a new session and ends, on the server, the one whose cookie the
+  browser sent (if any, whoever's): no cookie value known before a sign-in works after it.
 * A session ends at sign-out (``POST /logout`` revokes it on the server, so a copied cookie
-  stops working too), when its token is revoked, after ``server.session_idle_seconds``
-  without a request and ``server.session_max_seconds`` after sign-in, whichever comes first.
+  stops working too), at the next sign-in from that browser, when its token is revoked, after
+  ``server.session_idle_seconds`` without a request and ``server.session_max_seconds`` after
+  sign-in, whichever comes first.
 * Every page resolves the cookie to the same ``Actor`` the API would give the session's
   token, and checks roles with the API's ``Actor.require`` (viewer < author < reviewer < admin).
 * CSRF: both defences. Every form carries a token derived from the session
@@ -78,13 +81,20 @@ async def actor_or_none(request: Request) -> auth.Actor | None:
 
 
 async def sign_in(request: Request, response: Any, actor: auth.Actor) -> None:
-    """Start a server-side session for the token ``actor`` signed in with; set its cookie."""
+    """Start a server-side session for the token ``actor`` signed in with; set its cookie.
+
+    The session is always new, with a new secret, and every session cookie the browser sent
+    ends on the server (whoever's it was): a cookie value someone knew before the sign-in (one
+    they planted: session fixation) or an earlier session of this browser never outlives it."""
     services = context.services(request)
     server = services.settings.server
     if actor.token_id is None:  # auth off: nobody needs a session
         return
     secret, _ = await services.web_sessions.create(
-        token_id=actor.token_id, now=services.auth.clock.now(), lifetime=server.session_max_seconds
+        token_id=actor.token_id,
+        now=services.auth.clock.now(),
+        lifetime=server.session_max_seconds,
+        replacing=sent_cookies(request),
     )
     response.set_cookie(
         COOKIE,
@@ -101,9 +111,21 @@ async def sign_in(request: Request, response: Any, actor: auth.Actor) -> None:
 async def sign_out(request: Request, response: Any) -> None:
     """End this browser's session on the server and clear its cookie."""
     services = context.services(request)
-    secret = request.cookies.get(COOKIE, "")
-    await services.web_sessions.revoke(secret, now=services.auth.clock.now())
+    for secret in sent_cookies(request):
+        await services.web_sessions.revoke(secret, now=services.auth.clock.now())
     clear_cookie(response)
+
+
+def sent_cookies(request: Request) -> list[str]:
+    """Every ``loom_session`` value in the request's ``Cookie`` header: a browser sends more
+    than one when another one was set for a narrower path or a parent domain."""
+    found = []
+    for header in request.headers.getlist("cookie"):
+        for pair in header.split(";"):
+            name, _, value = pair.strip().partition("=")
+            if name == COOKIE and value.strip('"'):
+                found.append(value.strip('"'))
+    return found
 
 
 async def require(request: Request, role: Role = Role.viewer) -> auth.Actor:

@@ -3,8 +3,9 @@
 Against a real ``loom server`` process (SQLite, auth on, the admin token it prints on first
 start) and the fully wired app on SQLite and PostgreSQL: the cookie is a random secret that the
 API refuses as a Bearer token and the database keeps only hashed; sign-out revokes it on the
-server, so a copied cookie gets the sign-in page; revoking the token ends its sessions; idle and
-absolute expiry (on a frozen clock)."""
+server, so a copied cookie gets the sign-in page; signing in issues a new cookie and ends the
+session of every cookie the browser sent (no session fixation); revoking the token ends its
+sessions; idle and absolute expiry (on a frozen clock)."""
 
 from __future__ import annotations
 
@@ -163,6 +164,61 @@ def test_revoking_the_token_ends_its_sessions(real_server: RealServer) -> None:
         assert page.headers["location"].startswith("/login")
 
 
+def login_over(url: str, token: str, cookie: str) -> str:
+    """Sign in through the login form from a browser that already sends ``cookie``; the new
+    cookie value the server sets."""
+    response = httpx.post(
+        f"{url}/login",
+        data={"token": token, "next": "/"},
+        headers={"Origin": url, "Cookie": f"loom_session={cookie}"},
+    )
+    assert response.status_code == 303, response.text
+    new = httpx.Cookies()
+    new.extract_cookies(response)
+    return str(new["loom_session"])
+
+
+def signed_in_as(url: str, cookie: str) -> str | None:
+    """The home page a browser sending ``cookie`` gets, or None when it is sent to sign in."""
+    page = httpx.get(f"{url}/", headers={"Cookie": f"loom_session={cookie}"})
+    if page.status_code == 303:
+        assert page.headers["location"].startswith("/login")
+        return None
+    assert page.status_code == 200, page.text
+    return page.text
+
+
+def test_signing_in_again_issues_a_new_cookie_and_ends_the_old_session(
+    real_server: RealServer,
+) -> None:
+    viewer, _ = create_token(real_server, Role.viewer)
+    author, _ = create_token(real_server, Role.author)
+    with sign_in(real_server.url, viewer) as client:
+        old = client.cookies["loom_session"]
+    assert "viewer-person" in (signed_in_as(real_server.url, old) or "")
+    new = login_over(real_server.url, author, old)
+    assert new != old
+    assert "author-person" in (signed_in_as(real_server.url, new) or "")
+    assert signed_in_as(real_server.url, old) is None, "the old cookie still signs in"
+
+
+def test_a_cookie_planted_before_sign_in_never_becomes_the_victims_session(
+    real_server: RealServer,
+) -> None:
+    """Session fixation: the attacker plants a cookie value they know (their own live session,
+    or a value the server never issued) in the victim's browser, then waits for the sign-in."""
+    attacker, _ = create_token(real_server, Role.viewer)
+    victim, _ = create_token(real_server, Role.reviewer)
+    with sign_in(real_server.url, attacker) as client:
+        planted = client.cookies["loom_session"]
+    invented = "A" * 43
+    for known in (planted, invented):
+        cookie = login_over(real_server.url, victim, known)
+        assert cookie != known
+        assert "reviewer-person" in (signed_in_as(real_server.url, cookie) or "")
+        assert signed_in_as(real_server.url, known) is None, "the planted cookie outlived it"
+
+
 # ---- the wired app on SQLite and PostgreSQL, on a frozen clock ---------------------------------
 @pytest.fixture
 def clocked(any_api: Api) -> Api:
@@ -206,6 +262,36 @@ async def test_a_session_ends_at_its_absolute_limit_however_active(clocked: Api)
             assert await signed_in(await client.get("/runs")), elapsed
         clock_of(clocked).advance(LIFETIME - elapsed + 1)
         assert not await signed_in(await client.get("/runs"))
+
+
+async def test_a_sign_in_ends_every_session_cookie_the_browser_sent(clocked: Api) -> None:
+    """Two ``loom_session`` cookies arrive when one was planted for a narrower path or a parent
+    domain; signing in ends both, and signing out ends every one sent too."""
+    async with browser(clocked, Role.viewer) as first, browser(clocked, Role.author) as second:
+        cookies = [first.cookies["loom_session"], second.cookies["loom_session"]]
+    sent = {"Cookie": "; ".join(f"loom_session={c}" for c in cookies)}
+    async with browser(clocked) as client:
+        response = await client.post(
+            "/login", data={"token": clocked.tokens[Role.reviewer], "next": "/"}, headers=sent
+        )
+        assert response.status_code == 303, response.text
+        fresh = response.cookies["loom_session"]
+    assert fresh not in cookies
+    async with browser(clocked) as client:
+        for old in cookies:
+            page = await client.get("/runs", headers={"Cookie": f"loom_session={old}"})
+            assert not await signed_in(page), "a cookie sent with the sign-in outlived it"
+        page = await client.get("/runs", headers={"Cookie": f"loom_session={fresh}"})
+        assert await signed_in(page)
+        home = await client.get("/", headers={"Cookie": f"loom_session={fresh}"})
+        out = await client.post(
+            "/logout",
+            data={"csrf": csrf_of(home.text)},
+            headers={"Cookie": f"loom_session=stale; loom_session={fresh}"},
+        )
+        assert out.status_code == 303
+        page = await client.get("/runs", headers={"Cookie": f"loom_session={fresh}"})
+        assert not await signed_in(page), "signing out left the session alive"
 
 
 async def test_the_cookie_lives_as_long_as_the_session_and_only_on_this_site(clocked: Api) -> None:
