@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from linkloom.engine.models import RunStatus, StepStatus
@@ -16,15 +16,7 @@ from linkloom.engine.records import (
     RunEvent,
     StepRun,
 )
-
-
-def utc(value: datetime | None) -> datetime | None:
-    """SQLite returns naive datetimes; everything stored is UTC."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+from linkloom.store.session import utc as utc  # where the storage alone needs it (tokens)
 
 
 def _req(value: datetime | None) -> datetime:

@@ -23,6 +23,7 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -52,6 +53,15 @@ def normalize_url(url: str) -> str:
 
 def is_sqlite(url: str) -> bool:
     return normalize_url(url).startswith("sqlite")
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes; everything stored is UTC."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def _sqlite_listeners(engine: Any, *, immediate: bool) -> None:

@@ -13,21 +13,20 @@ import sqlalchemy as sa
 
 from linkloom import access
 from linkloom.access import ApiToken, Role
-from linkloom.store import rows
-from linkloom.store.session import Database
+from linkloom.store.session import Database, utc
 from linkloom.store.tables import api_tokens, web_sessions
 
 
 def _token(row: Any) -> ApiToken:
-    created = rows.utc(row.created_at)
+    created = utc(row.created_at)
     assert created is not None
     return ApiToken(
         id=row.id,
         name=row.name,
         role=Role(row.role),
         created_at=created,
-        last_used_at=rows.utc(row.last_used_at),
-        revoked_at=rows.utc(row.revoked_at),
+        last_used_at=utc(row.last_used_at),
+        revoked_at=utc(row.revoked_at),
     )
 
 
