@@ -1,25 +1,13 @@
-"""The composition root: every service is built here from settings (database, run store, run
-service, HTTP client, executors, workers, tokens, authenticator, audit, notifications,
-scheduler, proposals, GitOps). ``loom server``, ``loom worker``, ``create_app``, ``embed`` and
-tests use it; the edges (api, web, cli, embed) receive the ``Services`` and build none
-themselves. The proposal service and the GitOps pieces are built on first use
-(``Services.proposals``): they open (or create) the flows repo and import git, which a worker
-never needs.
-
-    services = build_services(settings)
-    await services.start()          # migrate (SQLite by default), start a worker
-    run = await services.runs.trigger("daily-report", inputs={})
-    await services.stop()
-
-Submodules build the larger pieces: ``wiring.proposals``, ``wiring.notifications``,
-``wiring.scheduler``, ``wiring.gitops``.
-"""
+"""``Services`` and ``build_services``: every service built from settings (database, run
+store, run service, HTTP client, executors, workers, tokens, authenticator, audit,
+notifications, scheduler, proposals, GitOps). The proposal service and the GitOps pieces are
+built on first use (``Services.proposals``): they open (or create) the flows repo and import
+git, which a worker never needs. Import these from ``linkloom.wiring``."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +34,7 @@ from linkloom.store.runs import SqlRunStore
 from linkloom.store.tokens import SqlTokenStore
 from linkloom.store.web_sessions import SqlWebSessions
 from linkloom.wiring import scheduler as scheduling
+from linkloom.wiring.storage import database
 
 if TYPE_CHECKING:
     from linkloom.engine.pull import PullService
@@ -259,7 +248,7 @@ def build_services(
 ) -> Services:
     """Create (not start) every service from ``settings`` (tests pass an ``http_transport`` for
     the steps' calls and a ``sandbox_runner`` for the proposals' checks)."""
-    db = _database(settings)
+    db = database(settings)
     store = SqlRunStore(db)
     clock = SystemClock()
     secrets = StaticSecrets({k: v.get_secret_value() for k, v in settings.secrets.items()})
@@ -348,34 +337,14 @@ def spec_policy(settings: Settings) -> Policy:
     )
 
 
-@asynccontextmanager
-async def token_store(settings: Settings) -> AsyncIterator[SqlTokenStore]:
-    """The API tokens in the settings' database, without the rest of the services: ``loom token
-    … --local`` on the server's host. An embedded SQLite database is migrated first."""
-    db = _database(settings)
-    try:
-        if session.is_sqlite(settings.database_url):
-            await session.upgrade(settings.database_url)
-        yield SqlTokenStore(db)
-    finally:
-        await db.dispose()
-
-
 async def purge_runs(settings: Settings, *, database_url: str = "") -> PurgeReport:
     """Delete old finished runs now, as ``settings.retention`` says (``loom db purge``), in the
     settings' database or the one ``database_url`` names."""
-    db = _database(settings, url=database_url)
+    db = database(settings, url=database_url)
     try:
         return await retention(settings, db, SystemClock()).purge()
     finally:
         await db.dispose()
-
-
-def _database(settings: Settings, *, url: str = "") -> session.Database:
-    options = settings.database
-    return session.Database(
-        url or settings.database_url, echo=options.echo, pool_size=options.pool_size
-    )
 
 
 def retention(settings: Settings, db: session.Database, clock: Clock) -> SqlRetention:

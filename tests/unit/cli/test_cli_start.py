@@ -81,6 +81,19 @@ def test_importing_the_cli_loads_none_of_what_only_some_commands_need() -> None:
     assert not [m for m in ours if m.startswith(("linkloom.flows", "linkloom.sdk"))]
 
 
+def test_the_token_store_of_loom_token_local_loads_no_engine_nor_api() -> None:
+    """``loom token … --local`` asks ``wiring`` for the token store alone: settings, SQLAlchemy
+    and the migrations, not the engine (aiohttp, httpx), the API or git, which only
+    ``build_services`` needs. ``tests/integration/ops/test_cli_token_local.py`` runs the command."""
+    probe = "from linkloom.cli import tokens\nfrom linkloom import wiring\nwiring.token_store"
+    loaded = modules_after(probe)
+    assert "sqlalchemy" in loaded
+    server = {"aiohttp", "httpx", "fastapi", "starlette", "git", "jinja2"}
+    assert loaded.isdisjoint(server), loaded & server
+    ours = own_modules_after(probe)
+    assert not [m for m in ours if m.startswith(("linkloom.engine", "linkloom.wiring.services"))]
+
+
 def test_every_package_of_the_server_and_tracing_extras_is_known_to_the_cli() -> None:
     """A dependency added to an extra must be named here, or a base install would crash on it
     with a traceback instead of 'pip install linkloom[server]'."""
