@@ -1,12 +1,14 @@
 """``Services`` and ``build_services``: every service built from settings (database, run
 store, run service, HTTP client, executors, workers, tokens, authenticator, audit,
 notifications, scheduler, proposals, GitOps). The proposal service and the GitOps pieces are
-built on first use (``Services.proposals``): they open (or create) the flows repo and import
-git, which a worker never needs. Import these from ``linkloom.wiring``."""
+built once, on first use (``Services.proposals``; on the event loop ``await
+Services.proposal_service()``, which builds in a worker thread): they open (or create) the
+flows repo and import git, which a worker never needs. Import these from ``linkloom.wiring``."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -92,10 +94,16 @@ class Services:
     started: bool = False
     _proposals: ProposalService | None = field(default=None, init=False, repr=False)
     _gitops: GitOps | None = field(default=None, init=False, repr=False)
+    # Held while the proposal service and its GitOps are built: first uses arrive together
+    # (the event loop, FastAPI's worker threads), and exactly one of them builds.
+    _building: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
 
     @property
     def proposals(self) -> ProposalService:
-        """The proposal service (``wiring.proposals``), built on first use."""
+        """The proposal service (``wiring.proposals``), built on first use, which imports git and
+        opens the flows repo (``await proposal_service()`` does that off the event loop)."""
         if self._proposals is None:
             self._build_proposals()
         assert self._proposals is not None
@@ -104,6 +112,13 @@ class Services:
     @proposals.setter
     def proposals(self, service: ProposalService) -> None:  # tests put a double in its place
         self._proposals = service
+
+    async def proposal_service(self) -> ProposalService:
+        """``proposals`` for code on the event loop: a first use builds it in a worker thread,
+        so the loop goes on serving meanwhile."""
+        if self._proposals is None:
+            await asyncio.to_thread(self._build_proposals)
+        return self.proposals
 
     @property
     def gitops(self) -> GitOps | None:
@@ -116,11 +131,15 @@ class Services:
     def _build_proposals(self) -> None:
         from linkloom.wiring import gitops, proposals
 
-        # Both or neither: a proposal service kept after its GitOps failed to build would
-        # promote without pushing to the team's remote; the next use tries again and says why.
-        service = proposals.build_proposals(self, runner=self.sandbox_runner)
-        self._gitops = gitops.build_gitops(self, service)
-        self._proposals = service
+        with self._building:
+            if self._proposals is not None:  # built by the use that held the lock before us
+                return
+            # Both or neither: a proposal service kept after its GitOps failed to build would
+            # promote without pushing to the team's remote; the next use tries again and says
+            # why.
+            service = proposals.build_proposals(self, runner=self.sandbox_runner)
+            self._gitops = gitops.build_gitops(self, service)
+            self._proposals = service
 
     def make_worker(self, **overrides: Any) -> Worker:
         eng = self.settings.engine

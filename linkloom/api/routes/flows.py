@@ -180,9 +180,8 @@ async def rollback(
     from linkloom.api.routes.proposals import proposal_service
 
     await services.runs.get_flow_version(flow_id, body.version)
-    await proposal_service(request.app).rollback(
-        flow_id, to_version=body.version, actor=request.state.actor.name
-    )
+    proposals = await proposal_service(request.app)
+    await proposals.rollback(flow_id, to_version=body.version, actor=request.state.actor.name)
     version = (await services.runs.get_flow(flow_id)).current_version
     current = await services.runs.get_flow_version(flow_id, version)
     await audit("flow.rollback", "flow", flow_id, to=body.version, version=current.version)

@@ -194,7 +194,7 @@ class CiIn(BaseModel):
     responses=problem_responses(*AUTHED, 409, 422, 503),
 )
 async def ci_revision(body: CiIn, request: Request, actor: Actor, audit: Audit) -> dict[str, Any]:
-    proposals = get_services(request).proposals
+    proposals = await get_services(request).proposal_service()
     forge = _forge(request)
     proposal = await ci.ci_revision(
         ci.CiRequest(
@@ -221,7 +221,7 @@ async def proposal_report(proposal_id: str, request: Request) -> dict[str, Any]:
 
 
 async def _ci_report(request: Request, proposal_id: str) -> dict[str, Any]:
-    proposals = get_services(request).proposals
+    proposals = await get_services(request).proposal_service()
     public_url = get_services(request).settings.public_url
     proposal = await proposals.get(proposal_id)
     checks = await proposals.checks(proposal_id)

@@ -41,14 +41,14 @@ from linkloom.proposals.service import ProposalService
 router = APIRouter(prefix="/api/v1", tags=["proposals"])
 
 
-def proposal_service(app: Any) -> ProposalService:
-    """The app's proposal service (the services build it on first use)."""
+async def proposal_service(app: Any) -> ProposalService:
+    """The app's proposal service (a first use builds it off the event loop)."""
     services: wiring.Services = app.state.services
-    return services.proposals
+    return await services.proposal_service()
 
 
-def _service(request: Request) -> ProposalService:
-    return proposal_service(request.app)
+async def _service(request: Request) -> ProposalService:
+    return await proposal_service(request.app)
 
 
 Proposals = Annotated[ProposalService, Depends(_service)]

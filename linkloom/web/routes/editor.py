@@ -54,20 +54,20 @@ async def edit_flow(request: Request, flow_id: str) -> Response:
     actor = await session.require(request, Role.viewer)
     await services(request).runs.get_flow(flow_id)  # 404 for an unknown flow
     source = await _source(request, flow_id, ref=None)
-    return _page(request, actor, mode="flow", flow_id=flow_id, source=source)
+    return await _page(request, actor, mode="flow", flow_id=flow_id, source=source)
 
 
 @router.get("/editor/new")
 async def new_flow(request: Request) -> Response:
     actor = await session.require(request, Role.viewer)
     source = {"text": "", "path": None, "shape": "canonical", "from": "new"}
-    return _page(request, actor, mode="new", flow_id=None, source=source)
+    return await _page(request, actor, mode="new", flow_id=None, source=source)
 
 
 @router.get("/proposals/{proposal_id}/edit")
 async def edit_proposal(request: Request, proposal_id: str, flow: str = "") -> Response:
     actor = await session.require(request, Role.viewer)
-    service = proposal_service(request)
+    service = await proposal_service(request)
     if service is None:
         raise NotFound("this server has no proposal service (the flows repo is not configured)")
     proposal = await service.get(proposal_id)
@@ -75,7 +75,7 @@ async def edit_proposal(request: Request, proposal_id: str, flow: str = "") -> R
     if flow_id not in proposal.flows:
         raise NotFound(f"proposal {proposal_id} does not change flow {flow_id!r}")
     source = await _source(request, flow_id, ref=proposal.branch)
-    return _page(
+    return await _page(
         request,
         actor,
         mode="proposal",
@@ -93,7 +93,7 @@ async def edit_proposal(request: Request, proposal_id: str, flow: str = "") -> R
 async def _source(request: Request, flow_id: str, *, ref: str | None) -> dict[str, Any]:
     """The spec text to edit: the file in the flows repo (at ``ref``, else main) when there is
     one, else the current version as canonical YAML; a seed shape is converted (and said so)."""
-    service = proposal_service(request)
+    service = await proposal_service(request)
     text, path, origin = "", None, "version"
     if service is not None:
         found = await service.spec_file(flow_id, **({"ref": ref} if ref else {}))
@@ -120,7 +120,7 @@ def _shape(text: str) -> str:
     return shapes.normalise(data).shape if isinstance(data, dict) else "canonical"
 
 
-def _page(
+async def _page(
     request: Request,
     actor: Any,
     *,
@@ -143,7 +143,7 @@ def _page(
         "readOnly": not actor.role.allows(Role.author),
         "secrets": sorted(settings.secrets.keys()),  # names only, never values
         "csrf": session.csrf_token(request),
-        "proposals": proposal_service(request) is not None,
+        "proposals": await proposal_service(request) is not None,
     }
     title = f"Edit {flow_id}" if flow_id else "New flow"
     return rendering.page(
@@ -202,7 +202,7 @@ async def save(request: Request) -> Response:
         actor = await session.require(request, Role.author)
         data = await session.json_body(request)
         text = _text(data)
-        service = proposal_service(request)
+        service = await proposal_service(request)
         if service is None:
             raise InvalidInput("this server has no proposal service: configure the flows repo")
         proposal_id = str(data.get("proposal_id") or "")

@@ -42,13 +42,14 @@ STATUSES = (
 REVIEWABLE = ("ready-for-review", "approved", "changes-requested")
 
 
-def proposal_service(request: Request) -> Any:
-    """The services' proposal service (the one the API uses; built on first use)."""
-    return context.services(request).proposals
+async def proposal_service(request: Request) -> Any:
+    """The services' proposal service (the one the API uses; a first use builds it off the
+    event loop)."""
+    return await context.services(request).proposal_service()
 
 
-def _require_service(request: Request) -> Any:
-    service = proposal_service(request)
+async def _require_service(request: Request) -> Any:
+    service = await proposal_service(request)
     if service is None:
         raise Unavailable("this server has no proposal service (the flows repo is not configured)")
     return service
@@ -57,7 +58,7 @@ def _require_service(request: Request) -> Any:
 @router.get("/proposals")
 async def proposals(request: Request, status: str = "", flow: str = "") -> Response:
     await session.require(request, Role.viewer)
-    service = proposal_service(request)
+    service = await proposal_service(request)
     items: list[Any] = []
     if service is not None:
         items = list(await service.list(flow_id=flow or None, limit=200))
@@ -89,7 +90,7 @@ async def _page(
     problem: str = "",
     status_code: int = 200,
 ) -> Response:
-    service = _require_service(request)
+    service = await _require_service(request)
     proposal = await service.get(proposal_id)
     checks = list(await service.checks(proposal_id))
     by_name = {_value(c.name): c for c in checks}
@@ -198,7 +199,7 @@ rendering.env.globals["unified_lines"] = unified_lines
 async def _act(request: Request, proposal_id: str, role: Role, action: str) -> Response:
     actor = await session.require(request, role)
     form = await session.form(request)
-    service = _require_service(request)
+    service = await _require_service(request)
     text = str(form.get("comment") or form.get("body") or "").strip()
     try:
         if action == "comment":
@@ -260,7 +261,7 @@ async def _revise_page(
     problem: str = "",
     status_code: int = 200,
 ) -> Response:
-    service = _require_service(request)
+    service = await _require_service(request)
     proposal = await service.get(proposal_id)
     files = []
     for flow_id in proposal.flows:
@@ -285,7 +286,7 @@ async def _revise_page(
 async def revise(request: Request, proposal_id: str) -> Response:
     actor = await session.require(request, Role.author)
     form = await session.form(request)
-    service = _require_service(request)
+    service = await _require_service(request)
     files = {k[len("file:") :]: str(v) for k, v in form.items() if k.startswith("file:")}
     message = str(form.get("message") or "").strip()
     try:
@@ -311,7 +312,7 @@ async def revise(request: Request, proposal_id: str) -> Response:
 async def rebase(request: Request, proposal_id: str) -> Response:
     actor = await session.require(request, Role.author)
     await session.form(request)
-    service = _require_service(request)
+    service = await _require_service(request)
     try:
         await service.rebase(proposal_id, actor=actor.name, run_checks=False)
     except NotFound:

@@ -199,7 +199,10 @@ async def test_web_proposals_without_a_service_say_so(
 ) -> None:
     from linkloom.web.routes import proposals
 
-    monkeypatch.setattr(proposals, "proposal_service", lambda request: None)
+    async def none(request: object) -> None:
+        return None
+
+    monkeypatch.setattr(proposals, "proposal_service", none)
     async with browser(api, Role.viewer) as client:
         listing = await client.get("/proposals")
         assert "no proposal service" in listing.text

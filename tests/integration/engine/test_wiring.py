@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -307,5 +308,83 @@ async def test_a_proposal_service_whose_gitops_fails_to_build_is_not_kept(
         for _ in range(2):
             with pytest.raises(RuntimeError, match="credentials are missing"):
                 services.proposals  # noqa: B018 - the property builds the service
+            with pytest.raises(RuntimeError, match="credentials are missing"):
+                await services.proposal_service()
+    finally:
+        await services.stop()
+
+
+def _remote_settings(home: Path) -> Settings:
+    """Settings whose proposal service comes with GitOps (the remote is not contacted before
+    ``GitOps.start``)."""
+    return load_settings(
+        home=home,
+        security={"signing_key": "k" * 32},
+        flows={"remote": f"file://{home / 'team-flows.git'}"},
+    )
+
+
+async def test_concurrent_first_uses_build_one_proposal_service_and_one_gitops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server's first requests arrive together, on the event loop and in FastAPI's worker
+    threads, while the first build is slow (it imports git): exactly one proposal service and
+    one GitOps (one publisher, one remote sync) are built, and every caller gets them."""
+    from linkloom.wiring import gitops, proposals
+
+    builds: list[str] = []
+    real_proposals, real_gitops = proposals.build_proposals, gitops.build_gitops
+
+    def slow_proposals(*args: Any, **kwargs: Any) -> Any:
+        builds.append("proposals")
+        time.sleep(0.3)  # long enough for every other first use to arrive meanwhile
+        return real_proposals(*args, **kwargs)
+
+    def counted_gitops(*args: Any, **kwargs: Any) -> Any:
+        builds.append("gitops")
+        return real_gitops(*args, **kwargs)
+
+    monkeypatch.setattr(proposals, "build_proposals", slow_proposals)
+    monkeypatch.setattr(gitops, "build_gitops", counted_gitops)
+    services = build_services(_remote_settings(tmp_path))
+    try:
+        in_threads = [asyncio.to_thread(lambda: services.proposals) for _ in range(6)]
+        in_threads += [asyncio.to_thread(lambda: services.gitops) for _ in range(4)]
+        on_the_loop = [services.proposal_service() for _ in range(6)]
+        got = await asyncio.gather(*in_threads, *on_the_loop)
+    finally:
+        await services.stop()
+    assert sorted(builds) == ["gitops", "proposals"]
+    service, sync = services.proposals, services.gitops
+    assert sync is not None
+    assert all(found is service for found in got[:6] + got[10:])
+    assert all(found is sync for found in got[6:10])
+    assert service.publisher is sync.sync
+    assert sync.sync.service is service
+
+
+async def test_a_first_use_on_the_event_loop_builds_the_proposal_service_off_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``await proposal_service()`` lets the loop go on serving while the build runs: here the
+    build waits for a coroutine that only a free loop can run."""
+    from linkloom.wiring import proposals
+
+    loop_ran = threading.Event()
+    real = proposals.build_proposals
+
+    def waits_for_the_loop(*args: Any, **kwargs: Any) -> Any:
+        assert loop_ran.wait(timeout=10), "the build held the event loop"
+        return real(*args, **kwargs)
+
+    async def meanwhile() -> None:
+        await asyncio.sleep(0)
+        loop_ran.set()
+
+    monkeypatch.setattr(proposals, "build_proposals", waits_for_the_loop)
+    services = build_services(load_settings(home=tmp_path, security={"signing_key": "k" * 32}))
+    try:
+        service, _ = await asyncio.gather(services.proposal_service(), meanwhile())
+        assert service is services.proposals
     finally:
         await services.stop()

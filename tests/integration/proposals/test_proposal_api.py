@@ -115,7 +115,7 @@ async def test_proposal_flow_through_the_api(api: Api) -> None:
     assert ("admin-user", "proposal.approve") in actions
     assert ("reviewer-user", "proposal.promote") in actions
     assert ("author-user", "proposal.comment") in actions
-    assert proposal_service(api.app) is api.app.state.services.proposals
+    assert await proposal_service(api.app) is api.app.state.services.proposals
 
 
 async def test_every_proposal_route_that_changes_something_is_audited(api: Api) -> None:
