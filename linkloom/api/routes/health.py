@@ -1,26 +1,25 @@
 """Operations endpoints: liveness, readiness and Prometheus metrics.
 
 ``create_app`` includes ``router`` and leaves these paths unauthenticated (probes and scrapers
-carry no token). The routes find their collaborators on ``app.state`` (or as methods of
-``app.state.services``), never in module globals:
+carry no token). The routes read the app's ``wiring.Services`` (``app.state.services``, as
+every route does), never module globals:
 
-* ``readiness`` — an object with ``async readiness() -> Mapping[str, bool | str]``, one entry per
-  check (``database``, ``migrations``, ``workers``…). A boolean is a check: ``False`` makes the
-  server not ready. A string is a detail shown as is (``revision: "0005"``,
-  ``worker_processes: "3"`` on an API server whose workers run elsewhere) and never fails the
-  probe. ``wiring.Services.readiness`` is the real provider.
-  ``CompositeReadiness`` builds one from plain async check functions.
-* ``queue_stats`` — a ``metrics.QueueStatsSource`` (``Services.queue_stats``, backed by
-  ``store.operations``); when present, ``/metrics`` refreshes the queue gauges from it on
-  each scrape.
-* ``settings`` — when present and ``metrics.enabled`` is false, ``/metrics`` answers 404.
+* ``/readyz`` answers ``Services.readiness()``: one entry per check (``database``,
+  ``migrations``, ``workers``, and the ``readiness_details`` optional pieces add, such as
+  ``flows_remote``). A boolean is a check: ``False`` makes the server not ready. A string is
+  a detail shown as is (``revision: "0005"``, ``worker_processes: "3"`` on an API server whose
+  workers run elsewhere) and never fails the probe. An app without services is not ready.
+* ``/metrics`` refreshes the queue gauges from ``Services.queue_stats()`` (``store.operations``)
+  on each scrape, and answers 404 when ``settings.metrics.enabled`` is false.
+
+``CompositeReadiness`` runs plain async check functions, each with its own time limit.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
@@ -28,15 +27,14 @@ from fastapi.responses import JSONResponse
 import linkloom
 from linkloom import metrics
 
+if TYPE_CHECKING:
+    from linkloom import wiring
+
 router = APIRouter(tags=["operations"])
 
 CheckResult = bool | str
 Check = Callable[[], Awaitable[CheckResult]]
 READINESS_DEADLINE = 5.0
-
-
-class Readiness(Protocol):
-    async def readiness(self) -> Mapping[str, CheckResult]: ...
 
 
 class CompositeReadiness:
@@ -77,31 +75,10 @@ def passed(result: CheckResult) -> bool:
     return result is not False
 
 
-def _collaborator(request: Request, name: str) -> Any:
-    state = request.app.state
-    found = getattr(state, name, None)
-    if found is None:
-        found = getattr(getattr(state, "services", None), name, None)
+def _services(request: Request) -> wiring.Services | None:
+    """The app's services; None on an app built without them (the probes still answer)."""
+    found: wiring.Services | None = getattr(request.app.state, "services", None)
     return found
-
-
-def _method(request: Request, name: str) -> Callable[[], Awaitable[Any]] | None:
-    """``app.state.<name>.<name>``, a callable ``app.state.<name>``, or ``services.<name>``."""
-    found = _collaborator(request, name)
-    if found is None:
-        return None
-    inner = getattr(found, name, None)
-    if callable(inner):
-        return inner  # type: ignore[no-any-return]
-    return found if callable(found) else None
-
-
-class _Source:
-    def __init__(self, read: Callable[[], Awaitable[metrics.QueueStats]]) -> None:
-        self._read = read
-
-    async def queue_stats(self) -> metrics.QueueStats:
-        return await self._read()
 
 
 @router.get("/healthz", summary="Liveness: the process is up and serving requests")
@@ -115,16 +92,16 @@ async def healthz() -> dict[str, str]:
     responses={503: {"description": "Not ready; `checks` says which check failed and why."}},
 )
 async def readyz(request: Request) -> JSONResponse:
-    provider = _method(request, "readiness")
-    if provider is None:
+    services = _services(request)
+    if services is None:
         checks: dict[str, CheckResult] = {
             "wiring": False,
-            "wiring_error": "no readiness provider on app.state",
+            "wiring_error": "no services on app.state: build the app with create_app",
         }
     else:
         try:
             async with asyncio.timeout(READINESS_DEADLINE):
-                checks = dict(await provider())
+                checks = dict(await services.readiness())
         except TimeoutError:
             checks = {
                 "readiness": False,
@@ -139,10 +116,9 @@ async def readyz(request: Request) -> JSONResponse:
 
 @router.get("/metrics", summary="Prometheus metrics (text exposition format)")
 async def metrics_endpoint(request: Request) -> Response:
-    settings = _collaborator(request, "settings")
-    if settings is not None and not settings.metrics.enabled:
-        return Response(status_code=404)
-    queue_stats = _method(request, "queue_stats")
-    if queue_stats is not None:
-        await metrics.refresh_queue(_Source(queue_stats))
+    services = _services(request)
+    if services is not None:
+        if not services.settings.metrics.enabled:
+            return Response(status_code=404)
+        await metrics.refresh_queue(services)
     return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)

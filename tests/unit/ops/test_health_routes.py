@@ -1,7 +1,10 @@
+"""The health routes on an app without services (the probes still answer), and
+``CompositeReadiness``. The routes on real ``Services``:
+``tests/integration/ops/test_health_on_services.py``."""
+
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 
 import httpx
 from fastapi import FastAPI
@@ -9,14 +12,11 @@ from fastapi import FastAPI
 from linkloom import metrics
 from linkloom.api.observability import RequestObservability
 from linkloom.api.routes import health
-from linkloom.config import load_settings
 
 
-def _app(**state: object) -> FastAPI:
+def _app() -> FastAPI:
     app = FastAPI()
     app.include_router(health.router)
-    for name, value in state.items():
-        setattr(app.state, name, value)
     return app
 
 
@@ -24,42 +24,26 @@ def _client(app: FastAPI) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
 
 
-class _Ready:
-    def __init__(self, checks: dict[str, bool | str]) -> None:
-        self.checks = checks
-
-    async def readiness(self) -> dict[str, bool | str]:
-        return self.checks
-
-
-async def test_health_healthz_answers_without_collaborators() -> None:
+async def test_health_healthz_answers_without_services() -> None:
     async with _client(_app()) as client:
         response = await client.get("/healthz")
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
 
 
-async def test_health_readyz_200_when_every_check_passes_and_strings_are_details() -> None:
-    ready = _Ready({"database": True, "migrations": True, "revision": "0004", "workers": "none"})
-    async with _client(_app(readiness=ready)) as client:
-        response = await client.get("/readyz")
-    assert response.status_code == 200
-    assert response.json() == {"ready": True, "checks": ready.checks}
-
-
-async def test_health_readyz_503_when_a_check_is_false() -> None:
-    ready = _Ready({"database": True, "migrations": False, "revision": "0003"})
-    async with _client(_app(services=SimpleNamespace(readiness=ready))) as client:
-        response = await client.get("/readyz")
-    assert response.status_code == 503
-    assert response.json() == {"ready": False, "checks": ready.checks}
-
-
-async def test_health_readyz_503_without_a_provider() -> None:
+async def test_health_readyz_503_without_services() -> None:
     async with _client(_app()) as client:
         response = await client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"]["wiring"] is False
+    assert "create_app" in response.json()["checks"]["wiring_error"]
+
+
+async def test_health_metrics_without_services_is_the_plain_exposition() -> None:
+    async with _client(_app()) as client:
+        response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert "loom_build_info" in response.text
 
 
 async def test_health_composite_readiness_turns_errors_and_hangs_into_reasons() -> None:
@@ -74,35 +58,13 @@ async def test_health_composite_readiness_turns_errors_and_hangs_into_reasons() 
         return True
 
     ready = health.CompositeReadiness(within=0.05, database=ok, broker=broken, workers=hangs)
-    async with _client(_app(readiness=ready)) as client:
-        response = await client.get("/readyz")
-    assert response.status_code == 503
-    assert response.json()["checks"] == {
+    assert await ready.readiness() == {
         "database": True,
         "broker": False,
         "broker_error": "ConnectionRefusedError: connection refused",
         "workers": False,
         "workers_error": "no answer within 0.05s",
     }
-
-
-async def test_health_metrics_exposition_refreshes_queue_gauges() -> None:
-    class Source:
-        async def queue_stats(self) -> metrics.QueueStats:
-            return metrics.QueueStats(ready=41, running=2, oldest_ready_age_seconds=3.0)
-
-    async with _client(_app(queue_stats=Source())) as client:
-        response = await client.get("/metrics")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain")
-    assert "loom_queue_ready_steps 41.0" in response.text
-
-
-async def test_health_metrics_404_when_disabled() -> None:
-    settings = load_settings(metrics={"enabled": False})
-    async with _client(_app(settings=settings)) as client:
-        response = await client.get("/metrics")
-    assert response.status_code == 404
 
 
 async def test_observability_records_route_template_and_echoes_request_id() -> None:
