@@ -107,7 +107,7 @@ class HttpExecutor:
                   response_body=parsed if parse_error is None else _text(body))
         )  # fmt: skip
         done = tuple(ctx.exchanges)
-        status_error = _status_error(step, status, resp_headers, parsed)
+        status_error = _status_error(step, status, resp_headers, parsed, url)
         if status_error is not None:
             if _in_progress(status, parsed):
                 return _not_yet(ctx, status_error, done)
@@ -403,7 +403,11 @@ def _parse(body: bytes, headers: dict[str, str]) -> tuple[Any, StepError | None]
     )
 
 
-def _status_error(step: Any, status: int, headers: dict[str, str], parsed: Any) -> StepError | None:
+def _status_error(
+    step: Any, status: int, headers: dict[str, str], parsed: Any, url: str
+) -> StepError | None:
+    """The error of an answer whose status the step does not accept. It names the ``url`` sent
+    to as ``_where`` does: no userinfo, query string or secret, as for a failed call."""
     expected = step.expected_status
     if expected is not None:
         if status in expected:
@@ -415,7 +419,7 @@ def _status_error(step: Any, status: int, headers: dict[str, str], parsed: Any) 
     detail = ""
     if isinstance(parsed, dict):
         detail = str(parsed.get("error") or parsed.get("detail") or parsed.get("message") or "")
-    message = f"HTTP {status} from {step.url if '{{' not in step.url else 'the backend'}"
+    message = f"HTTP {status} from {_where(url, step.url)}"
     if detail:
         message += f": {detail[:500]}"
     return StepError(

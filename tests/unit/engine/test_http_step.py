@@ -328,3 +328,25 @@ async def test_a_failed_call_names_the_url_without_userinfo_query_or_secrets(
     assert result.error.message == (
         f"connection to {where} failed: could not connect (connection refused)"
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "where"),
+    [
+        ("http://user:pw@shop.test:8080/orders?key=k1#top", "http://shop.test:8080/orders"),
+        ("{{ 'http' }}://shop.test/orders?page=2", "http://shop.test/orders"),
+        ("http://shop.test/orders?key={{ secrets.token | upper }}", "http://shop.test/orders"),
+        ("http://{{ secrets.token | lower }}.shop.test/orders", "the backend"),
+    ],
+)
+async def test_a_status_error_names_the_url_without_userinfo_query_or_secrets(
+    url: str, where: str
+) -> None:
+    _, pending = _run(
+        lambda r: httpx.Response(503, json={"error": "down"}),
+        {"url": url},
+        services={"secrets": {"token": "tok-secret"}},
+    )
+    result = await pending
+    assert result.error is not None
+    assert result.error.message == f"HTTP 503 from {where}: down"
