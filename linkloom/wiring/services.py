@@ -244,10 +244,13 @@ class Services:
         checks["migrations"] = current == head()
         checks["revision"] = current or "none"
         if current != head():
-            checks["migrations_error"] = f"database at {current}, code at {head()}: loom db upgrade"
+            at = current or "no revision (never migrated)"
+            checks["migrations_error"] = f"database at {at}, code at {head()}: loom db upgrade"
         if self.workers:
             checks["workers"] = all(w.running for w in self.workers)
             return checks
+        if current != head():  # the heartbeats' table may not exist yet: nothing more to ask
+            return {**checks, "workers": False}
         checks["scheduler_processes"] = str(await self.operations.alive(role="scheduler"))
         alive = await self.operations.alive(role="worker")
         checks["workers"] = alive > 0

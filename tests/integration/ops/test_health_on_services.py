@@ -121,6 +121,22 @@ async def test_readyz_is_not_ready_when_the_database_does_not_answer(
     assert response.json()["checks"] == {"database": False, "migrations": False, "workers": False}
 
 
+async def test_readyz_on_a_database_never_migrated_says_to_upgrade_it(tmp_path: Path) -> None:
+    unmigrated = wired(database={"url": f"sqlite+aiosqlite:///{tmp_path / 'new.db'}"})
+    response = await get_then_stop(unmigrated, "/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"] == {
+        "database": True,
+        "migrations": False,
+        "revision": "none",
+        "migrations_error": (
+            f"database at no revision (never migrated), code at {session.head_revision()}: "
+            "loom db upgrade"
+        ),
+        "workers": False,
+    }
+
+
 async def test_metrics_shows_the_services_queue_on_each_scrape(db_url: str) -> None:
     services = wired(database={"url": db_url})
     steps = [{"id": s, "type": "http", "url": "http://127.0.0.1:9/x"} for s in ("a", "b")]
