@@ -11,14 +11,11 @@ every route does), never module globals:
   workers run elsewhere) and never fails the probe. An app without services is not ready.
 * ``/metrics`` refreshes the queue gauges from ``Services.queue_stats()`` (``store.operations``)
   on each scrape, and answers 404 when ``settings.metrics.enabled`` is false.
-
-``CompositeReadiness`` runs plain async check functions, each with its own time limit.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request, Response
@@ -33,41 +30,7 @@ if TYPE_CHECKING:
 router = APIRouter(tags=["operations"])
 
 CheckResult = bool | str
-Check = Callable[[], Awaitable[CheckResult]]
 READINESS_DEADLINE = 5.0
-
-
-class CompositeReadiness:
-    """Readiness from named async checks, run concurrently, each with its own time limit.
-
-    A check that raises or overruns is ``False`` and gains a ``<name>_error`` detail, so
-    ``/readyz`` always answers and says which dependency is the problem::
-
-        CompositeReadiness(database=store.ping, migrations=store.migrations_current)
-    """
-
-    def __init__(self, *, within: float = 2.0, **checks: Check) -> None:
-        self._within = within
-        self._checks = checks
-
-    async def readiness(self) -> dict[str, CheckResult]:
-        names = list(self._checks)
-        results = await asyncio.gather(*(self._run(self._checks[n]) for n in names))
-        out: dict[str, CheckResult] = {}
-        for name, (result, error) in zip(names, results, strict=True):
-            out[name] = result
-            if error:
-                out[f"{name}_error"] = error
-        return out
-
-    async def _run(self, check: Check) -> tuple[CheckResult, str | None]:
-        try:
-            async with asyncio.timeout(self._within):
-                return await check(), None
-        except TimeoutError:
-            return False, f"no answer within {self._within:g}s"
-        except Exception as exc:  # a failing dependency is a result here, not an error
-            return False, f"{type(exc).__name__}: {exc}"[:300]
 
 
 def passed(result: CheckResult) -> bool:

@@ -1,10 +1,8 @@
-"""The health routes on an app without services (the probes still answer), and
-``CompositeReadiness``. The routes on real ``Services``:
+"""The health routes on an app without services (the probes still answer). The routes on real
+``Services``:
 ``tests/integration/ops/test_health_on_services.py``."""
 
 from __future__ import annotations
-
-import asyncio
 
 import httpx
 from fastapi import FastAPI
@@ -44,27 +42,6 @@ async def test_health_metrics_without_services_is_the_plain_exposition() -> None
         response = await client.get("/metrics")
     assert response.status_code == 200
     assert "loom_build_info" in response.text
-
-
-async def test_health_composite_readiness_turns_errors_and_hangs_into_reasons() -> None:
-    async def ok() -> bool:
-        return True
-
-    async def broken() -> bool:
-        raise ConnectionRefusedError("connection refused")
-
-    async def hangs() -> bool:
-        await asyncio.sleep(10)
-        return True
-
-    ready = health.CompositeReadiness(within=0.05, database=ok, broker=broken, workers=hangs)
-    assert await ready.readiness() == {
-        "database": True,
-        "broker": False,
-        "broker_error": "ConnectionRefusedError: connection refused",
-        "workers": False,
-        "workers_error": "no answer within 0.05s",
-    }
 
 
 async def test_observability_records_route_template_and_echoes_request_id() -> None:
