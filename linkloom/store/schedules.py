@@ -24,20 +24,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from linkloom.scheduler.models import FinishedRun, FlowHead, QueuedFire, ScheduleState
 from linkloom.scheduler.policies import ActiveRun
 from linkloom.store import tables
-from linkloom.store.session import Database
+from linkloom.store.session import Database, utc
 
 # "LOOMSCHD" as a signed 64-bit integer: the advisory lock key of the scheduler leader.
 LEADER_LOCK_KEY = int.from_bytes(b"LOOMSCHD", "big", signed=True)
 _ACTIVE = ("PENDING", "RUNNING")
 _FINISHED = ("SUCCEEDED", "FAILED", "CANCELLED")
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
 
 
 def _db(value: datetime | None) -> datetime | None:
@@ -108,8 +100,8 @@ class SqlSchedulerStore:
             ScheduleState(
                 flow_id=r.flow_id,
                 schedule_id=r.schedule_id,
-                next_fire_time=_utc(r.next_fire_time),
-                last_fire_time=_utc(r.last_fire_time),
+                next_fire_time=utc(r.next_fire_time),
+                last_fire_time=utc(r.last_fire_time),
                 paused=bool(r.paused),
             )
             for r in rows
@@ -195,7 +187,7 @@ class SqlSchedulerStore:
         )
         async with self.db.read() as conn:
             rows = (await conn.execute(query)).all()
-        return [ActiveRun(id=row.id, created_at=_utc(row.created_at) or _epoch()) for row in rows]
+        return [ActiveRun(id=row.id, created_at=utc(row.created_at) or _epoch()) for row in rows]
 
     async def queue_fire(self, fire: QueuedFire) -> None:
         q = tables.schedule_queue
@@ -221,8 +213,8 @@ class SqlSchedulerStore:
             QueuedFire(
                 flow_id=row.flow_id,
                 schedule_id=row.schedule_id,
-                fire_time=_utc(row.fire_time) or _epoch(),
-                queued_at=_utc(row.queued_at) or _epoch(),
+                fire_time=utc(row.fire_time) or _epoch(),
+                queued_at=utc(row.queued_at) or _epoch(),
             )
             for row in rows
         ]
@@ -259,7 +251,7 @@ class SqlSchedulerStore:
                 status=row.status,
                 outputs=row.outputs or {},
                 inputs=row.inputs or {},
-                finished_at=_utc(row.finished_at),
+                finished_at=utc(row.finished_at),
             )
             for row in rows
         ]
