@@ -489,19 +489,22 @@ class ForgeService:
 
     async def _report_loop(self) -> None:
         while True:
+            self._wake.clear()  # before the round: a wake-up set during it starts the next one
             try:
                 await self.report_due()
             except Exception:  # the loop outlives any bug in one round
                 log.exception("forge_report_round_crashed")
             now = asyncio.get_running_loop().time()
             last = self._heads_pruned_at
-            if last is None or now - last >= self.config.prune_heads_seconds:
+            due = last is None or now - last >= self.config.prune_heads_seconds
+            # A head's checks hold the lock for minutes: prune in a later round, never wait here
+            # (the reports of every other pull request would wait too).
+            if due and not self._head_lock.locked():
                 self._heads_pruned_at = now
                 try:
                     await self.prune_heads()
                 except Exception:  # housekeeping; the next round tries again
                     log.exception("forge_pull_head_prune_failed")
-            self._wake.clear()
             try:
                 async with asyncio.timeout(self.config.report_interval):
                     await self._wake.wait()

@@ -457,3 +457,30 @@ async def test_heads_whose_proposal_ended_in_link_loom_are_pruned_and_open_ones_
     await proposals.close(link.proposal_id, actor="admin", reason="not now")  # the PR stays open
     assert await world.service.prune_heads() == [31]
     assert world.pull_heads() == {32: heads[32]}
+
+
+async def test_reports_go_out_while_a_heads_checks_hold_the_head_lock(world: World) -> None:
+    sha = world.push_branch("pr-41", {"flows/report/flow.yaml": spec("report", to="pr41")},
+                            "report to pr41")  # fmt: skip
+    await world.send("pull_request", world.opened(41, sha, "pr-41"))
+    await world.settle(sha)
+    sent = len(world.forge.statuses[sha])
+    service = world.service
+    async with service._head_lock:  # another head's checks: they hold it for minutes
+        service._heads_pruned_at = None  # the periodic prune is due
+        service._wake.set()
+        await asyncio.sleep(1.0)  # a round of the report loop passes, the prune due in it
+        link = await service.store.get_link(*_key(41))
+        proposals = world.api.services.gitops.sync.service
+        await proposals.close(link.proposal_id, actor="admin", reason="not now")
+        service._wake.set()
+        async with asyncio.timeout(20):  # the closed proposal is reported, lock or no lock
+            while True:
+                if len(world.forge.statuses[sha]) > sent:
+                    break
+                await asyncio.sleep(0.05)
+        assert world.pull_heads() == {41: sha}  # not pruned under the lock...
+    async with asyncio.timeout(20):  # ...but in a round after it is free
+        while world.pull_heads():
+            service._wake.set()
+            await asyncio.sleep(0.1)
