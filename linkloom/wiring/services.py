@@ -128,6 +128,13 @@ class Services:
             self._build_proposals()
         return self._gitops
 
+    async def gitops_service(self) -> GitOps | None:
+        """``gitops`` for code on the event loop: a first use builds it (with the proposal
+        service) in a worker thread."""
+        if self._proposals is None and self.settings.flows.remote:
+            await self.proposal_service()
+        return self._gitops
+
     def _build_proposals(self) -> None:
         from linkloom.wiring import gitops, proposals
 

@@ -41,16 +41,16 @@ class NoRemote(NotFound):
     code = "no_flows_remote"
 
 
-def _gitops(request: Request) -> GitOps:
-    gitops = get_services(request).gitops
+async def _gitops(request: Request) -> GitOps:
+    gitops = await get_services(request).gitops_service()
     if gitops is None:
         raise NoRemote()
     return gitops
 
 
-def _forge(request: Request) -> ForgeService | None:
+async def _forge(request: Request) -> ForgeService | None:
     """The forge service, when this server has a flows remote and a forge configured."""
-    gitops = get_services(request).gitops
+    gitops = await get_services(request).gitops_service()
     return None if gitops is None else gitops.forge
 
 
@@ -61,7 +61,7 @@ def _forge(request: Request) -> ForgeService | None:
     responses=problem_responses(*AUTHED, 404),
 )
 async def remote_status(request: Request) -> RemoteStatusOut:
-    return RemoteStatusOut.from_domain(_gitops(request).sync.status())
+    return RemoteStatusOut.from_domain((await _gitops(request)).sync.status())
 
 
 @router.post(
@@ -71,7 +71,7 @@ async def remote_status(request: Request) -> RemoteStatusOut:
     responses=problem_responses(*AUTHED, 404, 503),
 )
 async def fetch_remote(request: Request, audit: Audit) -> FetchOut:
-    sync = _gitops(request).sync
+    sync = (await _gitops(request)).sync
     imported = await sync.catch_up()
     await audit("flows.remote_fetch", "repo", sync.status().remote_commit,
                 imported=[i.commit for i in imported])  # fmt: skip
@@ -98,7 +98,7 @@ class NoForge(NotFound):
 
 
 async def _receive(request: Request, forge: str) -> JSONResponse:
-    service = _forge(request)
+    service = await _forge(request)
     if service is None or service.kind.value != forge:
         raise NoForge(forge=forge)
     body = await request.body()
@@ -162,7 +162,7 @@ async def pull_request(proposal_id: str, request: Request) -> dict[str, Any]:
 
 
 async def _link(request: Request, proposal_id: str) -> Any:
-    service = _forge(request)
+    service = await _forge(request)
     return None if service is None else await service.link_of(proposal_id)
 
 
@@ -195,7 +195,7 @@ class CiIn(BaseModel):
 )
 async def ci_revision(body: CiIn, request: Request, actor: Actor, audit: Audit) -> dict[str, Any]:
     proposals = await get_services(request).proposal_service()
-    forge = _forge(request)
+    forge = await _forge(request)
     proposal = await ci.ci_revision(
         ci.CiRequest(
             forge=body.forge, repo=body.repo, number=body.number, head=body.head,

@@ -131,7 +131,7 @@ async def _page(
 
 async def _pull_request(request: Request, proposal_id: str) -> Any:
     """The pull request the proposal is (``forges.models.PullLink``), on a forge-backed server."""
-    gitops = context.services(request).gitops
+    gitops = await context.services(request).gitops_service()
     forge = None if gitops is None else gitops.forge
     return None if forge is None else await forge.link_of(proposal_id)
 

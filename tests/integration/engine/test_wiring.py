@@ -363,11 +363,13 @@ async def test_concurrent_first_uses_build_one_proposal_service_and_one_gitops(
     assert sync.sync.service is service
 
 
+@pytest.mark.parametrize("accessor", ["proposal_service", "gitops_service"])
 async def test_a_first_use_on_the_event_loop_builds_the_proposal_service_off_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    accessor: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``await proposal_service()`` lets the loop go on serving while the build runs: here the
-    build waits for a coroutine that only a free loop can run."""
+    """``await proposal_service()`` and ``await gitops_service()`` (the GitOps API routes, the
+    proposal page) let the loop go on serving while the build runs: here the build waits for a
+    coroutine that only a free loop can run."""
     from linkloom.wiring import proposals
 
     loop_ran = threading.Event()
@@ -382,9 +384,11 @@ async def test_a_first_use_on_the_event_loop_builds_the_proposal_service_off_it(
         loop_ran.set()
 
     monkeypatch.setattr(proposals, "build_proposals", waits_for_the_loop)
-    services = build_services(load_settings(home=tmp_path, security={"signing_key": "k" * 32}))
+    services = build_services(_remote_settings(tmp_path))
     try:
-        service, _ = await asyncio.gather(services.proposal_service(), meanwhile())
-        assert service is services.proposals
+        built, _ = await asyncio.gather(getattr(services, accessor)(), meanwhile())
+        assert built is (services.proposals if accessor == "proposal_service" else services.gitops)
+        assert services.gitops is not None
+        assert services.gitops.sync.service is services.proposals
     finally:
         await services.stop()
