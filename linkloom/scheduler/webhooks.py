@@ -94,9 +94,12 @@ def verify(
             signed = signing.check(secret, body, lower, tolerance=tolerance, now=now)
         except signing.SignatureError as exc:
             raise WebhookRejected(reason=str(exc)) from exc
+        v1 = _key("v1", signed.replay_key)
         return Verified(
             scheme="v1",
-            keys=(ReplayKey(value=_key("v1", signed.replay_key), server_wide=True),),
+            # The per-trigger key of earlier releases too, so a delivery accepted in the 300 s
+            # before an upgrade is not accepted again after it (drop in a later release).
+            keys=(ReplayKey(value=v1, server_wide=True), ReplayKey(value=v1, server_wide=False)),
         )
     if github:
         try:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -283,6 +284,20 @@ async def test_webhook_replay_and_stale_timestamp_are_refused(env: Any) -> None:
     assert len(runs.runs) == 1
 
 
+async def test_webhook_v1_accepted_before_an_upgrade_is_a_replay_after_it(env: Any) -> None:
+    """Releases before the server-wide keys stored a v1 delivery's key per trigger only."""
+    _clock, runs, store = env
+    store.put_flow(flow(triggers=[{"type": "webhook", "id": "push"}]))
+    body, headers = signed({"a": 1})
+    signed_as = f"v1:{headers[signing.TIMESTAMP_HEADER]}:{headers[signing.SIGNATURE_HEADER][3:]}"
+    earlier = "v1:" + hashlib.sha256(signed_as.encode()).hexdigest()
+    stored = hashlib.sha256(f"f/push/{earlier}".encode()).hexdigest()
+    store.deliveries[stored] = T0  # as the earlier release recorded it, seconds ago
+    with pytest.raises(WebhookReplayed):
+        await make(env).receive_webhook("f", "push", body=body, headers=headers)
+    assert runs.runs == {}
+
+
 async def test_webhook_github_signature_needs_a_delivery_id(env: Any) -> None:
     _clock, runs, store = env
     store.put_flow(flow(triggers=[{"type": "webhook", "id": "gh", "secret": "GH"}]))
@@ -384,7 +399,7 @@ async def test_old_delivery_keys_are_purged(env: Any) -> None:
     body, headers = signed({"x": 1})
     await sched.receive_webhook("f", "gh", body=body, headers=headers)
     await sched.tick()
-    assert len(store.deliveries) == 1
+    assert len(store.deliveries) == 2  # server-wide, and per trigger as earlier releases kept it
     clock.advance(31 * 86400)
     await sched.tick()
     assert store.deliveries == {}
