@@ -92,9 +92,8 @@ class AiohttpPort:
                     decoder=decoder_for(headers, limit=request.max_body),
                 )
         except (aiohttp.ClientError, OSError) as exc:
-            failed = failure(exc, url=request.url, status=status, headers=headers)
-            # an UnreadableAnswer is logged with its traceback: not aiohttp's, which names the URL
-            raise failed from (exc if isinstance(failed, CallFailed) else None)
+            # Not chained: aiohttp's exception names the URL, and a traceback shows the chain.
+            raise failure(exc, url=request.url, status=status, headers=headers) from None
         return _answer(status, headers, body)
 
     async def aclose(self) -> None:
@@ -351,8 +350,7 @@ class HttpxPort:
         except httpx.InvalidURL as exc:
             raise CallFailed(str(exc), kind="config", retryable=False) from exc
         except (httpx.TransportError, OSError) as exc:
-            failed = _httpx_failure(exc, url=request.url, status=status, headers=headers)
-            raise failed from (exc if isinstance(failed, CallFailed) else None)
+            raise _httpx_failure(exc, url=request.url, status=status, headers=headers) from None
         return _answer(status, headers, body)
 
 
