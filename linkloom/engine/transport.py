@@ -211,8 +211,8 @@ def _answer(status: int, headers: dict[str, str], body: bytes | None) -> Inbound
 
 
 class UnreadableAnswer(Exception):
-    """An answer aiohttp could not parse (a malformed status line or header…): as under httpx,
-    the attempt fails as the executor's internal error, not retried."""
+    """An answer aiohttp could not parse (a malformed status line or header…), its text why: the
+    http step fails the attempt with ``bad_response``, not retried."""
 
 
 def failure(
@@ -234,7 +234,7 @@ def failure(
     if isinstance(exc, aiohttp.ClientHttpProxyError):
         return CallFailed(f"the proxy refused the call: {reason}", status=status, headers=headers)
     if isinstance(exc, aiohttp.ClientResponseError):  # a malformed answer
-        return UnreadableAnswer(f"the answer could not be read: {reason}")
+        return UnreadableAnswer(reason)
     return CallFailed(reason, status=status, headers=headers)
 
 

@@ -222,6 +222,12 @@ class HttpExecutor:
         except CallFailed as exc:
             step: Any = ctx.step
             return exc.status, exc.headers, b"", _call_error(exc, _where(request.url, step.url))
+        except (transport.UnreadableAnswer, httpx.DecodingError) as exc:  # the backend's fault
+            why = str(exc)
+            if isinstance(exc, httpx.DecodingError):
+                why = f"its body does not decode as its Content-Encoding says ({why})"
+            message = f"the backend's answer could not be read: {why}"
+            return None, {}, b"", StepError(kind="bad_response", message=message)
         if answer.too_large:
             declared = answer.headers.get("content-length")
             size = int(declared) if declared and declared.isdigit() else 0
