@@ -44,6 +44,9 @@ Duration = Annotated[
 ]
 Template = str
 JsonValue = Any
+# A query parameter or header: a template, or a literal number, boolean or null that is sent as
+# text (``limit: 50``, ``debug: true``) as a template rendering to one would be.
+TextValue = Template | int | float | bool | None
 MAX_COUNT = 100_000  # upper bound of counts and limits, so they fit every database integer
 HttpStatus = Annotated[int, Field(ge=100, le=599)]
 
@@ -171,8 +174,8 @@ class HttpStep(StepBase):
     type: Literal["http"]
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] = "POST"
     url: Template
-    headers: dict[str, Template] = Field(default_factory=dict)
-    query: dict[str, Template] = Field(default_factory=dict)
+    headers: dict[str, TextValue] = Field(default_factory=dict)
+    query: dict[str, TextValue] = Field(default_factory=dict)
     body: JsonValue = None
     mode: Literal["sync", "async"] = "sync"
     expected_status: list[HttpStatus] | None = None

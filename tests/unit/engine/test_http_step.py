@@ -350,3 +350,27 @@ async def test_a_status_error_names_the_url_without_userinfo_query_or_secrets(
     result = await pending
     assert result.error is not None
     assert result.error.message == f"HTTP 503 from {where}: down"
+
+
+async def test_literal_numbers_booleans_and_nulls_in_query_and_headers_are_sent_as_text() -> None:
+    """``limit: 50`` and ``debug: true`` in a spec, as a user writes them in YAML."""
+    from linkloom.flows.spec import FlowSpec
+
+    spec = FlowSpec.model_validate(
+        {"id": "f", "steps": [{"id": "s", "type": "http", "method": "GET",
+                               "url": "http://shop.test/orders",
+                               "query": {"limit": 50, "debug": True, "ratio": 0.5, "cursor": None},
+                               "headers": {"X-Page-Size": 50, "X-Dry-Run": False}}]}
+    )  # fmt: skip
+    step = spec.steps[0].model_dump(exclude_none=False)
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={})
+
+    _, pending = _run(handler, step)
+    assert (await pending).ok
+    [request] = seen
+    assert str(request.url) == ("http://shop.test/orders?limit=50&debug=true&ratio=0.5&cursor=")
+    assert (request.headers["x-page-size"], request.headers["x-dry-run"]) == ("50", "false")
