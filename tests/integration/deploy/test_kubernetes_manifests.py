@@ -161,6 +161,31 @@ def test_the_sandbox_service_has_no_egress_and_takes_bundles_only_from_the_api(
     assert env["LOOM_SANDBOX__REMOTE_URL"] == f"http://linkloom-sandbox:{port}"
 
 
+def test_no_disruption_budget_blocks_every_drain(rendered: list[dict[str, Any]]) -> None:
+    """A budget whose ``minAvailable`` is as large as its pods' replicas lets no pod go, so a
+    node drain waits forever."""
+    budgets = [d for d in rendered if d["kind"] == "PodDisruptionBudget"]
+    assert budgets
+    for budget in budgets:
+        keep = budget["spec"].get("minAvailable")
+        if keep is None:
+            continue
+        wanted = budget["spec"]["selector"]["matchLabels"]
+        [workload] = [
+            d for d in rendered
+            if d["kind"] == "Deployment"
+            and wanted.items() <= d["spec"]["template"]["metadata"]["labels"].items()
+        ]  # fmt: skip
+        assert workload["spec"]["replicas"] > keep, budget["metadata"]["name"]
+
+
+def test_every_overlay_installs_into_the_namespace_the_docs_create_the_secret_in(
+    rendered: list[dict[str, Any]],
+) -> None:
+    for doc in rendered:
+        assert doc["metadata"].get("namespace") == "linkloom", (doc["kind"], doc["metadata"])
+
+
 def test_production_runs_two_schedulers_and_at_least_two_workers() -> None:
     docs = render("production")
     assert find(docs, "Deployment", "linkloom-scheduler")["spec"]["replicas"] == 2
