@@ -12,14 +12,24 @@ turn, a few times each:
 
 ``--steps`` is the number of steps of the run, all of which each completion reads.
 
+Baseline, same run: the same transactions' statements (SQL and bound values as the store
+sent them, recorded from another ``--count`` completions) replayed on a bare ``sqlite3``
+connection to a copy of the database taken before them, with the store's pragmas: ``BEGIN
+IMMEDIATE``, each statement, every row fetched, ``COMMIT``. That is SQLite's own cost of the
+work, plus pysqlite's binding; the ratio is how far the writer is from it. The baseline needs
+``linkloom.store.raw`` (the bare writer); in an older checkout it is skipped.
+
 Under ``valgrind --tool=callgrind`` with ``--count 0`` and ``--count 200`` the difference of
-the two totals is the instructions of 200 completions (repeatable under load).
+the two totals is the instructions of 200 completions (repeatable under load); ``--no-baseline``
+leaves the recording and the replay out of that total.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import sqlite3
 import sys
 import tempfile
 import time
@@ -102,13 +112,80 @@ def completion(now: datetime) -> Any:
     return mutate
 
 
+# ---- the baseline: the same statements on a bare sqlite3 connection ---------------------------
+Recorded = list[list[tuple[str, Any, bool]]]  # per transaction: (sql, bound values, executemany)
+
+
+def recording(recorded: Recorded) -> Any:
+    """Patch the store so that each hot transaction's statements are appended to ``recorded``;
+    returns the function that undoes it. ``None`` in a checkout without ``raw.Statement``."""
+    try:
+        from linkloom.store import raw
+    except ImportError:
+        return None
+    run = raw.Statement._run
+    hot = session.Database._sync_hot_write
+
+    def record(conn: Any, compiled: Any, bound: Any, *, many: bool) -> Any:
+        recorded[-1].append((compiled.sql, list(bound) if many else bound, many))
+        return run(conn, compiled, bound, many=many)
+
+    def transaction(self: session.Database, fn: Any) -> Any:
+        recorded.append([])
+        return hot(self, fn)
+
+    raw.Statement._run = staticmethod(record)  # type: ignore[method-assign]
+    session.Database._sync_hot_write = transaction  # type: ignore[method-assign]
+
+    def undo() -> None:
+        raw.Statement._run = staticmethod(run)  # type: ignore[method-assign]
+        session.Database._sync_hot_write = hot  # type: ignore[method-assign]
+
+    return undo
+
+
+def replay(path: str, recorded: Recorded) -> float:
+    """Run the recorded transactions on a bare connection to ``path``; CPU per transaction."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    started = time.thread_time()
+    for statements in recorded:
+        conn.execute("BEGIN IMMEDIATE")
+        for sql, bound, many in statements:
+            cursor = conn.executemany(sql, bound) if many else conn.execute(sql, bound)
+            cursor.fetchall()
+        conn.execute("COMMIT")
+    spent = time.thread_time() - started
+    conn.close()
+    return spent / len(recorded)
+
+
+def copy(source: str, target: str) -> None:
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+
+
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=2000)
-    parser.add_argument("--steps", type=int, default=3, help="steps of the run (each read)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--count", type=int, default=2000, help="completions timed (default 2000)")
+    parser.add_argument(
+        "--steps", type=int, default=3, help="steps of the run, each read (default 3)"
+    )
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="skip the bare sqlite3 replay (for callgrind)"
+    )
     args = parser.parse_args()
+    started_load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    recorded: Recorded = []
     with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite+aiosqlite:///{tmp}/loom.db"
+        path = f"{tmp}/loom.db"
+        url = f"sqlite+aiosqlite:///{path}"
         await session.upgrade(url)
         store = SqlRunStore(session.Database(url))
         now = datetime.now(UTC)
@@ -122,15 +199,35 @@ async def main() -> None:
         mutate = completion(now)
         for _ in range(50):  # warm up: statements compiled, pages cached
             await store.update_run_many("r", [mutate])
+        undo = None
+        if args.count and not args.no_baseline:
+            copy(path, f"{tmp}/bare.db")  # the state the recorded completions start from
+            undo = recording(recorded)
+            if undo is not None:
+                for _ in range(args.count):
+                    await store.update_run_many("r", [mutate])
+                undo()
         _spent[0] = 0.0
         for _ in range(args.count):
             await store.update_run_many("r", [mutate])
         await store.db.dispose()
+        bare = replay(f"{tmp}/bare.db", recorded) if recorded else 0.0
     per = _spent[0] / args.count * 1e6 if args.count else 0.0
+    ended_load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
         f"writer-thread CPU per completion transaction: {per:.0f} µs "
         f"({args.count} runs, {args.steps} steps)"
     )
+    if recorded:
+        statements = sum(len(t) for t in recorded) / len(recorded)
+        print(
+            f"baseline, the same statements on a bare sqlite3 connection: {bare * 1e6:.0f} µs "
+            f"per transaction ({statements:.0f} statements each); writer / bare "
+            f"{per / (bare * 1e6):.2f}×"
+        )
+    elif args.count and not args.no_baseline:
+        print("baseline: skipped (this checkout has no linkloom.store.raw to record)")
+    print(f"load average: {started_load} at the start, {ended_load} at the end")
 
 
 if __name__ == "__main__":
