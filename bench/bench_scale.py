@@ -1,21 +1,21 @@
-"""How Link Loom's cost grows with the work: history, fan-out, workers. Each figure is printed
-beside the smallest case of the same run (a ratio), with the machine's load average.
+"""How Link Loom's cost grows with the work: history, fan-out, schedules, workers. Each figure
+is printed beside the smallest case of the same run (a ratio), with the machine's load average.
+
+The defaults are the full sizes, which run long (writing the 1,000,000 runs of history alone
+took 639 s on PostgreSQL). Smoke runs, on SQLite about 45 s and 3 s:
+
+    .venv/bin/python bench/bench_scale.py history --db sqlite --sizes 1000,5000 --requests 5
+    .venv/bin/python bench/bench_scale.py fanout --db sqlite --items 200,1000
+
+Real figures (``--requests`` at its default; PostgreSQL comes from ``LOOM_TEST_POSTGRES_URL``,
+a scratch database is created and dropped):
 
     .venv/bin/python bench/bench_scale.py history [--db sqlite,postgres] [--sizes 10000,100000]
-    .venv/bin/python bench/bench_scale.py fanout  [--db postgres] [--items 1000,10000,100000]
+    .venv/bin/python bench/bench_scale.py fanout  [--db postgres] [--items 1000,10000]
+    .venv/bin/python bench/bench_scale.py schedules [--schedules 10000] [--seconds 180]
     .venv/bin/python bench/bench_scale.py workers [--runs 200]
 
-**history**: one database grows to each size of finished runs (3 steps, 3 attempts, 3 recorded
-exchanges and 5 events each, 20 flows, a year of history; written in bulk by SQL straight into
-the store's tables, which is what years of runs leave behind). At each size a real ``loom server``
-process (no workers, no scheduler, auth off) answers, and the bench measures p50/p95 over
-``--requests`` calls: ``GET /api/v1/runs`` with each filter, a deep keyset page, a run, the web
-run page, the dashboard, a flow page, and ``loom run list`` as a process (beside ``loom run list
---help``: the CLI's own start-up). C: trigger-to-finish of a 3-step run on an engine in this
-process. After the largest size, a retention purge of the oldest tenth runs while C is measured
-again.
-
-PostgreSQL comes from ``LOOM_TEST_POSTGRES_URL`` (a scratch database is created and dropped).
+``bench_scale.py SUBCOMMAND --help`` describes each one and its options.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import inspect
 import os
 import subprocess
 import sys
@@ -391,6 +392,17 @@ def print_history(kind: str, sizes: list[int], results: dict[int, dict[str, list
 
 
 async def history(args: argparse.Namespace) -> None:
+    """One database grows to each size of finished runs (3 steps, 3 attempts, 3 recorded
+    exchanges and 5 events each, 20 flows, a year of history; written in bulk by SQL straight
+    into the store's tables, which is what years of runs leave behind). At each size a real
+    ``loom server`` process (no workers, no scheduler, auth off) answers, and the bench measures
+    p50/p95 over ``--requests`` calls: ``GET /api/v1/runs`` with each filter, a deep keyset page,
+    a run, the web run page, the dashboard, a flow page, and ``loom run list`` as a process
+    (beside ``loom run list --help``, the CLI's own start-up, and ``loom run list --flow
+    --status``), each a third as many times (at least 5). C: trigger-to-finish of a 3-step run
+    on an engine in this process. After the largest size, a retention purge of the oldest tenth
+    runs while C is measured again. Every p95 is printed as a ratio to the smallest size; over
+    few requests p95 is the slowest call, so keep ``--requests`` at its default for figures."""
     sizes = sorted(int(n) for n in args.sizes.split(","))
     newest = datetime.now(UTC) - timedelta(hours=1)
     step = YEAR_SECONDS / max(sizes)
@@ -726,23 +738,76 @@ async def _workers_round(url: str, backend: str, count: int, runs: int) -> dict[
 
 
 # ---- main -------------------------------------------------------------------------------------
+class _Help(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Descriptions as written (paragraphs, command lines) and every option's default."""
+
+
+def _doc(fn: Callable[..., Any]) -> str:
+    return inspect.cleandoc(fn.__doc__ or "")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="what", required=True)
-    hist = sub.add_parser("history", help="runs history: lists, pages, CLI, C, retention")
-    hist.add_argument("--db", default="sqlite,postgres")
-    hist.add_argument("--sizes", default="10000,100000,1000000")
-    hist.add_argument("--requests", type=int, default=30)
-    fan = sub.add_parser("fanout", help="for_each over N items: time per item, RSS, reading it")
-    fan.add_argument("--db", default="sqlite,postgres")
-    fan.add_argument("--items", default="1000,10000,100000")
-    fan.add_argument("--timeout", type=float, default=1800)
-    sched = sub.add_parser("schedules", help="cron schedules fired by scheduler processes")
-    sched.add_argument("--schedules", type=int, default=10_000)
-    sched.add_argument("--processes", type=int, default=2)
-    sched.add_argument("--seconds", type=float, default=180)
-    work = sub.add_parser("workers", help="1 and 2 worker processes on the same work")
-    work.add_argument("--runs", type=int, default=300)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=_Help)
+    sub = parser.add_subparsers(dest="what", required=True, metavar="SUBCOMMAND")
+    dbs = "comma-separated: sqlite, postgres (needs LOOM_TEST_POSTGRES_URL; skipped when unset)"
+    hist = sub.add_parser(
+        "history",
+        help="runs history: lists, pages, CLI, C, retention",
+        description=_doc(history),
+        formatter_class=_Help,
+    )
+    hist.add_argument("--db", default="sqlite,postgres", help=dbs)
+    hist.add_argument(
+        "--sizes",
+        default="10000,100000,1000000",
+        help="comma-separated numbers of runs the history grows to; smoke: 1000,5000",
+    )
+    hist.add_argument(
+        "--requests",
+        type=int,
+        default=30,
+        help="calls per API/web case and C runs per size (the CLI cases a third, at least 5); "
+        "p95 of a few is the slowest call",
+    )
+    fan = sub.add_parser(
+        "fanout",
+        help="for_each over N items: time per item, RSS, reading it",
+        description=_doc(fanout),
+        formatter_class=_Help,
+    )
+    fan.add_argument("--db", default="sqlite,postgres", help=dbs)
+    fan.add_argument(
+        "--items",
+        default="1000,10000,100000",
+        help="comma-separated fan-out sizes, one fresh database each; smoke: 200,1000",
+    )
+    fan.add_argument(
+        "--timeout", type=float, default=1800, help="seconds to wait for one fan-out run"
+    )
+    sched = sub.add_parser(
+        "schedules",
+        help="cron schedules fired by scheduler processes (PostgreSQL)",
+        description=_doc(schedules),
+        formatter_class=_Help,
+    )
+    sched.add_argument(
+        "--schedules", type=int, default=10_000, help="hourly cron schedules, 100 per flow"
+    )
+    sched.add_argument(
+        "--processes", type=int, default=2, help="`loom scheduler` processes started"
+    )
+    sched.add_argument(
+        "--seconds", type=float, default=180, help="seconds the fires are measured over"
+    )
+    work = sub.add_parser(
+        "workers",
+        help="1 and 2 worker processes on the same work (PostgreSQL)",
+        description=_doc(workers),
+        formatter_class=_Help,
+    )
+    work.add_argument(
+        "--runs", type=int, default=300, help="3-step http runs triggered for each round"
+    )
     args = parser.parse_args()
     print(f"bench_scale {args.what}; load average {load()}; {os.cpu_count()} cores")
     if args.what == "history":
