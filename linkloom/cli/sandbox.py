@@ -8,6 +8,16 @@ from typing import Annotated
 import typer
 
 from linkloom.cli.apps import sandbox_app
+from linkloom.cli.server import free_port_near, port_free
+from linkloom.errors import Unavailable
+from linkloom.sandbox import DEFAULT_SERVICE_PORT
+
+
+class SandboxPortInUse(Unavailable):
+    """Port {port} on {host} is already in use (another sandbox service, or another program):
+    stop it, or serve on another port with --port {other} (or on a socket with --unix PATH)."""
+
+    code = "port_in_use"
 
 
 def _print(text: str) -> None:
@@ -59,7 +69,7 @@ def status() -> None:
 @sandbox_app.command("serve")
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8081,
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = DEFAULT_SERVICE_PORT,
     unix: Annotated[
         str | None, typer.Option(help="Listen on this Unix socket instead of host:port.")
     ] = None,
@@ -81,6 +91,8 @@ def serve(
         raise InvalidInput(
             "set LOOM_SANDBOX__REMOTE_KEY: the service refuses every bundle not signed with it"
         )
+    if not unix and not port_free(host, port):
+        raise SandboxPortInUse(host=host, port=port, other=free_port_near(host, port))
     logs.configure(settings)
     sandbox = service.SandboxService(
         runner=backends.process_runner(settings.sandbox), key=key, concurrency=concurrency

@@ -64,12 +64,16 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
+def free_port_near(host: str, port: int) -> int:
+    """A port to suggest instead of ``port``: the first free one of port+10, port+20, …"""
+    return next((p for p in range(port + 10, port + 110, 10) if port_free(host, p)), port + 10)
+
+
 def check_port(settings: config.Settings) -> None:
     """Raise ``PortInUse``, naming a free port to use instead, when the server's is taken."""
     host, port = settings.server.host, settings.server.port
     if port and not port_free(host, port):
-        other = next((p for p in range(port + 10, port + 110, 10) if port_free(host, p)), 0)
-        raise PortInUse(host=host, port=port, other=other or port + 10)
+        raise PortInUse(host=host, port=port, other=free_port_near(host, port))
 
 
 class UnsafeBind(InvalidInput):

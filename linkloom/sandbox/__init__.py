@@ -11,3 +11,7 @@ Key contracts:
 """
 
 from __future__ import annotations
+
+# ``loom sandbox serve``'s port: not the server's (8080) nor the example backend's (8081),
+# which ``./scripts/start`` runs on the same machine.
+DEFAULT_SERVICE_PORT = 8082

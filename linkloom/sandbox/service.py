@@ -26,6 +26,7 @@ import structlog
 from aiohttp import web
 
 from linkloom import signing
+from linkloom.sandbox import DEFAULT_SERVICE_PORT
 from linkloom.sandbox.bundle import SandboxBundle
 from linkloom.sandbox.errors import InvalidBundle
 from linkloom.sandbox.runner import SandboxRunner
@@ -115,7 +116,7 @@ async def serve(
     service: SandboxService,
     *,
     host: str = "127.0.0.1",
-    port: int = 8081,
+    port: int = DEFAULT_SERVICE_PORT,
     unix: str | None = None,
     ready: Callable[[str], None] | None = None,
 ) -> None:

@@ -14,6 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from linkloom.sandbox import DEFAULT_SERVICE_PORT
 from tests.support.real import require
 
 ROOT = Path(__file__).parents[3]
@@ -159,6 +160,12 @@ def test_the_sandbox_service_has_no_egress_and_takes_bundles_only_from_the_api(
     service = find(rendered, "Service", "linkloom-sandbox")
     port = service["spec"]["ports"][0]["port"]
     assert env["LOOM_SANDBOX__REMOTE_URL"] == f"http://linkloom-sandbox:{port}"
+    # One port everywhere: `loom sandbox serve`'s default, the container's, the Service's and
+    # the one the NetworkPolicy lets the API reach.
+    container = sandbox["containers"][0]
+    assert container["args"][-2:] == ["--port", str(DEFAULT_SERVICE_PORT)]
+    assert container["ports"][0]["containerPort"] == port == DEFAULT_SERVICE_PORT
+    assert allowed["ports"] == [{"port": DEFAULT_SERVICE_PORT, "protocol": "TCP"}]
 
 
 def test_no_disruption_budget_blocks_every_drain(rendered: list[dict[str, Any]]) -> None:
