@@ -31,6 +31,9 @@ from linkloom.errors import InvalidInput
 
 DEFAULT_HOME = Path.home() / ".local" / "share" / "linkloom"
 DEFAULT_SIGNING_KEY = "dev-only-signing-key-change-me"
+# The shortest HMAC key accepted where a key authenticates code to run (the sandbox bundles):
+# 32 bytes, what `openssl rand -hex 32` (64 characters) comfortably exceeds.
+MIN_KEY_BYTES = 32
 CONFIG_FILE_ENV = "LOOM_CONFIG_FILE"
 
 # Set by ``load_settings(config_file=…)``; wins over LOOM_CONFIG_FILE.
@@ -308,8 +311,9 @@ class SandboxSettings(BaseModel):
     remote_key: SecretStr = Field(
         default=SecretStr(""),
         description="Key signing bundles sent to the sandbox service; the service "
-        "(`loom sandbox serve`) refuses bundles not signed with it. Not the server's "
-        "signing key: the sandbox service never holds that one.",
+        "(`loom sandbox serve`) refuses bundles not signed with it. At least 32 bytes "
+        "(`openssl rand -hex 32`). Not the server's signing key: the sandbox service never "
+        "holds that one.",
     )
     image: str = Field(
         default="linkloom/sandbox:latest", description="Sandbox runner image for `docker`."
@@ -324,6 +328,17 @@ class SandboxSettings(BaseModel):
     wall_clock_seconds: float = Field(
         default=60.0, gt=0, description="Wall-clock limit per sandbox run; then it is killed."
     )
+
+    @field_validator("remote_key")
+    @classmethod
+    def _long_enough(cls, key: SecretStr) -> SecretStr:
+        length = len(key.get_secret_value().encode())
+        if 0 < length < MIN_KEY_BYTES:
+            raise ValueError(
+                f"{length} bytes is too short for the key the sandbox service authenticates "
+                f"bundles with: use at least {MIN_KEY_BYTES} (openssl rand -hex 32)"
+            )
+        return key
 
 
 class LogSettings(BaseModel):

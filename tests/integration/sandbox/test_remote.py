@@ -31,7 +31,7 @@ from linkloom.sandbox.runner import SandboxResult
 from tests.support import databases
 from tests.support.real import require
 
-KEY = "remote-sandbox-test-key"
+KEY = "remote-sandbox-test-key-of-at-least-32-bytes"
 LOOM = str(Path(sys.executable).with_name("loom"))
 
 
