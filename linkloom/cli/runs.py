@@ -114,6 +114,9 @@ def logs(
     if output is not OutputFormat.table:
         out.emit(lines, output=output)
         return
+    if not lines:  # a note for the reader; standard output stays empty for scripts
+        what = "events" if events else "log lines"
+        typer.echo(f"no {what} for run {run_id}" + (f" (step {step})" if step else ""), err=True)
     for event in lines:
         _print_event(event)
 

@@ -43,6 +43,32 @@ def test_cli_trigger_wait_succeeds_and_shows_logs(loom_env: CliServer, tmp_path:
     assert followed.stdout.count(" | ") == 3
 
 
+def test_cli_logs_of_a_run_without_log_lines_say_so_on_stderr(
+    loom_env: CliServer, tmp_path: Path
+) -> None:
+    """A run whose steps logged nothing: a note for the reader, an empty standard output for
+    scripts, exit 0; JSON output and --follow are unchanged."""
+    quiet = {"id": "cli-quiet", "steps": [{"id": "compute", "type": "transform", "template": 1}]}
+    assert invoke("workflow", "create", str(write_spec(tmp_path / "q.yaml", quiet))).exit_code == 0
+    triggered = invoke("flow", "trigger", "cli-quiet", "--wait")
+    assert triggered.exit_code == 0, triggered.stdout
+    run_id = RUN_ID.search(triggered.stdout).group(1)  # type: ignore[union-attr]
+
+    logs = invoke("run", "logs", run_id)
+    assert logs.exit_code == 0
+    assert logs.stdout == ""
+    assert logs.stderr.strip() == f"no log lines for run {run_id}"
+    of_step = invoke("run", "logs", run_id, "--step", "compute")
+    assert (of_step.stdout, of_step.stderr.strip()) == (
+        "",
+        f"no log lines for run {run_id} (step compute)",
+    )
+    as_json = invoke("run", "logs", run_id, "-o", "json")
+    assert (as_json.exit_code, json.loads(as_json.stdout), as_json.stderr) == (0, [], "")
+    followed = invoke("run", "logs", run_id, "--follow")
+    assert (followed.exit_code, followed.stdout) == (0, "")
+
+
 def test_cli_trigger_wait_exits_nonzero_on_failure(loom_env: CliServer, tmp_path: Path) -> None:
     _apply(tmp_path, "cli-bad")
     loom_env.backend.fail.add("process")
