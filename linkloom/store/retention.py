@@ -84,10 +84,24 @@ class PurgeReport:
 
     runs: int = 0  # runs deleted
     batches: int = 0  # transactions that deleted something
-    kept: int = 0  # old enough, but kept for proposals
+    kept_replayed: int = 0  # old enough, but a case of a proposal not promoted nor closed
+    kept_newest: int = 0  # old enough, but one of its flow's newest successful production runs
     by_flow: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     interrupted: bool = False  # another process was purging: it carries on
+
+    @property
+    def kept(self) -> int:
+        """Old enough, but kept because proposals replay them (either reason)."""
+        return self.kept_replayed + self.kept_newest
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Protected:
+    """The runs a purge keeps whatever their age, by reason (a run in both counts as replayed)."""
+
+    replayed: frozenset[str] = frozenset()  # named by checks of proposals still open
+    newest: frozenset[str] = frozenset()  # each flow's newest successful production runs
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,19 +136,20 @@ class SqlRetention:
             )
         return found
 
-    async def protected_runs(self) -> set[str]:
+    async def protected_runs(self) -> _Protected:
         """Runs that stay whatever their age: cases of open proposals, newest fixtures."""
         return await self.db.run_read(self._protected)
 
-    def _protected(self, conn: sa.Connection) -> set[str]:
-        kept: set[str] = set()
+    def _protected(self, conn: sa.Connection) -> _Protected:
+        replayed: set[str] = set()
+        newest_runs: set[str] = set()
         open_checks = (
             sa.select(proposal_checks.c.details)
             .join(proposals, proposals.c.id == proposal_checks.c.proposal_id)
             .where(proposals.c.status.not_in(_DONE_PROPOSALS))
         )
         for (details,) in conn.execute(open_checks):
-            kept.update(_run_ids_in(details))
+            replayed.update(_run_ids_in(details))
         if self.policy.fixture_runs > 0:
             for (flow_id,) in conn.execute(sa.select(flows.c.id)):
                 newest = (
@@ -147,8 +162,8 @@ class SqlRetention:
                     .order_by(runs.c.created_at.desc(), runs.c.id.desc())
                     .limit(self.policy.fixture_runs)
                 )
-                kept.update(conn.execute(newest).scalars())
-        return kept
+                newest_runs.update(conn.execute(newest).scalars())
+        return _Protected(replayed=frozenset(replayed), newest=frozenset(newest_runs - replayed))
 
     async def purge(self, *, now: datetime | None = None) -> PurgeReport:
         """Delete every finished run past its flow's limit, batch by batch."""
@@ -156,7 +171,7 @@ class SqlRetention:
         now = now or self.clock.now()
         keep = await self.protected_runs()
         by_flow: dict[str, int] = {}
-        batches = kept = 0
+        batches = kept_replayed = kept_newest = 0
         interrupted = False
         for rule in self.rules(now):
             after: tuple[datetime, str] | None = None
@@ -169,8 +184,9 @@ class SqlRetention:
                 if outcome is None:  # another process holds the purge lock
                     interrupted = True
                     break
-                deleted, skipped, after = outcome
-                kept += skipped
+                deleted, (replayed, newest), after = outcome
+                kept_replayed += replayed
+                kept_newest += newest
                 if deleted:
                     batches += 1
                     for flow_id, count in deleted.items():
@@ -187,14 +203,16 @@ class SqlRetention:
         report = PurgeReport(
             runs=sum(by_flow.values()),
             batches=batches,
-            kept=kept,
+            kept_replayed=kept_replayed,
+            kept_newest=kept_newest,
             by_flow=by_flow,
             seconds=time.perf_counter() - started,
             interrupted=interrupted,
         )
         if report.runs or report.interrupted:
             log.info(
-                "runs_purged", runs=report.runs, batches=report.batches, kept=report.kept,
+                "runs_purged", runs=report.runs, batches=report.batches,
+                kept_replayed=report.kept_replayed, kept_newest=report.kept_newest,
                 seconds=round(report.seconds, 3), interrupted=report.interrupted,
             )  # fmt: skip
         return report
@@ -204,10 +222,11 @@ class SqlRetention:
         conn: sa.Connection,
         rule: _Rule,
         after: tuple[datetime, str] | None,
-        keep: set[str],
-    ) -> tuple[dict[str, int], int, tuple[datetime, str] | None] | None:
-        """Delete one batch; return (deleted per flow, kept, where to go on) or None when
-        another process is purging. ``where to go on`` is None once nothing old is left."""
+        keep: _Protected,
+    ) -> tuple[dict[str, int], tuple[int, int], tuple[datetime, str] | None] | None:
+        """Delete one batch; return (deleted per flow, kept (replayed, newest), where to go on)
+        or None when another process is purging. ``where to go on`` is None once nothing old
+        is left."""
         if (
             self._pg
             and not conn.execute(
@@ -229,8 +248,8 @@ class SqlRetention:
             query = query.where(sa.tuple_(runs.c.created_at, runs.c.id) > after)
         found = conn.execute(query).all()
         if not found:
-            return {}, 0, None
-        doomed = [r.id for r in found if r.id not in keep]
+            return {}, (0, 0), None
+        doomed = [r.id for r in found if r.id not in keep.replayed and r.id not in keep.newest]
         deleted: dict[str, int] = {}
         if doomed:
             # The run rows first, and only while still finished: a retry that committed
@@ -248,7 +267,11 @@ class SqlRetention:
                 deleted[r.flow_id] = deleted.get(r.flow_id, 0) + 1
         last = found[-1]
         more = len(found) == self.policy.batch_size
-        return deleted, len(found) - len(doomed), (last.created_at, last.id) if more else None
+        kept = (
+            sum(r.id in keep.replayed for r in found),
+            sum(r.id in keep.newest for r in found),
+        )
+        return deleted, kept, (last.created_at, last.id) if more else None
 
 
 def _run_ids_in(details: Any) -> Iterable[str]:

@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 import sqlalchemy as sa
+from click.testing import Result
+from typer.testing import CliRunner
 
+from linkloom import logs
 from linkloom.engine.models import RunStatus, StepStatus
 from linkloom.engine.ports import StepServices
 from linkloom.engine.records import (
@@ -38,6 +41,7 @@ from linkloom.testing import FrozenClock, StaticSecrets, SystemClock
 from tests.support import databases
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+T = TypeVar("T")
 PER_RUN = (
     tables.step_runs,
     tables.step_attempts,
@@ -159,6 +163,42 @@ async def rows_of(db: session.Database, run_id: str) -> dict[str, int]:
     return found
 
 
+async def add_flow(db: session.Database, flow_id: str) -> None:
+    """The flow's row: its newest successful runs count as its fixture cases only if it exists."""
+    async with db.begin() as conn:
+        await conn.execute(
+            tables.flows.insert().values(
+                id=flow_id, name=flow_id, current_version=1, created_at=NOW, updated_at=NOW
+            )
+        )
+
+
+async def add_proposal(db: session.Database, *, status: str, replaying: str) -> None:
+    """A proposal in ``status`` whose sandbox check replayed the run ``replaying``."""
+    proposal_id = str(uuid.uuid4())
+    async with db.begin() as conn:
+        await conn.execute(
+            tables.proposals.insert().values(
+                id=proposal_id,
+                title="t",
+                author="ann",
+                status=status,
+                created_at=NOW,
+                updated_at=NOW,
+            )
+        )
+        await conn.execute(
+            tables.proposal_checks.insert().values(
+                id=str(uuid.uuid4()),
+                proposal_id=proposal_id,
+                revision=1,
+                name="sandbox",
+                status="passed",
+                details={"orders": {"cases": [{"case": f"run-{replaying}", "steps": {}}]}},
+            )
+        )
+
+
 def retention(db: session.Database, **policy: Any) -> SqlRetention:
     options = {"fixture_runs": 0, "pause_seconds": 0, **policy}
     return SqlRetention(db, clock=FrozenClock(NOW), policy=RetentionPolicy(**options))
@@ -212,42 +252,15 @@ async def test_per_flow_days_win_over_the_default_and_null_keeps_forever(
 
 async def test_runs_that_proposals_replay_are_kept(db: session.Database) -> None:
     store = SqlRunStore(db)
-    # The flow must exist for its newest successful runs to count as its fixture cases.
-    async with db.begin() as conn:
-        await conn.execute(
-            tables.flows.insert().values(
-                id="orders", name="orders", current_version=1, created_at=NOW, updated_at=NOW
-            )
-        )
+    await add_flow(db, "orders")
     oldest = [await seed_run(store, "orders", age_days=90 + i) for i in range(3)]
     used_by_open = oldest[2]
     used_by_closed = oldest[1]
     newest_success = await seed_run(store, "orders", age_days=50)
     newest_sandbox = await seed_run(store, "orders", age_days=45, sandbox=True)
     newest_failed = await seed_run(store, "orders", age_days=40, status=RunStatus.FAILED)
-    for status, run_id in (("ready-for-review", used_by_open), ("closed", used_by_closed)):
-        proposal_id = str(uuid.uuid4())
-        async with db.begin() as conn:
-            await conn.execute(
-                tables.proposals.insert().values(
-                    id=proposal_id,
-                    title="t",
-                    author="ann",
-                    status=status,
-                    created_at=NOW,
-                    updated_at=NOW,
-                )
-            )
-            await conn.execute(
-                tables.proposal_checks.insert().values(
-                    id=str(uuid.uuid4()),
-                    proposal_id=proposal_id,
-                    revision=1,
-                    name="sandbox",
-                    status="passed",
-                    details={"orders": {"cases": [{"case": f"run-{run_id}", "steps": {}}]}},
-                )
-            )
+    await add_proposal(db, status="ready-for-review", replaying=used_by_open)
+    await add_proposal(db, status="closed", replaying=used_by_closed)
 
     report = await retention(db, runs_days=30, fixture_runs=1).purge()
 
@@ -257,7 +270,7 @@ async def test_runs_that_proposals_replay_are_kept(db: session.Database) -> None
         assert (await rows_of(db, run_id))["runs"] == 1, run_id
     for run_id in gone:
         assert (await rows_of(db, run_id))["runs"] == 0, run_id
-    assert report.kept == 2
+    assert (report.kept_replayed, report.kept_newest, report.kept) == (1, 1, 2)
     assert report.runs == 4
 
 
@@ -325,37 +338,105 @@ async def test_the_engine_runs_flows_while_a_purge_deletes_in_batches(
     assert purging_when_done, "the run should have finished before the purge did"
 
 
-def test_loom_db_purge_deletes_what_is_older_than_days(tmp_path: Path) -> None:
-    from typer.testing import CliRunner
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated database for ``loom db purge`` (which opens its own connections)."""
+    if request.param == "sqlite":
+        url = databases.sqlite_url(tmp_path / "cli.db")
+        asyncio.run(session.upgrade(url))
+        yield url
+        return
+    with databases.fresh_database("retention_cli", migrate=True) as url:
+        yield url
 
+
+def on_database(url: str, work: Callable[[session.Database], Awaitable[T]]) -> T:
+    async def run() -> T:
+        database = session.Database(url)
+        try:
+            return await work(database)
+        finally:
+            await database.dispose()
+
+    return asyncio.run(run())
+
+
+def seed_days_ago(store: SqlRunStore, days: float) -> Awaitable[str]:
+    """A finished run created ``days`` before the real now (``loom db purge`` reads the clock)."""
+    return seed_run(
+        store, "orders", age_days=days + (NOW - datetime.now(UTC)).total_seconds() / 86400
+    )
+
+
+def left_in(db: session.Database) -> Awaitable[set[str]]:
+    async def ids() -> set[str]:
+        async with db.read() as conn:
+            return set((await conn.execute(sa.select(tables.runs.c.id))).scalars())
+
+    return ids()
+
+
+def loom_db_purge(*args: str, env: dict[str, str] | None = None) -> Result:
     from linkloom.cli.main import app
 
-    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    try:
+        return CliRunner().invoke(app, ["db", "purge", *args], env=env)
+    finally:
+        logs.reset()  # the command sends log lines to the standard error of the moment
 
-    async def seed() -> list[str]:
-        await session.upgrade(url)
-        database = session.Database(url)
-        store = SqlRunStore(database)
-        now = datetime.now(UTC)
-        made = [await seed_run(store, "orders", age_days=(NOW - now).days + age) for age in (3, 90)]
-        await database.dispose()
-        return made
 
-    recent, old = asyncio.run(seed())
-    runner = CliRunner()
-    refused = runner.invoke(app, ["db", "purge", "--url", url])
-    assert isinstance(refused.exception, InvalidInput)  # `loom` exits 2 with this message
-    assert "LOOM_RETENTION__RUNS_DAYS" in str(refused.exception)
-    done = runner.invoke(app, ["db", "purge", "--days", "30", "--url", url])
+def test_loom_db_purge_deletes_what_is_older_than_days(db_url: str) -> None:
+    async def seed(db: session.Database) -> list[str]:
+        store = SqlRunStore(db)
+        return [await seed_days_ago(store, days) for days in (3, 90)]
+
+    recent, _old = on_database(db_url, seed)
+    done = loom_db_purge("--days", "30", "--url", db_url)
     assert done.exit_code == 0, done.output
-    assert "deleted 1 run(s) in 1 batch(es) (orders: 1)" in done.output
+    assert done.stdout == "deleted 1 run(s) in 1 batch(es) (orders: 1); kept 0 old run(s)\n"
+    assert on_database(db_url, left_in) == {recent}
 
-    async def left() -> set[str]:
-        database = session.Database(url)
-        async with database.read() as conn:
-            ids = set((await conn.execute(sa.select(tables.runs.c.id))).scalars())
-        await database.dispose()
-        return ids
 
-    assert asyncio.run(left()) == {recent}
-    assert old not in asyncio.run(left())
+def test_loom_db_purge_says_which_settings_it_needs_and_wants_days_above_zero(
+    db_url: str,
+) -> None:
+    shown = loom_db_purge("--help")
+    assert "--days" in shown.stdout
+    assert "default: 0" not in shown.stdout
+    assert "x>=0" not in shown.stdout
+
+    unset = loom_db_purge("--url", db_url)
+    assert isinstance(unset.exception, InvalidInput)  # `loom` exits 2 with this message
+    for named in ("--days N", "LOOM_RETENTION__RUNS_DAYS", "LOOM_RETENTION__FLOWS"):
+        assert named in str(unset.exception), named
+    for days in ("0", "-1", "nan"):
+        refused = loom_db_purge("--days", days, "--url", db_url)
+        assert isinstance(refused.exception, InvalidInput), (days, refused.output)
+        assert "--days must be a number of days more than 0" in str(refused.exception)
+
+    per_flow = loom_db_purge("--url", db_url, env={"LOOM_RETENTION__FLOWS": '{"orders": 30}'})
+    assert per_flow.exit_code == 0, per_flow.output
+    assert per_flow.stdout.startswith("deleted 0 run(s)")
+
+
+def test_loom_db_purge_says_why_it_kept_old_runs(db_url: str) -> None:
+    """Two reasons to keep a run, counted apart: a proposal still open replays it, or it is
+    one of its flow's newest successful production runs (the next proposal's cases)."""
+
+    async def seed(db: session.Database) -> None:
+        store = SqlRunStore(db)
+        await add_flow(db, "orders")
+        replayed, _gone, _newest = [await seed_days_ago(store, days) for days in (92, 91, 90)]
+        await add_proposal(db, status="ready-for-review", replaying=replayed)
+
+    on_database(db_url, seed)
+    done = loom_db_purge(
+        "--days", "30", "--url", db_url, env={"LOOM_ENGINE__RECENT_FIXTURE_RUNS": "1"}
+    )
+    assert done.exit_code == 0, done.output
+    assert done.stdout == (
+        "deleted 1 run(s) in 1 batch(es) (orders: 1); kept 2 old run(s): 1 case(s) open "
+        "proposals replay, 1 among each flow's newest successful runs\n"
+    )
+    help_text = " ".join(loom_db_purge("--help").stdout.split())
+    assert "the cases open proposals replay and each flow's newest successful runs" in help_text
