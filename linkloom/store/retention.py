@@ -209,12 +209,12 @@ class SqlRetention:
             seconds=time.perf_counter() - started,
             interrupted=interrupted,
         )
-        if report.runs or report.interrupted:
-            log.info(
-                "runs_purged", runs=report.runs, batches=report.batches,
-                kept_replayed=report.kept_replayed, kept_newest=report.kept_newest,
-                seconds=round(report.seconds, 3), interrupted=report.interrupted,
-            )  # fmt: skip
+        # At info when it deleted something or stopped early; every other purge at debug.
+        (log.info if report.runs or report.interrupted else log.debug)(
+            "runs_purged", runs=report.runs, batches=report.batches,
+            kept_replayed=report.kept_replayed, kept_newest=report.kept_newest,
+            seconds=round(report.seconds, 3), interrupted=report.interrupted,
+        )  # fmt: skip
         return report
 
     def _batch(
@@ -294,6 +294,12 @@ class RetentionJob:
 
     def start(self) -> None:
         if self._task is None or self._task.done():
+            policy = self.retention.policy
+            log.info(
+                "retention_started", runs_days=policy.runs_days, flow_rules=len(policy.flows),
+                interval_seconds=self.interval, batch_size=policy.batch_size,
+                fixture_runs=policy.fixture_runs,
+            )  # fmt: skip
             self._task = asyncio.create_task(self._loop(), name="retention")
 
     async def stop(self) -> None:

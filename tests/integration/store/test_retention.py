@@ -15,6 +15,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from click.testing import Result
+from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
 from linkloom import logs
@@ -35,7 +36,7 @@ from linkloom.engine.worker import Worker
 from linkloom.errors import InvalidInput
 from linkloom.flows.spec import FlowSpec
 from linkloom.store import session, tables
-from linkloom.store.retention import PURGE_LOCK_KEY, RetentionPolicy, SqlRetention
+from linkloom.store.retention import PURGE_LOCK_KEY, RetentionJob, RetentionPolicy, SqlRetention
 from linkloom.store.runs import SqlRunStore
 from linkloom.testing import FrozenClock, StaticSecrets, SystemClock
 from tests.support import databases
@@ -272,6 +273,37 @@ async def test_runs_that_proposals_replay_are_kept(db: session.Database) -> None
         assert (await rows_of(db, run_id))["runs"] == 0, run_id
     assert (report.kept_replayed, report.kept_newest, report.kept) == (1, 1, 2)
     assert report.runs == 4
+
+
+async def test_the_retention_job_logs_its_settings_when_it_starts(db: session.Database) -> None:
+    """The sign that retention is on: its settings, once, without the per-flow rules' names."""
+    job = RetentionJob(
+        retention(db, runs_days=30, flows={"noisy-poller": 2, "audit-trail": None}, batch_size=50),
+        interval_seconds=600,
+    )
+    with capture_logs() as logged:
+        job.start()
+        await job.stop()
+
+    started = [e for e in logged if e["event"] == "retention_started"]
+    assert started == [
+        {
+            "event": "retention_started", "log_level": "info", "runs_days": 30, "flow_rules": 2,
+            "interval_seconds": 600, "batch_size": 50, "fixture_runs": 0,
+        }
+    ]  # fmt: skip
+
+
+async def test_every_purge_is_logged_at_info_when_it_deleted_something_else_at_debug(
+    db: session.Database,
+) -> None:
+    await seed_run(SqlRunStore(db), "orders", age_days=40)
+    with capture_logs() as logged:
+        await retention(db, runs_days=30).purge()
+        await retention(db, runs_days=30).purge()
+
+    purged = [(e["log_level"], e["runs"]) for e in logged if e["event"] == "runs_purged"]
+    assert purged == [("info", 1), ("debug", 0)]
 
 
 @pytest.mark.parametrize("db", ["postgres"], indirect=True)  # SQLite: one writer anyway
