@@ -5,6 +5,8 @@ over the default; a purge never stops the engine from running a flow meanwhile."
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,7 +17,6 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from click.testing import Result
-from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
 from linkloom import logs
@@ -275,34 +276,45 @@ async def test_runs_that_proposals_replay_are_kept(db: session.Database) -> None
     assert report.runs == 4
 
 
-async def test_the_retention_job_logs_its_settings_when_it_starts(db: session.Database) -> None:
+@pytest.fixture
+def logged() -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """Every log line as the server writes it (JSON, debug and up). Through ``logs.configure``,
+    not structlog's ``capture_logs``: a module logger an earlier test used is cached with the
+    configuration of that moment, and ``capture_logs`` cannot reach it."""
+    out = io.StringIO()
+    logs.configure(fmt="json", level="DEBUG", stream=out)
+    yield lambda: [json.loads(line) for line in out.getvalue().splitlines()]
+    logs.reset()
+
+
+async def test_the_retention_job_logs_its_settings_when_it_starts(
+    db: session.Database, logged: Callable[[], list[dict[str, Any]]]
+) -> None:
     """The sign that retention is on: its settings, once, without the per-flow rules' names."""
     job = RetentionJob(
         retention(db, runs_days=30, flows={"noisy-poller": 2, "audit-trail": None}, batch_size=50),
         interval_seconds=600,
     )
-    with capture_logs() as logged:
-        job.start()
-        await job.stop()
+    job.start()
+    await job.stop()
 
-    started = [e for e in logged if e["event"] == "retention_started"]
-    assert started == [
+    started = [e for e in logged() if e["event"] == "retention_started"]
+    assert [{k: e[k] for k in e if k not in ("timestamp", "logger")} for e in started] == [
         {
-            "event": "retention_started", "log_level": "info", "runs_days": 30, "flow_rules": 2,
+            "event": "retention_started", "level": "info", "runs_days": 30, "flow_rules": 2,
             "interval_seconds": 600, "batch_size": 50, "fixture_runs": 0,
         }
     ]  # fmt: skip
 
 
 async def test_every_purge_is_logged_at_info_when_it_deleted_something_else_at_debug(
-    db: session.Database,
+    db: session.Database, logged: Callable[[], list[dict[str, Any]]]
 ) -> None:
     await seed_run(SqlRunStore(db), "orders", age_days=40)
-    with capture_logs() as logged:
-        await retention(db, runs_days=30).purge()
-        await retention(db, runs_days=30).purge()
+    await retention(db, runs_days=30).purge()
+    await retention(db, runs_days=30).purge()
 
-    purged = [(e["log_level"], e["runs"]) for e in logged if e["event"] == "runs_purged"]
+    purged = [(e["level"], e["runs"]) for e in logged() if e["event"] == "runs_purged"]
     assert purged == [("info", 1), ("debug", 0)]
 
 
